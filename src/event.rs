@@ -1,0 +1,105 @@
+//! Events for the event log. Real-time threads hand them to the store thread through a
+//! bounded channel and never wait: if the store falls behind, the event is counted as
+//! dropped and a line is logged, but the sender goes on.
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    ColdBoot,
+    WarmBoot,
+    UpsDetected { baud: u32 },
+    UpsLost,
+    UpsRestored,
+    RtuLost,
+    RtuRestored,
+    TcpOpened { session: u8, peer: SocketAddr },
+    TcpClosed { session: u8, reason: String },
+    TcpRefused { peer: SocketAddr },
+    Stopped,
+}
+
+impl Event {
+    /// A stable name, for filtering and for tests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::ColdBoot => "cold_boot",
+            Event::WarmBoot => "warm_boot",
+            Event::UpsDetected { .. } => "ups_detected",
+            Event::UpsLost => "ups_lost",
+            Event::UpsRestored => "ups_restored",
+            Event::RtuLost => "rtu_lost",
+            Event::RtuRestored => "rtu_restored",
+            Event::TcpOpened { .. } => "tcp_opened",
+            Event::TcpClosed { .. } => "tcp_closed",
+            Event::TcpRefused { .. } => "tcp_refused",
+            Event::Stopped => "stopped",
+        }
+    }
+
+    /// The line an operator reads in the log.
+    pub fn message(&self) -> String {
+        match self {
+            Event::ColdBoot => "Cold boot".into(),
+            Event::WarmBoot => "Warm boot".into(),
+            Event::UpsDetected { baud } => format!("UPS detected at {baud} baud"),
+            Event::UpsLost => "UPS communication lost".into(),
+            Event::UpsRestored => "UPS communication restored".into(),
+            Event::RtuLost => "RTU communication lost".into(),
+            Event::RtuRestored => "RTU communication restored".into(),
+            Event::TcpOpened { session, peer } => format!("TCP session {session} opened ({peer})"),
+            Event::TcpClosed { session, reason } => {
+                format!("TCP session {session} closed ({reason})")
+            }
+            Event::TcpRefused { peer } => {
+                format!("TCP connection from {peer} refused: all sessions in use")
+            }
+            Event::Stopped => "Service stopped".into(),
+        }
+    }
+}
+
+/// An event with the wall-clock time it happened.
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub at: SystemTime,
+    pub event: Event,
+}
+
+/// The sending side, cloned into every thread.
+#[derive(Clone)]
+pub struct Events {
+    tx: Sender<Stamped>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Events waiting in memory before the store thread writes them.
+pub const QUEUE: usize = 1024;
+
+impl Events {
+    pub fn channel() -> (Events, Receiver<Stamped>) {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        (Events { tx, dropped: Arc::new(AtomicU64::new(0)) }, rx)
+    }
+
+    pub fn emit(&self, event: Event) {
+        log::info!("event: {}", event.message());
+        let stamped = Stamped { at: SystemTime::now(), event };
+        match self.tx.try_send(stamped) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(s)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                log::warn!("event log queue full, event not stored ({n} so far): {}", s.event.message());
+            }
+        }
+    }
+
+    /// Events lost because the store could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}

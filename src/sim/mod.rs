@@ -1,0 +1,1 @@
+//! Simulated UPS (being written).
