@@ -83,17 +83,29 @@ pub const QUEUE: usize = 1024;
 impl Events {
     pub fn channel() -> (Events, Receiver<Stamped>) {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        (Events { tx, dropped: Arc::new(AtomicU64::new(0)) }, rx)
+        (
+            Events {
+                tx,
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
+            rx,
+        )
     }
 
     pub fn emit(&self, event: Event) {
         log::info!("event: {}", event.message());
-        let stamped = Stamped { at: SystemTime::now(), event };
+        let stamped = Stamped {
+            at: SystemTime::now(),
+            event,
+        };
         match self.tx.try_send(stamped) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(s)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                log::warn!("event log queue full, event not stored ({n} so far): {}", s.event.message());
+                log::warn!(
+                    "event log queue full, event not stored ({n} so far): {}",
+                    s.event.message()
+                );
             }
         }
     }

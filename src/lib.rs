@@ -1,8 +1,15 @@
 //! The service of a Modbus TCP card for UPS and STS units.
 
 pub mod event;
+pub mod link;
 pub mod modbus;
 pub mod pty;
+pub mod rs485;
+pub mod rt;
+pub mod serial;
+pub mod service;
 pub mod settings;
+pub mod shutdown;
 pub mod sim;
 pub mod store;
+pub mod tcp;

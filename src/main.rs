@@ -1,1 +1,265 @@
-fn main(){}
+//! modbus-card: the service of a Modbus TCP card for UPS and STS units.
+
+use modbus_card::pty::{NullModem, Pty};
+use modbus_card::service::{Options, Service};
+use modbus_card::sim::{Sim, SimConfig};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const USAGE: &str = "\
+usage:
+  modbus-card run --data DIR --ups PATH [--baud N] [--rs485 PATH] [--modbus ADDR:PORT]
+                  [--set KEY=VALUE]...
+      The service. DIR holds the database; settings come from it, and the options
+      here override them for this run. --modbus defaults to 0.0.0.0:502.
+  modbus-card demo [--data DIR] [--modbus ADDR:PORT]
+      The whole card on this machine: a simulated UPS and an RS485 port on
+      pseudo-terminals, Modbus TCP on 127.0.0.1:1502, data in ./demo-data.
+  modbus-card simulate-ups [PATH] [--baud N] [--paced]
+      A simulated Socomec UPS (slave 1) on a serial device, or on a new
+      pseudo-terminal whose path it prints. Type 'help' for its fault commands.
+  modbus-card --version
+
+settings (KEY for --set): ups_baud, ups_slave, serial_timeout_ms, poll_rate_s,
+  modbus_port, modbus_timeout_s, routing, rs485_slave, rs485_baud, rs485_timeout_s,
+  frame_gap_us
+log detail: RUST_LOG=debug (default info)";
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("demo") => demo(&args[1..]),
+        Some("simulate-ups") => simulate_ups(&args[1..]),
+        Some("--version" | "-V") => {
+            println!("modbus-card {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Options as `--name value` pairs (and bare flags), plus positional arguments.
+struct Args {
+    pairs: Vec<(String, String)>,
+    flags: Vec<String>,
+    positional: Vec<String>,
+}
+
+impl Args {
+    fn parse(args: &[String], flags: &[&str]) -> Result<Args, String> {
+        let mut parsed = Args {
+            pairs: vec![],
+            flags: vec![],
+            positional: vec![],
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if flags.contains(&a.as_str()) {
+                parsed.flags.push(a.clone());
+            } else if a.starts_with("--") {
+                let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+                parsed.pairs.push((a.clone(), v.clone()));
+            } else {
+                parsed.positional.push(a.clone());
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        let i = self.pairs.iter().position(|(k, _)| k == name)?;
+        Some(self.pairs.remove(i).1)
+    }
+
+    fn take_all(&mut self, name: &str) -> Vec<String> {
+        let mut out = vec![];
+        while let Some(v) = self.take(name) {
+            out.push(v);
+        }
+        out
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+
+    fn finish(self) -> Result<(), String> {
+        match self.pairs.first() {
+            Some((k, _)) => Err(format!("unknown option {k}\n\n{USAGE}")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an ADDRESS:PORT such as 0.0.0.0:502"))
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let mut a = Args::parse(args, &[])?;
+    let data = a.take("--data").ok_or("run needs --data DIR")?;
+    let ups = a
+        .take("--ups")
+        .ok_or("run needs --ups PATH (the UPS serial port)")?;
+    let mut overrides = vec![];
+    if let Some(baud) = a.take("--baud") {
+        overrides.push(("ups_baud".to_string(), baud));
+    }
+    for kv in a.take_all("--set") {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--set {kv}: expected KEY=VALUE"))?;
+        overrides.push((k.to_string(), v.to_string()));
+    }
+    let options = Options {
+        data: data.into(),
+        ups: ups.into(),
+        rs485: a.take("--rs485").map(PathBuf::from),
+        modbus: a.take("--modbus").map(|s| parse_addr(&s)).transpose()?,
+        overrides,
+    };
+    a.finish()?;
+    modbus_card::rt::limit_allocator_arenas();
+    modbus_card::rt::lock_memory();
+    let service = Service::start(options).map_err(|e| e.to_string())?;
+    wait_for_signal()?;
+    service.stop();
+    Ok(())
+}
+
+fn demo(args: &[String]) -> Result<(), String> {
+    let mut a = Args::parse(args, &[])?;
+    let data = PathBuf::from(a.take("--data").unwrap_or_else(|| "demo-data".into()));
+    let modbus = parse_addr(
+        &a.take("--modbus")
+            .unwrap_or_else(|| "127.0.0.1:1502".into()),
+    )?;
+    a.finish()?;
+
+    let ups_pty = Pty::open().map_err(|e| format!("no pseudo-terminal for the UPS: {e}"))?;
+    let ups_path = ups_pty.path.clone();
+    let sim = Sim::on_pty(
+        ups_pty,
+        SimConfig {
+            baud: 19200,
+            ..SimConfig::default()
+        },
+    )
+    .map(Arc::new)
+    .map_err(|e| format!("simulated UPS: {e}"))?;
+    let rs485 = NullModem::open().map_err(|e| format!("no pseudo-terminals for RS485: {e}"))?;
+
+    let service = Service::start(Options {
+        data: data.clone(),
+        ups: ups_path.clone(),
+        rs485: Some(rs485.card_side().to_path_buf()),
+        modbus: Some(modbus),
+        overrides: vec![],
+    })
+    .map_err(|e| e.to_string())?;
+    let s = &service.settings;
+    let port = service.modbus_addr().port();
+    println!(
+        "\nModbus card demo: a simulated UPS (19200 baud, found by baud detection) on {ups}\n\
+         \n  Modbus TCP   {addr}\n\
+         \x20              mbpoll -m tcp -p {port} -a 1 -0 -r 4192 -c 8 -1 127.0.0.1\n\
+         \x20              (reads the UPS's load and battery words, 0x1060..)\n\
+         \x20 RS485 RTU    {rs485} at {baud} baud 8N1, card slave number {slave}\n\
+         \x20              mbpoll -m rtu -b {baud} -P none -a {slave} -0 -r 4192 -c 8 -1 {rs485}\n\
+         \x20 data         {data}\n\
+         \nType 'help' for the simulated UPS's commands (faults, mains failure); Ctrl-C stops.\n",
+        ups = ups_path.display(),
+        addr = service.modbus_addr(),
+        rs485 = rs485.user_side().display(),
+        baud = s.rs485_baud,
+        slave = s.rs485_slave,
+        data = data.display(),
+    );
+    spawn_console(sim_commands(&sim));
+    wait_for_signal()?;
+    service.stop();
+    drop(sim);
+    drop(rs485);
+    Ok(())
+}
+
+fn simulate_ups(args: &[String]) -> Result<(), String> {
+    let mut a = Args::parse(args, &["--paced"])?;
+    let baud: u32 = match a.take("--baud") {
+        Some(b) => b.parse().map_err(|_| format!("--baud {b}: not a number"))?,
+        None => 19200,
+    };
+    let config = SimConfig {
+        baud,
+        paced: a.flag("--paced"),
+        ..SimConfig::default()
+    };
+    let path = a.positional.first().cloned();
+    a.finish()?;
+    let sim = match path {
+        Some(p) => Sim::on_device(p.as_ref(), config).map_err(|e| format!("{p}: {e}"))?,
+        None => {
+            let pty = Pty::open().map_err(|e| format!("no pseudo-terminal: {e}"))?;
+            let sim = Sim::on_pty(pty, config).map_err(|e| e.to_string())?;
+            println!(
+                "simulated UPS on {}",
+                sim.path().expect("pty path").display()
+            );
+            sim
+        }
+    };
+    let sim = Arc::new(sim);
+    println!("slave 1 at {baud} baud; type 'help' for commands, Ctrl-C stops");
+    spawn_console(sim_commands(&sim));
+    wait_for_signal()?;
+    drop(sim);
+    Ok(())
+}
+
+/// A function that runs one console line against the simulator.
+fn sim_commands(sim: &Arc<Sim>) -> impl Fn(&str) -> String + Send + 'static {
+    let sim = sim.clone();
+    move |line| match sim.command(line) {
+        Ok(reply) | Err(reply) => reply,
+    }
+}
+
+/// Reads lines from standard input on a thread of its own and prints the replies.
+fn spawn_console(run: impl Fn(&str) -> String + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if !line.trim().is_empty() {
+                println!("{}", run(line.trim()));
+            }
+        }
+    });
+}
+
+fn wait_for_signal() -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig}: stopping");
+    }
+    Ok(())
+}

@@ -30,7 +30,11 @@ impl Pty {
         termios::cfmakeraw(&mut attrs);
         termios::tcsetattr(&pair.slave, SetArg::TCSANOW, &attrs)?;
         let path = nix::unistd::ttyname(pair.slave.as_fd())?;
-        Ok(Pty { master: File::from(pair.master), path, _slave: pair.slave })
+        Ok(Pty {
+            master: File::from(pair.master),
+            path,
+            _slave: pair.slave,
+        })
     }
 }
 
@@ -41,12 +45,94 @@ impl Pty {
 pub fn slave_speed(master: &impl AsFd) -> io::Result<u32> {
     let mut attrs = std::mem::MaybeUninit::<libc::termios2>::zeroed();
     // SAFETY: TCGETS2 fills a termios2 struct; the fd is open for the call's duration.
-    let rc = unsafe { libc::ioctl(master.as_fd().as_raw_fd(), libc::TCGETS2, attrs.as_mut_ptr()) };
+    let rc = unsafe {
+        libc::ioctl(
+            master.as_fd().as_raw_fd(),
+            libc::TCGETS2,
+            attrs.as_mut_ptr(),
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the ioctl succeeded, so the struct is initialised.
     Ok(unsafe { attrs.assume_init() }.c_ospeed)
+}
+
+/// Two pseudo-terminals joined like a null-modem cable: what one side writes, the other
+/// reads. The card opens one end as its RS485 port; a person's RTU master opens the other.
+pub struct NullModem {
+    a: PathBuf,
+    b: PathBuf,
+    stop: crate::shutdown::Shutdown,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NullModem {
+    pub fn open() -> io::Result<NullModem> {
+        let (a, b) = (Pty::open()?, Pty::open()?);
+        let (pa, pb) = (a.path.clone(), b.path.clone());
+        let stop = crate::shutdown::Shutdown::new()?;
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("null-modem".into())
+            .spawn(move || relay(a, b, s))?;
+        Ok(NullModem {
+            a: pa,
+            b: pb,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The end the card opens.
+    pub fn card_side(&self) -> &std::path::Path {
+        &self.a
+    }
+
+    /// The end for the other device.
+    pub fn user_side(&self) -> &std::path::Path {
+        &self.b
+    }
+}
+
+impl Drop for NullModem {
+    fn drop(&mut self) {
+        self.stop.fire();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn relay(mut a: Pty, mut b: Pty, stop: crate::shutdown::Shutdown) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 1024];
+    loop {
+        let (ra, rb) = {
+            let mut fds = [
+                PollFd::new(a.master.as_fd(), PollFlags::POLLIN),
+                PollFd::new(b.master.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stop.fd(), PollFlags::POLLIN),
+            ];
+            if poll(&mut fds, PollTimeout::NONE).is_err() || stop.is_fired() {
+                return;
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if ra {
+            if let Ok(n) = a.master.read(&mut buf) {
+                let _ = b.master.write_all(&buf[..n]);
+            }
+        }
+        if rb {
+            if let Ok(n) = b.master.read(&mut buf) {
+                let _ = a.master.write_all(&buf[..n]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -57,7 +143,9 @@ mod tests {
     fn master_sees_the_speed_set_on_the_slave() {
         let pty = Pty::open().unwrap();
         for baud in [9600, 19200, 57600] {
-            let port = serialport::new(pty.path.to_string_lossy(), baud).open_native().unwrap();
+            let port = serialport::new(pty.path.to_string_lossy(), baud)
+                .open_native()
+                .unwrap();
             assert_eq!(slave_speed(&pty.master).unwrap(), baud);
             drop(port);
         }

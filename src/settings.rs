@@ -113,7 +113,22 @@ impl Settings {
             "ups_baud" => {
                 let v = num(u64::from(u32::MAX))? as u32;
                 if v != 0 && !UPS_BAUDS.contains(&v) {
-                    return Err(format!("ups_baud: {v} is not 0 (detect) or one of {UPS_BAUDS:?}"));
+                    return Err(format!(
+                        "ups_baud: {v} is not 0 (detect) or one of {UPS_BAUDS:?}"
+                    ));
+                }
+                // A slower rate may need a longer timeout than the one set.
+                let slower = Settings {
+                    ups_baud: v,
+                    ..self.clone()
+                };
+                let floor = slower.min_serial_timeout_ms();
+                if self.serial_timeout_ms < floor {
+                    return Err(format!(
+                        "ups_baud: at {} baud the serial timeout must be at least {floor} ms; raise serial_timeout_ms ({} ms) first",
+                        slower.slowest_ups_baud(),
+                        self.serial_timeout_ms
+                    ));
                 }
                 self.ups_baud = v;
             }
@@ -167,7 +182,11 @@ impl Settings {
             }
             "rs485_timeout_s" => self.rs485_timeout_s = num(86_400)? as u32,
             "frame_gap_us" => {
-                self.frame_gap_us = if value == "auto" { None } else { Some(num(100_000)? as u32) }
+                self.frame_gap_us = if value == "auto" {
+                    None
+                } else {
+                    Some(num(100_000)? as u32)
+                }
             }
             _ => return Err(format!("unknown setting '{key}'")),
         }
@@ -231,6 +250,9 @@ mod tests {
         s.set("ups_baud", "57600").unwrap();
         s.set("serial_timeout_ms", "100").unwrap();
         assert_eq!(s.serial_timeout_ms, 100);
+        // Back to detection (9600 possible) would leave the timeout too short: refused.
+        assert!(s.set("ups_baud", "0").unwrap_err().contains("310 ms"));
+        assert_eq!(s.ups_baud, 57600);
     }
 
     #[test]

@@ -81,7 +81,7 @@ proptest! {
     #[test]
     fn mbap_check_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..300)) {
         if let Ok(Some(n)) = mbap::check(&buf) {
-            prop_assert!(n <= buf.len() && n >= 8 && n <= mbap::MAX_FRAME);
+            prop_assert!(n <= buf.len() && (8..=mbap::MAX_FRAME).contains(&n));
         }
     }
 

@@ -8,7 +8,11 @@ const fn make_table() -> [u16; 256] {
         let mut crc = i as u16;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xA001 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
             bit += 1;
         }
         table[i] = crc;
@@ -58,7 +62,10 @@ mod tests {
     #[test]
     fn known_frames() {
         // Read holding registers, slave 1, address 0x1060, 48 words: "01 03 10 60 00 30" + CRC.
-        assert_eq!(crc16(&[0x01, 0x03, 0x10, 0x60, 0x00, 0x30]).to_le_bytes(), [0x41, 0x00]);
+        assert_eq!(
+            crc16(&[0x01, 0x03, 0x10, 0x60, 0x00, 0x30]).to_le_bytes(),
+            [0x41, 0x00]
+        );
         // The guide's example frame: slave 0x02, function 0x07 has CRC 0x1241 (0x41 0x12 on the wire).
         assert_eq!(crc16(&[0x02, 0x07]), 0x1241);
         // CRC-16/MODBUS check value of "123456789".

@@ -86,7 +86,13 @@ mod tests {
         }
         assert_eq!(check(&frame), Ok(Some(12)));
         let (header, pdu) = split(&frame);
-        assert_eq!(header, Header { transaction: 0x0102, unit: 1 });
+        assert_eq!(
+            header,
+            Header {
+                transaction: 0x0102,
+                unit: 1
+            }
+        );
         assert_eq!(pdu, &[0x03, 0x10, 0x60, 0x00, 0x30]);
         let mut out = Vec::new();
         encode(header, pdu, &mut out);
@@ -98,7 +104,10 @@ mod tests {
         assert_eq!(check(&[0, 1, 0, 7]), Err(HeaderError::ProtocolId(7)));
         assert_eq!(check(&[0, 1, 0, 0, 0, 1]), Err(HeaderError::Length(1)));
         assert_eq!(check(&[0, 1, 0, 0, 0, 255]), Err(HeaderError::Length(255)));
-        assert_eq!(check(&[0, 1, 0, 0, 0xFF, 0xFF]), Err(HeaderError::Length(0xFFFF)));
+        assert_eq!(
+            check(&[0, 1, 0, 0, 0xFF, 0xFF]),
+            Err(HeaderError::Length(0xFFFF))
+        );
         assert_eq!(check(&[0, 1, 0, 0, 0, 254]), Ok(None));
     }
 }

@@ -122,11 +122,15 @@ pub fn expect(request: &[u8]) -> Option<Expect> {
         }
         READ_HOLDING_REGISTERS | READ_INPUT_REGISTERS => {
             let quantity = word(request, 3)?;
-            Some(Expect::ByteCount(u8::try_from(quantity.checked_mul(2)?).ok()?))
+            Some(Expect::ByteCount(
+                u8::try_from(quantity.checked_mul(2)?).ok()?,
+            ))
         }
         READ_WRITE_MULTIPLE_REGISTERS => {
             let quantity = word(request, 3)?;
-            Some(Expect::ByteCount(u8::try_from(quantity.checked_mul(2)?).ok()?))
+            Some(Expect::ByteCount(
+                u8::try_from(quantity.checked_mul(2)?).ok()?,
+            ))
         }
         WRITE_SINGLE_COIL | WRITE_SINGLE_REGISTER => Some(Expect::Echo(4)),
         MASK_WRITE_REGISTER => Some(Expect::Echo(6)),
@@ -142,7 +146,10 @@ mod tests {
 
     #[test]
     fn exception_pdu_sets_the_high_bit() {
-        assert_eq!(Exception::GatewayTargetFailedToRespond.pdu(0x03), [0x83, 0x0B]);
+        assert_eq!(
+            Exception::GatewayTargetFailedToRespond.pdu(0x03),
+            [0x83, 0x0B]
+        );
         assert_eq!(Exception::GatewayPathUnavailable.pdu(0x10), [0x90, 0x0A]);
         for code in 0..=255u8 {
             if let Some(e) = Exception::from_code(code) {
@@ -153,12 +160,61 @@ mod tests {
 
     #[test]
     fn expectations_follow_the_request() {
-        assert_eq!(expect(&[0x03, 0x10, 0x60, 0x00, 0x30]), Some(Expect::ByteCount(96)));
-        assert_eq!(expect(&[0x01, 0x00, 0x00, 0x00, 0x09]), Some(Expect::ByteCount(2)));
-        assert_eq!(expect(&[0x06, 0x05, 0xB0, 0x00, 0x03]), Some(Expect::Echo(4)));
+        assert_eq!(
+            expect(&[0x03, 0x10, 0x60, 0x00, 0x30]),
+            Some(Expect::ByteCount(96))
+        );
+        assert_eq!(
+            expect(&[0x01, 0x00, 0x00, 0x00, 0x09]),
+            Some(Expect::ByteCount(2))
+        );
+        assert_eq!(
+            expect(&[0x06, 0x05, 0xB0, 0x00, 0x03]),
+            Some(Expect::Echo(4))
+        );
         // 200 registers cannot be answered in one frame: no byte count fits, so no rule.
         assert_eq!(expect(&[0x03, 0x00, 0x00, 0x00, 200]), None);
         assert_eq!(expect(&[0x03]), None);
         assert_eq!(expect(&[0x2B, 0x0E, 0x01, 0x00]), None);
+    }
+}
+
+/// A PDU in a fixed buffer, so passing one between threads never allocates.
+#[derive(Clone, Copy)]
+pub struct PduBuf {
+    len: u8,
+    bytes: [u8; super::MAX_PDU],
+}
+
+impl PduBuf {
+    /// The empty PDU: "no answer" (a broadcast).
+    pub const EMPTY: PduBuf = PduBuf {
+        len: 0,
+        bytes: [0; super::MAX_PDU],
+    };
+
+    /// Copies `pdu`; `None` if it is longer than the protocol allows.
+    pub fn new(pdu: &[u8]) -> Option<PduBuf> {
+        let mut buf = PduBuf::EMPTY;
+        buf.bytes.get_mut(..pdu.len())?.copy_from_slice(pdu);
+        buf.len = pdu.len() as u8;
+        Some(buf)
+    }
+
+    pub fn exception(function: u8, exception: Exception) -> PduBuf {
+        PduBuf::new(&exception.pdu(function)).expect("2 bytes fit")
+    }
+}
+
+impl std::ops::Deref for PduBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for PduBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PduBuf({:02X?})", &**self)
     }
 }

@@ -52,7 +52,10 @@ impl fmt::Display for FrameError {
                 write!(f, "answer from slave {got}, expected {expected}")
             }
             FrameError::WrongFunction { expected, got } => {
-                write!(f, "answer for function 0x{got:02X}, expected 0x{expected:02X}")
+                write!(
+                    f,
+                    "answer for function 0x{got:02X}, expected 0x{expected:02X}"
+                )
             }
             FrameError::Mismatch => write!(f, "answer does not fit the request"),
             FrameError::TooShort => write!(f, "truncated frame"),
@@ -80,7 +83,9 @@ pub fn pdu_of(frame: &[u8]) -> &[u8] {
 /// Length of a request frame from its first bytes, as a slave sees it.
 fn request_len(buf: &[u8]) -> Result<Status, FrameError> {
     let need = |n: usize| Ok(Status::Incomplete(n));
-    let Some(&fc) = buf.get(1) else { return need(2) };
+    let Some(&fc) = buf.get(1) else {
+        return need(2);
+    };
     let counted = |at: usize, fixed: usize| match buf.get(at) {
         Some(&n) => Ok(Status::Complete(fixed + usize::from(n))),
         None => need(at + 1),
@@ -110,7 +115,9 @@ fn request_len(buf: &[u8]) -> Result<Status, FrameError> {
 /// Length of an answer to `request_pdu` from its first bytes.
 fn response_len(request_pdu: &[u8], buf: &[u8]) -> Result<Status, FrameError> {
     let need = |n: usize| Ok(Status::Incomplete(n));
-    let Some(&fc) = buf.get(1) else { return need(2) };
+    let Some(&fc) = buf.get(1) else {
+        return need(2);
+    };
     if fc & 0x80 != 0 {
         return Ok(Status::Complete(5));
     }
@@ -158,12 +165,18 @@ pub fn check_response(address: u8, request_pdu: &[u8], buf: &[u8]) -> Result<Sta
         return Ok(Status::Incomplete(1));
     };
     if got != address {
-        return Err(FrameError::WrongSlave { expected: address, got });
+        return Err(FrameError::WrongSlave {
+            expected: address,
+            got,
+        });
     }
     let expected = request_pdu.first().copied().unwrap_or(0);
     if let Some(&fc) = buf.get(1) {
         if fc & 0x7F != expected {
-            return Err(FrameError::WrongFunction { expected, got: fc & 0x7F });
+            return Err(FrameError::WrongFunction {
+                expected,
+                got: fc & 0x7F,
+            });
         }
     }
     let status = finish(buf, response_len(request_pdu, buf)?)?;
@@ -267,7 +280,10 @@ mod tests {
         let answer = frame(&[0x01, 0x03, 0x04, 0x00, 0x2A, 0xFF, 0xFF]);
         for cut in 0..answer.len() {
             let status = check_response(1, &req, &answer[..cut]).unwrap();
-            assert!(matches!(status, Status::Incomplete(_)), "cut {cut}: {status:?}");
+            assert!(
+                matches!(status, Status::Incomplete(_)),
+                "cut {cut}: {status:?}"
+            );
         }
         assert_eq!(check_response(1, &req, &answer), Ok(Status::Complete(9)));
     }
@@ -277,7 +293,10 @@ mod tests {
         let req = [0x03, 0x20, 0x00, 0x00, 0x01];
         let answer = frame(&[0x01, 0x83, 0x02]);
         assert_eq!(answer.len(), 5);
-        assert!(matches!(check_response(1, &req, &answer[..4]), Ok(Status::Incomplete(5))));
+        assert!(matches!(
+            check_response(1, &req, &answer[..4]),
+            Ok(Status::Incomplete(5))
+        ));
         assert_eq!(check_response(1, &req, &answer), Ok(Status::Complete(5)));
     }
 
@@ -291,11 +310,17 @@ mod tests {
         // Known on the first byte: no need to wait for the rest.
         assert_eq!(
             check_response(1, &req, &[0x02]),
-            Err(FrameError::WrongSlave { expected: 1, got: 2 })
+            Err(FrameError::WrongSlave {
+                expected: 1,
+                got: 2
+            })
         );
         assert_eq!(
             check_response(1, &req, &[0x01, 0x04]),
-            Err(FrameError::WrongFunction { expected: 3, got: 4 })
+            Err(FrameError::WrongFunction {
+                expected: 3,
+                got: 4
+            })
         );
         // Two registers in the answer to a request for one: an answer to another request.
         let other = frame(&[0x01, 0x03, 0x04, 0x00, 0x2A, 0x00, 0x2B]);
@@ -336,7 +361,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(check_request(&frame(&[1, 0x41, 1, 2])), Ok(Status::UntilSilence));
+        assert_eq!(
+            check_request(&frame(&[1, 0x41, 1, 2])),
+            Ok(Status::UntilSilence)
+        );
     }
 
     #[test]
@@ -350,19 +378,38 @@ mod tests {
             (&[0x08, 0, 0, 0xA5, 0x37], &[1, 0x08, 0, 0, 0xA5, 0x37]),
             (&[0x0B], &[1, 0x0B, 0xFF, 0xFF, 0x01, 0x08]),
             (&[0x0C], &[1, 0x0C, 8, 0, 0, 1, 8, 1, 0x21, 0x20, 0]),
-            (&[0x0F, 0, 0x13, 0, 10, 2, 0xCD, 1], &[1, 0x0F, 0, 0x13, 0, 10]),
+            (
+                &[0x0F, 0, 0x13, 0, 10, 2, 0xCD, 1],
+                &[1, 0x0F, 0, 0x13, 0, 10],
+            ),
             (&[0x10, 0, 1, 0, 2, 4, 0, 10, 1, 2], &[1, 0x10, 0, 1, 0, 2]),
             (&[0x11], &[1, 0x11, 3, 0x42, 0xFF, 0x00]),
-            (&[0x16, 0, 4, 0, 0xF2, 0, 0x25], &[1, 0x16, 0, 4, 0, 0xF2, 0, 0x25]),
-            (&[0x17, 0, 3, 0, 2, 0, 14, 0, 1, 2, 0, 0xFF], &[1, 0x17, 4, 0, 0xFE, 0x0A, 0xCD]),
-            (&[0x18, 0x04, 0xDE], &[1, 0x18, 0, 6, 0, 2, 0x01, 0xB8, 0x12, 0x84]),
+            (
+                &[0x16, 0, 4, 0, 0xF2, 0, 0x25],
+                &[1, 0x16, 0, 4, 0, 0xF2, 0, 0x25],
+            ),
+            (
+                &[0x17, 0, 3, 0, 2, 0, 14, 0, 1, 2, 0, 0xFF],
+                &[1, 0x17, 4, 0, 0xFE, 0x0A, 0xCD],
+            ),
+            (
+                &[0x18, 0x04, 0xDE],
+                &[1, 0x18, 0, 6, 0, 2, 0x01, 0xB8, 0x12, 0x84],
+            ),
         ];
         for (req, body) in cases {
             let f = frame(body);
-            assert_eq!(check_response(1, req, &f), Ok(Status::Complete(f.len())), "{body:02X?}");
+            assert_eq!(
+                check_response(1, req, &f),
+                Ok(Status::Complete(f.len())),
+                "{body:02X?}"
+            );
         }
         let mei = frame(&[1, 0x2B, 0x0E, 0x01, 0x01, 0, 0, 0]);
-        assert_eq!(check_response(1, &[0x2B, 0x0E, 1, 0], &mei), Ok(Status::UntilSilence));
+        assert_eq!(
+            check_response(1, &[0x2B, 0x0E, 1, 0], &mei),
+            Ok(Status::UntilSilence)
+        );
         assert_eq!(check_silent(&mei), Ok(mei.len()));
         assert_eq!(check_silent(&[1, 2, 3]), Err(FrameError::TooShort));
     }

@@ -1,1 +1,730 @@
-//! Simulated UPS (being written).
+//! The simulated UPS on a serial line, for the demo and for every test of the card.
+//!
+//! [`Ups`] is the device (register tables and state, no I/O); [`Sim`] runs it on its own
+//! thread as Modbus RTU slave 1 behind a pseudo-terminal ([`Sim::on_pty`]) or a real serial
+//! device ([`Sim::on_device`]), and can misbehave on demand ([`Fault`]) so that the card's
+//! timeouts and error paths are tested against real bytes on a real file descriptor.
+//!
+//! On a pty the bytes of a frame arrive all at once, whatever the speed. Two things keep
+//! that honest: the simulator answers only when the speed the card set on its side of the
+//! pty equals the simulator's own (so baud detection is really exercised), and *paced* mode
+//! delays and spreads the answer as a wire at that speed would.
+
+pub mod ups;
+
+pub use ups::Ups;
+
+use crate::modbus::rtu::{self, Status};
+use crate::modbus::{MAX_PDU, MAX_RTU};
+use crate::pty::{self, Pty};
+use nix::errno::Errno;
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
+use parking_lot::Mutex;
+use serialport::{SerialPort, TTYPort};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How the simulator spoils its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers correctly.
+    None,
+    /// Never answers.
+    Silent,
+    /// Answers correctly, this long after the request.
+    Late(Duration),
+    /// Answers with one CRC byte flipped.
+    BadCrc,
+    /// Answers as slave 2 (as slave 3 if the simulator itself is slave 2).
+    WrongSlave,
+    /// Answers with another function code (03 and 04 swap; others become 03).
+    WrongFunction,
+    /// Sends the first half of the answer only.
+    Truncated,
+    /// Sends random bytes, as many as the answer has, instead of it.
+    Noise,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::None => write!(f, "none"),
+            Fault::Silent => write!(f, "silent"),
+            Fault::Late(d) => write!(f, "late {}", d.as_millis()),
+            Fault::BadCrc => write!(f, "bad-crc"),
+            Fault::WrongSlave => write!(f, "wrong-slave"),
+            Fault::WrongFunction => write!(f, "wrong-function"),
+            Fault::Truncated => write!(f, "truncated"),
+            Fault::Noise => write!(f, "noise"),
+        }
+    }
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+
+    /// The spelling of [`Fault`]'s `Display`: "none", "late 800" (milliseconds), "bad-crc" …
+    fn from_str(s: &str) -> Result<Fault, String> {
+        let mut words = s.split_whitespace();
+        let fault = match (words.next(), words.next()) {
+            (Some("none"), None) => Fault::None,
+            (Some("silent"), None) => Fault::Silent,
+            (Some("late"), Some(ms)) => match ms.parse::<u64>() {
+                Ok(ms) if ms <= 3_600_000 => Fault::Late(Duration::from_millis(ms)),
+                _ => {
+                    return Err(format!(
+                        "late takes milliseconds (0 to 3600000), not {ms:?}"
+                    ))
+                }
+            },
+            (Some("bad-crc"), None) => Fault::BadCrc,
+            (Some("wrong-slave"), None) => Fault::WrongSlave,
+            (Some("wrong-function"), None) => Fault::WrongFunction,
+            (Some("truncated"), None) => Fault::Truncated,
+            (Some("noise"), None) => Fault::Noise,
+            _ => return Err(format!("unknown fault {s:?}")),
+        };
+        match words.next() {
+            None => Ok(fault),
+            Some(extra) => Err(format!("unexpected {extra:?} after the fault")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SimConfig {
+    pub baud: u32,
+    /// The simulator's slave address (the UPS is 1).
+    pub slave: u8,
+    /// Emulate wire timing on a pty (see [`Sim::set_paced`]).
+    pub paced: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            baud: 19200,
+            slave: 1,
+            paced: false,
+        }
+    }
+}
+
+/// What the simulator has seen since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Valid frames addressed to this slave, heard at the right speed.
+    pub requests: u64,
+    /// Answers sent whole, spoiled ones included (not those a fault withheld).
+    pub answered: u64,
+    /// Valid frames the card sent at another speed than the simulator's (pty only).
+    pub wrong_speed: u64,
+    /// Bytes dropped at a silence because they were not a valid frame.
+    pub bad_frames: u64,
+    /// Broadcast frames (address 0), acted on without an answer.
+    pub broadcasts: u64,
+    /// Valid frames for another slave address, ignored.
+    pub other_slave: u64,
+}
+
+impl fmt::Display for SimStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "requests {}, answered {}, wrong speed {}, bad frames {}, broadcasts {}, other slave {}",
+            self.requests,
+            self.answered,
+            self.wrong_speed,
+            self.bad_frames,
+            self.broadcasts,
+            self.other_slave
+        )
+    }
+}
+
+const HELP: &str = "commands:
+  fault none|silent|late MS|bad-crc|wrong-slave|wrong-function|truncated|noise
+  mains on|off
+  paced on|off
+  baud N
+  status
+  stats
+  help";
+
+/// How long the thread waits for bytes before it looks at its stop flag again.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often the UPS model moves on while the line is idle.
+const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// Bytes that keep coming without a silence are dropped past this many.
+const MAX_BUFFERED: usize = 4 * MAX_RTU;
+/// Answers waiting for their time (late or paced) beyond this many are dropped.
+const MAX_PENDING: usize = 64;
+
+struct State {
+    ups: Ups,
+    fault: Fault,
+    baud: u32,
+    paced: bool,
+    stats: SimStats,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    state: Mutex<State>,
+}
+
+/// A running simulated UPS. Dropping it stops and joins its thread.
+pub struct Sim {
+    shared: Arc<Shared>,
+    path: Option<PathBuf>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sim {
+    /// The simulator holding the master side of a pty; it answers only when the speed the
+    /// card set on the slave side (pty::slave_speed, checked per request) equals its own
+    /// baud, otherwise it stays silent and counts wrong_speed: so the card's baud detection
+    /// is tested for real.
+    pub fn on_pty(pty: Pty, config: SimConfig) -> io::Result<Sim> {
+        set_nonblocking(pty.master.as_raw_fd())?;
+        let path = pty.path.clone();
+        Sim::start(Port::Pty(pty), config, Some(path))
+    }
+
+    /// On a real serial device (or a pty slave path), opened at config.baud 8N1 with the
+    /// serialport crate (no speed check: on a wire a wrong speed is garbage).
+    pub fn on_device(path: &Path, config: SimConfig) -> io::Result<Sim> {
+        let port = serialport::new(path.to_string_lossy(), config.baud)
+            .data_bits(serialport::DataBits::Eight)
+            .parity(serialport::Parity::None)
+            .stop_bits(serialport::StopBits::One)
+            .flow_control(serialport::FlowControl::None)
+            .open_native()
+            .map_err(io::Error::from)?;
+        set_nonblocking(port.as_raw_fd())?;
+        Sim::start(
+            Port::Device {
+                port,
+                baud: config.baud,
+            },
+            config,
+            None,
+        )
+    }
+
+    fn start(port: Port, config: SimConfig, path: Option<PathBuf>) -> io::Result<Sim> {
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            state: Mutex::new(State {
+                ups: Ups::new(),
+                fault: Fault::None,
+                baud: config.baud.max(1),
+                paced: config.paced,
+                stats: SimStats::default(),
+            }),
+        });
+        let worker = Worker::new(port, shared.clone(), config.slave);
+        let thread = std::thread::Builder::new()
+            .name("ups-sim".into())
+            .spawn(move || worker.run())?;
+        Ok(Sim {
+            shared,
+            path,
+            thread: Some(thread),
+        })
+    }
+
+    /// The pty slave path the card must open (on_pty).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        self.shared.state.lock().fault = fault;
+    }
+
+    /// The simulator's speed; on a device the port is set to it too.
+    pub fn set_baud(&self, baud: u32) {
+        self.shared.state.lock().baud = baud.max(1);
+    }
+
+    /// Paced mode emulates the wire on a pty: the answer starts when the request would have
+    /// ended on a wire plus a 3.5-character silence, and goes out byte by byte at line speed.
+    pub fn set_paced(&self, paced: bool) {
+        self.shared.state.lock().paced = paced;
+    }
+
+    pub fn set_mains(&self, present: bool) {
+        self.shared.state.lock().ups.set_mains(present);
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.shared.state.lock().stats
+    }
+
+    /// The UPS's register at `addr` (see [`Ups::register`]).
+    pub fn register(&self, addr: u16) -> Option<u16> {
+        self.shared.state.lock().ups.register(addr)
+    }
+
+    /// Text commands for a person at a terminal (the demo and `simulate-ups` feed stdin
+    /// lines here): "fault none|silent|late MS|bad-crc|wrong-slave|wrong-function|truncated|
+    /// noise", "mains on|off", "paced on|off", "baud N", "status", "stats", "help". Returns
+    /// the reply text, or an error text that lists the commands.
+    pub fn command(&self, line: &str) -> Result<String, String> {
+        let line = line.trim();
+        let (verb, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        let on_off = |what: &str| match rest {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(format!("{what} takes on or off, not {rest:?}\n{HELP}")),
+        };
+        match verb {
+            "" => Ok(String::new()),
+            "help" => Ok(HELP.to_string()),
+            "fault" => {
+                let fault: Fault = rest.parse().map_err(|e| format!("{e}\n{HELP}"))?;
+                self.set_fault(fault);
+                Ok(format!("fault: {fault}"))
+            }
+            "mains" => {
+                let present = on_off("mains")?;
+                self.set_mains(present);
+                Ok(if present {
+                    "mains: on"
+                } else {
+                    "mains: off (on battery)"
+                }
+                .to_string())
+            }
+            "paced" => {
+                let paced = on_off("paced")?;
+                self.set_paced(paced);
+                Ok(format!("paced: {}", if paced { "on" } else { "off" }))
+            }
+            "baud" => match rest.parse::<u32>() {
+                Ok(baud) if (50..=4_000_000).contains(&baud) => {
+                    self.set_baud(baud);
+                    Ok(format!("baud: {baud}"))
+                }
+                _ => Err(format!(
+                    "baud takes a speed such as 9600, 19200, 57600\n{HELP}"
+                )),
+            },
+            "stats" => Ok(self.stats().to_string()),
+            "status" => Ok(self.status()),
+            _ => Err(format!("unknown command {line:?}\n{HELP}")),
+        }
+    }
+
+    fn status(&self) -> String {
+        let state = self.shared.state.lock();
+        let ups = &state.ups;
+        let runtime = match ups.register(ups::reg::RUNTIME) {
+            Some(0xFFFF) | None => "on line".to_string(),
+            Some(minutes) => format!("{minutes} min"),
+        };
+        format!(
+            "mains {}, battery {:.0} %, runtime {runtime}, fault {}, baud {}, paced {}",
+            if ups.mains() { "on" } else { "off" },
+            ups.charge(),
+            state.fault,
+            state.baud,
+            if state.paced { "on" } else { "off" },
+        )
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// The simulator's end of the line.
+enum Port {
+    /// The master side; the card's speed is read from the slave side per request.
+    Pty(Pty),
+    /// A serial device at `baud`.
+    Device { port: TTYPort, baud: u32 },
+}
+
+impl Port {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Port::Pty(pty) => pty.master.as_fd(),
+            // SAFETY: the port owns this fd and outlives the borrow.
+            Port::Device { port, .. } => unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) },
+        }
+    }
+
+    /// Follows a change of the simulator's speed on a device.
+    fn apply_baud(&mut self, wanted: u32) {
+        if let Port::Device { port, baud } = self {
+            if *baud != wanted {
+                if let Err(e) = port.set_baud_rate(wanted) {
+                    log::warn!("simulated UPS: cannot set {wanted} baud: {e}");
+                }
+                *baud = wanted;
+            }
+        }
+    }
+
+    /// False when the card talks at another speed than `baud` (a pty only knows).
+    fn speed_matches(&self, baud: u32) -> bool {
+        match self {
+            Port::Pty(pty) => pty::slave_speed(&pty.master).is_ok_and(|s| s == baud),
+            Port::Device { .. } => true,
+        }
+    }
+
+    /// Silence that ends a frame. A device gets some slack: USB serial adapters deliver
+    /// bytes in bursts, with gaps longer than 3.5 characters inside one frame.
+    fn silence(&self, baud: u32) -> Duration {
+        match self {
+            Port::Pty(_) => rtu::t35(baud),
+            Port::Device { .. } => rtu::t35(baud).max(Duration::from_millis(5)),
+        }
+    }
+
+    /// Writes what the line takes now; the rest is lost, as on a wire whose receiver
+    /// does not read.
+    fn send(&self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match nix::unistd::write(self.fd(), bytes) {
+                Ok(0) => return,
+                Ok(n) => bytes = &bytes[n..],
+                Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// An answer waiting for its time.
+struct Pending {
+    /// When the answer's first byte starts on the line.
+    at: Instant,
+    /// Paced: each byte is written once it would have been received whole.
+    char_time: Option<Duration>,
+    bytes: Vec<u8>,
+    sent: usize,
+}
+
+impl Pending {
+    /// When the next unsent byte is due.
+    fn next_due(&self) -> Instant {
+        match self.char_time {
+            None => self.at,
+            Some(ct) => self.at + ct * (self.sent as u32 + 1),
+        }
+    }
+
+    /// How many bytes are due by `now`.
+    fn due_by(&self, now: Instant) -> usize {
+        match self.char_time {
+            _ if now < self.at => 0,
+            None => self.bytes.len(),
+            Some(ct) => {
+                let chars = (now - self.at).as_nanos() / ct.as_nanos().max(1);
+                self.bytes
+                    .len()
+                    .min(usize::try_from(chars).unwrap_or(usize::MAX))
+            }
+        }
+    }
+}
+
+/// What the thread needs of the shared settings, copied once per wake-up.
+#[derive(Clone, Copy)]
+struct Settings {
+    fault: Fault,
+    baud: u32,
+    paced: bool,
+}
+
+struct Worker {
+    port: Port,
+    shared: Arc<Shared>,
+    slave: u8,
+    /// Bytes received and not yet framed.
+    rx: Vec<u8>,
+    /// When the last bytes arrived.
+    last_rx: Instant,
+    last_tick: Instant,
+    /// Reused for every answer, so the unpaced path does not allocate.
+    answer: Vec<u8>,
+    frame: Vec<u8>,
+    pending: VecDeque<Pending>,
+    rng: u32,
+}
+
+impl Worker {
+    fn new(port: Port, shared: Arc<Shared>, slave: u8) -> Worker {
+        let now = Instant::now();
+        Worker {
+            port,
+            shared,
+            slave,
+            rx: Vec::with_capacity(MAX_BUFFERED),
+            last_rx: now,
+            last_tick: now,
+            answer: Vec::with_capacity(MAX_PDU),
+            frame: Vec::with_capacity(MAX_RTU),
+            pending: VecDeque::new(),
+            rng: 0x9E37_79B9,
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        let s = self.shared.state.lock();
+        Settings {
+            fault: s.fault,
+            baud: s.baud,
+            paced: s.paced,
+        }
+    }
+
+    fn run(mut self) {
+        // Wake-ups within microseconds of the deadline: the default 50 µs slack would blur
+        // paced bytes and the silence that ends a frame.
+        // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+        let mut chunk = [0u8; 512];
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let settings = self.settings();
+            self.port.apply_baud(settings.baud);
+            let silence = self.port.silence(settings.baud);
+
+            let now = Instant::now();
+            let mut deadline = now + POLL_INTERVAL;
+            if !self.rx.is_empty() {
+                deadline = deadline.min(self.last_rx + silence);
+            }
+            if let Some(p) = self.pending.front() {
+                deadline = deadline.min(p.next_due());
+            }
+            if self.wait_readable(deadline.saturating_duration_since(now)) {
+                self.receive(&mut chunk);
+            }
+
+            let now = Instant::now();
+            if now - self.last_tick >= TICK_INTERVAL {
+                self.tick(now);
+            }
+            self.frames(now, silence, settings);
+            self.send_due();
+        }
+    }
+
+    /// Waits up to `timeout` for bytes to read.
+    fn wait_readable(&self, timeout: Duration) -> bool {
+        let mut fds = [PollFd::new(self.port.fd(), PollFlags::POLLIN)];
+        match ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None) {
+            Ok(n) if n > 0 => true,
+            Ok(_) | Err(Errno::EINTR) => false,
+            Err(e) => {
+                log::warn!("simulated UPS: poll failed: {e}");
+                std::thread::sleep(POLL_INTERVAL);
+                false
+            }
+        }
+    }
+
+    fn receive(&mut self, chunk: &mut [u8]) {
+        match nix::unistd::read(self.port.fd().as_raw_fd(), chunk) {
+            Ok(0) => {
+                // End of file: a device that went away. Do not spin on it.
+                std::thread::sleep(POLL_INTERVAL);
+            }
+            Ok(n) => {
+                self.rx.extend_from_slice(&chunk[..n]);
+                self.last_rx = Instant::now();
+                if self.rx.len() > MAX_BUFFERED {
+                    self.rx.clear();
+                    self.shared.state.lock().stats.bad_frames += 1;
+                }
+            }
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            Err(_) => std::thread::sleep(POLL_INTERVAL),
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let elapsed = now - self.last_tick;
+        self.last_tick = now;
+        self.shared.state.lock().ups.tick(elapsed);
+    }
+
+    /// Takes every whole frame off the front of the buffer; after a silence, whatever is
+    /// left is either a frame of unknown length or garbage.
+    fn frames(&mut self, now: Instant, silence: Duration, settings: Settings) {
+        while !self.rx.is_empty() {
+            let silent = now >= self.last_rx + silence;
+            let len = match rtu::check_request(&self.rx) {
+                Ok(Status::Complete(n)) => n,
+                Ok(Status::UntilSilence) if silent => match rtu::check_silent(&self.rx) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.drop_garbage();
+                        return;
+                    }
+                },
+                _ if silent => {
+                    self.drop_garbage();
+                    return;
+                }
+                _ => return,
+            };
+            self.on_frame(len, settings);
+            self.rx.drain(..len);
+        }
+    }
+
+    fn drop_garbage(&mut self) {
+        self.rx.clear();
+        self.shared.state.lock().stats.bad_frames += 1;
+    }
+
+    /// Acts on the valid frame of `len` bytes at the front of the buffer.
+    fn on_frame(&mut self, len: usize, settings: Settings) {
+        if !self.port.speed_matches(settings.baud) {
+            self.shared.state.lock().stats.wrong_speed += 1;
+            return;
+        }
+        let address = self.rx[0];
+        if address != rtu::BROADCAST && address != self.slave {
+            self.shared.state.lock().stats.other_slave += 1;
+            return;
+        }
+        {
+            let mut state = self.shared.state.lock();
+            // Readings reflect the moment of the request.
+            let now = Instant::now();
+            state.ups.tick(now - self.last_tick);
+            self.last_tick = now;
+            state
+                .ups
+                .handle_into(rtu::pdu_of(&self.rx[..len]), &mut self.answer);
+            if address == rtu::BROADCAST {
+                state.stats.broadcasts += 1;
+                return;
+            }
+            state.stats.requests += 1;
+        }
+        if !self.build_answer(settings.fault) {
+            return;
+        }
+
+        // The request reached the UPS when its last byte did; paced, that is when it would
+        // have ended on the wire, and the UPS answers after the silence that ends it.
+        let mut at = self.last_rx;
+        let char_time = rtu::char_time(settings.baud);
+        if settings.paced {
+            at += char_time * len as u32 + rtu::t35(settings.baud);
+        }
+        if let Fault::Late(delay) = settings.fault {
+            at += delay;
+        }
+        let now = Instant::now();
+        if !settings.paced && at <= now && self.pending.is_empty() {
+            self.port.send(&self.frame);
+            self.shared.state.lock().stats.answered += 1;
+        } else if self.pending.len() < MAX_PENDING {
+            self.pending.push_back(Pending {
+                at,
+                char_time: settings.paced.then_some(char_time),
+                bytes: self.frame.clone(),
+                sent: 0,
+            });
+        }
+    }
+
+    /// Puts the answer frame, spoiled as `fault` says, in `self.frame`; false for none.
+    fn build_answer(&mut self, fault: Fault) -> bool {
+        let mut address = self.slave;
+        match fault {
+            Fault::Silent => return false,
+            Fault::WrongSlave => address = if self.slave == 2 { 3 } else { 2 },
+            Fault::WrongFunction => {
+                let fc = self.answer[0];
+                let other = if fc & 0x7F == 0x03 { 0x04 } else { 0x03 };
+                self.answer[0] = (fc & 0x80) | other;
+            }
+            _ => {}
+        }
+        rtu::encode(address, &self.answer, &mut self.frame);
+        match fault {
+            Fault::BadCrc => {
+                if let Some(last) = self.frame.last_mut() {
+                    *last ^= 0xFF;
+                }
+            }
+            Fault::Truncated => {
+                let half = self.frame.len() / 2;
+                self.frame.truncate(half);
+            }
+            Fault::Noise => {
+                for i in 0..self.frame.len() {
+                    self.frame[i] = self.next_random() as u8;
+                }
+                // Never the slave's own address, so noise cannot pass for its answer.
+                if self.frame[0] == self.slave {
+                    self.frame[0] ^= 0x80;
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// xorshift32, for noise.
+    fn next_random(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng = x;
+        x
+    }
+
+    /// Writes the bytes of waiting answers whose time has come.
+    fn send_due(&mut self) {
+        while let Some(p) = self.pending.front_mut() {
+            let now = Instant::now();
+            let due = p.due_by(now);
+            if due > p.sent {
+                self.port.send(&p.bytes[p.sent..due]);
+                p.sent = due;
+            }
+            if p.sent < p.bytes.len() {
+                return;
+            }
+            self.pending.pop_front();
+            self.shared.state.lock().stats.answered += 1;
+            // An answer never overlaps the one before it on the line.
+            if let Some(next) = self.pending.front_mut() {
+                next.at = next.at.max(now);
+            }
+        }
+    }
+}

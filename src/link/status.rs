@@ -1,0 +1,90 @@
+//! What the link thread tells everyone else: its state and counters, as atomics so readers
+//! (pages, console, LEDs, tests) never hold it up.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Searching for the UPS's baud rate; requests get exception 0x0A.
+    Detecting,
+    /// The UPS answers.
+    Up,
+    /// The UPS stopped answering (after it had been found).
+    Lost,
+    /// The link thread has ended.
+    Stopped,
+}
+
+#[derive(Default)]
+pub struct LinkStatus {
+    state: AtomicU8,
+    baud: AtomicU32,
+    pub requests: AtomicU64,
+    pub answers: AtomicU64,
+    pub exceptions: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub bad_answers: AtomicU64,
+    pub late_answers: AtomicU64,
+    pub stale_bytes: AtomicU64,
+    pub polls: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub requests: u64,
+    pub answers: u64,
+    pub exceptions: u64,
+    pub timeouts: u64,
+    pub bad_answers: u64,
+    pub late_answers: u64,
+    pub stale_bytes: u64,
+    pub polls: u64,
+}
+
+impl LinkStatus {
+    pub fn state(&self) -> LinkState {
+        match self.state.load(Relaxed) {
+            0 => LinkState::Detecting,
+            1 => LinkState::Up,
+            2 => LinkState::Lost,
+            _ => LinkState::Stopped,
+        }
+    }
+
+    pub(super) fn set_state(&self, state: LinkState) {
+        let v = match state {
+            LinkState::Detecting => 0,
+            LinkState::Up => 1,
+            LinkState::Lost => 2,
+            LinkState::Stopped => 3,
+        };
+        self.state.store(v, Relaxed);
+    }
+
+    /// The detected (or fixed) baud rate; 0 while none has been found.
+    pub fn baud(&self) -> u32 {
+        self.baud.load(Relaxed)
+    }
+
+    pub(super) fn set_baud(&self, baud: u32) {
+        self.baud.store(baud, Relaxed);
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters {
+            requests: self.requests.load(Relaxed),
+            answers: self.answers.load(Relaxed),
+            exceptions: self.exceptions.load(Relaxed),
+            timeouts: self.timeouts.load(Relaxed),
+            bad_answers: self.bad_answers.load(Relaxed),
+            late_answers: self.late_answers.load(Relaxed),
+            stale_bytes: self.stale_bytes.load(Relaxed),
+            polls: self.polls.load(Relaxed),
+        }
+    }
+}
+
+pub(super) fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Relaxed);
+}

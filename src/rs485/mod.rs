@@ -1,0 +1,245 @@
+//! The RS485 port: the card as an RTU slave, relaying to the UPS.
+//!
+//! Frames for the card's slave number are relayed and answered; frames for other
+//! addresses are ignored; a broadcast write is relayed to the UPS as a broadcast, with no
+//! answer. A frame ends the moment its last byte arrives when its function tells its length,
+//! otherwise at the 3.5-character silence. Bytes that make no valid frame (CRC error,
+//! noise) are counted and dropped up to the next silence, where the next frame can start.
+
+use crate::event::{Event, Events};
+use crate::link::{Caller, Link, Source};
+use crate::modbus::pdu::function::*;
+use crate::modbus::rtu::{self, Status, BROADCAST};
+use crate::serial::{Port, Wait};
+use crate::shutdown::Shutdown;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Rs485Config {
+    pub path: PathBuf,
+    pub baud: u32,
+    /// The card's own slave number on this port (1..=174).
+    pub slave: u8,
+    /// The UPS's address on the link.
+    pub ups_slave: u8,
+    /// No valid frame for this long: "RTU communication lost". Zero: never.
+    pub lost_after: Duration,
+}
+
+#[derive(Default)]
+pub struct Rs485Status {
+    pub communicating: AtomicBool,
+    pub frames: AtomicU64,
+    pub broadcasts: AtomicU64,
+    pub other_slave: AtomicU64,
+    pub bad_frames: AtomicU64,
+}
+
+pub fn spawn(
+    config: Rs485Config,
+    link: &Link,
+    events: Events,
+    shutdown: Shutdown,
+) -> io::Result<(Arc<Rs485Status>, JoinHandle<()>)> {
+    let port = Port::open(&config.path, config.baud)?;
+    match enable_rs485_mode(&port) {
+        Ok(()) => log::info!("{}: kernel RS485 mode on", config.path.display()),
+        Err(e) => log::info!(
+            "{}: no kernel RS485 mode ({e}); a plain serial port, as on a pseudo-terminal or an adapter that switches by itself",
+            config.path.display()
+        ),
+    }
+    let status = Arc::new(Rs485Status::default());
+    let slave = Slave {
+        port,
+        caller: link.caller(Source::Rs485),
+        status: status.clone(),
+        events,
+        shutdown,
+        config,
+    };
+    let thread = std::thread::Builder::new()
+        .name("rs485".into())
+        .stack_size(256 * 1024)
+        .spawn(move || slave.run())?;
+    Ok((status, thread))
+}
+
+/// Linux's `struct serial_rs485`.
+#[repr(C)]
+#[derive(Default)]
+struct SerialRs485 {
+    flags: u32,
+    delay_rts_before_send: u32,
+    delay_rts_after_send: u32,
+    padding: [u32; 5],
+}
+
+const SER_RS485_ENABLED: u32 = 1 << 0;
+const SER_RS485_RTS_ON_SEND: u32 = 1 << 1;
+
+/// Has the driver switch the transceiver's direction (RTS as transmit enable), so no byte
+/// of an answer is cut by a direction switched too late from user space.
+fn enable_rs485_mode(port: &Port) -> io::Result<()> {
+    let conf = SerialRs485 {
+        flags: SER_RS485_ENABLED | SER_RS485_RTS_ON_SEND,
+        ..Default::default()
+    };
+    // SAFETY: TIOCSRS485 reads a serial_rs485 struct, which `conf` is, for the call only.
+    let rc = unsafe { libc::ioctl(port.fd().as_raw_fd(), libc::TIOCSRS485, &conf) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+struct Slave {
+    port: Port,
+    caller: Caller,
+    status: Arc<Rs485Status>,
+    events: Events,
+    shutdown: Shutdown,
+    config: Rs485Config,
+}
+
+impl Slave {
+    fn run(mut self) {
+        crate::rt::make_realtime("rs485");
+        let t35 = rtu::t35(self.config.baud);
+        let mut buf: Vec<u8> = Vec::with_capacity(1024);
+        let mut out: Vec<u8> = Vec::with_capacity(crate::modbus::MAX_RTU);
+        let mut last_byte = Instant::now();
+        let mut last_valid: Option<Instant> = None;
+        let mut lost = false;
+        // After a bad frame, everything up to the next silence belongs to it.
+        let mut discarding = false;
+        loop {
+            if !discarding {
+                match rtu::check_request(&buf) {
+                    Ok(Status::Complete(n)) => {
+                        if self.handle(&buf[..n], last_byte, &mut out) {
+                            last_valid = Some(Instant::now());
+                            if lost {
+                                lost = false;
+                                self.events.emit(Event::RtuRestored);
+                            }
+                            self.status.communicating.store(true, Relaxed);
+                        }
+                        buf.drain(..n);
+                        continue;
+                    }
+                    Err(e) => {
+                        log::debug!("rs485: {e}: {buf:02X?}");
+                        self.status.bad_frames.fetch_add(1, Relaxed);
+                        buf.clear();
+                        discarding = true;
+                    }
+                    Ok(_) => {}
+                }
+            }
+            let deadline = if !buf.is_empty() || discarding {
+                last_byte + t35
+            } else {
+                match last_valid {
+                    Some(t) if !lost && !self.config.lost_after.is_zero() => {
+                        t + self.config.lost_after
+                    }
+                    _ => Instant::now() + Duration::from_secs(3600),
+                }
+            };
+            match self.port.read_until(&mut buf, deadline, &self.shutdown) {
+                Ok(Wait::Data(_)) => {
+                    last_byte = Instant::now();
+                    if discarding {
+                        buf.clear();
+                    }
+                    if buf.len() >= buf.capacity() {
+                        self.status.bad_frames.fetch_add(1, Relaxed);
+                        buf.clear();
+                        discarding = true;
+                    }
+                }
+                Ok(Wait::Shutdown) => return,
+                Ok(Wait::Timeout) if discarding => discarding = false,
+                Ok(Wait::Timeout) if !buf.is_empty() => {
+                    // Silence: the frame, if any, is what came before it.
+                    match rtu::check_silent(&buf) {
+                        Ok(n) if matches!(rtu::check_request(&buf), Ok(Status::UntilSilence)) => {
+                            if self.handle(&buf[..n], last_byte, &mut out) {
+                                last_valid = Some(Instant::now());
+                                self.status.communicating.store(true, Relaxed);
+                            }
+                        }
+                        _ => {
+                            log::debug!("rs485: incomplete frame dropped: {buf:02X?}");
+                            self.status.bad_frames.fetch_add(1, Relaxed);
+                        }
+                    }
+                    buf.clear();
+                }
+                Ok(Wait::Timeout) => {
+                    if last_valid.is_some() && !lost {
+                        lost = true;
+                        self.status.communicating.store(false, Relaxed);
+                        self.events.emit(Event::RtuLost);
+                    }
+                }
+                Err(e) => {
+                    log::error!("rs485 {}: {e}", self.config.path.display());
+                    if self.shutdown.sleep(Duration::from_secs(1)) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relays one whole frame. Returns true if it was for this card (or a broadcast).
+    fn handle(&mut self, frame: &[u8], ended: Instant, out: &mut Vec<u8>) -> bool {
+        let address = frame[0];
+        let pdu = rtu::pdu_of(frame);
+        if address == BROADCAST {
+            self.status.broadcasts.fetch_add(1, Relaxed);
+            if is_write(pdu[0]) {
+                self.caller.call(BROADCAST, pdu);
+            }
+            return true;
+        }
+        if address != self.config.slave {
+            self.status.other_slave.fetch_add(1, Relaxed);
+            return false;
+        }
+        self.status.frames.fetch_add(1, Relaxed);
+        let answer = self.caller.call(self.config.ups_slave, pdu);
+        rtu::encode(self.config.slave, &answer, out);
+        // The master needs its 3.5 characters of silence before our answer.
+        let ready = ended + rtu::t35(self.config.baud);
+        let now = Instant::now();
+        if now < ready {
+            std::thread::sleep(ready - now);
+        }
+        if let Err(e) = self.port.write_all(out) {
+            log::error!("rs485 {}: {e}", self.config.path.display());
+        }
+        true
+    }
+}
+
+/// Functions a broadcast may carry: writes only, since nobody answers.
+fn is_write(function: u8) -> bool {
+    matches!(
+        function,
+        WRITE_SINGLE_COIL
+            | WRITE_SINGLE_REGISTER
+            | WRITE_MULTIPLE_COILS
+            | WRITE_MULTIPLE_REGISTERS
+            | MASK_WRITE_REGISTER
+            | WRITE_FILE_RECORD
+    )
+}

@@ -1,0 +1,206 @@
+//! A tty opened as a serial port: 8 data bits, no parity, 1 stop bit, raw, exclusive.
+//!
+//! The serialport crate opens and configures the device; reads and writes then go straight
+//! to the file descriptor with ppoll, so waits have microsecond resolution (the 3.5-character
+//! silence at 57600 baud is 1.75 ms) and a thread waits on its port and the shutdown signal
+//! at once instead of waking up to check.
+
+use crate::shutdown::Shutdown;
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
+use serialport::{ClearBuffer, DataBits, FlowControl, Parity, SerialPort, StopBits, TTYPort};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct Port {
+    tty: TTYPort,
+    io: File,
+    path: PathBuf,
+    baud: u32,
+}
+
+/// What a wait for input ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Bytes were read (appended to the buffer).
+    Data(usize),
+    /// The deadline passed with nothing to read.
+    Timeout,
+    /// The service is shutting down.
+    Shutdown,
+}
+
+impl Port {
+    pub fn open(path: &Path, baud: u32) -> io::Result<Port> {
+        let tty = serialport::new(path.to_string_lossy(), baud)
+            .data_bits(DataBits::Eight)
+            .parity(Parity::None)
+            .stop_bits(StopBits::One)
+            .flow_control(FlowControl::None)
+            .open_native()
+            .map_err(|e| io::Error::other(format!("cannot open {}: {e}", path.display())))?;
+        // SAFETY: dup returns a new descriptor we own, or -1 which we check.
+        let fd = unsafe { libc::dup(tty.as_raw_fd()) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor owned by nobody else.
+        let io = unsafe { File::from_raw_fd(fd) };
+        Ok(Port {
+            tty,
+            io,
+            path: path.to_owned(),
+            baud,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn baud(&self) -> u32 {
+        self.baud
+    }
+
+    pub fn set_baud(&mut self, baud: u32) -> io::Result<()> {
+        self.tty.set_baud_rate(baud).map_err(io::Error::other)?;
+        self.baud = baud;
+        Ok(())
+    }
+
+    /// Forgets whatever the driver has received but nobody read.
+    pub fn discard_input(&self) -> io::Result<()> {
+        self.tty.clear(ClearBuffer::Input).map_err(io::Error::other)
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+
+    /// Waits until `deadline` for bytes, appending what arrives to `buf` (up to its
+    /// capacity); a shutdown ends the wait at once.
+    pub fn read_until(
+        &mut self,
+        buf: &mut Vec<u8>,
+        deadline: Instant,
+        shutdown: &Shutdown,
+    ) -> io::Result<Wait> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match wait_readable(self.io.as_fd(), shutdown, Some(left))? {
+                Ready::Shutdown => return Ok(Wait::Shutdown),
+                Ready::Timeout => return Ok(Wait::Timeout),
+                Ready::Readable => {}
+            }
+            match read_into(&mut self.io, buf) {
+                Ok(0) => {
+                    // A hung-up tty (pty peer gone) reads 0 forever: treat as silence.
+                    std::thread::sleep(left.min(Duration::from_millis(20)));
+                    if Instant::now() >= deadline {
+                        return Ok(Wait::Timeout);
+                    }
+                }
+                Ok(n) => return Ok(Wait::Data(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads and returns the number of bytes already waiting, without blocking.
+    pub fn drain(&mut self, scratch: &mut Vec<u8>) -> io::Result<usize> {
+        let mut total = 0;
+        loop {
+            scratch.clear();
+            let mut fds = [PollFd::new(self.io.as_fd(), PollFlags::POLLIN)];
+            let n = ppoll(
+                &mut fds,
+                Some(TimeSpec::from_duration(Duration::ZERO)),
+                None,
+            )?;
+            if n == 0
+                || !fds[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN))
+            {
+                return Ok(total);
+            }
+            match read_into(&mut self.io, scratch) {
+                Ok(0) => return Ok(total),
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) => return Err(e),
+            }
+            if total > 64 * 1024 {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match self.io.write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut fds = [PollFd::new(self.io.as_fd(), PollFlags::POLLOUT)];
+                    ppoll(
+                        &mut fds,
+                        Some(TimeSpec::from_duration(Duration::from_millis(100))),
+                        None,
+                    )?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_into(file: &mut File, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let start = buf.len();
+    let room = buf.capacity() - start;
+    if room == 0 {
+        return Err(io::Error::other("receive buffer full"));
+    }
+    buf.resize(start + room, 0);
+    let r = file.read(&mut buf[start..]);
+    buf.truncate(start + *r.as_ref().unwrap_or(&0));
+    r
+}
+
+pub enum Ready {
+    Readable,
+    Timeout,
+    Shutdown,
+}
+
+/// Waits for `fd` to be readable, for `timeout` (None: forever), or for shutdown.
+pub fn wait_readable(
+    fd: std::os::fd::BorrowedFd<'_>,
+    shutdown: &Shutdown,
+    timeout: Option<Duration>,
+) -> io::Result<Ready> {
+    let mut fds = [
+        PollFd::new(fd, PollFlags::POLLIN),
+        PollFd::new(shutdown.fd(), PollFlags::POLLIN),
+    ];
+    let n = loop {
+        match ppoll(&mut fds, timeout.map(TimeSpec::from_duration), None) {
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if n == 0 {
+        return Ok(Ready::Timeout);
+    }
+    if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+        return Ok(Ready::Shutdown);
+    }
+    Ok(Ready::Readable)
+}

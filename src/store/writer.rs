@@ -1,0 +1,152 @@
+//! The store thread: the only writer of events.
+
+use super::Store;
+use crate::event::Stamped;
+use crossbeam_channel::{Receiver, TryRecvError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Most events written in one transaction: a burst costs one commit, and a huge backlog
+/// still commits often enough that a power cut loses little.
+pub const BATCH: usize = 256;
+
+/// Pauses before each retry of a batch that failed to write. The busy timeout already
+/// covers readers; these give a transient fault (a full or briefly failing flash) time to
+/// clear without holding events for long.
+const RETRY_PAUSES: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(300),
+    Duration::from_secs(1),
+];
+
+/// Starts the store thread. It blocks on `rx`, drains what else is queued (at most
+/// [`BATCH`]) and writes it in one transaction. It ends once every sender is dropped and
+/// everything received is written. A failed write is logged and retried a few times; if it
+/// still fails the batch is given up (and logged), never a panic.
+pub fn spawn_writer(mut store: Store, rx: Receiver<Stamped>) -> JoinHandle<()> {
+    thread::Builder::new()
+        .name("store".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Ok(first) = rx.recv() {
+                batch.push(first);
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(s) => batch.push(s),
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    }
+                }
+                write(&mut store, &batch);
+                batch.clear();
+            }
+        })
+        .expect("cannot start the store thread")
+}
+
+fn write(store: &mut Store, batch: &[Stamped]) {
+    let mut pauses = RETRY_PAUSES.iter();
+    loop {
+        let Err(e) = store.add_events(batch) else {
+            return;
+        };
+        match pauses.next() {
+            Some(pause) => {
+                log::error!(
+                    "event log: {} events not written yet, retrying in {pause:?}: {e}",
+                    batch.len()
+                );
+                thread::sleep(*pause);
+            }
+            None => {
+                log::error!(
+                    "event log: {} events lost after {} attempts: {e}",
+                    batch.len(),
+                    RETRY_PAUSES.len() + 1
+                );
+                for s in batch {
+                    log::error!("event not stored: {}", s.event.message());
+                }
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use rusqlite::Connection;
+    use std::time::{Instant, SystemTime};
+    use tempfile::TempDir;
+
+    fn join_within(handle: JoinHandle<()>, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !handle.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "store thread still running after {limit:?}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        handle.join().expect("store thread panicked");
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_and_the_thread_lives_on() {
+        let dir = TempDir::new().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let other = Connection::open(store.path()).unwrap();
+        other.busy_timeout(Duration::from_secs(5)).unwrap();
+        other.execute_batch("DROP TABLE events").unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let handle = spawn_writer(store, rx);
+        tx.send(Stamped {
+            at: SystemTime::now(),
+            event: Event::UpsLost,
+        })
+        .unwrap();
+        // The first attempt fails on the missing table; the table is back before the retry.
+        thread::sleep(Duration::from_millis(30));
+        other
+            .execute_batch(
+                "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, \
+                 kind TEXT NOT NULL, message TEXT NOT NULL)",
+            )
+            .unwrap();
+        tx.send(Stamped {
+            at: SystemTime::now(),
+            event: Event::UpsRestored,
+        })
+        .unwrap();
+        drop(tx);
+        join_within(handle, Duration::from_secs(10));
+        let store = Store::open(dir.path()).unwrap();
+        let kinds: Vec<_> = store
+            .events(10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["ups_restored", "ups_lost"]);
+    }
+
+    #[test]
+    fn a_batch_that_keeps_failing_is_given_up_without_a_panic() {
+        let dir = TempDir::new().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        Connection::open(store.path())
+            .unwrap()
+            .execute_batch("DROP TABLE events")
+            .unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let handle = spawn_writer(store, rx);
+        tx.send(Stamped {
+            at: SystemTime::now(),
+            event: Event::UpsLost,
+        })
+        .unwrap();
+        drop(tx);
+        join_within(handle, Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,102 @@
+//! One Modbus TCP session: read frames, relay each to the UPS, answer in order.
+
+use super::TcpConfig;
+use crate::link::Caller;
+use crate::modbus::mbap;
+use crate::modbus::pdu::{Exception, PduBuf};
+use crate::modbus::rtu::BROADCAST;
+use crate::serial::{wait_readable, Ready};
+use crate::settings::Routing;
+use crate::shutdown::Shutdown;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+pub(super) struct Session {
+    pub number: u8,
+    pub stream: TcpStream,
+    pub config: TcpConfig,
+    pub caller: Caller,
+    pub shutdown: Shutdown,
+}
+
+/// Room for a few pipelined frames; a whole frame always fits.
+const BUFFER: usize = 4 * mbap::MAX_FRAME;
+
+impl Session {
+    /// Serves until the session ends; returns why, for the event log.
+    pub fn run(mut self) -> String {
+        let mut buf = vec![0u8; BUFFER];
+        let mut len = 0usize;
+        let mut out = Vec::with_capacity(mbap::MAX_FRAME);
+        let mut last_activity = Instant::now();
+        loop {
+            // Answer every whole frame already here, in order.
+            let mut used = 0;
+            loop {
+                match mbap::check(&buf[used..len]) {
+                    Ok(Some(n)) => {
+                        let (header, pdu) = mbap::split(&buf[used..used + n]);
+                        if let Some(answer) = self.relay(header.unit, pdu) {
+                            out.clear();
+                            mbap::encode(header, &answer, &mut out);
+                            if let Err(e) = self.stream.write_all(&out) {
+                                return format!("write failed: {e}");
+                            }
+                        }
+                        used += n;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        log::warn!("modbus tcp session {}: {e}; closing", self.number);
+                        return format!("invalid header: {e}");
+                    }
+                }
+            }
+            buf.copy_within(used..len, 0);
+            len -= used;
+
+            let wait = if self.config.idle_timeout.is_zero() {
+                None
+            } else {
+                let idle = last_activity.elapsed();
+                if idle >= self.config.idle_timeout {
+                    return "idle timeout".into();
+                }
+                Some(self.config.idle_timeout - idle)
+            };
+            match wait_readable(self.stream.as_fd(), &self.shutdown, wait) {
+                Ok(Ready::Readable) => {}
+                Ok(Ready::Timeout) => continue,
+                Ok(Ready::Shutdown) => return "service stopping".into(),
+                Err(e) => return format!("poll failed: {e}"),
+            }
+            match self.stream.read(&mut buf[len..]) {
+                Ok(0) => return "closed by client".into(),
+                Ok(n) => {
+                    len += n;
+                    last_activity = Instant::now();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return format!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// The answer PDU for a request, or None when none is due (a broadcast).
+    fn relay(&self, unit: u8, pdu: &[u8]) -> Option<PduBuf> {
+        let ups = self.config.ups_slave;
+        let slave = match self.config.routing {
+            Routing::Ups if unit == 0 || unit == 255 || unit == ups => ups,
+            Routing::Ups => {
+                return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
+            }
+            Routing::Transparent if unit == 255 => ups,
+            Routing::Transparent => unit,
+        };
+        let answer = self.caller.call(slave, pdu);
+        (slave != BROADCAST).then_some(answer)
+    }
+}

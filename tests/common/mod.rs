@@ -1,0 +1,137 @@
+//! A card on this machine for integration tests: the simulated UPS on a pseudo-terminal,
+//! the real service on a loopback port and a temporary data folder.
+#![allow(dead_code)]
+
+use modbus_card::link::LinkState;
+use modbus_card::pty::{NullModem, Pty};
+use modbus_card::service::{Options, Service};
+use modbus_card::sim::{Sim, SimConfig};
+use modbus_card::store::{EventRow, Store};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Long enough for a loaded CI machine; tests end as soon as the condition holds.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct Setup {
+    pub sim_baud: u32,
+    pub settings: Vec<(&'static str, String)>,
+    pub rs485: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup {
+            sim_baud: 19200,
+            settings: vec![],
+            rs485: false,
+        }
+    }
+}
+
+impl Setup {
+    pub fn set(mut self, key: &'static str, value: impl ToString) -> Setup {
+        self.settings.push((key, value.to_string()));
+        self
+    }
+}
+
+pub struct Card {
+    pub service: Option<Service>,
+    pub sim: Sim,
+    pub rs485: Option<NullModem>,
+    pub data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn start(setup: Setup) -> Card {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sim = Sim::on_pty(
+        Pty::open().unwrap(),
+        SimConfig {
+            baud: setup.sim_baud,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap();
+    let rs485 = setup.rs485.then(|| NullModem::open().unwrap());
+    let service = Service::start(Options {
+        data: data.clone(),
+        ups: sim.path().unwrap().to_path_buf(),
+        rs485: rs485.as_ref().map(|n| n.card_side().to_path_buf()),
+        modbus: Some("127.0.0.1:0".parse().unwrap()),
+        overrides: setup
+            .settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    })
+    .unwrap();
+    Card {
+        service: Some(service),
+        sim,
+        rs485,
+        data,
+        _dir: dir,
+    }
+}
+
+/// A card whose link has found the UPS.
+pub fn start_up(setup: Setup) -> Card {
+    let card = start(setup);
+    card.wait_state(LinkState::Up);
+    card
+}
+
+impl Card {
+    pub fn service(&self) -> &Service {
+        self.service.as_ref().unwrap()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.service().modbus_addr()
+    }
+
+    pub fn wait_state(&self, state: LinkState) {
+        let status = &self.service().link.status;
+        wait_for(&format!("link state {state:?}"), || status.state() == state);
+    }
+
+    /// The event log as stored, newest first.
+    pub fn events(&self) -> Vec<EventRow> {
+        Store::open(&self.data).unwrap().events(10_000).unwrap()
+    }
+
+    pub fn wait_event(&self, kind: &str) -> EventRow {
+        let mut found = None;
+        wait_for(&format!("event {kind}"), || {
+            found = self.events().into_iter().find(|e| e.kind == kind);
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.service.take() {
+            s.stop();
+        }
+    }
+}
+
+impl Drop for Card {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `cond` until it holds; fails the test after [`PATIENCE`].
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

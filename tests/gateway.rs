@@ -1,0 +1,498 @@
+//! The gateway as a Modbus TCP master sees it: the real service over pseudo-terminals with
+//! the simulated UPS, driven by an independent client (the tokio-modbus crate).
+
+mod common;
+
+use common::{start, start_up, wait_for, Setup, PATIENCE};
+use modbus_card::link::LinkState;
+use modbus_card::sim::Fault;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use tokio::time::timeout;
+use tokio_modbus::client::{tcp, Context, Reader, Writer};
+use tokio_modbus::{ExceptionCode, Slave};
+
+async fn client(addr: SocketAddr, unit: u8) -> Context {
+    timeout(PATIENCE, tcp::connect_slave(addr, Slave(unit)))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reads_and_writes_of_each_common_function() {
+    let card = start_up(Setup::default());
+    let mut c = client(card.addr(), 1).await;
+
+    // Socomec tables: identification read whole, measurements in part.
+    let id = c.read_holding_registers(0x1000, 12).await.unwrap().unwrap();
+    let expected: Vec<u16> = (0x1000..0x100C)
+        .map(|a| card.sim.register(a).unwrap())
+        .collect();
+    assert_eq!(id, expected);
+    let load = c.read_input_registers(0x1060, 4).await.unwrap().unwrap();
+    assert_eq!(load.len(), 4);
+    assert_eq!(load[0], card.sim.register(0x1060).unwrap());
+
+    // Scratch bank: every common function.
+    c.write_single_register(0x0010, 0xBEEF)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.sim.register(0x0010), Some(0xBEEF));
+    c.write_multiple_registers(0x0020, &[1, 2, 3, 0xFFFF])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.read_holding_registers(0x0020, 4).await.unwrap().unwrap(),
+        vec![1, 2, 3, 0xFFFF]
+    );
+    c.masked_write_register(0x0020, 0x00F2, 0x0025)
+        .await
+        .unwrap()
+        .unwrap();
+    // (1 AND 0x00F2) OR (0x0025 AND NOT 0x00F2) = 0x0005
+    assert_eq!(
+        c.read_holding_registers(0x0020, 1).await.unwrap().unwrap(),
+        vec![0x0005]
+    );
+    let rw = c
+        .read_write_multiple_registers(0x0021, 2, 0x0030, &[7, 8])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rw, vec![2, 3]);
+    assert_eq!(
+        c.read_holding_registers(0x0030, 2).await.unwrap().unwrap(),
+        vec![7, 8]
+    );
+
+    c.write_single_coil(5, true).await.unwrap().unwrap();
+    c.write_multiple_coils(8, &[true, false, true, true])
+        .await
+        .unwrap()
+        .unwrap();
+    let coils = c.read_coils(4, 8).await.unwrap().unwrap();
+    assert_eq!(
+        coils,
+        vec![false, true, false, false, true, false, true, true]
+    );
+    let inputs = c.read_discrete_inputs(0, 16).await.unwrap().unwrap();
+    assert_eq!(inputs.len(), 16);
+
+    // The UPS command register, function 06.
+    c.write_single_register(0x05B0, 0x000A)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn genuine_exceptions_pass_through_without_waiting_for_the_timeout() {
+    let card = start_up(Setup::default().set("serial_timeout_ms", 3000));
+    let mut c = client(card.addr(), 1).await;
+    let before = card.service().link.status.counters();
+    let started = Instant::now();
+    // The status table must be read whole: the UPS answers exception 02.
+    let r = c.read_holding_registers(0x1020, 3).await.unwrap();
+    assert_eq!(r, Err(ExceptionCode::IllegalDataAddress));
+    let r = c.read_holding_registers(0x2000, 1).await.unwrap();
+    assert_eq!(r, Err(ExceptionCode::IllegalDataAddress));
+    // Two exceptions well inside one serial timeout: neither waited for it.
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    let counters = card.service().link.status.counters();
+    assert_eq!(counters.exceptions, before.exceptions + 2);
+    assert_eq!(counters.timeouts, before.timeouts);
+}
+
+#[tokio::test]
+async fn silent_ups_gives_exception_0b_at_the_serial_timeout() {
+    let card = start_up(Setup::default().set("serial_timeout_ms", 400));
+    let mut c = client(card.addr(), 1).await;
+    card.sim.set_fault(Fault::Silent);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = c.read_holding_registers(0x1060, 2).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice));
+        assert!(
+            took >= Duration::from_millis(400),
+            "0x0B before the timeout: {took:?}"
+        );
+        // The first timeout is followed by a listen for a late answer (one more timeout).
+        assert!(
+            took < Duration::from_millis(400 * 2 + 2000),
+            "0x0B far after the timeout: {took:?}"
+        );
+    }
+    card.sim.set_fault(Fault::None);
+    assert!(c.read_holding_registers(0x1060, 2).await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn wrong_answers_give_exception_0b() {
+    let card = start_up(Setup::default().set("serial_timeout_ms", 400));
+    let mut c = client(card.addr(), 1).await;
+    for fault in [
+        Fault::BadCrc,
+        Fault::WrongSlave,
+        Fault::WrongFunction,
+        Fault::Truncated,
+        Fault::Noise,
+    ] {
+        card.sim.set_fault(fault);
+        let r = c.read_holding_registers(0x1060, 2).await.unwrap();
+        assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice), "{fault:?}");
+        card.sim.set_fault(Fault::None);
+        // Nothing of the wrong answer lingers into the next request.
+        let ok = c.read_holding_registers(0x1060, 2).await.unwrap();
+        assert!(ok.is_ok(), "after {fault:?}: {ok:?}");
+    }
+    assert!(card.service().link.status.counters().bad_answers >= 3);
+}
+
+#[tokio::test]
+async fn a_late_answer_never_leaks_into_the_next_request() {
+    let card = start_up(
+        Setup::default()
+            .set("serial_timeout_ms", 400)
+            .set("poll_rate_s", 0),
+    );
+    let mut c = client(card.addr(), 1).await;
+    c.write_multiple_registers(0x0040, &[0x1111, 0x2222])
+        .await
+        .unwrap()
+        .unwrap();
+    for round in 0..3 {
+        // The answer to the first read comes 600 ms after it: after the card gave up.
+        card.sim.set_fault(Fault::Late(Duration::from_millis(600)));
+        let r = c.read_holding_registers(0x0040, 1).await.unwrap();
+        assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice), "round {round}");
+        card.sim.set_fault(Fault::None);
+        // Same shape of request, other register: its answer must be its own.
+        let r = c.read_holding_registers(0x0041, 1).await.unwrap().unwrap();
+        assert_eq!(
+            r,
+            vec![0x2222],
+            "round {round}: a late answer was delivered"
+        );
+    }
+    assert!(card.service().link.status.counters().late_answers >= 1);
+}
+
+#[test]
+fn baud_rate_is_detected_at_each_rate() {
+    for baud in [57600, 19200, 9600] {
+        let card = start(Setup {
+            sim_baud: baud,
+            ..Setup::default()
+        });
+        card.wait_state(LinkState::Up);
+        assert_eq!(card.service().link.status.baud(), baud);
+        // Probes at the other rates went unanswered: the simulator checked the speed.
+        if baud != 57600 {
+            assert!(card.sim.stats().wrong_speed >= 1);
+        }
+        let event = card.wait_event("ups_detected");
+        assert!(
+            event.message.contains(&baud.to_string()),
+            "{}",
+            event.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn requests_get_0a_while_no_baud_rate_is_found() {
+    let card = start(Setup::default());
+    card.sim.set_fault(Fault::Silent);
+    // Not found yet: exception 0x0A, at once.
+    let mut c = client(card.addr(), 1).await;
+    let r = c.read_holding_registers(0x1060, 1).await.unwrap();
+    assert_eq!(r, Err(ExceptionCode::GatewayPathUnavailable));
+    assert_eq!(card.service().link.status.state(), LinkState::Detecting);
+    card.sim.set_fault(Fault::None);
+    card.wait_state(LinkState::Up);
+    assert!(c.read_holding_registers(0x1060, 1).await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn three_sessions_work_while_a_fourth_is_turned_away() {
+    let card = start_up(Setup::default());
+    let mut clients = vec![];
+    for _ in 0..3 {
+        clients.push(client(card.addr(), 1).await);
+    }
+    wait_for("3 sessions", || card.service().sessions.open() == 3);
+    for c in clients.iter_mut() {
+        assert!(c.read_holding_registers(0x1060, 4).await.unwrap().is_ok());
+    }
+    // The fourth is accepted and closed at once.
+    let mut fourth = TcpStream::connect(card.addr()).unwrap();
+    fourth.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 16];
+    let n = fourth.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the fourth connection was not closed");
+    card.wait_event("tcp_refused");
+    // The three never noticed.
+    for c in clients.iter_mut() {
+        assert!(c.read_holding_registers(0x1060, 4).await.unwrap().is_ok());
+    }
+    // A closed session frees its slot.
+    let first = clients.remove(0);
+    drop(first);
+    wait_for("slot freed", || card.service().sessions.open() == 2);
+    let mut again = client(card.addr(), 1).await;
+    assert!(again
+        .read_holding_registers(0x1060, 1)
+        .await
+        .unwrap()
+        .is_ok());
+    let closed = card.wait_event("tcp_closed");
+    assert!(
+        closed.message.contains("closed by client"),
+        "{}",
+        closed.message
+    );
+}
+
+/// Sends raw bytes; returns what came back before the connection closed or went quiet.
+fn raw_exchange(addr: SocketAddr, bytes: &[u8], quiet: Duration) -> (Vec<u8>, bool) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(bytes).unwrap();
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let mut got = vec![];
+    let mut buf = [0u8; 512];
+    let started = Instant::now();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, true),
+            Err(_) => return (got, false),
+        }
+        if started.elapsed() > PATIENCE {
+            return (got, false);
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_headers_close_only_their_own_session() {
+    let card = start_up(Setup::default());
+    let mut good = client(card.addr(), 1).await;
+    assert!(good
+        .read_holding_registers(0x1060, 1)
+        .await
+        .unwrap()
+        .is_ok());
+
+    // Protocol id 1: the session is closed at once, nothing answered.
+    let (got, closed) = raw_exchange(
+        card.addr(),
+        &[0, 1, 0, 1, 0, 6, 1, 3, 0x10, 0x60, 0, 1],
+        PATIENCE,
+    );
+    assert!(got.is_empty() && closed);
+    assert!(good
+        .read_holding_registers(0x1060, 1)
+        .await
+        .unwrap()
+        .is_ok());
+    // Length field 0 and 300.
+    for header in [[0u8, 1, 0, 0, 0, 0, 1], [0, 1, 0, 0, 0x01, 0x2C, 1]] {
+        let (got, closed) = raw_exchange(card.addr(), &header, PATIENCE);
+        assert!(got.is_empty() && closed, "{header:?}");
+        assert!(good
+            .read_holding_registers(0x1060, 1)
+            .await
+            .unwrap()
+            .is_ok());
+    }
+    // Random bytes: closed or ignored, never a crash.
+    let mut seed = 0x1234_5678u32;
+    for _ in 0..20 {
+        let noise: Vec<u8> = (0..64)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed as u8
+            })
+            .collect();
+        let _ = raw_exchange(card.addr(), &noise, Duration::from_millis(200));
+        assert!(good
+            .read_holding_registers(0x1060, 1)
+            .await
+            .unwrap()
+            .is_ok());
+    }
+    let closed = card
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == "tcp_closed")
+        .count();
+    assert!(closed >= 3);
+}
+
+#[tokio::test]
+async fn a_partial_frame_holds_up_nobody_else() {
+    let card = start_up(Setup::default());
+    // Half a header, then nothing.
+    let mut stalled = TcpStream::connect(card.addr()).unwrap();
+    stalled.write_all(&[0, 9, 0, 0]).unwrap();
+    let mut c = client(card.addr(), 1).await;
+    for _ in 0..20 {
+        let r = timeout(Duration::from_secs(5), c.read_holding_registers(0x1060, 2)).await;
+        assert!(r.unwrap().unwrap().is_ok());
+    }
+    // The stalled session completes its frame late and gets its answer.
+    stalled.write_all(&[0, 6, 1, 3, 0x10, 0x60, 0, 1]).unwrap();
+    stalled.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut answer = [0u8; 11];
+    stalled.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer[..2], &[0, 9]);
+    assert_eq!(answer[7], 3);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let card = start_up(Setup::default());
+    let mut s = TcpStream::connect(card.addr()).unwrap();
+    let mut burst = vec![];
+    for (tid, addr) in [(1u16, 0x1060u16), (2, 0x1061), (3, 0x1062), (4, 0x1063)] {
+        burst.extend_from_slice(&tid.to_be_bytes());
+        burst.extend_from_slice(&[0, 0, 0, 6, 1, 3]);
+        burst.extend_from_slice(&addr.to_be_bytes());
+        burst.extend_from_slice(&[0, 1]);
+    }
+    s.write_all(&burst).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    for (tid, addr) in [(1u16, 0x1060u16), (2, 0x1061), (3, 0x1062), (4, 0x1063)] {
+        let mut answer = [0u8; 11];
+        s.read_exact(&mut answer).unwrap();
+        assert_eq!(u16::from_be_bytes([answer[0], answer[1]]), tid);
+        assert_eq!(&answer[2..9], &[0, 0, 0, 5, 1, 3, 2]);
+        let value = u16::from_be_bytes([answer[9], answer[10]]);
+        // Measurements move a little with time; the same register read directly is close.
+        let direct = card.sim.register(addr).unwrap();
+        assert!(
+            value.abs_diff(direct) <= 50 || value == direct,
+            "{addr:04X}: {value} vs {direct}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn other_units_get_0a_without_touching_the_serial_line() {
+    let card = start_up(Setup::default().set("poll_rate_s", 0));
+    let before = card.sim.stats().requests;
+    let mut c = client(card.addr(), 7).await;
+    let r = c.read_holding_registers(0x1060, 1).await.unwrap();
+    assert_eq!(r, Err(ExceptionCode::GatewayPathUnavailable));
+    assert_eq!(card.sim.stats().requests, before);
+    // Units 0 and 255 reach the UPS.
+    for unit in [0, 255] {
+        let mut c = client(card.addr(), unit).await;
+        assert!(
+            c.read_holding_registers(0x1060, 1).await.unwrap().is_ok(),
+            "unit {unit}"
+        );
+    }
+    assert!(card.sim.stats().requests >= before + 2);
+}
+
+#[tokio::test]
+async fn transparent_routing_forwards_every_unit() {
+    let card = start_up(
+        Setup::default()
+            .set("routing", "transparent")
+            .set("serial_timeout_ms", 400)
+            .set("poll_rate_s", 0),
+    );
+    // Unit 7 goes on the wire as slave 7; the simulated UPS is slave 1, so nobody answers.
+    let before = card.sim.stats();
+    let mut c = client(card.addr(), 7).await;
+    let r = c.read_holding_registers(0x1060, 1).await.unwrap();
+    assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice));
+    assert_eq!(card.sim.stats().other_slave, before.other_slave + 1);
+    let mut c = client(card.addr(), 1).await;
+    assert!(c.read_holding_registers(0x1060, 1).await.unwrap().is_ok());
+}
+
+#[test]
+fn idle_sessions_are_closed_after_the_modbus_tcp_timeout() {
+    let card = start_up(Setup::default().set("modbus_timeout_s", 1));
+    let mut s = TcpStream::connect(card.addr()).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 8];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let closed = card.wait_event("tcp_closed");
+    assert!(
+        closed.message.contains("idle timeout"),
+        "{}",
+        closed.message
+    );
+}
+
+#[test]
+fn communication_lost_and_restored_are_logged() {
+    let card = start_up(
+        Setup::default()
+            .set("poll_rate_s", 1)
+            .set("serial_timeout_ms", 400),
+    );
+    card.sim.set_fault(Fault::Silent);
+    card.wait_event("ups_lost");
+    card.wait_state(LinkState::Lost);
+    card.sim.set_fault(Fault::None);
+    card.wait_event("ups_restored");
+    card.wait_state(LinkState::Up);
+    // Logged once each, newest first.
+    let events = card.events();
+    assert_eq!(events.iter().filter(|e| e.kind == "ups_lost").count(), 1);
+    let lost = events.iter().position(|e| e.kind == "ups_lost").unwrap();
+    let restored = events
+        .iter()
+        .position(|e| e.kind == "ups_restored")
+        .unwrap();
+    assert!(restored < lost);
+    assert_eq!(
+        events
+            .iter()
+            .find(|e| e.kind == "ups_lost")
+            .unwrap()
+            .message,
+        "UPS communication lost"
+    );
+}
+
+#[test]
+fn boot_and_session_events_are_in_the_database() {
+    let mut card = start_up(Setup::default());
+    {
+        let _s = TcpStream::connect(card.addr()).unwrap();
+        card.wait_event("tcp_opened");
+    }
+    card.wait_event("tcp_closed");
+    let opened = card.wait_event("tcp_opened");
+    assert!(
+        opened.message.starts_with("TCP session 1 opened"),
+        "{}",
+        opened.message
+    );
+    card.stop();
+    let events = card.events();
+    assert_eq!(events[0].kind, "stopped");
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "cold_boot" || e.kind == "warm_boot"));
+}

@@ -1,0 +1,108 @@
+//! The binary as an init script runs it: start, serve, stop on SIGTERM with exit code 0,
+//! and clear errors for a wrong command line or a damaged database.
+
+use modbus_card::pty::Pty;
+use modbus_card::sim::{Sim, SimConfig};
+use modbus_card::store::Store;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_modbus-card");
+
+#[test]
+fn run_serves_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--data"])
+        .arg(dir.path())
+        .arg("--ups")
+        .arg(sim.path().unwrap())
+        .args(["--modbus", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The log says where it listens, and when the UPS is found.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = Instant::now();
+    let mut addr = None;
+    let mut detected = false;
+    while !(addr.is_some() && detected) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "service did not come up"
+        );
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.split("modbus tcp listening on ").nth(1) {
+            addr = Some(rest.trim().to_string());
+        }
+        detected |= line.contains("UPS detected at 19200 baud");
+    }
+    let mut s = std::net::TcpStream::connect(addr.unwrap()).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(&[0, 1, 0, 0, 0, 6, 1, 3, 0x10, 0x60, 0, 1])
+        .unwrap();
+    let mut answer = [0u8; 11];
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer[..9], &[0, 1, 0, 0, 0, 5, 1, 3, 2]);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    // Drain the rest of the log so the pipe never blocks the child.
+    for _ in lines {}
+    let events = Store::open(dir.path()).unwrap().events(100).unwrap();
+    assert_eq!(events[0].kind, "stopped");
+    assert!(events.iter().any(|e| e.kind == "tcp_closed"));
+}
+
+#[test]
+fn bad_command_lines_say_what_is_wrong() {
+    let out = Command::new(BIN)
+        .args(["run", "--data", "/tmp/x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ups"));
+    let out = Command::new(BIN).args(["frobnicate"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--ups",
+            "/dev/null",
+            "--set",
+            "rs485_slave=200",
+            "--data",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("174"));
+}
+
+#[test]
+fn a_damaged_database_is_reported_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join(modbus_card::store::FILE_NAME);
+    std::fs::write(&db, vec![0x5Au8; 8192]).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--ups", "/dev/null", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), vec![0x5Au8; 8192]);
+}
