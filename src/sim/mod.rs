@@ -454,7 +454,7 @@ impl Pending {
     }
 }
 
-/// What the thread needs of the shared settings, copied once per wake-up.
+/// The shared settings, copied once per request.
 #[derive(Clone, Copy)]
 struct Settings {
     fault: Fault,
@@ -495,13 +495,8 @@ impl Worker {
         }
     }
 
-    fn settings(&self) -> Settings {
-        let s = self.shared.state.lock();
-        Settings {
-            fault: s.fault,
-            baud: s.baud,
-            paced: s.paced,
-        }
+    fn baud(&self) -> u32 {
+        self.shared.state.lock().baud
     }
 
     fn run(mut self) {
@@ -511,14 +506,10 @@ impl Worker {
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
         let mut chunk = [0u8; 512];
         while !self.shared.stop.load(Ordering::Relaxed) {
-            let settings = self.settings();
-            self.port.apply_baud(settings.baud);
-            let silence = self.port.silence(settings.baud);
-
             let now = Instant::now();
             let mut deadline = now + POLL_INTERVAL;
             if !self.rx.is_empty() {
-                deadline = deadline.min(self.last_rx + silence);
+                deadline = deadline.min(self.last_rx + self.port.silence(self.baud()));
             }
             if let Some(p) = self.pending.front() {
                 deadline = deadline.min(p.next_due());
@@ -527,11 +518,15 @@ impl Worker {
                 self.receive(&mut chunk);
             }
 
+            // Settings may have changed during the wait: a request that arrives right after
+            // a change gets the new speed and fault.
+            let baud = self.baud();
+            self.port.apply_baud(baud);
             let now = Instant::now();
             if now - self.last_tick >= TICK_INTERVAL {
                 self.tick(now);
             }
-            self.frames(now, silence, settings);
+            self.frames(now, self.port.silence(baud));
             self.send_due();
         }
     }
@@ -577,7 +572,7 @@ impl Worker {
 
     /// Takes every whole frame off the front of the buffer; after a silence, whatever is
     /// left is either a frame of unknown length or garbage.
-    fn frames(&mut self, now: Instant, silence: Duration, settings: Settings) {
+    fn frames(&mut self, now: Instant, silence: Duration) {
         while !self.rx.is_empty() {
             let silent = now >= self.last_rx + silence;
             let len = match rtu::check_request(&self.rx) {
@@ -595,7 +590,7 @@ impl Worker {
                 }
                 _ => return,
             };
-            self.on_frame(len, settings);
+            self.on_frame(len);
             self.rx.drain(..len);
         }
     }
@@ -606,18 +601,23 @@ impl Worker {
     }
 
     /// Acts on the valid frame of `len` bytes at the front of the buffer.
-    fn on_frame(&mut self, len: usize, settings: Settings) {
-        if !self.port.speed_matches(settings.baud) {
-            self.shared.state.lock().stats.wrong_speed += 1;
-            return;
-        }
+    fn on_frame(&mut self, len: usize) {
         let address = self.rx[0];
-        if address != rtu::BROADCAST && address != self.slave {
-            self.shared.state.lock().stats.other_slave += 1;
-            return;
-        }
-        {
+        let settings = {
             let mut state = self.shared.state.lock();
+            let settings = Settings {
+                fault: state.fault,
+                baud: state.baud,
+                paced: state.paced,
+            };
+            if !self.port.speed_matches(settings.baud) {
+                state.stats.wrong_speed += 1;
+                return;
+            }
+            if address != rtu::BROADCAST && address != self.slave {
+                state.stats.other_slave += 1;
+                return;
+            }
             // Readings reflect the moment of the request.
             let now = Instant::now();
             state.ups.tick(now - self.last_tick);
@@ -630,7 +630,8 @@ impl Worker {
                 return;
             }
             state.stats.requests += 1;
-        }
+            settings
+        };
         if !self.build_answer(settings.fault) {
             return;
         }
@@ -647,8 +648,9 @@ impl Worker {
         }
         let now = Instant::now();
         if !settings.paced && at <= now && self.pending.is_empty() {
-            self.port.send(&self.frame);
+            // Counted first, so whoever has read the answer sees it counted.
             self.shared.state.lock().stats.answered += 1;
+            self.port.send(&self.frame);
         } else if self.pending.len() < MAX_PENDING {
             self.pending.push_back(Pending {
                 at,
@@ -713,6 +715,9 @@ impl Worker {
             let now = Instant::now();
             let due = p.due_by(now);
             if due > p.sent {
+                if due == p.bytes.len() {
+                    self.shared.state.lock().stats.answered += 1;
+                }
                 self.port.send(&p.bytes[p.sent..due]);
                 p.sent = due;
             }
@@ -720,7 +725,6 @@ impl Worker {
                 return;
             }
             self.pending.pop_front();
-            self.shared.state.lock().stats.answered += 1;
             // An answer never overlaps the one before it on the line.
             if let Some(next) = self.pending.front_mut() {
                 next.at = next.at.max(now);

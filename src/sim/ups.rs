@@ -259,13 +259,12 @@ impl Ups {
         let steps = self.drift_due.as_secs().min(8);
         self.drift_due = Duration::from_nanos(u64::from(self.drift_due.subsec_nanos()));
         for _ in 0..steps {
-            for phase in 0..3 {
+            for (phase, base) in BASE_LOAD.iter().enumerate() {
                 let step = if self.next_random() & 1 == 0 {
                     0.25
                 } else {
                     -0.25
                 };
-                let base = BASE_LOAD[phase];
                 self.load[phase] =
                     (self.load[phase] + step).clamp(base - LOAD_DRIFT, base + LOAD_DRIFT);
             }
