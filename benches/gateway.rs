@@ -123,6 +123,7 @@ impl Service {
             .args(["--set", "poll_rate_s=0"])
             .args(extra.iter().flat_map(|kv| ["--set", kv]))
             .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -182,6 +183,8 @@ impl Service {
 
 /// `clients` Modbus TCP clients, each sending one request at a time.
 fn tcp_load(addr: &str, clients: usize, until: impl Fn(usize, Duration) -> bool + Sync) -> Stats {
+    // Sessions of an earlier load free their slots as soon as the card sees them closed.
+    std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let per_client: Vec<Vec<Duration>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
@@ -280,20 +283,36 @@ fn main() {
         );
     }
 
-    // 3. Memory under load, on the same service.
+    // 3. Memory under load, on the same service: one long run, sampled as it goes.
     let total = if n == 300 { 3_000 } else { 100_000 };
-    println!("\n## resident memory, 3 clients\n");
+    println!("\n## resident memory, 3 clients, {total} requests\n");
     println!("| after requests | VmRSS KiB |");
     println!("|---|---|");
     println!(
-        "| 0 (idle after start-up and the runs above) | {} |",
+        "| 0 (after start-up and the runs above) | {} |",
         service.usage().1
     );
-    let mut done = 0;
-    while done < total {
-        let st = tcp_load(&service.addr, 3, |d, _| d >= total / 4);
-        done += st.count;
-        println!("| {done} | {} |", service.usage().1);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let samples = std::sync::Mutex::new(vec![]);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut next = total / 4;
+            while next <= total {
+                if done.load(std::sync::atomic::Ordering::Relaxed) >= next {
+                    samples.lock().unwrap().push((next, service.usage().1));
+                    next += total / 4;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        tcp_load(&service.addr, 3, |d, _| {
+            done.store(d, std::sync::atomic::Ordering::Relaxed);
+            d >= total
+        });
+        done.store(total, std::sync::atomic::Ordering::Relaxed);
+    });
+    for (at, rss) in samples.into_inner().unwrap() {
+        println!("| {at} | {rss} |");
     }
     service.stop();
     drop(sim);

@@ -71,10 +71,16 @@ impl Service {
                 .frame_gap_us
                 .map(|us| Duration::from_micros(u64::from(us))),
         };
+        let (link, link_thread) = match Link::spawn(link_config, events.clone(), shutdown.clone()) {
+            Ok(started) => started,
+            Err(e) => {
+                drop(events);
+                let _ = writer.join();
+                return Err(e.into());
+            }
+        };
+        threads.push(("ups link", link_thread));
         let started = (|| -> Result<_> {
-            let (link, link_thread) = Link::spawn(link_config, events.clone(), shutdown.clone())?;
-            threads.push(("ups link", link_thread));
-
             let rs485 = match &options.rs485 {
                 Some(path) => {
                     let config = Rs485Config {
@@ -111,12 +117,13 @@ impl Service {
                 shutdown.clone(),
             )?;
             threads.push(("modbus tcp", tcp_thread));
-            Ok((link, rs485, sessions, modbus_addr))
+            Ok((rs485, sessions, modbus_addr))
         })();
-        let (link, rs485, sessions, modbus_addr) = match started {
+        let (rs485, sessions, modbus_addr) = match started {
             Ok(parts) => parts,
             Err(e) => {
                 shutdown.fire();
+                link.close();
                 for (_, t) in threads {
                     let _ = t.join();
                 }
@@ -152,6 +159,7 @@ impl Service {
     /// Ends every thread, writes the last events, and returns when all is on disk.
     pub fn stop(self) {
         self.shutdown.fire();
+        self.link.close();
         for (name, thread) in self.threads {
             if thread.join().is_err() {
                 log::error!("{name} thread panicked");

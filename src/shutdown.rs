@@ -18,22 +18,16 @@ struct Inner {
     read: OwnedFd,
     write: parking_lot::Mutex<Option<OwnedFd>>,
     fired: AtomicBool,
-    /// Disconnected on shutdown, for threads that wait in a channel select.
-    rx: crossbeam_channel::Receiver<()>,
-    tx: parking_lot::Mutex<Option<crossbeam_channel::Sender<()>>>,
 }
 
 impl Shutdown {
     pub fn new() -> std::io::Result<Shutdown> {
         let (read, write) = nix::unistd::pipe()?;
-        let (tx, rx) = crossbeam_channel::bounded(0);
         Ok(Shutdown {
             inner: Arc::new(Inner {
                 read,
                 write: parking_lot::Mutex::new(Some(write)),
                 fired: AtomicBool::new(false),
-                rx,
-                tx: parking_lot::Mutex::new(Some(tx)),
             }),
         })
     }
@@ -42,12 +36,6 @@ impl Shutdown {
     pub fn fire(&self) {
         self.inner.fired.store(true, Ordering::SeqCst);
         self.inner.write.lock().take();
-        self.inner.tx.lock().take();
-    }
-
-    /// Disconnects on shutdown: `recv(shutdown.channel())` in a select ends the wait.
-    pub fn channel(&self) -> &crossbeam_channel::Receiver<()> {
-        &self.inner.rx
     }
 
     pub fn is_fired(&self) -> bool {

@@ -16,6 +16,7 @@
 //!   caught and thrown away rather than taken for the next one's.
 
 pub mod framelog;
+mod queue;
 pub mod status;
 
 use crate::event::{Event, Events};
@@ -24,8 +25,8 @@ use crate::modbus::rtu::{self, FrameError, Status};
 use crate::serial::{Port, Wait};
 use crate::settings::UPS_BAUDS;
 use crate::shutdown::Shutdown;
-use crossbeam_channel::{Receiver, Sender};
 use framelog::{Direction, FrameLog, Note};
+use queue::{Pop, Queue, Slot};
 use status::bump;
 pub use status::{Counters, LinkState, LinkStatus};
 use std::io;
@@ -41,6 +42,8 @@ pub const CONTROL_PDU: [u8; 5] = [0x03, 0x10, 0x60, 0x00, 0x01];
 
 /// Time the UPS gets to act on a broadcast before the next frame.
 const BROADCAST_TURNAROUND: Duration = Duration::from_millis(20);
+/// Shorter waits for the rest of a frame are not worth a sleep.
+const MIN_NAP: Duration = Duration::from_micros(300);
 /// Consecutive failed gateway requests that declare the UPS lost (one failed poll does).
 const FAILURES_TO_LOST: u32 = 3;
 
@@ -56,7 +59,7 @@ pub struct Request {
     /// RTU address; 0 is a broadcast, answered with an empty PDU.
     pub slave: u8,
     pub pdu: PduBuf,
-    pub reply: Sender<PduBuf>,
+    pub reply: Arc<Slot>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +78,7 @@ pub struct LinkConfig {
 /// The handle everyone else holds.
 #[derive(Clone)]
 pub struct Link {
-    tx: Sender<Request>,
+    queue: Arc<Queue>,
     pub status: Arc<LinkStatus>,
     pub frames: Arc<FrameLog>,
 }
@@ -94,8 +97,7 @@ impl Link {
             config.baud
         };
         let port = Port::open(&config.path, first)?;
-        // Each source has at most one request queued, so a small bound is never reached.
-        let (tx, rx) = crossbeam_channel::bounded(16);
+        let queue = Arc::new(Queue::new());
         let status = Arc::new(LinkStatus::default());
         let frames = Arc::new(FrameLog::new());
         let engine = Engine {
@@ -118,18 +120,31 @@ impl Link {
         let thread = std::thread::Builder::new()
             .name("ups-link".into())
             .stack_size(256 * 1024)
-            .spawn(move || engine.run(rx))?;
-        Ok((Link { tx, status, frames }, thread))
+            .spawn({
+                let queue = queue.clone();
+                move || engine.run(&queue)
+            })?;
+        Ok((
+            Link {
+                queue,
+                status,
+                frames,
+            },
+            thread,
+        ))
     }
 
-    /// A caller for one source, with its own reply channel reused for every request.
+    /// Ends the link thread's wait for requests; with [`Shutdown::fire`], stops it.
+    pub fn close(&self) {
+        self.queue.close();
+    }
+
+    /// A caller for one source, with its own reply slot reused for every request.
     pub fn caller(&self, source: Source) -> Caller {
-        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         Caller {
             link: self.clone(),
             source,
-            reply_tx,
-            reply_rx,
+            slot: Arc::new(Slot::default()),
         }
     }
 }
@@ -137,8 +152,7 @@ impl Link {
 pub struct Caller {
     link: Link,
     source: Source,
-    reply_tx: Sender<PduBuf>,
-    reply_rx: Receiver<PduBuf>,
+    slot: Arc<Slot>,
 }
 
 impl Caller {
@@ -159,12 +173,13 @@ impl Caller {
             source: self.source,
             slave,
             pdu,
-            reply: self.reply_tx.clone(),
+            reply: self.slot.clone(),
         };
-        if self.link.tx.send(request).is_err() {
+        if self.link.queue.push(request).is_err() {
             return unavailable;
         }
-        self.reply_rx.recv().unwrap_or(unavailable)
+        // The link thread answers every request it takes, even while stopping.
+        self.slot.take()
     }
 
     pub fn status(&self) -> &LinkStatus {
@@ -204,15 +219,16 @@ struct Engine {
 }
 
 impl Engine {
-    fn run(mut self, rx: Receiver<Request>) {
+    fn run(mut self, queue: &Queue) {
         crate::rt::make_realtime("ups link");
-        if self.detect(&rx) {
-            self.serve_loop(&rx);
+        if self.detect(queue) {
+            self.serve_loop(queue);
         }
         self.status.set_state(LinkState::Stopped);
         // Whoever is still waiting gets an answer rather than a hang.
-        while let Ok(r) = rx.try_recv() {
-            let _ = r.reply.send(PduBuf::exception(
+        queue.close();
+        while let Some(r) = queue.try_pop() {
+            r.reply.put(PduBuf::exception(
                 r.pdu[0],
                 Exception::GatewayPathUnavailable,
             ));
@@ -222,7 +238,7 @@ impl Engine {
 
     /// Probes each candidate rate with the control frame until the UPS answers. Returns
     /// false on shutdown.
-    fn detect(&mut self, rx: &Receiver<Request>) -> bool {
+    fn detect(&mut self, queue: &Queue) -> bool {
         self.status.set_state(LinkState::Detecting);
         let candidates: Vec<u32> = if self.config.baud == 0 {
             UPS_BAUDS.to_vec()
@@ -264,8 +280,8 @@ impl Engine {
                     Err(_) => {}
                 }
                 // Requests that came in meanwhile: no path to the UPS yet.
-                while let Ok(r) = rx.try_recv() {
-                    let _ = r.reply.send(PduBuf::exception(
+                while let Some(r) = queue.try_pop() {
+                    r.reply.put(PduBuf::exception(
                         r.pdu[0],
                         Exception::GatewayPathUnavailable,
                     ));
@@ -281,16 +297,12 @@ impl Engine {
         }
     }
 
-    fn serve_loop(&mut self, rx: &Receiver<Request>) {
+    fn serve_loop(&mut self, queue: &Queue) {
         loop {
-            let wait = self.until_poll();
-            crossbeam_channel::select! {
-                recv(rx) -> request => match request {
-                    Ok(request) => self.serve(request),
-                    Err(_) => return,
-                },
-                recv(self.shutdown.channel()) -> _ => return,
-                default(wait) => self.poll(),
+            match queue.pop(Instant::now() + self.until_poll()) {
+                Pop::Request(request) => self.serve(request),
+                Pop::Timeout => self.poll(),
+                Pop::Closed => return,
             }
             if self.shutdown.is_fired() {
                 return;
@@ -329,7 +341,7 @@ impl Engine {
             Ok(pdu) => *pdu,
             Err(_) => PduBuf::exception(function, Exception::GatewayTargetFailedToRespond),
         };
-        let _ = request.reply.send(answer);
+        request.reply.put(answer);
         let to_ups = request.slave == self.config.ups_slave;
         match result {
             Ok(_) if to_ups => self.alive(Instant::now()),
@@ -441,7 +453,20 @@ impl Engine {
             let silent_by = match rtu::check_response(slave, pdu, &self.rx_buf) {
                 Ok(Status::Complete(n)) => break Ok(n),
                 Err(e) => break Err(Failure::Invalid(e)),
-                Ok(Status::Incomplete(_)) => deadline,
+                Ok(Status::Incomplete(need)) => {
+                    // Part of a frame of known length is in: the rest cannot come sooner
+                    // than the wire brings it, so sleep until then instead of waking up
+                    // for every byte (a 101-byte answer at 9600 baud trickles for 105 ms).
+                    let missing = need.saturating_sub(self.rx_buf.len());
+                    if !self.rx_buf.is_empty() && missing > 1 {
+                        let due = Instant::now() + rtu::wire_time(baud, missing - 1);
+                        let nap = due.min(deadline).saturating_duration_since(Instant::now());
+                        if nap >= MIN_NAP && self.shutdown.sleep(nap) {
+                            break Err(Failure::Shutdown);
+                        }
+                    }
+                    deadline
+                }
                 Ok(Status::UntilSilence) => (last_byte + rtu::t35(baud)).min(deadline),
             };
             match self
