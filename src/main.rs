@@ -21,6 +21,9 @@ usage:
   modbus-card simulate-ups [PATH] [--baud N] [--paced]
       A simulated Socomec UPS (slave 1) on a serial device, or on a new
       pseudo-terminal whose path it prints. Type 'help' for its fault commands.
+  modbus-card settings --data DIR [KEY=VALUE]...
+      Shows the stored settings, or stores the given ones (checked as the service
+      would check them); the service reads them at its next start.
   modbus-card --version
 
 settings (KEY for --set): ups_baud, ups_slave, serial_timeout_ms, poll_rate_s,
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("simulate-ups") => simulate_ups(&args[1..]),
+        Some("settings") => settings(&args[1..]),
         Some("--version" | "-V") => {
             println!("modbus-card {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -143,6 +147,25 @@ fn run(args: &[String]) -> Result<(), String> {
     let service = Service::start(options).map_err(|e| e.to_string())?;
     wait_for_signal()?;
     service.stop();
+    Ok(())
+}
+
+fn settings(args: &[String]) -> Result<(), String> {
+    let mut a = Args::parse(args, &[])?;
+    let data = a.take("--data").ok_or("settings needs --data DIR")?;
+    let changes = std::mem::take(&mut a.positional);
+    a.finish()?;
+    let store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
+    for kv in &changes {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("{kv}: expected KEY=VALUE"))?;
+        store.save_setting(k, v).map_err(|e| e.to_string())?;
+    }
+    let settings = store.load_settings().map_err(|e| e.to_string())?;
+    for key in modbus_card::settings::KEYS {
+        println!("{key}={}", settings.get(key).unwrap_or_default());
+    }
     Ok(())
 }
 

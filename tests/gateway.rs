@@ -496,3 +496,48 @@ fn boot_and_session_events_are_in_the_database() {
         .iter()
         .any(|e| e.kind == "cold_boot" || e.kind == "warm_boot"));
 }
+
+#[test]
+fn a_flooding_session_cannot_starve_another() {
+    // Paced at 19200 baud, a one-word read takes about 11 ms on the wire.
+    let card = start_up(Setup::default().set("ups_baud", 19200));
+    card.sim.set_paced(true);
+    let mut flood = TcpStream::connect(card.addr()).unwrap();
+    let mut burst = vec![];
+    for tid in 0..100u16 {
+        burst.extend_from_slice(&tid.to_be_bytes());
+        burst.extend_from_slice(&[0, 0, 0, 6, 1, 3, 0x10, 0x60, 0, 1]);
+    }
+    flood.write_all(&burst).unwrap();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader = {
+        let answered = answered.clone();
+        let mut flood = flood.try_clone().unwrap();
+        std::thread::spawn(move || {
+            flood.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut answer = [0u8; 11];
+            for _ in 0..100 {
+                flood.read_exact(&mut answer).unwrap();
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    wait_for("the flood to start", || {
+        answered.load(std::sync::atomic::Ordering::SeqCst) >= 3
+    });
+    let mut other = TcpStream::connect(card.addr()).unwrap();
+    other
+        .write_all(&[0, 7, 0, 0, 0, 6, 1, 3, 0x10, 0x64, 0, 1])
+        .unwrap();
+    other.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut answer = [0u8; 11];
+    other.read_exact(&mut answer).unwrap();
+    let flood_done = answered.load(std::sync::atomic::Ordering::SeqCst);
+    // Served after at most a request or two of the flood, not after all of it.
+    assert!(
+        flood_done < 50,
+        "the other session waited for {flood_done} flood answers"
+    );
+    assert_eq!(&answer[..2], &[0, 7]);
+    reader.join().unwrap();
+}

@@ -106,3 +106,33 @@ fn a_damaged_database_is_reported_not_overwritten() {
     assert!(err.contains(&db.display().to_string()), "{err}");
     assert_eq!(std::fs::read(&db).unwrap(), vec![0x5Au8; 8192]);
 }
+
+#[test]
+fn settings_are_stored_checked_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["settings", "--data"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(shown.contains("serial_timeout_ms=500\n"), "{shown}");
+    assert!(shown.contains("poll_rate_s=10\n"), "{shown}");
+
+    let out = run(&["rs485_slave=17", "modbus_timeout_s=0"]);
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(shown.contains("rs485_slave=17\n") && shown.contains("modbus_timeout_s=0\n"));
+
+    // Refused values say why and change nothing.
+    let out = run(&["serial_timeout_ms=50"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lowest sane timeout"));
+    let shown = String::from_utf8_lossy(&run(&[]).stdout).into_owned();
+    assert!(shown.contains("serial_timeout_ms=500\n") && shown.contains("rs485_slave=17\n"));
+}
