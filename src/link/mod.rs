@@ -175,7 +175,7 @@ impl Caller {
             pdu,
             reply: self.slot.clone(),
         };
-        if self.link.queue.push(request).is_err() {
+        if !self.link.queue.push(request) {
             return unavailable;
         }
         // The link thread answers every request it takes, even while stopping.

@@ -25,6 +25,9 @@ struct State {
     closed: bool,
 }
 
+// Requests move by value (a PDU in a fixed buffer): boxing them would allocate on every
+// request, which the hot path avoids.
+#[allow(clippy::large_enum_variant)]
 pub enum Pop {
     Request(Request),
     Timeout,
@@ -42,16 +45,16 @@ impl Queue {
         }
     }
 
-    /// Queues a request; gives it back if the link is closed or the queue full.
-    pub fn push(&self, request: Request) -> Result<(), Request> {
+    /// Queues a request; false if the link is closed or the queue full.
+    pub fn push(&self, request: Request) -> bool {
         let mut state = self.state.lock();
         if state.closed || state.requests.len() >= MAX_QUEUED {
-            return Err(request);
+            return false;
         }
         state.requests.push_back(request);
         drop(state);
         self.ready.notify_one();
-        Ok(())
+        true
     }
 
     /// The oldest request, waiting until `deadline` for one.

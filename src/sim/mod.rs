@@ -475,7 +475,7 @@ struct Worker {
     answer: Vec<u8>,
     frame: Vec<u8>,
     pending: VecDeque<Pending>,
-    rng: u32,
+    rng: ups::XorShift,
 }
 
 impl Worker {
@@ -491,7 +491,7 @@ impl Worker {
             answer: Vec::with_capacity(MAX_PDU),
             frame: Vec::with_capacity(MAX_RTU),
             pending: VecDeque::new(),
-            rng: 0x9E37_79B9,
+            rng: ups::XorShift(0x9E37_79B9),
         }
     }
 
@@ -699,14 +699,8 @@ impl Worker {
         true
     }
 
-    /// xorshift32, for noise.
     fn next_random(&mut self) -> u32 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.rng = x;
-        x
+        self.rng.next()
     }
 
     /// Writes the bytes of waiting answers whose time has come.

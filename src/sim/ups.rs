@@ -202,7 +202,7 @@ pub struct Ups {
     load: [f64; 3],
     /// Time not yet spent on a load drift step.
     drift_due: Duration,
-    rng: u32,
+    rng: XorShift,
     coils: [u8; 32],
     holding: [u16; reg::SCRATCH_LEN as usize],
 }
@@ -223,7 +223,7 @@ impl Ups {
             charge: 100.0,
             load: BASE_LOAD,
             drift_due: Duration::ZERO,
-            rng: 0x2545_F491,
+            rng: XorShift(0x2545_F491),
             coils: [0; 32],
             holding: [0; reg::SCRATCH_LEN as usize],
         }
@@ -271,14 +271,8 @@ impl Ups {
         }
     }
 
-    /// xorshift32: a cheap, repeatable drift.
     fn next_random(&mut self) -> u32 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.rng = x;
-        x
+        self.rng.next()
     }
 
     /// The value a read would give at `addr`, or `None` where no table is.
@@ -714,6 +708,21 @@ fn check_read(start: u16, qty: u16) -> Result<(), Exception> {
         Ok(())
     } else {
         Err(Exception::IllegalDataAddress)
+    }
+}
+
+/// xorshift32: cheap, repeatable pseudo-random numbers for drift and noise.
+#[derive(Debug, Clone)]
+pub(crate) struct XorShift(pub(crate) u32);
+
+impl XorShift {
+    pub(crate) fn next(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
     }
 }
 
