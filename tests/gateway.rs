@@ -541,3 +541,32 @@ fn a_flooding_session_cannot_starve_another() {
     assert_eq!(&answer[..2], &[0, 7]);
     reader.join().unwrap();
 }
+
+#[tokio::test]
+async fn stale_bytes_on_an_idle_line_are_drained_before_the_next_request() {
+    let card = start_up(
+        Setup::default()
+            .set("serial_timeout_ms", 400)
+            .set("poll_rate_s", 0),
+    );
+    let mut c = client(card.addr(), 1).await;
+    c.write_multiple_registers(0x0050, &[0xAAAA, 0x5555])
+        .await
+        .unwrap()
+        .unwrap();
+    // The answer comes 1.1 s after the request: after the timeout (0.4 s) and after the
+    // listen for late answers (another 0.4 s), onto an idle line.
+    let answered = card.sim.stats().answered;
+    card.sim.set_fault(Fault::Late(Duration::from_millis(1100)));
+    let r = c.read_holding_registers(0x0050, 1).await.unwrap();
+    assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice));
+    card.sim.set_fault(Fault::None);
+    wait_for("the late answer to be sent", || {
+        card.sim.stats().answered > answered
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = card.service().link.status.counters().stale_bytes;
+    let r = c.read_holding_registers(0x0051, 1).await.unwrap().unwrap();
+    assert_eq!(r, vec![0x5555], "the stale answer was delivered");
+    assert!(card.service().link.status.counters().stale_bytes >= before + 7);
+}
