@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 /// Simultaneous sessions, as the card's manual says.
 pub const MAX_SESSIONS: usize = 3;
+/// An answer that cannot be handed to the kernel for this long ends the session.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct TcpConfig {
@@ -161,11 +163,13 @@ fn accept_loop(
     }
 }
 
-/// Keepalive finds a vanished master in about a minute; no Nagle delay on answers.
+/// Keepalive finds a vanished master in about a minute; no Nagle delay on answers; a
+/// master that sends but never reads cannot block its session (and its slot) forever.
 fn prepare(stream: &TcpStream) -> std::io::Result<()> {
     use nix::sys::socket::{setsockopt, sockopt};
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     setsockopt(stream, sockopt::KeepAlive, &true)?;
     setsockopt(stream, sockopt::TcpKeepIdle, &30)?;
     setsockopt(stream, sockopt::TcpKeepInterval, &10)?;
