@@ -12,14 +12,28 @@ use std::time::SystemTime;
 pub enum Event {
     ColdBoot,
     WarmBoot,
-    UpsDetected { baud: u32 },
+    UpsDetected {
+        baud: u32,
+    },
     UpsLost,
     UpsRestored,
     RtuLost,
     RtuRestored,
-    TcpOpened { session: u8, peer: SocketAddr },
-    TcpClosed { session: u8, reason: String },
-    TcpRefused { peer: SocketAddr },
+    TcpOpened {
+        session: u8,
+        peer: SocketAddr,
+    },
+    TcpClosed {
+        session: u8,
+        reason: String,
+    },
+    TcpRefused {
+        peer: SocketAddr,
+    },
+    /// Session events not logged because connections came too fast.
+    TcpEventsSkipped {
+        count: u64,
+    },
     Stopped,
 }
 
@@ -37,6 +51,7 @@ impl Event {
             Event::TcpOpened { .. } => "tcp_opened",
             Event::TcpClosed { .. } => "tcp_closed",
             Event::TcpRefused { .. } => "tcp_refused",
+            Event::TcpEventsSkipped { .. } => "tcp_events_skipped",
             Event::Stopped => "stopped",
         }
     }
@@ -57,6 +72,9 @@ impl Event {
             }
             Event::TcpRefused { peer } => {
                 format!("TCP connection from {peer} refused: all sessions in use")
+            }
+            Event::TcpEventsSkipped { count } => {
+                format!("{count} TCP session events not logged: connections came too fast")
             }
             Event::Stopped => "Service stopped".into(),
         }

@@ -54,12 +54,36 @@ pub enum Source {
     Rs485,
 }
 
+/// A request and the slot its answer goes to. Every request is answered exactly once: by
+/// [`Request::answer`], or, if it is dropped unanswered (link stopping, or a panic), with
+/// exception 0x0A, so no caller ever waits forever.
 pub struct Request {
     pub source: Source,
     /// RTU address; 0 is a broadcast, answered with an empty PDU.
     pub slave: u8,
+    /// Never empty: [`Caller::call`] refuses an empty PDU.
     pub pdu: PduBuf,
-    pub reply: Arc<Slot>,
+    reply: Arc<Slot>,
+    answered: bool,
+}
+
+impl Request {
+    fn answer(mut self, pdu: PduBuf) {
+        self.reply.put(pdu);
+        self.answered = true;
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if !self.answered {
+            let function = self.pdu.first().copied().unwrap_or(0);
+            self.reply.put(PduBuf::exception(
+                function,
+                Exception::GatewayPathUnavailable,
+            ));
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +135,6 @@ impl Link {
             scratch: Vec::with_capacity(1024),
             tx_buf: Vec::with_capacity(crate::modbus::MAX_RTU),
             quiet_until: Instant::now(),
-            ups_talking: false,
             last_good: None,
             last_poll: Instant::now(),
             failures: 0,
@@ -166,7 +189,7 @@ impl Caller {
         ) {
             return unavailable;
         }
-        let Some(pdu) = PduBuf::new(pdu) else {
+        let Some(pdu) = PduBuf::new(pdu).filter(|p| !p.is_empty()) else {
             return unavailable;
         };
         let request = Request {
@@ -174,6 +197,7 @@ impl Caller {
             slave,
             pdu,
             reply: self.slot.clone(),
+            answered: false,
         };
         if !self.link.queue.push(request) {
             return unavailable;
@@ -209,9 +233,6 @@ struct Engine {
     tx_buf: Vec<u8>,
     /// No frame goes out before this: the inter-frame silence after the last byte.
     quiet_until: Instant,
-    /// The UPS answered the last exchange (or a late answer was seen since): after a
-    /// timeout, listen for a late answer before the next request.
-    ups_talking: bool,
     last_good: Option<Instant>,
     last_poll: Instant,
     failures: u32,
@@ -225,14 +246,9 @@ impl Engine {
             self.serve_loop(queue);
         }
         self.status.set_state(LinkState::Stopped);
-        // Whoever is still waiting gets an answer rather than a hang.
+        // Requests still queued are answered 0x0A as they are dropped.
         queue.close();
-        while let Some(r) = queue.try_pop() {
-            r.reply.put(PduBuf::exception(
-                r.pdu[0],
-                Exception::GatewayPathUnavailable,
-            ));
-        }
+        while queue.try_pop().is_some() {}
         log::info!("ups link stopped");
     }
 
@@ -279,13 +295,9 @@ impl Engine {
                     }
                     Err(_) => {}
                 }
-                // Requests that came in meanwhile: no path to the UPS yet.
-                while let Some(r) = queue.try_pop() {
-                    r.reply.put(PduBuf::exception(
-                        r.pdu[0],
-                        Exception::GatewayPathUnavailable,
-                    ));
-                }
+                // Requests that came in meanwhile: no path to the UPS yet (dropping a
+                // request answers it 0x0A).
+                while queue.try_pop().is_some() {}
                 if self.shutdown.is_fired() {
                     return false;
                 }
@@ -301,7 +313,8 @@ impl Engine {
         loop {
             match queue.pop(Instant::now() + self.until_poll()) {
                 Pop::Request(request) => self.serve(request),
-                Pop::Timeout => self.poll(),
+                Pop::Timeout if !self.config.poll_every.is_zero() => self.poll(),
+                Pop::Timeout => {}
                 Pop::Closed => return,
             }
             if self.shutdown.is_fired() {
@@ -323,26 +336,28 @@ impl Engine {
     fn poll(&mut self) {
         bump(&self.status.polls, 1);
         self.last_poll = Instant::now();
+        let was_lost = self.lost;
         match self.exchange(self.config.ups_slave, &CONTROL_PDU) {
             Ok(_) => self.alive(Instant::now()),
             Err(Failure::Shutdown) => {}
             Err(failure) => {
                 log::debug!("control poll failed: {failure:?}");
                 self.declare_lost();
-                self.after_failure(&failure);
+                self.after_failure(&failure, was_lost);
             }
         }
     }
 
     fn serve(&mut self, request: Request) {
         let function = request.pdu[0];
+        let was_lost = self.lost;
         let result = self.exchange(request.slave, &request.pdu);
         let answer = match &result {
             Ok(pdu) => *pdu,
             Err(_) => PduBuf::exception(function, Exception::GatewayTargetFailedToRespond),
         };
-        request.reply.put(answer);
         let to_ups = request.slave == self.config.ups_slave;
+        request.answer(answer);
         match result {
             Ok(_) if to_ups => self.alive(Instant::now()),
             Ok(_) => {}
@@ -357,7 +372,7 @@ impl Engine {
                         self.declare_lost();
                     }
                 }
-                self.after_failure(&failure);
+                self.after_failure(&failure, was_lost);
             }
         }
     }
@@ -380,16 +395,15 @@ impl Engine {
         }
     }
 
-    /// After a timeout with a UPS that was answering, keep listening for up to one more
-    /// timeout: a slow answer then arrives here, is logged and thrown away, and cannot be
-    /// taken for the answer to the next request. A UPS that stays silent costs this only
-    /// once, not on every request.
-    fn after_failure(&mut self, failure: &Failure) {
+    /// After a timeout, keep listening for up to one more timeout: a slow answer then
+    /// arrives here, is logged and thrown away, and cannot be taken for the answer to the
+    /// next request. Once the UPS has been declared lost (before this exchange), a silent
+    /// line costs no more than the timeout itself.
+    fn after_failure(&mut self, failure: &Failure, was_lost: bool) {
         let Failure::Timeout(_) = failure else { return };
-        if !self.ups_talking {
+        if was_lost {
             return;
         }
-        self.ups_talking = false;
         let deadline = Instant::now() + self.config.timeout;
         self.rx_buf.clear();
         let mut settle = deadline;
@@ -407,7 +421,6 @@ impl Engine {
             self.frames
                 .push(Direction::FromUps, &self.rx_buf, Note::Late);
             log::debug!("late answer discarded: {:02X?}", self.rx_buf);
-            self.ups_talking = true;
             self.quiet_until = Instant::now() + self.gap();
         }
     }
@@ -513,7 +526,6 @@ impl Engine {
                     self.frames
                         .push(Direction::FromUps, &self.rx_buf[n..], Note::Stale);
                 }
-                self.ups_talking = true;
                 self.quiet_until = Instant::now() + self.gap();
                 Ok(answer)
             }
@@ -533,7 +545,6 @@ impl Engine {
                 self.frames
                     .push(Direction::FromUps, &self.rx_buf, Note::Invalid(e));
                 log::debug!("ups answer refused: {e}: {:02X?}", self.rx_buf);
-                self.ups_talking = true;
                 self.quiet_until = Instant::now() + self.gap();
                 Err(Failure::Invalid(e))
             }

@@ -90,6 +90,20 @@ impl Exception {
     }
 }
 
+/// True for the functions a broadcast may carry: writes, since nobody answers it.
+pub fn may_broadcast(code: u8) -> bool {
+    use function::*;
+    matches!(
+        code,
+        WRITE_SINGLE_COIL
+            | WRITE_SINGLE_REGISTER
+            | WRITE_MULTIPLE_COILS
+            | WRITE_MULTIPLE_REGISTERS
+            | MASK_WRITE_REGISTER
+            | WRITE_FILE_RECORD
+    )
+}
+
 /// True when a response PDU is an exception.
 pub fn is_exception(pdu: &[u8]) -> bool {
     pdu.first().is_some_and(|fc| fc & 0x80 != 0)

@@ -91,7 +91,13 @@ fn request_len(buf: &[u8]) -> Result<Status, FrameError> {
         None => need(at + 1),
     };
     match fc {
-        READ_COILS..=WRITE_SINGLE_REGISTER | DIAGNOSTICS => Ok(Status::Complete(8)),
+        READ_COILS..=WRITE_SINGLE_REGISTER => Ok(Status::Complete(8)),
+        // Sub-function 0 ("return query data") carries data of any length.
+        DIAGNOSTICS => match pdu::word(buf, 2) {
+            Some(0) => Ok(Status::UntilSilence),
+            Some(_) => Ok(Status::Complete(8)),
+            None => need(4),
+        },
         READ_EXCEPTION_STATUS | GET_COMM_EVENT_COUNTER | GET_COMM_EVENT_LOG | REPORT_SERVER_ID => {
             Ok(Status::Complete(4))
         }
@@ -338,7 +344,7 @@ mod tests {
             (&[1, 0x03, 0x10, 0x60, 0, 48], 8),
             (&[1, 0x06, 0x05, 0xB0, 0, 3], 8),
             (&[1, 0x07], 4),
-            (&[1, 0x08, 0, 0, 0x12, 0x34], 8),
+            (&[1, 0x08, 0x00, 0x0B, 0, 0], 8),
             (&[1, 0x0B], 4),
             (&[1, 0x0C], 4),
             (&[1, 0x0F, 0, 0, 0, 10, 2, 0xFF, 0x03], 11),
@@ -365,6 +371,8 @@ mod tests {
             check_request(&frame(&[1, 0x41, 1, 2])),
             Ok(Status::UntilSilence)
         );
+        let echo = frame(&[1, 0x08, 0, 0, 1, 2, 3, 4, 5]);
+        assert_eq!(check_request(&echo), Ok(Status::UntilSilence));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use crate::event::{Event, Events};
 use crate::link::{Caller, Link, Source};
-use crate::modbus::pdu::function::*;
+use crate::modbus::pdu;
 use crate::modbus::rtu::{self, Status, BROADCAST};
 use crate::serial::{Port, Wait};
 use crate::shutdown::Shutdown;
@@ -115,8 +115,7 @@ impl Slave {
         let mut buf: Vec<u8> = Vec::with_capacity(1024);
         let mut out: Vec<u8> = Vec::with_capacity(crate::modbus::MAX_RTU);
         let mut last_byte = Instant::now();
-        let mut last_valid: Option<Instant> = None;
-        let mut lost = false;
+        let mut master = Presence::default();
         // After a bad frame, everything up to the next silence belongs to it.
         let mut discarding = false;
         loop {
@@ -124,12 +123,7 @@ impl Slave {
                 match rtu::check_request(&buf) {
                     Ok(Status::Complete(n)) => {
                         if self.handle(&buf[..n], last_byte, &mut out) {
-                            last_valid = Some(Instant::now());
-                            if lost {
-                                lost = false;
-                                self.events.emit(Event::RtuRestored);
-                            }
-                            self.status.communicating.store(true, Relaxed);
+                            self.heard(&mut master);
                         }
                         buf.drain(..n);
                         continue;
@@ -146,8 +140,8 @@ impl Slave {
             let deadline = if !buf.is_empty() || discarding {
                 last_byte + t35
             } else {
-                match last_valid {
-                    Some(t) if !lost && !self.config.lost_after.is_zero() => {
+                match master.last_valid {
+                    Some(t) if !master.lost && !self.config.lost_after.is_zero() => {
                         t + self.config.lost_after
                     }
                     _ => Instant::now() + Duration::from_secs(3600),
@@ -172,8 +166,7 @@ impl Slave {
                     match rtu::check_silent(&buf) {
                         Ok(n) if matches!(rtu::check_request(&buf), Ok(Status::UntilSilence)) => {
                             if self.handle(&buf[..n], last_byte, &mut out) {
-                                last_valid = Some(Instant::now());
-                                self.status.communicating.store(true, Relaxed);
+                                self.heard(&mut master);
                             }
                         }
                         _ => {
@@ -184,8 +177,10 @@ impl Slave {
                     buf.clear();
                 }
                 Ok(Wait::Timeout) => {
-                    if last_valid.is_some() && !lost {
-                        lost = true;
+                    let silent_for = master.last_valid.map(|t| t.elapsed());
+                    let enabled = !self.config.lost_after.is_zero();
+                    if enabled && !master.lost && silent_for >= Some(self.config.lost_after) {
+                        master.lost = true;
                         self.status.communicating.store(false, Relaxed);
                         self.events.emit(Event::RtuLost);
                     }
@@ -200,13 +195,23 @@ impl Slave {
         }
     }
 
+    /// A valid frame for this card came from the master.
+    fn heard(&self, master: &mut Presence) {
+        master.last_valid = Some(Instant::now());
+        if master.lost {
+            master.lost = false;
+            self.events.emit(Event::RtuRestored);
+        }
+        self.status.communicating.store(true, Relaxed);
+    }
+
     /// Relays one whole frame. Returns true if it was for this card (or a broadcast).
     fn handle(&mut self, frame: &[u8], ended: Instant, out: &mut Vec<u8>) -> bool {
         let address = frame[0];
         let pdu = rtu::pdu_of(frame);
         if address == BROADCAST {
             self.status.broadcasts.fetch_add(1, Relaxed);
-            if is_write(pdu[0]) {
+            if pdu::may_broadcast(pdu[0]) {
                 self.caller.call(BROADCAST, pdu);
             }
             return true;
@@ -231,15 +236,9 @@ impl Slave {
     }
 }
 
-/// Functions a broadcast may carry: writes only, since nobody answers.
-fn is_write(function: u8) -> bool {
-    matches!(
-        function,
-        WRITE_SINGLE_COIL
-            | WRITE_SINGLE_REGISTER
-            | WRITE_MULTIPLE_COILS
-            | WRITE_MULTIPLE_REGISTERS
-            | MASK_WRITE_REGISTER
-            | WRITE_FILE_RECORD
-    )
+/// Whether the RTU master is heard from.
+#[derive(Default)]
+struct Presence {
+    last_valid: Option<Instant>,
+    lost: bool,
 }

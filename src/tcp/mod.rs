@@ -92,8 +92,7 @@ fn accept_loop(
     sessions: Arc<Sessions>,
 ) {
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
-    let mut last_refusal_logged: Option<Instant> = None;
-    let mut refused_quietly = 0u64;
+    let log = Arc::new(SessionLog::new(events));
     loop {
         match wait_readable(listener.as_fd(), &shutdown, None) {
             Ok(Ready::Readable) => {}
@@ -117,23 +116,13 @@ fn accept_loop(
         threads.retain(|t| !t.is_finished());
         let Some(session) = sessions.take(peer) else {
             drop(stream);
-            let now = Instant::now();
-            if last_refusal_logged.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                if refused_quietly > 0 {
-                    log::warn!("{refused_quietly} more connections refused in the last second");
-                }
-                events.emit(Event::TcpRefused { peer });
-                last_refusal_logged = Some(now);
-                refused_quietly = 0;
-            } else {
-                refused_quietly += 1;
-            }
+            log.emit(Event::TcpRefused { peer });
             continue;
         };
         if let Err(e) = prepare(&stream) {
             log::warn!("modbus tcp: cannot set up socket from {peer}: {e}");
         }
-        events.emit(Event::TcpOpened { session, peer });
+        log.emit(Event::TcpOpened { session, peer });
         let ctx = session::Session {
             number: session,
             stream,
@@ -141,14 +130,16 @@ fn accept_loop(
             caller: link.caller(crate::link::Source::Tcp(session)),
             shutdown: shutdown.clone(),
         };
-        let (session_events, slots) = (events.clone(), sessions.clone());
+        let (session_log, slots) = (log.clone(), sessions.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("tcp-session-{session}"))
             .stack_size(128 * 1024)
             .spawn(move || {
                 let reason = ctx.run();
+                // Logged before the slot is free, so "closed" always precedes the next
+                // "opened" of the same session number.
+                session_log.emit(Event::TcpClosed { session, reason });
                 slots.release(session);
-                session_events.emit(Event::TcpClosed { session, reason });
             });
         match spawned {
             Ok(t) => threads.push(t),
@@ -160,6 +151,58 @@ fn accept_loop(
     }
     for t in threads {
         let _ = t.join();
+    }
+}
+
+/// Session events, without letting a client that connects in a loop fill the event log
+/// (and wear the flash): a burst of [`BURST`], then one per [`REFILL`]; what is skipped
+/// is counted in one line when logging resumes.
+struct SessionLog {
+    events: Events,
+    budget: Mutex<Budget>,
+}
+
+struct Budget {
+    tokens: u32,
+    refilled: Instant,
+    skipped: u64,
+}
+
+const BURST: u32 = 30;
+const REFILL: Duration = Duration::from_secs(2);
+
+impl SessionLog {
+    fn new(events: Events) -> SessionLog {
+        let budget = Budget {
+            tokens: BURST,
+            refilled: Instant::now(),
+            skipped: 0,
+        };
+        SessionLog {
+            events,
+            budget: Mutex::new(budget),
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        let mut b = self.budget.lock();
+        let earned = (b.refilled.elapsed().as_nanos() / REFILL.as_nanos()) as u32;
+        if earned > 0 {
+            b.tokens = (b.tokens + earned).min(BURST);
+            b.refilled += REFILL * earned;
+        }
+        if b.tokens == 0 {
+            b.skipped += 1;
+            log::debug!("not logged (connection flood): {}", event.message());
+            return;
+        }
+        b.tokens -= 1;
+        let skipped = std::mem::take(&mut b.skipped);
+        drop(b);
+        if skipped > 0 {
+            self.events.emit(Event::TcpEventsSkipped { count: skipped });
+        }
+        self.events.emit(event);
     }
 }
 

@@ -3,7 +3,7 @@
 use super::TcpConfig;
 use crate::link::Caller;
 use crate::modbus::mbap;
-use crate::modbus::pdu::{Exception, PduBuf};
+use crate::modbus::pdu::{self, Exception, PduBuf};
 use crate::modbus::rtu::BROADCAST;
 use crate::serial::{wait_readable, Ready};
 use crate::settings::Routing;
@@ -44,6 +44,8 @@ impl Session {
                             if let Err(e) = self.stream.write_all(&out) {
                                 return format!("write failed: {e}");
                             }
+                            // Idle means neither asking nor being answered.
+                            last_activity = Instant::now();
                         }
                         used += n;
                     }
@@ -94,6 +96,11 @@ impl Session {
                 return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
             }
             Routing::Transparent if unit == 255 => ups,
+            // A broadcast gets no answer, so only a write may be one; a read with unit 0
+            // would leave the master waiting for nothing.
+            Routing::Transparent if unit == BROADCAST && !pdu::may_broadcast(pdu[0]) => {
+                return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
+            }
             Routing::Transparent => unit,
         };
         let answer = self.caller.call(slave, pdu);

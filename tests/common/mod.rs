@@ -5,7 +5,7 @@
 use modbus_card::link::LinkState;
 use modbus_card::pty::{NullModem, Pty};
 use modbus_card::service::{Options, Service};
-use modbus_card::sim::{Sim, SimConfig};
+use modbus_card::sim::{Fault, Sim, SimConfig};
 use modbus_card::store::{EventRow, Store};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,8 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 
 pub struct Setup {
     pub sim_baud: u32,
+    /// The simulator's fault from the start, before the card first probes it.
+    pub sim_fault: Fault,
     pub settings: Vec<(&'static str, String)>,
     pub rs485: bool,
 }
@@ -24,6 +26,7 @@ impl Default for Setup {
     fn default() -> Setup {
         Setup {
             sim_baud: 19200,
+            sim_fault: Fault::None,
             settings: vec![],
             rs485: false,
         }
@@ -57,6 +60,7 @@ pub fn start(setup: Setup) -> Card {
         },
     )
     .unwrap();
+    sim.set_fault(setup.sim_fault);
     let rs485 = setup.rs485.then(|| NullModem::open().unwrap());
     let service = Service::start(Options {
         data: data.clone(),
