@@ -166,6 +166,11 @@ fn settings(args: &[String]) -> Result<(), String> {
     for key in modbus_card::settings::KEYS {
         println!("{key}={}", settings.get(key).unwrap_or_default());
     }
+    println!(
+        "# lowest sane serial_timeout_ms at {} baud: {}",
+        settings.slowest_ups_baud(),
+        settings.min_serial_timeout_ms()
+    );
     Ok(())
 }
 

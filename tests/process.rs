@@ -123,6 +123,11 @@ fn settings_are_stored_checked_and_shown() {
     let shown = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(shown.contains("serial_timeout_ms=500\n"), "{shown}");
     assert!(shown.contains("poll_rate_s=10\n"), "{shown}");
+    // Detection may settle on 9600 baud, where the longest exchange needs about 0.3 s.
+    assert!(
+        shown.contains("# lowest sane serial_timeout_ms at 9600 baud: 310"),
+        "{shown}"
+    );
 
     let out = run(&["rs485_slave=17", "modbus_timeout_s=0"]);
     assert!(out.status.success());
