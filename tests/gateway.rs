@@ -665,3 +665,38 @@ async fn a_late_answer_after_a_silent_timeout_does_not_leak_either() {
     let r = c.read_holding_registers(0x0072, 1).await.unwrap().unwrap();
     assert_eq!(r, vec![0x0C0C], "B's late answer was delivered to C");
 }
+
+/// The card's end of a session has TCP keepalive on, probing after 30 s of silence every
+/// 10 s, 3 times: a master that vanished (power cut, cable pulled) frees its slot in
+/// about a minute even with the idle timeout off. The service runs in this process, so
+/// its socket is found among our own descriptors by its peer address.
+#[test]
+fn sessions_have_keepalive_so_a_vanished_master_frees_its_slot() {
+    use nix::sys::socket::{getpeername, getsockopt, sockopt, SockaddrIn};
+    use std::os::fd::BorrowedFd;
+    let card = start_up(Setup::default().set("modbus_timeout_s", 0));
+    let client = TcpStream::connect(card.addr()).unwrap();
+    wait_for("session", || card.service().sessions.open() == 1);
+    let ours = client.local_addr().unwrap();
+    let mut found = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let Ok(fd) = entry.unwrap().file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: the descriptor is open for this loop (a closed one just fails the calls).
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let Ok(peer) = getpeername::<SockaddrIn>(std::os::fd::AsRawFd::as_raw_fd(&fd)) else {
+            continue;
+        };
+        if peer.port() != ours.port() {
+            continue;
+        }
+        found += 1;
+        assert!(getsockopt(&fd, sockopt::KeepAlive).unwrap());
+        assert_eq!(getsockopt(&fd, sockopt::TcpKeepIdle).unwrap(), 30);
+        assert_eq!(getsockopt(&fd, sockopt::TcpKeepInterval).unwrap(), 10);
+        assert_eq!(getsockopt(&fd, sockopt::TcpKeepCount).unwrap(), 3);
+        assert!(getsockopt(&fd, sockopt::TcpNoDelay).unwrap());
+    }
+    assert_eq!(found, 1, "the card's socket for this client was not found");
+}
