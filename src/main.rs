@@ -3,7 +3,7 @@
 use modbus_card::pty::{NullModem, Pty};
 use modbus_card::service::{Options, Service};
 use modbus_card::sim::{Sim, SimConfig};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -271,16 +271,40 @@ fn sim_commands(sim: &Arc<Sim>) -> impl Fn(&str) -> String + Send + 'static {
     }
 }
 
-/// Reads lines from standard input on a thread of its own and prints the replies.
+/// Reads lines from standard input on a thread of its own and prints the replies. A line
+/// is at most [`MAX_LINE`] bytes, so input without newlines cannot grow memory.
 fn spawn_console(run: impl Fn(&str) -> String + Send + 'static) {
     std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            if !line.trim().is_empty() {
-                println!("{}", run(line.trim()));
+        let mut stdin = std::io::stdin().lock();
+        let mut line = Vec::with_capacity(MAX_LINE);
+        // Inside a line that was too long: skip to its end.
+        let mut skipping = false;
+        loop {
+            line.clear();
+            match (&mut stdin)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut line)
+            {
+                Ok(0) | Err(_) => return,
+                Ok(_) if !line.ends_with(b"\n") && line.len() == MAX_LINE => {
+                    if !skipping {
+                        println!("line longer than {MAX_LINE} bytes ignored");
+                    }
+                    skipping = true;
+                }
+                Ok(_) if skipping => skipping = false,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    if !text.trim().is_empty() {
+                        println!("{}", run(text.trim()));
+                    }
+                }
             }
         }
     });
 }
+
+const MAX_LINE: usize = 1024;
 
 fn wait_for_signal() -> Result<(), String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
