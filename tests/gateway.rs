@@ -700,3 +700,31 @@ fn sessions_have_keepalive_so_a_vanished_master_frees_its_slot() {
     }
     assert_eq!(found, 1, "the card's socket for this client was not found");
 }
+
+/// Read Device Identification's answer has no length field: the card ends it at the
+/// 3.5-character silence, checks its CRC and relays it whole.
+#[test]
+fn answers_of_unknown_length_end_at_the_silence() {
+    let card = start_up(Setup::default());
+    let mut s = TcpStream::connect(card.addr()).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    // read device identification, basic stream from object 0
+    s.write_all(&[0, 42, 0, 0, 0, 5, 1, 0x2B, 0x0E, 0x01, 0x00])
+        .unwrap();
+    let mut header = [0u8; 7];
+    s.read_exact(&mut header).unwrap();
+    assert_eq!(&header[..4], &[0, 42, 0, 0]);
+    let len = usize::from(u16::from_be_bytes([header[4], header[5]])) - 1;
+    let mut pdu = vec![0u8; len];
+    s.read_exact(&mut pdu).unwrap();
+    assert_eq!(&pdu[..3], &[0x2B, 0x0E, 0x01], "{pdu:02X?}");
+    assert_eq!(pdu[6], 3, "three basic objects");
+    let mut objects = vec![];
+    let mut at = 7;
+    while at < pdu.len() {
+        let n = usize::from(pdu[at + 1]);
+        objects.push(String::from_utf8_lossy(&pdu[at + 2..at + 2 + n]).into_owned());
+        at += 2 + n;
+    }
+    assert_eq!(objects, ["SOCOMEC", "UPS 10 kVA", "V3.12"]);
+}

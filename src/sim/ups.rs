@@ -308,6 +308,37 @@ impl Ups {
         }
     }
 
+    /// Read Device Identification (function 0x2B, MEI type 0x0E), basic objects: vendor,
+    /// product code, revision. Its answer's length is known only from its end, which makes
+    /// a gateway fall back to the 3.5-character silence.
+    fn device_identification(&self, req: &[u8], out: &mut Vec<u8>) -> Result<(), Exception> {
+        let (Some(&0x0E), Some(&code), Some(&first)) = (req.get(1), req.get(2), req.get(3)) else {
+            return Err(Exception::IllegalDataValue);
+        };
+        let revision = format!("V{}.{:02}", FIRMWARE_X100 / 100, FIRMWARE_X100 % 100);
+        let objects: [&[u8]; 3] = [b"SOCOMEC", b"UPS 10 kVA", revision.as_bytes()];
+        let wanted: Vec<u8> = match code {
+            // Stream access to the basic category, from object `first`.
+            1 if usize::from(first) < objects.len() => (first..objects.len() as u8).collect(),
+            1 => (0..objects.len() as u8).collect(),
+            // One specific object.
+            4 if usize::from(first) < objects.len() => vec![first],
+            4 => return Err(Exception::IllegalDataAddress),
+            _ => return Err(Exception::IllegalDataValue),
+        };
+        // function, MEI type, read code, conformity (basic, stream and individual),
+        // more follows, next object id, number of objects
+        out.extend_from_slice(&[ENCAPSULATED_INTERFACE, 0x0E, code, 0x81, 0, 0]);
+        out.push(wanted.len() as u8);
+        for id in wanted {
+            let value = objects[usize::from(id)];
+            out.push(id);
+            out.push(value.len() as u8);
+            out.extend_from_slice(value);
+        }
+        Ok(())
+    }
+
     fn execute(&mut self, fc: u8, req: &[u8], out: &mut Vec<u8>) -> Result<(), Exception> {
         use Exception::*;
         match fc {
@@ -413,6 +444,7 @@ impl Ups {
                 out.push((read_qty * 2) as u8);
                 self.read_into(read_start, read_qty, out);
             }
+            ENCAPSULATED_INTERFACE => self.device_identification(req, out)?,
             _ => return Err(IllegalFunction),
         }
         Ok(())
@@ -1012,5 +1044,17 @@ mod tests {
         assert_eq!(read(&mut ups, 0x02, 0, 0), [0x82, 0x03]);
         assert_eq!(read(&mut ups, 0x01, 0, 2001), [0x81, 0x03]);
         assert_eq!(read(&mut ups, 0x01, 0, 256).len(), 2 + 32);
+    }
+
+    #[test]
+    fn device_identification_lists_the_basic_objects() {
+        let mut ups = Ups::new();
+        let answer = ups.handle(&[0x2B, 0x0E, 0x01, 0x00]);
+        assert_eq!(&answer[..7], &[0x2B, 0x0E, 0x01, 0x81, 0, 0, 3]);
+        assert_eq!(&answer[7..16], b"\x00\x07SOCOMEC");
+        let one = ups.handle(&[0x2B, 0x0E, 0x04, 0x02]);
+        assert_eq!(&one[6..], b"\x01\x02\x05V3.12");
+        assert_eq!(ups.handle(&[0x2B, 0x0E, 0x04, 0x09]), [0xAB, 0x02]);
+        assert_eq!(ups.handle(&[0x2B, 0x0D]), [0xAB, 0x03]);
     }
 }
