@@ -141,3 +141,76 @@ fn settings_are_stored_checked_and_shown() {
     let shown = String::from_utf8_lossy(&run(&[]).stdout).into_owned();
     assert!(shown.contains("serial_timeout_ms=500\n") && shown.contains("rs485_slave=17\n"));
 }
+
+#[test]
+fn the_init_script_starts_and_stops_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/init/modbus-card");
+    let run = |action: &str| {
+        Command::new("sh")
+            .arg(script)
+            .arg(action)
+            .env("DAEMON", BIN)
+            .env("DATA", dir.path().join("data"))
+            .env("UPS", sim.path().unwrap())
+            .env("RS485", "")
+            .env("MODBUS", format!("127.0.0.1:{port}"))
+            .env("PIDFILE", dir.path().join("pid"))
+            .env("LOG", dir.path().join("log"))
+            .output()
+            .unwrap()
+    };
+    let out = run("start");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(run("status").status.success());
+    // Serving.
+    let started = Instant::now();
+    let mut answered = false;
+    while !answered && started.elapsed() < Duration::from_secs(20) {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(&[0, 1, 0, 0, 0, 6, 1, 3, 0x10, 0x60, 0, 1])
+                .unwrap();
+            let mut answer = [0u8; 9];
+            answered = s.read_exact(&mut answer).is_ok() && answer[7] == 3;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(answered, "the service started by the script did not answer");
+    let out = run("stop");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped"));
+    assert_eq!(run("status").status.code(), Some(3));
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(log.contains("event: Service stopped"), "{log}");
+
+    // A wrong serial port is reported by the script itself.
+    let out = Command::new("sh")
+        .arg(script)
+        .arg("start")
+        .env("DAEMON", BIN)
+        .env("DATA", dir.path().join("data"))
+        .env("UPS", "/nonexistent/tty")
+        .env("RS485", "")
+        .env("PIDFILE", dir.path().join("pid"))
+        .env("LOG", dir.path().join("log"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("failed to start") && said.contains("/nonexistent/tty"),
+        "{said}"
+    );
+}
