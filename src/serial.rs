@@ -71,6 +71,12 @@ impl Port {
         Ok(())
     }
 
+    /// Gives up exclusive use, so the same device can be opened again while this handle
+    /// still exists.
+    pub fn release(&mut self) {
+        let _ = self.tty.set_exclusive(false);
+    }
+
     /// Forgets whatever the driver has received but nobody read.
     pub fn discard_input(&self) -> io::Result<()> {
         self.tty.clear(ClearBuffer::Input).map_err(io::Error::other)
@@ -96,13 +102,9 @@ impl Port {
                 Ready::Readable => {}
             }
             match read_into(&mut self.io, buf) {
-                Ok(0) => {
-                    // A hung-up tty (pty peer gone) reads 0 forever: treat as silence.
-                    std::thread::sleep(left.min(Duration::from_millis(20)));
-                    if Instant::now() >= deadline {
-                        return Ok(Wait::Timeout);
-                    }
-                }
+                // Readable yet nothing to read: the device hung up (a USB adapter
+                // unplugged, the far end of a pty closed).
+                Ok(0) => return Err(io::Error::other(format!("{} hung up", self.path.display()))),
                 Ok(n) => return Ok(Wait::Data(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -130,7 +132,7 @@ impl Port {
                 return Ok(total);
             }
             match read_into(&mut self.io, scratch) {
-                Ok(0) => return Ok(total),
+                Ok(0) => return Err(io::Error::other(format!("{} hung up", self.path.display()))),
                 Ok(n) => total += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
                 Err(e) => return Err(e),

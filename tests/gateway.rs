@@ -728,3 +728,46 @@ fn answers_of_unknown_length_end_at_the_silence() {
     }
     assert_eq!(objects, ["SOCOMEC", "UPS 10 kVA", "V3.12"]);
 }
+
+/// The UPS port is a link (as /dev/serial/by-id/… are); its device goes away and comes
+/// back as another one. The card opens the path again and carries on, no restart.
+#[tokio::test]
+async fn a_ups_port_that_goes_away_and_comes_back_is_used_again() {
+    use modbus_card::pty::Pty;
+    use modbus_card::service::{Options, Service};
+    use modbus_card::sim::{Sim, SimConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ups");
+    let first = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
+    std::os::unix::fs::symlink(first.path().unwrap(), &link).unwrap();
+    let service = Service::start(Options {
+        data: dir.path().join("data"),
+        ups: link.clone(),
+        modbus: Some("127.0.0.1:0".parse().unwrap()),
+        overrides: vec![("poll_rate_s".into(), "1".into())],
+        ..Options::default()
+    })
+    .unwrap();
+    wait_for("UPS found", || service.link.status.state() == LinkState::Up);
+    let mut c = client(service.modbus_addr(), 1).await;
+    assert!(c.read_holding_registers(0x1060, 1).await.unwrap().is_ok());
+
+    // Unplugged: answers are 0x0B, and the UPS is lost.
+    drop(first);
+    let r = c.read_holding_registers(0x1060, 1).await.unwrap();
+    assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice));
+    wait_for("UPS lost", || {
+        service.link.status.state() == LinkState::Lost
+    });
+
+    // Plugged in again, as another device behind the same link.
+    let second = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(second.path().unwrap(), &link).unwrap();
+    wait_for("UPS restored", || {
+        service.link.status.state() == LinkState::Up
+    });
+    assert!(c.read_holding_registers(0x1060, 1).await.unwrap().is_ok());
+    assert!(second.stats().requests >= 1);
+    service.stop();
+}

@@ -157,3 +157,56 @@ fn rtu_communication_lost_and_restored_are_logged() {
     let restored = card.wait_event("rtu_restored");
     assert_eq!(restored.message, "RTU communication restored");
 }
+
+/// The RS485 adapter goes away and comes back as another device behind the same link.
+#[test]
+fn an_rs485_port_that_goes_away_and_comes_back_is_used_again() {
+    use modbus_card::pty::{NullModem, Pty};
+    use modbus_card::service::{Options, Service};
+    use modbus_card::sim::{Sim, SimConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
+    let link = dir.path().join("rs485");
+    let first = NullModem::open().unwrap();
+    std::os::unix::fs::symlink(first.card_side(), &link).unwrap();
+    let service = Service::start(Options {
+        data: dir.path().join("data"),
+        ups: sim.path().unwrap().to_path_buf(),
+        rs485: Some(link.clone()),
+        modbus: Some("127.0.0.1:0".parse().unwrap()),
+        ..Options::default()
+    })
+    .unwrap();
+    wait_for("UPS found", || {
+        service.link.status.state() == modbus_card::link::LinkState::Up
+    });
+    let ask = |modem: &NullModem| {
+        let port = serialport::new(modem.user_side().to_string_lossy(), 19200)
+            .open_native()
+            .unwrap();
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: the descriptor comes from into_raw_fd and is owned by the File from here on.
+        let mut port = unsafe { std::fs::File::from_raw_fd(port.into_raw_fd()) };
+        let read = [0x03, 0x10, 0x60, 0x00, 0x01];
+        let mut frame = vec![];
+        rtu::encode(1, &read, &mut frame);
+        port.write_all(&frame).unwrap();
+        read_frame(&mut port, &read, 1)
+    };
+    assert!(ask(&first).is_some());
+    drop(first);
+    let second = NullModem::open().unwrap();
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(second.card_side(), &link).unwrap();
+    let started = Instant::now();
+    let mut answered = false;
+    while !answered && started.elapsed() < PATIENCE {
+        std::thread::sleep(Duration::from_millis(300));
+        answered = ask(&second).is_some();
+    }
+    assert!(
+        answered,
+        "the card did not come back on the new RS485 device"
+    );
+    service.stop();
+}

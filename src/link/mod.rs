@@ -42,6 +42,8 @@ pub const CONTROL_PDU: [u8; 5] = [0x03, 0x10, 0x60, 0x00, 0x01];
 
 /// Time the UPS gets to act on a broadcast before the next frame.
 const BROADCAST_TURNAROUND: Duration = Duration::from_millis(20);
+/// How often a port that failed is opened again.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
 /// Shorter waits for the rest of a frame are not worth a sleep.
 const MIN_NAP: Duration = Duration::from_micros(300);
 /// Consecutive failed gateway requests that declare the UPS lost (one failed poll does).
@@ -139,6 +141,7 @@ impl Link {
             last_poll: Instant::now(),
             failures: 0,
             lost: false,
+            last_reopen: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("ups-link".into())
@@ -237,6 +240,7 @@ struct Engine {
     last_poll: Instant,
     failures: u32,
     lost: bool,
+    last_reopen: Instant,
 }
 
 impl Engine {
@@ -289,9 +293,10 @@ impl Engine {
                     Err(Failure::Shutdown) => return false,
                     Err(Failure::Io(e)) => {
                         log::error!("ups link: {e}");
-                        if self.shutdown.sleep(Duration::from_secs(1)) {
+                        if self.shutdown.sleep(REOPEN_EVERY) {
                             return false;
                         }
+                        self.reopen();
                     }
                     Err(_) => {}
                 }
@@ -342,6 +347,9 @@ impl Engine {
             Err(Failure::Shutdown) => {}
             Err(failure) => {
                 log::debug!("control poll failed: {failure:?}");
+                if let Failure::Io(e) = &failure {
+                    self.port_failed(e);
+                }
                 self.declare_lost();
                 self.after_failure(&failure, was_lost);
             }
@@ -364,7 +372,7 @@ impl Engine {
             Err(Failure::Shutdown) => {}
             Err(failure) => {
                 if let Failure::Io(e) = &failure {
-                    log::error!("ups link: {e}");
+                    self.port_failed(e);
                 }
                 if to_ups {
                     self.failures += 1;
@@ -422,6 +430,29 @@ impl Engine {
                 .push(Direction::FromUps, &self.rx_buf, Note::Late);
             log::debug!("late answer discarded: {:02X?}", self.rx_buf);
             self.quiet_until = Instant::now() + self.gap();
+        }
+    }
+
+    /// The port itself failed: open it again, at most every [`REOPEN_EVERY`], so a
+    /// device that comes back (a USB adapter plugged in again, a udev link renewed) is
+    /// used again without a restart. Logged once per attempt, not per request.
+    fn port_failed(&mut self, error: &io::Error) {
+        if self.last_reopen.elapsed() >= REOPEN_EVERY {
+            log::error!("ups link: {error}");
+            self.reopen();
+        }
+    }
+
+    fn reopen(&mut self) {
+        self.last_reopen = Instant::now();
+        self.port.release();
+        match Port::open(&self.config.path, self.port.baud()) {
+            Ok(port) => {
+                log::warn!("ups link: {} opened again", self.config.path.display());
+                self.port = port;
+                self.quiet_until = Instant::now();
+            }
+            Err(e) => log::warn!("ups link: {e}"),
         }
     }
 

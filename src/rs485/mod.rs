@@ -186,10 +186,23 @@ impl Slave {
                     }
                 }
                 Err(e) => {
-                    log::error!("rs485 {}: {e}", self.config.path.display());
+                    // The port failed (adapter unplugged, say): open it again each second
+                    // until it is back, then carry on.
+                    log::error!("rs485: {e}");
                     if self.shutdown.sleep(Duration::from_secs(1)) {
                         return;
                     }
+                    self.port.release();
+                    match Port::open(&self.config.path, self.config.baud) {
+                        Ok(port) => {
+                            self.port = port;
+                            let _ = enable_rs485_mode(&self.port);
+                            log::warn!("rs485: {} opened again", self.config.path.display());
+                        }
+                        Err(e) => log::warn!("rs485: {e}"),
+                    }
+                    buf.clear();
+                    discarding = false;
                 }
             }
         }
