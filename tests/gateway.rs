@@ -771,3 +771,19 @@ async fn a_ups_port_that_goes_away_and_comes_back_is_used_again() {
     assert!(second.stats().requests >= 1);
     service.stop();
 }
+
+#[test]
+fn function_codes_that_are_never_requests_do_not_reach_the_line() {
+    let card = start_up(Setup::default().set("poll_rate_s", 0));
+    let before = card.sim.stats().requests;
+    let mut s = TcpStream::connect(card.addr()).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    for (tid, function) in [(1u8, 0x00u8), (2, 0x83), (3, 0xFF)] {
+        s.write_all(&[0, tid, 0, 0, 0, 6, 1, function, 0x10, 0x60, 0, 1])
+            .unwrap();
+        let mut answer = [0u8; 9];
+        s.read_exact(&mut answer).unwrap();
+        assert_eq!(answer, [0, tid, 0, 0, 0, 3, 1, function | 0x80, 0x01]);
+    }
+    assert_eq!(card.sim.stats().requests, before);
+}

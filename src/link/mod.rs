@@ -195,6 +195,11 @@ impl Caller {
         let Some(pdu) = PduBuf::new(pdu).filter(|p| !p.is_empty()) else {
             return unavailable;
         };
+        // Function 0 and codes with the high bit (exception answers) are never requests:
+        // answered here, they never take the line.
+        if function == 0 || function & 0x80 != 0 {
+            return PduBuf::exception(function, Exception::IllegalFunction);
+        }
         let request = Request {
             source: self.source,
             slave,
