@@ -152,10 +152,6 @@ impl Service {
         self.modbus_addr
     }
 
-    pub fn events(&self) -> &Events {
-        &self.events
-    }
-
     /// Ends every thread, writes the last events, and returns when all is on disk.
     pub fn stop(self) {
         self.shutdown.fire();
@@ -166,6 +162,10 @@ impl Service {
             }
         }
         self.events.emit(Event::Stopped);
+        let dropped = self.events.dropped();
+        if dropped > 0 {
+            log::warn!("{dropped} events could not be stored: the event queue was full");
+        }
         drop(self.events);
         drop(self.link);
         let _ = self.writer.join();

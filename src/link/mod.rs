@@ -213,10 +213,6 @@ impl Caller {
         // The link thread answers every request it takes, even while stopping.
         self.slot.take()
     }
-
-    pub fn status(&self) -> &LinkStatus {
-        &self.link.status
-    }
 }
 
 /// Why an exchange gave no answer.

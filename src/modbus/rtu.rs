@@ -251,15 +251,6 @@ pub fn t35(baud: u32) -> Duration {
     }
 }
 
-/// The longest silence allowed inside a frame: 1.5 characters, fixed at 750 µs above 19200.
-pub fn t15(baud: u32) -> Duration {
-    if baud > 19200 {
-        Duration::from_micros(750)
-    } else {
-        Duration::from_nanos(u64::from(BITS_PER_CHAR) * 1_500_000_000 / u64::from(baud.max(1)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +419,5 @@ mod tests {
         assert_eq!(t35(9600), Duration::from_nanos(3_645_833));
         assert_eq!(t35(19200), Duration::from_nanos(1_822_916));
         assert_eq!(t35(57600), Duration::from_micros(1750));
-        assert_eq!(t15(57600), Duration::from_micros(750));
     }
 }
