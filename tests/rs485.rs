@@ -210,3 +210,37 @@ fn an_rs485_port_that_goes_away_and_comes_back_is_used_again() {
     );
     service.stop();
 }
+
+#[tokio::test]
+async fn the_rs485_port_works_at_its_slowest_and_fastest_rates() {
+    for baud in [1200u32, 57600] {
+        let card = start_up(
+            Setup {
+                rs485: true,
+                ..Setup::default()
+            }
+            .set("rs485_baud", baud),
+        );
+        let path = card
+            .rs485
+            .as_ref()
+            .unwrap()
+            .user_side()
+            .to_string_lossy()
+            .into_owned();
+        let port = tokio_serial::SerialStream::open(&tokio_serial::new(path, baud)).unwrap();
+        let mut m = rtu_client::attach_slave(port, Slave(1));
+        let words = timeout(PATIENCE, m.read_holding_registers(0x1060, 8))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(words.len(), 8, "at {baud} baud");
+        timeout(PATIENCE, m.write_single_register(0x0011, baud as u16))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(card.sim.register(0x0011), Some(baud as u16));
+    }
+}
