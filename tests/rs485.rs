@@ -11,15 +11,9 @@ use tokio::time::timeout;
 use tokio_modbus::client::{rtu as rtu_client, Context, Reader, Writer};
 use tokio_modbus::Slave;
 
-fn master(card: &Card, slave: u8) -> Context {
-    let path = card
-        .rs485
-        .as_ref()
-        .unwrap()
-        .user_side()
-        .to_string_lossy()
-        .into_owned();
-    let port = tokio_serial::SerialStream::open(&tokio_serial::new(path, 19200)).unwrap();
+fn master(card: &Card, slave: u8, baud: u32) -> Context {
+    let path = card.rs485.as_ref().unwrap().user_side().to_string_lossy();
+    let port = tokio_serial::SerialStream::open(&tokio_serial::new(path, baud)).unwrap();
     rtu_client::attach_slave(port, Slave(slave))
 }
 
@@ -32,7 +26,7 @@ async fn an_rtu_master_reads_and_writes_through_the_card() {
         }
         .set("rs485_slave", 17),
     );
-    let mut m = master(&card, 17);
+    let mut m = master(&card, 17, 19200);
     let id = timeout(PATIENCE, m.read_holding_registers(0x1000, 12))
         .await
         .unwrap()
@@ -221,15 +215,7 @@ async fn the_rs485_port_works_at_its_slowest_and_fastest_rates() {
             }
             .set("rs485_baud", baud),
         );
-        let path = card
-            .rs485
-            .as_ref()
-            .unwrap()
-            .user_side()
-            .to_string_lossy()
-            .into_owned();
-        let port = tokio_serial::SerialStream::open(&tokio_serial::new(path, baud)).unwrap();
-        let mut m = rtu_client::attach_slave(port, Slave(1));
+        let mut m = master(&card, 1, baud);
         let words = timeout(PATIENCE, m.read_holding_registers(0x1060, 8))
             .await
             .unwrap()
