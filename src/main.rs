@@ -32,9 +32,7 @@ settings (KEY for --set): ups_baud, ups_slave, serial_timeout_ms, poll_rate_s,
 log detail: RUST_LOG=debug (default info)";
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
+    let logging = modbus_card::logging::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
@@ -51,6 +49,7 @@ fn main() -> ExitCode {
         }
         _ => Err(USAGE.to_string()),
     };
+    logging.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

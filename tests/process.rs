@@ -214,3 +214,100 @@ fn the_init_script_starts_and_stops_the_service() {
         "{said}"
     );
 }
+
+/// A log nobody reads (a full pipe, a stalled disk) must not stall the gateway: the serial
+/// threads hand log lines over without waiting, and lines that do not fit are counted.
+#[test]
+fn a_stalled_log_never_stalls_the_gateway() {
+    use modbus_card::sim::Fault;
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--baud",
+            "19200",
+            "--modbus",
+            &format!("127.0.0.1:{port}"),
+            "--data",
+        ])
+        .arg(dir.path())
+        .arg("--ups")
+        .arg(sim.path().unwrap())
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held but never read until the end: the pipe fills after a few hundred lines.
+    let mut stderr = child.stderr.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let ask = |s: &mut std::net::TcpStream, tid: u16| -> u8 {
+        let mut req = tid.to_be_bytes().to_vec();
+        req.extend_from_slice(&[0, 0, 0, 6, 1, 3, 0x10, 0x60, 0, 1]);
+        s.write_all(&req).unwrap();
+        let mut head = [0u8; 8];
+        s.read_exact(&mut head).unwrap();
+        let mut rest = vec![0u8; usize::from(head[5]) - 2];
+        s.read_exact(&mut rest).unwrap();
+        if head[7] & 0x80 != 0 {
+            rest[0]
+        } else {
+            0
+        }
+    };
+    let started = Instant::now();
+    let mut s = loop {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "service did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    while ask(&mut s, 0) == 0x0A {
+        assert!(started.elapsed() < Duration::from_secs(20), "UPS not found");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every refused answer is a debug line: far more than the pipe holds.
+    sim.set_fault(Fault::BadCrc);
+    for tid in 1..=1500u16 {
+        assert_eq!(ask(&mut s, tid), 0x0B, "request {tid}");
+    }
+    sim.set_fault(Fault::None);
+    assert_eq!(ask(&mut s, 2000), 0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(child.0.wait().unwrap().success());
+    assert!(
+        log.contains("log lines dropped"),
+        "{}",
+        &log[log.len().saturating_sub(500)..]
+    );
+    assert!(log.contains("event: Service stopped"));
+}
+
+/// A service started by a test that fails half-way is not left running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
