@@ -146,11 +146,7 @@ fn settings_are_stored_checked_and_shown() {
 fn the_init_script_starts_and_stops_the_service() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/init/modbus-card");
     let run = |action: &str| {
         Command::new("sh")
@@ -223,11 +219,7 @@ fn a_stalled_log_never_stalls_the_gateway() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(BIN)
         .args([
             "run",
@@ -298,6 +290,12 @@ fn a_stalled_log_never_stalls_the_gateway() {
         &log[log.len().saturating_sub(500)..]
     );
     assert!(log.contains("event: Service stopped"));
+}
+
+/// A loopback port nobody listens on now, for a service given its port up front.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 /// A service started by a test that fails half-way is not left running.

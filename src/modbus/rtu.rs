@@ -228,6 +228,38 @@ fn finish(buf: &[u8], status: Status) -> Result<Status, FrameError> {
     }
 }
 
+/// What a slave makes of the bytes received so far: see [`next_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A whole valid frame of this many bytes starts the buffer.
+    Frame(usize),
+    /// The buffer holds no valid frame and the line fell silent: drop it all; the next
+    /// byte may start a frame.
+    Garbage,
+    /// Wait for more bytes, or for the silence.
+    Wait,
+}
+
+/// Frames requests as a slave receives them. A frame ends at its last byte when its
+/// function tells its length, otherwise at the 3.5-character silence; bytes that break a
+/// rule (bad CRC, a frame cut short) are garbage up to the next silence, where the next
+/// frame can start. `silent`: the line has been quiet for 3.5 characters since the last
+/// byte.
+pub fn next_request(buf: &[u8], silent: bool) -> Framing {
+    if buf.is_empty() {
+        return Framing::Wait;
+    }
+    match check_request(buf) {
+        Ok(Status::Complete(n)) => Framing::Frame(n),
+        Ok(Status::UntilSilence) if silent => match check_silent(buf) {
+            Ok(n) => Framing::Frame(n),
+            Err(_) => Framing::Garbage,
+        },
+        _ if silent => Framing::Garbage,
+        _ => Framing::Wait,
+    }
+}
+
 /// Bits on the wire per character: start, 8 data, stop (8N1, as the card's ports use).
 pub const BITS_PER_CHAR: u32 = 10;
 
@@ -411,6 +443,28 @@ mod tests {
         );
         assert_eq!(check_silent(&mei), Ok(mei.len()));
         assert_eq!(check_silent(&[1, 2, 3]), Err(FrameError::TooShort));
+    }
+
+    #[test]
+    fn a_slave_frames_requests_and_resynchronises_at_the_silence() {
+        let read = frame(&[1, 0x03, 0x10, 0x60, 0x00, 0x01]);
+        // Known length: a frame at its last byte, without waiting for the silence.
+        assert_eq!(next_request(&read[..5], false), Framing::Wait);
+        assert_eq!(next_request(&read, false), Framing::Frame(8));
+        // Cut short, then silence: garbage.
+        assert_eq!(next_request(&read[..5], true), Framing::Garbage);
+        // A bad CRC stays garbage until the silence, whatever follows it.
+        let mut bad = read.clone();
+        bad[7] ^= 0x55;
+        bad.extend_from_slice(&read);
+        assert_eq!(next_request(&bad, false), Framing::Wait);
+        assert_eq!(next_request(&bad, true), Framing::Garbage);
+        // Unknown length: a frame only at the silence, and only with a good CRC.
+        let odd = frame(&[1, 0x41, 1, 2, 3]);
+        assert_eq!(next_request(&odd, false), Framing::Wait);
+        assert_eq!(next_request(&odd, true), Framing::Frame(odd.len()));
+        assert_eq!(next_request(&odd[..odd.len() - 1], true), Framing::Garbage);
+        assert_eq!(next_request(&[], true), Framing::Wait);
     }
 
     #[test]

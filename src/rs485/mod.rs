@@ -2,14 +2,14 @@
 //!
 //! Frames for the card's slave number are relayed and answered; frames for other
 //! addresses are ignored; a broadcast write is relayed to the UPS as a broadcast, with no
-//! answer. A frame ends the moment its last byte arrives when its function tells its length,
-//! otherwise at the 3.5-character silence. Bytes that make no valid frame (CRC error,
-//! noise) are counted and dropped up to the next silence, where the next frame can start.
+//! answer. Frames are cut as [`rtu::next_request`] says: at their last byte when the
+//! function tells the length, otherwise at the silence; bytes that make no valid frame
+//! (CRC error, noise) are counted and dropped at the next silence.
 
 use crate::event::{Event, Events};
 use crate::link::{Caller, Link, Source};
 use crate::modbus::pdu;
-use crate::modbus::rtu::{self, Status, BROADCAST};
+use crate::modbus::rtu::{self, Framing, BROADCAST};
 use crate::serial::{Port, Wait};
 use crate::shutdown::Shutdown;
 use std::io;
@@ -116,95 +116,78 @@ impl Slave {
         let mut out: Vec<u8> = Vec::with_capacity(crate::modbus::MAX_RTU);
         let mut last_byte = Instant::now();
         let mut master = Presence::default();
-        // After a bad frame, everything up to the next silence belongs to it.
-        let mut discarding = false;
         loop {
-            if !discarding {
-                match rtu::check_request(&buf) {
-                    Ok(Status::Complete(n)) => {
-                        if self.handle(&buf[..n], last_byte, &mut out) {
-                            self.heard(&mut master);
-                        }
-                        buf.drain(..n);
-                        continue;
+            let silent = Instant::now() >= last_byte + t35;
+            match rtu::next_request(&buf, silent) {
+                Framing::Frame(n) => {
+                    if self.handle(&buf[..n], last_byte, &mut out) {
+                        self.heard(&mut master);
                     }
-                    Err(e) => {
-                        log::debug!("rs485: {e}: {buf:02X?}");
-                        self.status.bad_frames.fetch_add(1, Relaxed);
-                        buf.clear();
-                        discarding = true;
-                    }
-                    Ok(_) => {}
+                    buf.drain(..n);
+                    continue;
                 }
+                Framing::Garbage => {
+                    log::debug!("rs485: no valid frame in {buf:02X?}");
+                    self.status.bad_frames.fetch_add(1, Relaxed);
+                    buf.clear();
+                    continue;
+                }
+                Framing::Wait => {}
             }
-            let deadline = if !buf.is_empty() || discarding {
-                last_byte + t35
-            } else {
-                match master.last_valid {
-                    Some(t) if !master.lost && !self.config.lost_after.is_zero() => {
-                        t + self.config.lost_after
-                    }
-                    _ => Instant::now() + Duration::from_secs(3600),
+            // Bytes in hand: wait for the rest, or the silence that decides. None: wait
+            // until the master counts as lost.
+            let deadline = match master.last_valid {
+                _ if !buf.is_empty() => last_byte + t35,
+                Some(t) if !master.lost && !self.config.lost_after.is_zero() => {
+                    t + self.config.lost_after
                 }
+                _ => Instant::now() + Duration::from_secs(3600),
             };
             match self.port.read_until(&mut buf, deadline, &self.shutdown) {
                 Ok(Wait::Data(_)) => {
                     last_byte = Instant::now();
-                    if discarding {
-                        buf.clear();
-                    }
                     if buf.len() >= buf.capacity() {
                         self.status.bad_frames.fetch_add(1, Relaxed);
                         buf.clear();
-                        discarding = true;
                     }
                 }
                 Ok(Wait::Shutdown) => return,
-                Ok(Wait::Timeout) if discarding => discarding = false,
-                Ok(Wait::Timeout) if !buf.is_empty() => {
-                    // Silence: the frame, if any, is what came before it.
-                    match rtu::check_silent(&buf) {
-                        Ok(n) if matches!(rtu::check_request(&buf), Ok(Status::UntilSilence)) => {
-                            if self.handle(&buf[..n], last_byte, &mut out) {
-                                self.heard(&mut master);
-                            }
-                        }
-                        _ => {
-                            log::debug!("rs485: incomplete frame dropped: {buf:02X?}");
-                            self.status.bad_frames.fetch_add(1, Relaxed);
-                        }
-                    }
-                    buf.clear();
-                }
-                Ok(Wait::Timeout) => {
-                    let silent_for = master.last_valid.map(|t| t.elapsed());
-                    let enabled = !self.config.lost_after.is_zero();
-                    if enabled && !master.lost && silent_for >= Some(self.config.lost_after) {
-                        master.lost = true;
-                        self.status.communicating.store(false, Relaxed);
-                        self.events.emit(Event::RtuLost);
-                    }
-                }
+                Ok(Wait::Timeout) if buf.is_empty() => self.check_lost(&mut master),
+                // The silence: the next turn frames or drops what is in hand.
+                Ok(Wait::Timeout) => {}
                 Err(e) => {
-                    // The port failed (adapter unplugged, say): open it again each second
-                    // until it is back, then carry on.
                     log::error!("rs485: {e}");
                     if self.shutdown.sleep(Duration::from_secs(1)) {
                         return;
                     }
-                    self.port.release();
-                    match Port::open(&self.config.path, self.config.baud) {
-                        Ok(port) => {
-                            self.port = port;
-                            let _ = enable_rs485_mode(&self.port);
-                            log::warn!("rs485: {} opened again", self.config.path.display());
-                        }
-                        Err(e) => log::warn!("rs485: {e}"),
-                    }
+                    self.reopen();
                     buf.clear();
-                    discarding = false;
                 }
             }
+        }
+    }
+
+    fn check_lost(&self, master: &mut Presence) {
+        let silent_for = master.last_valid.map(|t| t.elapsed());
+        let enabled = !self.config.lost_after.is_zero();
+        if enabled && !master.lost && silent_for >= Some(self.config.lost_after) {
+            master.lost = true;
+            self.status.communicating.store(false, Relaxed);
+            self.events.emit(Event::RtuLost);
+        }
+    }
+
+    /// The port failed (adapter unplugged, say): open it again, each second until it is
+    /// back.
+    fn reopen(&mut self) {
+        self.port.release();
+        match Port::open(&self.config.path, self.config.baud) {
+            Ok(port) => {
+                self.port = port;
+                let _ = enable_rs485_mode(&self.port);
+                log::warn!("rs485: {} opened again", self.config.path.display());
+            }
+            Err(e) => log::warn!("rs485: {e}"),
         }
     }
 

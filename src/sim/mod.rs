@@ -14,7 +14,7 @@ pub mod ups;
 
 pub use ups::Ups;
 
-use crate::modbus::rtu::{self, Status};
+use crate::modbus::rtu;
 use crate::modbus::{MAX_PDU, MAX_RTU};
 use crate::pty::{self, Pty};
 use nix::errno::Errno;
@@ -570,28 +570,18 @@ impl Worker {
         self.shared.state.lock().ups.tick(elapsed);
     }
 
-    /// Takes every whole frame off the front of the buffer; after a silence, whatever is
-    /// left is either a frame of unknown length or garbage.
+    /// Takes every whole frame off the front of the buffer, as [`rtu::next_request`] cuts
+    /// them; garbage goes at the silence.
     fn frames(&mut self, now: Instant, silence: Duration) {
-        while !self.rx.is_empty() {
-            let silent = now >= self.last_rx + silence;
-            let len = match rtu::check_request(&self.rx) {
-                Ok(Status::Complete(n)) => n,
-                Ok(Status::UntilSilence) if silent => match rtu::check_silent(&self.rx) {
-                    Ok(n) => n,
-                    Err(_) => {
-                        self.drop_garbage();
-                        return;
-                    }
-                },
-                _ if silent => {
-                    self.drop_garbage();
-                    return;
+        loop {
+            match rtu::next_request(&self.rx, now >= self.last_rx + silence) {
+                rtu::Framing::Frame(len) => {
+                    self.on_frame(len);
+                    self.rx.drain(..len);
                 }
-                _ => return,
-            };
-            self.on_frame(len);
-            self.rx.drain(..len);
+                rtu::Framing::Garbage => return self.drop_garbage(),
+                rtu::Framing::Wait => return,
+            }
         }
     }
 
