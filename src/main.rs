@@ -26,9 +26,7 @@ usage:
       would check them); the service reads them at its next start.
   modbus-card --version
 
-settings (KEY for --set): ups_baud, ups_slave, serial_timeout_ms, poll_rate_s,
-  modbus_port, modbus_timeout_s, routing, rs485_slave, rs485_baud, rs485_timeout_s,
-  frame_gap_us
+settings (KEY for --set): see 'modbus-card settings --data DIR' for every key
 log detail: RUST_LOG=debug (default info)";
 
 fn main() -> ExitCode {

@@ -3,6 +3,7 @@
 //! accepted, whoever offers it (command line, and later the web pages and console).
 
 use crate::modbus::rtu;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// Baud rates the UPS link tries, fastest first.
@@ -41,6 +42,43 @@ pub struct Settings {
     /// Silence kept on the UPS link between frames, in µs; `None` = 3.5 characters at the
     /// current baud rate, as the serial line guide asks.
     pub frame_gap_us: Option<u32>,
+    /// With all sessions in use, a new master takes the slot of a session idle at least
+    /// this many seconds; 0 = never.
+    pub modbus_evict_idle_s: u32,
+
+    /// Seconds without activity after which a web or console session ends.
+    pub login_timeout_s: u32,
+    /// Days after which a password must be changed ("First Login Reset"); 0 = never.
+    pub password_days: u32,
+    pub http_enabled: bool,
+    pub https_enabled: bool,
+    pub ssh_enabled: bool,
+    pub dhcp_enabled: bool,
+    pub ping_enabled: bool,
+    /// "Network upgrade": firmware may be uploaded over the network.
+    pub upgrade_enabled: bool,
+    /// "Modbus debug": the frame log page.
+    pub debug_enabled: bool,
+    /// NTP server as host or host:port; empty = no NTP.
+    pub ntp_server: String,
+
+    /// The static address, used while DHCP is off.
+    pub ip_address: Ipv4Addr,
+    pub netmask: Ipv4Addr,
+    pub gateway: Option<Ipv4Addr>,
+    pub dns: Option<Ipv4Addr>,
+
+    /// Where the board's sysfs is (tests point it at a temporary folder).
+    pub sysfs_root: String,
+    pub led_rs485_green: String,
+    pub led_rs485_yellow: String,
+    pub led_net_green: String,
+    pub led_net_yellow: String,
+    pub net_interface: String,
+    /// Input device of the reset button; empty = none.
+    pub button_device: String,
+    /// Watchdog device; empty = none.
+    pub watchdog_device: String,
 }
 
 impl Default for Settings {
@@ -54,15 +92,38 @@ impl Default for Settings {
             modbus_timeout_s: 60,
             routing: Routing::Ups,
             rs485_slave: 1,
-            rs485_baud: 19200,
+            rs485_baud: 9600,
             rs485_timeout_s: 60,
             frame_gap_us: None,
+            modbus_evict_idle_s: 30,
+            login_timeout_s: 600,
+            password_days: 90,
+            http_enabled: true,
+            https_enabled: true,
+            ssh_enabled: true,
+            dhcp_enabled: true,
+            ping_enabled: true,
+            upgrade_enabled: false,
+            debug_enabled: false,
+            ntp_server: String::new(),
+            ip_address: Ipv4Addr::new(192, 168, 7, 18),
+            netmask: Ipv4Addr::new(255, 255, 255, 0),
+            gateway: None,
+            dns: None,
+            sysfs_root: "/sys".into(),
+            led_rs485_green: "rs485:green".into(),
+            led_rs485_yellow: "rs485:yellow".into(),
+            led_net_green: "net:green".into(),
+            led_net_yellow: "net:yellow".into(),
+            net_interface: "eth0".into(),
+            button_device: String::new(),
+            watchdog_device: String::new(),
         }
     }
 }
 
 /// Every key, in the order pages list them.
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 34] = [
     "ups_baud",
     "ups_slave",
     "serial_timeout_ms",
@@ -74,6 +135,29 @@ pub const KEYS: [&str; 11] = [
     "rs485_baud",
     "rs485_timeout_s",
     "frame_gap_us",
+    "modbus_evict_idle_s",
+    "login_timeout_s",
+    "password_days",
+    "http_enabled",
+    "https_enabled",
+    "ssh_enabled",
+    "dhcp_enabled",
+    "ping_enabled",
+    "upgrade_enabled",
+    "debug_enabled",
+    "ntp_server",
+    "ip_address",
+    "netmask",
+    "gateway",
+    "dns",
+    "sysfs_root",
+    "led_rs485_green",
+    "led_rs485_yellow",
+    "led_net_green",
+    "led_net_yellow",
+    "net_interface",
+    "button_device",
+    "watchdog_device",
 ];
 
 impl Settings {
@@ -94,6 +178,29 @@ impl Settings {
             "rs485_baud" => self.rs485_baud.to_string(),
             "rs485_timeout_s" => self.rs485_timeout_s.to_string(),
             "frame_gap_us" => self.frame_gap_us.map_or("auto".into(), |v| v.to_string()),
+            "modbus_evict_idle_s" => self.modbus_evict_idle_s.to_string(),
+            "login_timeout_s" => self.login_timeout_s.to_string(),
+            "password_days" => self.password_days.to_string(),
+            "http_enabled" => self.http_enabled.to_string(),
+            "https_enabled" => self.https_enabled.to_string(),
+            "ssh_enabled" => self.ssh_enabled.to_string(),
+            "dhcp_enabled" => self.dhcp_enabled.to_string(),
+            "ping_enabled" => self.ping_enabled.to_string(),
+            "upgrade_enabled" => self.upgrade_enabled.to_string(),
+            "debug_enabled" => self.debug_enabled.to_string(),
+            "ntp_server" => self.ntp_server.clone(),
+            "ip_address" => self.ip_address.to_string(),
+            "netmask" => self.netmask.to_string(),
+            "gateway" => self.gateway.map(|a| a.to_string()).unwrap_or_default(),
+            "dns" => self.dns.map(|a| a.to_string()).unwrap_or_default(),
+            "sysfs_root" => self.sysfs_root.clone(),
+            "led_rs485_green" => self.led_rs485_green.clone(),
+            "led_rs485_yellow" => self.led_rs485_yellow.clone(),
+            "led_net_green" => self.led_net_green.clone(),
+            "led_net_yellow" => self.led_net_yellow.clone(),
+            "net_interface" => self.net_interface.clone(),
+            "button_device" => self.button_device.clone(),
+            "watchdog_device" => self.watchdog_device.clone(),
             _ => return None,
         })
     }
@@ -188,6 +295,43 @@ impl Settings {
                     Some(num(100_000)? as u32)
                 }
             }
+            "modbus_evict_idle_s" => self.modbus_evict_idle_s = num(86_400)? as u32,
+            "login_timeout_s" => {
+                let v = num(86_400)? as u32;
+                if v < 30 {
+                    return Err(format!("login_timeout_s: {v} s is too short; at least 30"));
+                }
+                self.login_timeout_s = v;
+            }
+            "password_days" => self.password_days = num(3650)? as u32,
+            "http_enabled" => self.http_enabled = flag(key, value)?,
+            "https_enabled" => self.https_enabled = flag(key, value)?,
+            "ssh_enabled" => self.ssh_enabled = flag(key, value)?,
+            "dhcp_enabled" => self.dhcp_enabled = flag(key, value)?,
+            "ping_enabled" => self.ping_enabled = flag(key, value)?,
+            "upgrade_enabled" => self.upgrade_enabled = flag(key, value)?,
+            "debug_enabled" => self.debug_enabled = flag(key, value)?,
+            "ntp_server" => self.ntp_server = host_port(key, value)?,
+            "ip_address" => self.ip_address = host_address(key, value)?,
+            "netmask" => self.netmask = netmask(key, value)?,
+            "gateway" => self.gateway = optional(key, value, host_address)?,
+            "dns" => self.dns = optional(key, value, host_address)?,
+            "sysfs_root" => self.sysfs_root = absolute_path(key, value, false)?,
+            "led_rs485_green" => self.led_rs485_green = file_name(key, value)?,
+            "led_rs485_yellow" => self.led_rs485_yellow = file_name(key, value)?,
+            "led_net_green" => self.led_net_green = file_name(key, value)?,
+            "led_net_yellow" => self.led_net_yellow = file_name(key, value)?,
+            "net_interface" => {
+                let v = file_name(key, value)?;
+                if v.is_empty() || v.len() > 15 {
+                    return Err(format!(
+                        "net_interface: '{v}' is not an interface name (1 to 15 characters)"
+                    ));
+                }
+                self.net_interface = v;
+            }
+            "button_device" => self.button_device = absolute_path(key, value, true)?,
+            "watchdog_device" => self.watchdog_device = absolute_path(key, value, true)?,
             _ => return Err(format!("unknown setting '{key}'")),
         }
         Ok(())
@@ -211,6 +355,109 @@ impl Settings {
     pub fn serial_timeout(&self) -> Duration {
         Duration::from_millis(u64::from(self.serial_timeout_ms))
     }
+}
+
+/// A switch: `true`/`false` (also on/off, yes/no, 1/0).
+fn flag(key: &str, value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Ok(true),
+        "false" | "off" | "no" | "0" => Ok(false),
+        _ => Err(format!("{key}: '{value}' is not true or false")),
+    }
+}
+
+/// An address a host may have: not 0.0.0.0, loopback, multicast or broadcast.
+fn host_address(key: &str, value: &str) -> Result<Ipv4Addr, String> {
+    let a: Ipv4Addr = value
+        .parse()
+        .map_err(|_| format!("{key}: '{value}' is not an IPv4 address such as 192.168.1.20"))?;
+    if a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast() {
+        return Err(format!("{key}: {a} cannot be a host's address"));
+    }
+    Ok(a)
+}
+
+/// A subnet mask: ones then zeros, from /8 to /30.
+fn netmask(key: &str, value: &str) -> Result<Ipv4Addr, String> {
+    let m: Ipv4Addr = value
+        .parse()
+        .map_err(|_| format!("{key}: '{value}' is not a mask such as 255.255.255.0"))?;
+    let bits = u32::from(m);
+    let ones = bits.leading_ones();
+    if bits.count_ones() != ones || !(8..=30).contains(&ones) {
+        return Err(format!(
+            "{key}: {m} is not a subnet mask from 255.0.0.0 (/8) to 255.255.255.252 (/30)"
+        ));
+    }
+    Ok(m)
+}
+
+/// Empty means none.
+fn optional(
+    key: &str,
+    value: &str,
+    parse: fn(&str, &str) -> Result<Ipv4Addr, String>,
+) -> Result<Option<Ipv4Addr>, String> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        parse(key, value).map(Some)
+    }
+}
+
+/// A host name or IPv4 address, with an optional port; empty means none.
+fn host_port(key: &str, value: &str) -> Result<String, String> {
+    let (host, port) = match value.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (value, None),
+    };
+    let host_ok = host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+        });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if value.is_empty() || (host_ok && port_ok) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{key}: '{value}' is not a host name or address (with an optional :port)"
+        ))
+    }
+}
+
+/// An absolute path without `..`; empty allowed where `may_be_empty` (meaning none).
+fn absolute_path(key: &str, value: &str, may_be_empty: bool) -> Result<String, String> {
+    if value.is_empty() && may_be_empty {
+        return Ok(String::new());
+    }
+    let clean = value.starts_with('/')
+        && !value.split('/').any(|p| p == "..")
+        && !value.chars().any(char::is_control);
+    if !clean || value.len() > 255 {
+        return Err(format!("{key}: '{value}' is not an absolute path"));
+    }
+    Ok(value.to_owned())
+}
+
+/// One name inside a folder (an LED, an interface); empty means none.
+fn file_name(key: &str, value: &str) -> Result<String, String> {
+    let ok = value.len() <= 64
+        && value != "."
+        && value != ".."
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_:.@".contains(&b));
+    if !ok {
+        return Err(format!(
+            "{key}: '{value}' is not a plain name (letters, digits, - _ : . @)"
+        ));
+    }
+    Ok(value.to_owned())
 }
 
 /// Time the UPS is allowed to think between a request and its answer.
@@ -263,6 +510,47 @@ mod tests {
         assert!(s.set("ups_baud", "38400").unwrap_err().contains("57600"));
         assert!(s.set("routing", "x").unwrap_err().contains("transparent"));
         assert!(s.set("nope", "1").unwrap_err().contains("unknown"));
+        assert!(s.set("http_enabled", "maybe").unwrap_err().contains("true"));
+        assert!(s
+            .set("netmask", "255.0.255.0")
+            .unwrap_err()
+            .contains("mask"));
+        assert!(s
+            .set("ip_address", "127.0.0.1")
+            .unwrap_err()
+            .contains("host"));
+        assert!(s
+            .set("ip_address", "300.1.1.1")
+            .unwrap_err()
+            .contains("IPv4"));
+        assert!(s.set("ntp_server", "a b").unwrap_err().contains("host"));
+        assert!(s
+            .set("led_net_green", "../x")
+            .unwrap_err()
+            .contains("plain"));
+        assert!(s
+            .set("watchdog_device", "dev/wd")
+            .unwrap_err()
+            .contains("absolute"));
+        assert!(s.set("sysfs_root", "").unwrap_err().contains("absolute"));
+        assert!(s.set("login_timeout_s", "5").unwrap_err().contains("30"));
         assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn board_and_network_values_are_accepted_in_their_usual_spellings() {
+        let mut s = Settings::default();
+        s.set("https_enabled", "off").unwrap();
+        assert!(!s.https_enabled);
+        assert_eq!(s.get("https_enabled").unwrap(), "false");
+        s.set("ntp_server", "127.0.0.1:12300").unwrap();
+        s.set("ntp_server", "pool.ntp.org").unwrap();
+        s.set("gateway", "192.168.7.1").unwrap();
+        assert_eq!(s.gateway, Some(Ipv4Addr::new(192, 168, 7, 1)));
+        s.set("gateway", "").unwrap();
+        assert_eq!(s.gateway, None);
+        s.set("netmask", "255.255.0.0").unwrap();
+        s.set("watchdog_device", "/dev/watchdog").unwrap();
+        s.set("watchdog_device", "").unwrap();
     }
 }

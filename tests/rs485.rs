@@ -26,7 +26,7 @@ async fn an_rtu_master_reads_and_writes_through_the_card() {
         }
         .set("rs485_slave", 17),
     );
-    let mut m = master(&card, 17, 19200);
+    let mut m = master(&card, 17, 9600);
     let id = timeout(PATIENCE, m.read_holding_registers(0x1000, 12))
         .await
         .unwrap()
@@ -55,7 +55,7 @@ async fn an_rtu_master_reads_and_writes_through_the_card() {
 /// The raw far end of the null modem, for what a client crate will not send.
 fn raw(card: &Card) -> std::fs::File {
     let path = card.rs485.as_ref().unwrap().user_side();
-    let port = serialport::new(path.to_string_lossy(), 19200)
+    let port = serialport::new(path.to_string_lossy(), 9600)
         .open_native()
         .unwrap();
     use std::os::fd::{FromRawFd, IntoRawFd};
@@ -175,7 +175,7 @@ fn an_rs485_port_that_goes_away_and_comes_back_is_used_again() {
         service.link.status.state() == modbus_card::link::LinkState::Up
     });
     let ask = |modem: &NullModem| {
-        let port = serialport::new(modem.user_side().to_string_lossy(), 19200)
+        let port = serialport::new(modem.user_side().to_string_lossy(), 9600)
             .open_native()
             .unwrap();
         use std::os::fd::{FromRawFd, IntoRawFd};
