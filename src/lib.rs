@@ -1,5 +1,6 @@
 //! The service of a Modbus TCP card for UPS and STS units.
 
+pub mod accounts;
 pub mod event;
 pub mod link;
 pub mod logging;
@@ -14,3 +15,4 @@ pub mod shutdown;
 pub mod sim;
 pub mod store;
 pub mod tcp;
+pub mod web;

@@ -1,7 +1,8 @@
 //! modbus-card: the service of a Modbus TCP card for UPS and STS units.
 
+use modbus_card::accounts::Mac;
 use modbus_card::pty::{NullModem, Pty};
-use modbus_card::service::{Options, Service};
+use modbus_card::service::{Access, Options, Service};
 use modbus_card::sim::{Sim, SimConfig};
 use std::io::{BufRead, Read};
 use std::net::SocketAddr;
@@ -12,12 +13,16 @@ use std::sync::Arc;
 const USAGE: &str = "\
 usage:
   modbus-card run --data DIR --ups PATH [--baud N] [--rs485 PATH] [--modbus ADDR:PORT]
-                  [--set KEY=VALUE]...
-      The service. DIR holds the database; settings come from it, and the options
-      here override them for this run. --modbus defaults to 0.0.0.0:502.
-  modbus-card demo [--data DIR] [--modbus ADDR:PORT]
+                  [--http ADDR:PORT] [--https ADDR:PORT] [--mac MAC] [--set KEY=VALUE]...
+      The service. DIR holds the database and the certificates; settings come from
+      it, and the options here override them for this run. Defaults: --modbus
+      0.0.0.0:502, --http 0.0.0.0:80, --https 0.0.0.0:443, --mac that of net_interface
+      (eth0), else of the first other interface (the default admin password is its
+      last 6 hex digits, upper case).
+  modbus-card demo [--data DIR] [--modbus ADDR:PORT] [--http ADDR:PORT] [--https ADDR:PORT]
       The whole card on this machine: a simulated UPS and an RS485 port on
-      pseudo-terminals, Modbus TCP on 127.0.0.1:1502, data in ./demo-data.
+      pseudo-terminals, Modbus TCP on 127.0.0.1:1502, the web on
+      http://127.0.0.1:8080 and https://127.0.0.1:8443, data in ./demo-data.
   modbus-card simulate-ups [PATH] [--baud N] [--paced]
       A simulated Socomec UPS (slave 1) on a serial device, or on a new
       pseudo-terminal whose path it prints. Type 'help' for its fault commands.
@@ -138,10 +143,19 @@ fn run(args: &[String]) -> Result<(), String> {
         modbus: a.take("--modbus").map(|s| parse_addr(&s)).transpose()?,
         overrides,
     };
+    let access = Access {
+        http: Some(parse_addr(
+            &a.take("--http").unwrap_or_else(|| "0.0.0.0:80".into()),
+        )?),
+        https: Some(parse_addr(
+            &a.take("--https").unwrap_or_else(|| "0.0.0.0:443".into()),
+        )?),
+        mac: a.take("--mac").map(|m| m.parse::<Mac>()).transpose()?,
+    };
     a.finish()?;
     modbus_card::rt::limit_allocator_arenas();
     modbus_card::rt::lock_memory();
-    let service = Service::start(options).map_err(|e| e.to_string())?;
+    let service = Service::start_with(options, access).map_err(|e| e.to_string())?;
     wait_for_signal()?;
     service.stop();
     Ok(())
@@ -178,6 +192,8 @@ fn demo(args: &[String]) -> Result<(), String> {
         &a.take("--modbus")
             .unwrap_or_else(|| "127.0.0.1:1502".into()),
     )?;
+    let http = parse_addr(&a.take("--http").unwrap_or_else(|| "127.0.0.1:8080".into()))?;
+    let https = parse_addr(&a.take("--https").unwrap_or_else(|| "127.0.0.1:8443".into()))?;
     a.finish()?;
 
     let ups_pty = Pty::open().map_err(|e| format!("no pseudo-terminal for the UPS: {e}"))?;
@@ -193,16 +209,37 @@ fn demo(args: &[String]) -> Result<(), String> {
     .map_err(|e| format!("simulated UPS: {e}"))?;
     let rs485 = NullModem::open().map_err(|e| format!("no pseudo-terminals for RS485: {e}"))?;
 
-    let service = Service::start(Options {
-        data: data.clone(),
-        ups: ups_path.clone(),
-        rs485: Some(rs485.card_side().to_path_buf()),
-        modbus: Some(modbus),
-        overrides: vec![],
-    })
+    let service = Service::start_with(
+        Options {
+            data: data.clone(),
+            ups: ups_path.clone(),
+            rs485: Some(rs485.card_side().to_path_buf()),
+            modbus: Some(modbus),
+            overrides: vec![],
+        },
+        Access {
+            http: Some(http),
+            https: Some(https),
+            mac: None,
+        },
+    )
     .map_err(|e| e.to_string())?;
     let s = &service.settings;
     let port = service.modbus_addr().port();
+    let web = match (service.http_addr(), service.https_addr()) {
+        (None, None) => {
+            "  Web          off (http_enabled and https_enabled are false)\n".to_string()
+        }
+        (http, https) => format!(
+            "  Web          {}{}\n\
+             \x20              user admin, first password {} (the MAC's last 6 hex digits)\n\
+             \x20              HTTPS uses the card's own root certificate: {}/tls/ca.pem\n",
+            https.map_or(String::new(), |a| format!("https://{a}/  ")),
+            http.map_or(String::new(), |a| format!("http://{a}/")),
+            service.accounts.mac().default_password(),
+            data.display(),
+        ),
+    };
     println!(
         "\nModbus card demo: a simulated UPS (19200 baud, found by baud detection) on {ups}\n\
          \n  Modbus TCP   {addr}\n\
@@ -210,6 +247,7 @@ fn demo(args: &[String]) -> Result<(), String> {
          \x20              (reads the UPS's load and battery words, 0x1060..)\n\
          \x20 RS485 RTU    {rs485} at {baud} baud 8N1, card slave number {slave}\n\
          \x20              mbpoll -m rtu -b {baud} -P none -a {slave} -0 -r 4192 -c 8 -1 {rs485}\n\
+         {web}\
          \x20 data         {data}\n\
          \nType 'help' for the simulated UPS's commands (faults, mains failure); Ctrl-C stops.\n",
         ups = ups_path.display(),

@@ -1,6 +1,7 @@
 //! The whole card as one value: open the store, load the settings, start every thread;
 //! and stop them all again. `run`, `demo`, the tests and the benchmark all start it here.
 
+use crate::accounts::{Accounts, Limits, Mac};
 use crate::event::{Event, Events};
 use crate::link::{Link, LinkConfig};
 use crate::rs485::{Rs485Config, Rs485Status};
@@ -8,6 +9,7 @@ use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::store::{self, Boot, Store};
 use crate::tcp::{self, Sessions, TcpConfig};
+use crate::web::{Web, WebConfig};
 use std::error::Error;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -29,13 +31,26 @@ pub struct Options {
     pub overrides: Vec<(String, String)>,
 }
 
+/// How users reach the card: its web listeners and its identity.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Where plain HTTP listens (while `http_enabled`); `None`: not served.
+    pub http: Option<SocketAddr>,
+    /// Where HTTPS listens (while `https_enabled`); `None`: not served.
+    pub https: Option<SocketAddr>,
+    /// The card's MAC address; `None`: the first network interface's.
+    pub mac: Option<Mac>,
+}
+
 pub struct Service {
     pub settings: Settings,
     pub link: Link,
     pub sessions: Arc<Sessions>,
     pub rs485: Option<Arc<Rs485Status>>,
+    pub accounts: Arc<Accounts>,
     pub data: PathBuf,
     modbus_addr: SocketAddr,
+    web: Option<Web>,
     events: Events,
     shutdown: Shutdown,
     threads: Vec<(&'static str, JoinHandle<()>)>,
@@ -45,13 +60,24 @@ pub struct Service {
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
 impl Service {
+    /// The card without its web interface.
     pub fn start(options: Options) -> Result<Service> {
+        Service::start_with(options, Access::default())
+    }
+
+    pub fn start_with(options: Options, access: Access) -> Result<Service> {
         let store = Store::open(&options.data)?;
         let mut settings = store.load_settings()?;
         for (key, value) in &options.overrides {
             settings.set(key, value)?;
         }
         let boot = store.boot(&boot_id())?;
+        let mac = match access.mac {
+            Some(mac) => mac,
+            None => Mac::of_interfaces(&settings.net_interface).ok_or(
+                "the card's MAC address could not be read from any network interface; give it with --mac",
+            )?,
+        };
         let (events, rx) = Events::channel();
         let writer = store::spawn_writer(store, rx);
         events.emit(match boot {
@@ -80,7 +106,14 @@ impl Service {
             }
         };
         threads.push(("ups link", link_thread));
+        let mut web = None;
         let started = (|| -> Result<_> {
+            let accounts = Arc::new(Accounts::open(
+                &options.data,
+                mac,
+                Limits::from_settings(&settings),
+                events.clone(),
+            )?);
             let rs485 = match &options.rs485 {
                 Some(path) => {
                     let config = Rs485Config {
@@ -117,15 +150,33 @@ impl Service {
                 shutdown.clone(),
             )?;
             threads.push(("modbus tcp", tcp_thread));
-            Ok((rs485, sessions, modbus_addr))
+            let web_config = WebConfig {
+                http: access.http.filter(|_| settings.http_enabled),
+                https: access.https.filter(|_| settings.https_enabled),
+            };
+            if web_config.http.is_some() || web_config.https.is_some() {
+                let parts = crate::web::Parts {
+                    accounts: accounts.clone(),
+                    link: link.status.clone(),
+                    sessions: sessions.clone(),
+                    rs485: rs485.clone(),
+                    events: events.clone(),
+                    data: options.data.clone(),
+                };
+                web = Some(Web::start(&web_config, parts, shutdown.clone())?);
+            }
+            Ok((rs485, sessions, modbus_addr, accounts))
         })();
-        let (rs485, sessions, modbus_addr) = match started {
+        let (rs485, sessions, modbus_addr, accounts) = match started {
             Ok(parts) => parts,
             Err(e) => {
                 shutdown.fire();
                 link.close();
                 for (_, t) in threads {
                     let _ = t.join();
+                }
+                if let Some(web) = web {
+                    web.join();
                 }
                 drop(events);
                 let _ = writer.join();
@@ -138,8 +189,10 @@ impl Service {
             link,
             sessions,
             rs485,
+            accounts,
             data: options.data,
             modbus_addr,
+            web,
             events,
             shutdown,
             threads,
@@ -152,10 +205,23 @@ impl Service {
         self.modbus_addr
     }
 
+    /// Where plain HTTP really listens, if it does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().and_then(Web::http_addr)
+    }
+
+    /// Where HTTPS really listens, if it does.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().and_then(Web::https_addr)
+    }
+
     /// Ends every thread, writes the last events, and returns when all is on disk.
     pub fn stop(self) {
         self.shutdown.fire();
         self.link.close();
+        if let Some(web) = self.web {
+            web.join();
+        }
         for (name, thread) in self.threads {
             if thread.join().is_err() {
                 log::error!("{name} thread panicked");
@@ -168,6 +234,8 @@ impl Service {
         }
         drop(self.events);
         drop(self.link);
+        // The accounts send events too: the store thread ends when the last sender goes.
+        drop(self.accounts);
         let _ = self.writer.join();
         log::info!("stopped");
     }
