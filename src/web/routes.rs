@@ -1,7 +1,8 @@
 //! The way of every request through the web interface, in order:
 //!
 //! 1. Plain HTTP while HTTPS is on: redirected to HTTPS, nothing else.
-//! 2. The stylesheet, the script and `/login` need no session.
+//! 2. The stylesheet, the script, `/login` (and a 404 for the icon browsers ask for) need
+//!    no session.
 //! 3. Every other path needs a live session (cookie `session`); without one it answers a
 //!    redirect to `/login`, saying why the old session ended if it did.
 //! 4. A state-changing request (POST) must come from the card's own pages: its `Origin`
@@ -59,6 +60,7 @@ fn route(app: &App, req: &Request) -> Response {
     match (req.method(), path) {
         ("GET", "/static/style.css") => return pages::asset("text/css", pages::STYLE),
         ("GET", "/static/home.js") => return pages::asset("text/javascript", pages::HOME_JS),
+        ("GET", "/favicon.ico") => return Response::empty_404(),
         ("GET", "/login") => return pages::login::form(app, req, None),
         ("POST", "/login") if !same_origin(req) => return pages::refused_origin(),
         ("POST", "/login") => return pages::login::submit(app, req),

@@ -39,7 +39,11 @@ pub fn form(_app: &App, req: &Request, failed: Option<(String, String, u16)>) ->
         Some((user, error, status)) => (user, Some(error), status),
         None => (String::new(), None, 200),
     };
-    let csrf = hex(&random_bytes::<32>());
+    // The token already given to this browser stays valid, so a second tab, or a request
+    // the browser makes by itself (an icon), does not spoil the form shown first.
+    let csrf = routes::cookie(req, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(|| hex(&random_bytes::<32>()));
     let page = LoginPage {
         layout: Layout::public("Log in"),
         csrf: csrf.clone(),
