@@ -152,7 +152,7 @@ impl Service {
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let (mut addr, mut listening, mut detected, mut https) = (None, None, None, None);
-        while detected.is_none() {
+        while detected.is_none() || addr.is_none() {
             let line = lines.next().expect("service log ended").unwrap();
             if let Some(rest) = line.split("https listening on ").nth(1) {
                 https = Some(rest.trim().to_string());

@@ -142,6 +142,7 @@ impl Web {
                     .name(format!("web-handler-{i}"))
                     .stack_size(512 * 1024)
                     .spawn(move || {
+                        below_modbus();
                         while let Ok(job) = jobs.recv() {
                             handle(&app, job, &replies);
                         }
@@ -152,7 +153,10 @@ impl Web {
             std::thread::Builder::new()
                 .name("web-front".into())
                 .stack_size(256 * 1024)
-                .spawn(move || front.run())?,
+                .spawn(move || {
+                    below_modbus();
+                    front.run()
+                })?,
         );
         if let Some(a) = http_addr {
             log::info!("http listening on {a}");
@@ -182,6 +186,19 @@ impl Web {
                 log::error!("a web thread panicked");
             }
         }
+    }
+}
+
+/// Runs the calling web thread at a lower priority (nice 10) than the Modbus threads, so
+/// pages under load wait for a Modbus exchange, never the other way round. (Linux keeps
+/// the nice value per thread.)
+fn below_modbus() {
+    // SAFETY: setpriority with integer arguments; 0 is the calling thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) } != 0 {
+        log::debug!(
+            "web: priority unchanged: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
