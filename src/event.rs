@@ -1,7 +1,10 @@
 //! Events for the event log. Real-time threads hand them to the store thread through a
 //! bounded channel and never wait: if the store falls behind, the event is counted as
-//! dropped and a line is logged, but the sender goes on.
+//! dropped and a line is logged, but the sender goes on. Events are stamped with the
+//! card's clock ([`CardClock`]), which follows NTP and the user without touching the
+//! system's.
 
+use crate::board::clock::CardClock;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +37,32 @@ pub enum Event {
     TcpEventsSkipped {
         count: u64,
     },
+    /// The card's clock was stepped to the NTP server's time.
+    TimeChangedByServer {
+        step_ms: i64,
+    },
+    TimeChangedByUser {
+        step_ms: i64,
+        by: String,
+    },
+    /// A restart was asked for (the service in place, or the board by `reboot`).
+    Restart {
+        by: String,
+    },
+    AccountsReset {
+        by: String,
+    },
+    FactoryReset {
+        by: String,
+    },
+    /// Logged at start: the previous run stopped feeding the watchdog, and why.
+    WatchdogReset {
+        reason: String,
+    },
+    /// What the network apply script did (lease, fallback, static) or why it failed.
+    Network {
+        message: String,
+    },
     Stopped,
 }
 
@@ -52,6 +81,13 @@ impl Event {
             Event::TcpClosed { .. } => "tcp_closed",
             Event::TcpRefused { .. } => "tcp_refused",
             Event::TcpEventsSkipped { .. } => "tcp_events_skipped",
+            Event::TimeChangedByServer { .. } => "time_changed_by_server",
+            Event::TimeChangedByUser { .. } => "time_changed_by_user",
+            Event::Restart { .. } => "restart",
+            Event::AccountsReset { .. } => "accounts_reset",
+            Event::FactoryReset { .. } => "factory_reset",
+            Event::WatchdogReset { .. } => "watchdog_reset",
+            Event::Network { .. } => "network",
             Event::Stopped => "stopped",
         }
     }
@@ -76,9 +112,27 @@ impl Event {
             Event::TcpEventsSkipped { count } => {
                 format!("{count} TCP session events not logged: connections came too fast")
             }
+            Event::TimeChangedByServer { step_ms } => {
+                format!("Time changed by server (NTP): {}", step(*step_ms))
+            }
+            Event::TimeChangedByUser { step_ms, by } => {
+                format!("Time changed by user ({by}): {}", step(*step_ms))
+            }
+            Event::Restart { by } => format!("Restart ({by})"),
+            Event::AccountsReset { by } => {
+                format!("Accounts and passwords reset to default ({by})")
+            }
+            Event::FactoryReset { by } => format!("Reset to factory settings ({by})"),
+            Event::WatchdogReset { reason } => format!("Restart by watchdog: {reason}"),
+            Event::Network { message } => format!("Network: {message}"),
             Event::Stopped => "Service stopped".into(),
         }
     }
+}
+
+/// A clock step as an operator reads it: "+3600.0 s", "-0.8 s".
+fn step(ms: i64) -> String {
+    format!("{:+.1} s", ms as f64 / 1000.0)
 }
 
 /// An event with the wall-clock time it happened.
@@ -93,6 +147,7 @@ pub struct Stamped {
 pub struct Events {
     tx: Sender<Stamped>,
     dropped: Arc<AtomicU64>,
+    clock: Arc<CardClock>,
 }
 
 /// Events waiting in memory before the store thread writes them.
@@ -105,6 +160,7 @@ impl Events {
             Events {
                 tx,
                 dropped: Arc::new(AtomicU64::new(0)),
+                clock: Arc::new(CardClock::default()),
             },
             rx,
         )
@@ -113,7 +169,7 @@ impl Events {
     pub fn emit(&self, event: Event) {
         log::info!("event: {}", event.message());
         let stamped = Stamped {
-            at: SystemTime::now(),
+            at: self.clock.now(),
             event,
         };
         match self.tx.try_send(stamped) {
@@ -126,6 +182,11 @@ impl Events {
                 );
             }
         }
+    }
+
+    /// The clock that stamps the events.
+    pub fn clock(&self) -> &Arc<CardClock> {
+        &self.clock
     }
 
     /// Events lost because the store could not keep up.

@@ -1,6 +1,8 @@
 //! The service of a Modbus TCP card for UPS and STS units.
 
+pub mod board;
 pub mod event;
+pub mod health;
 pub mod link;
 pub mod logging;
 pub mod modbus;

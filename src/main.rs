@@ -5,16 +5,23 @@ use modbus_card::service::{Options, Service};
 use modbus_card::sim::{Sim, SimConfig};
 use std::io::{BufRead, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
   modbus-card run --data DIR --ups PATH [--baud N] [--rs485 PATH] [--modbus ADDR:PORT]
-                  [--set KEY=VALUE]...
+                  [--set KEY=VALUE]... [--network-script PATH] [--reboot COMMAND]
+                  [--system-clock] [--stall-limit SECONDS]
       The service. DIR holds the database; settings come from it, and the options
       here override them for this run. --modbus defaults to 0.0.0.0:502.
+      On the board: --network-script applies the network settings with that script
+      (init/modbus-card-network), --reboot is how a restart reboots the board (without
+      it the service restarts in place), --system-clock lets NTP and the user set the
+      system clock. --stall-limit: seconds a thread may be busy without progress before
+      the watchdog is no longer fed (default 60).
   modbus-card demo [--data DIR] [--modbus ADDR:PORT]
       The whole card on this machine: a simulated UPS and an RS485 port on
       pseudo-terminals, Modbus TCP on 127.0.0.1:1502, data in ./demo-data.
@@ -116,7 +123,7 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let mut a = Args::parse(args, &[])?;
+    let mut a = Args::parse(args, &["--system-clock"])?;
     let data = a.take("--data").ok_or("run needs --data DIR")?;
     let ups = a
         .take("--ups")
@@ -137,14 +144,62 @@ fn run(args: &[String]) -> Result<(), String> {
         rs485: a.take("--rs485").map(PathBuf::from),
         modbus: a.take("--modbus").map(|s| parse_addr(&s)).transpose()?,
         overrides,
+        stall_limit: a
+            .take("--stall-limit")
+            .map(|s| match s.parse::<u64>() {
+                Ok(v) if v > 0 => Ok(Duration::from_secs(v)),
+                _ => Err(format!("--stall-limit {s}: not a number of seconds")),
+            })
+            .transpose()?,
+        network_script: a.take("--network-script").map(PathBuf::from),
+        system_clock: a.flag("--system-clock"),
     };
+    let reboot = a.take("--reboot");
     a.finish()?;
     modbus_card::rt::limit_allocator_arenas();
     modbus_card::rt::lock_memory();
-    let service = Service::start(options).map_err(|e| e.to_string())?;
-    wait_for_signal()?;
-    service.stop();
-    Ok(())
+    serve(&options, reboot.as_deref(), |_| {})
+}
+
+/// Runs the service until SIGTERM or SIGINT. A restart request (reset button, pages,
+/// console) stops it, then reboots the board with `reboot` if given, else starts it again
+/// in place.
+fn serve(
+    options: &Options,
+    reboot: Option<&str>,
+    mut started: impl FnMut(&Service),
+) -> Result<(), String> {
+    let signals = signal_channel()?;
+    loop {
+        let service = Service::start(options.clone()).map_err(|e| e.to_string())?;
+        started(&service);
+        let restarts = service.restarts().clone();
+        crossbeam_channel::select! {
+            recv(signals) -> sig => {
+                log::info!("signal {}: stopping", sig.unwrap_or_default());
+                service.stop();
+                return Ok(());
+            }
+            recv(restarts) -> restart => {
+                let by = restart.map(|r| r.by).unwrap_or_default();
+                service.stop();
+                let Some(command) = reboot else {
+                    log::warn!("restart asked by {by}: starting the service again");
+                    continue;
+                };
+                log::warn!("restart asked by {by}: rebooting the board ({command})");
+                match std::process::Command::new("sh").arg("-c").arg(command).status() {
+                    // The init system now stops every process, this one with a signal.
+                    Ok(status) if status.success() => {
+                        let _ = signals.recv();
+                        return Ok(());
+                    }
+                    Ok(status) => log::error!("'{command}' failed ({status}); restarting the service instead"),
+                    Err(e) => log::error!("cannot run '{command}': {e}; restarting the service instead"),
+                }
+            }
+        }
+    }
 }
 
 fn settings(args: &[String]) -> Result<(), String> {
@@ -193,14 +248,29 @@ fn demo(args: &[String]) -> Result<(), String> {
     .map_err(|e| format!("simulated UPS: {e}"))?;
     let rs485 = NullModem::open().map_err(|e| format!("no pseudo-terminals for RS485: {e}"))?;
 
-    let service = Service::start(Options {
+    let options = Options {
         data: data.clone(),
         ups: ups_path.clone(),
         rs485: Some(rs485.card_side().to_path_buf()),
         modbus: Some(modbus),
-        overrides: vec![],
-    })
-    .map_err(|e| e.to_string())?;
+        ..Options::default()
+    };
+    spawn_console(sim_commands(&sim));
+    let mut first = true;
+    serve(&options, None, |service| {
+        if std::mem::take(&mut first) {
+            print_demo(service, &ups_path, rs485.user_side(), &data);
+        } else {
+            println!("\nModbus card demo: the service restarted");
+        }
+    })?;
+    drop(sim);
+    drop(rs485);
+    Ok(())
+}
+
+/// Where to point clients at the demo.
+fn print_demo(service: &Service, ups_path: &Path, rs485: &Path, data: &Path) {
     let s = &service.settings;
     let port = service.modbus_addr().port();
     println!(
@@ -214,17 +284,11 @@ fn demo(args: &[String]) -> Result<(), String> {
          \nType 'help' for the simulated UPS's commands (faults, mains failure); Ctrl-C stops.\n",
         ups = ups_path.display(),
         addr = service.modbus_addr(),
-        rs485 = rs485.user_side().display(),
+        rs485 = rs485.display(),
         baud = s.rs485_baud,
         slave = s.rs485_slave,
         data = data.display(),
     );
-    spawn_console(sim_commands(&sim));
-    wait_for_signal()?;
-    service.stop();
-    drop(sim);
-    drop(rs485);
-    Ok(())
 }
 
 fn simulate_ups(args: &[String]) -> Result<(), String> {
@@ -255,7 +319,7 @@ fn simulate_ups(args: &[String]) -> Result<(), String> {
     let sim = Arc::new(sim);
     println!("slave 1 at {baud} baud; type 'help' for commands, Ctrl-C stops");
     spawn_console(sim_commands(&sim));
-    wait_for_signal()?;
+    let _ = signal_channel()?.recv();
     drop(sim);
     Ok(())
 }
@@ -303,12 +367,22 @@ fn spawn_console(run: impl Fn(&str) -> String + Send + 'static) {
 
 const MAX_LINE: usize = 1024;
 
-fn wait_for_signal() -> Result<(), String> {
+/// SIGINT and SIGTERM, as a channel to wait on beside others.
+fn signal_channel() -> Result<crossbeam_channel::Receiver<i32>, String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
-    if let Some(sig) = signals.forever().next() {
-        log::info!("signal {sig}: stopping");
-    }
-    Ok(())
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(sig).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    Ok(rx)
 }

@@ -163,7 +163,11 @@ fn the_store_thread_writes_everything_sent_then_ends() {
     // Bounded like the service's queue, so the senders outrun the writer and it drains
     // full batches.
     let (tx, rx) = crossbeam_channel::bounded(modbus_card::event::QUEUE);
-    let writer = store::spawn_writer(Store::open(dir.path()).unwrap(), rx);
+    let writer = store::spawn_writer(
+        Store::open(dir.path()).unwrap(),
+        rx,
+        modbus_card::health::Heartbeat::unwatched("store"),
+    );
     let senders: Vec<_> = (0..THREADS)
         .map(|session| {
             let tx = tx.clone();
@@ -212,7 +216,11 @@ fn the_store_thread_writes_everything_sent_then_ends() {
 fn the_store_thread_ends_with_the_service_events_channel() {
     let dir = TempDir::new().unwrap();
     let (events, rx) = Events::channel();
-    let writer = store::spawn_writer(Store::open(dir.path()).unwrap(), rx);
+    let writer = store::spawn_writer(
+        Store::open(dir.path()).unwrap(),
+        rx,
+        modbus_card::health::Heartbeat::unwatched("store"),
+    );
     events.emit(Event::ColdBoot);
     events.emit(Event::Stopped);
     drop(events);

@@ -20,6 +20,7 @@ mod queue;
 pub mod status;
 
 use crate::event::{Event, Events};
+use crate::health::Heartbeat;
 use crate::modbus::pdu::{Exception, PduBuf};
 use crate::modbus::rtu::{self, FrameError, Status};
 use crate::serial::{Port, Wait};
@@ -99,6 +100,8 @@ pub struct LinkConfig {
     pub poll_every: Duration,
     /// Silence kept between frames; `None`: 3.5 characters at the current rate.
     pub frame_gap: Option<Duration>,
+    /// Progress for the watchdog: busy during an exchange, idle waiting for requests.
+    pub heartbeat: Heartbeat,
 }
 
 /// The handle everyone else holds.
@@ -274,6 +277,7 @@ impl Engine {
         let mut rounds = 0u64;
         loop {
             for &baud in &candidates {
+                self.config.heartbeat.busy();
                 if let Err(e) = self.port.set_baud(baud) {
                     log::error!(
                         "cannot set {} to {baud} baud: {e}",
@@ -317,7 +321,10 @@ impl Engine {
 
     fn serve_loop(&mut self, queue: &Queue) {
         loop {
-            match queue.pop(Instant::now() + self.until_poll()) {
+            self.config.heartbeat.idle();
+            let next = queue.pop(Instant::now() + self.until_poll());
+            self.config.heartbeat.busy();
+            match next {
                 Pop::Request(request) => self.serve(request),
                 Pop::Timeout if !self.config.poll_every.is_zero() => self.poll(),
                 Pop::Timeout => {}

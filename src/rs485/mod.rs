@@ -7,6 +7,7 @@
 //! (CRC error, noise) are counted and dropped at the next silence.
 
 use crate::event::{Event, Events};
+use crate::health::Heartbeat;
 use crate::link::{Caller, Link, Source};
 use crate::modbus::pdu;
 use crate::modbus::rtu::{self, Framing, BROADCAST};
@@ -30,6 +31,8 @@ pub struct Rs485Config {
     pub ups_slave: u8,
     /// No valid frame for this long: "RTU communication lost". Zero: never.
     pub lost_after: Duration,
+    /// Progress for the watchdog: idle while waiting for bytes.
+    pub heartbeat: Heartbeat,
 }
 
 #[derive(Default)]
@@ -143,7 +146,10 @@ impl Slave {
                 }
                 _ => Instant::now() + Duration::from_secs(3600),
             };
-            match self.port.read_until(&mut buf, deadline, &self.shutdown) {
+            self.config.heartbeat.idle();
+            let read = self.port.read_until(&mut buf, deadline, &self.shutdown);
+            self.config.heartbeat.busy();
+            match read {
                 Ok(Wait::Data(_)) => {
                     last_byte = Instant::now();
                     if buf.len() >= buf.capacity() {

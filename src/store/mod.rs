@@ -262,6 +262,14 @@ impl Store {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Forgets every stored setting: the next load gives the factory defaults.
+    pub fn reset_settings(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM settings", [])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     /// Appends `events` in one transaction, trimming the log to [`EVENT_CAP`] rows.
     pub fn add_events(&mut self, events: &[Stamped]) -> Result<(), StoreError> {
         if events.is_empty() {

@@ -13,6 +13,7 @@
 mod session;
 
 use crate::event::{Event, Events};
+use crate::health::Heartbeat;
 use crate::link::Link;
 use crate::serial::{wait_readable, Ready};
 use crate::settings::Routing;
@@ -35,6 +36,8 @@ pub struct TcpConfig {
     pub idle_timeout: Duration,
     pub routing: Routing,
     pub ups_slave: u8,
+    /// Progress of the acceptor for the watchdog: idle while waiting for connections.
+    pub heartbeat: Heartbeat,
 }
 
 /// Who holds each session slot, for the pages.
@@ -94,7 +97,10 @@ fn accept_loop(
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     let log = Arc::new(SessionLog::new(events));
     loop {
-        match wait_readable(listener.as_fd(), &shutdown, None) {
+        config.heartbeat.idle();
+        let ready = wait_readable(listener.as_fd(), &shutdown, None);
+        config.heartbeat.busy();
+        match ready {
             Ok(Ready::Readable) => {}
             Ok(Ready::Timeout) => continue,
             Ok(Ready::Shutdown) => break,
