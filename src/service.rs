@@ -111,7 +111,7 @@ impl Service {
             );
             events.emit(Event::WatchdogReset { reason });
         }
-        let clock = Clock::new(events.clone(), options.system_clock);
+        let clock = Clock::new(&events, options.system_clock);
         // Accounts live in their own module: this hook resets them to the defaults.
         let reset_accounts = Box::new(|| Err("accounts are not part of this firmware".into()));
         let (control, restarts) =
@@ -136,7 +136,7 @@ impl Service {
             Ok(started) => started,
             Err(e) => {
                 leds.show_ups(UpsSignal::HardwareError);
-                drop((events, control, clock));
+                drop((events, control));
                 let _ = writer.join();
                 return Err(e.into());
             }
@@ -189,7 +189,7 @@ impl Service {
                     &settings.ntp_server,
                     health.register("ntp", stall + clock::REPLY_WAIT),
                 );
-                let t = clock::spawn_ntp(config, clock.clone(), shutdown.clone())?;
+                let t = clock::spawn_ntp(config, clock.clone(), events.clone(), shutdown.clone())?;
                 threads.push(("ntp", t));
             }
             let network = match &options.network_script {
@@ -216,7 +216,7 @@ impl Service {
                 for (_, t) in threads {
                     let _ = t.join();
                 }
-                drop((events, control, clock));
+                drop((events, control));
                 let _ = writer.join();
                 return Err(e);
             }
@@ -270,6 +270,12 @@ impl Service {
         &self.restarts
     }
 
+    /// Sets the card's time by hand (the Date and time page, the console), logged as
+    /// "Time changed by user" with the step.
+    pub fn set_time(&self, to: std::time::SystemTime, by: &str) -> std::result::Result<(), String> {
+        self.clock.set_by_user(to, by, &self.events)
+    }
+
     /// The address Modbus TCP really listens on (useful with port 0).
     pub fn modbus_addr(&self) -> SocketAddr {
         self.modbus_addr
@@ -297,7 +303,7 @@ impl Service {
             log::warn!("{dropped} events could not be stored: the event queue was full");
         }
         drop(self.events);
-        drop((self.control, self.clock));
+        drop(self.control);
         drop(self.link);
         let _ = self.writer.join();
         log::info!("stopped");

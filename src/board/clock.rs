@@ -167,21 +167,21 @@ pub struct NtpStatus {
     pub last_error: Option<String>,
 }
 
-/// The card's time keeping: its clock, who may set it, and NTP's status.
+/// The card's time keeping: its clock, and NTP's status. It holds no event sender, so
+/// a page or test that keeps a clone never holds up the store thread's end.
 #[derive(Clone)]
 pub struct Clock {
     pub card: Arc<CardClock>,
-    events: Events,
     system_clock: bool,
     status: Arc<Mutex<NtpStatus>>,
 }
 
 impl Clock {
-    /// `system_clock`: set the system's clock too (on the board), not only the card's.
-    pub fn new(events: Events, system_clock: bool) -> Clock {
+    /// The clock that stamps `events`. `system_clock`: set the system's clock too (on the
+    /// board), not only the card's.
+    pub fn new(events: &Events, system_clock: bool) -> Clock {
         Clock {
             card: events.clock().clone(),
-            events,
             system_clock,
             status: Arc::default(),
         }
@@ -196,7 +196,7 @@ impl Clock {
     }
 
     /// Sets the time by hand (the Date and time page, the console); logged with the step.
-    pub fn set_by_user(&self, to: SystemTime, by: &str) -> Result<(), String> {
+    pub fn set_by_user(&self, to: SystemTime, by: &str, events: &Events) -> Result<(), String> {
         let to_ns = unix_ns(to);
         let floor = FLOOR_UNIX_S * NANOS;
         if to_ns < floor || to_ns > floor + SPAN_S * NANOS {
@@ -208,7 +208,7 @@ impl Clock {
         }
         let step = to_ns - self.card.now_ns();
         self.apply(step)?;
-        self.events.emit(Event::TimeChangedByUser {
+        events.emit(Event::TimeChangedByUser {
             step_ms: step / 1_000_000,
             by: by.to_owned(),
         });
@@ -255,6 +255,7 @@ impl NtpConfig {
 pub fn spawn_ntp(
     config: NtpConfig,
     clock: Clock,
+    events: Events,
     shutdown: Shutdown,
 ) -> std::io::Result<JoinHandle<()>> {
     clock.status.lock().server = config.server.clone();
@@ -265,7 +266,7 @@ pub fn spawn_ntp(
             let mut policy = Policy::default();
             loop {
                 config.heartbeat.busy();
-                let wait = match poll_once(&config, &clock, &mut policy, &shutdown) {
+                let wait = match poll_once(&config, &clock, &events, &mut policy, &shutdown) {
                     Ok(true) => config.poll,
                     Ok(false) => config.retry,
                     Err(e) => {
@@ -287,6 +288,7 @@ pub fn spawn_ntp(
 fn poll_once(
     config: &NtpConfig,
     clock: &Clock,
+    events: &Events,
     policy: &mut Policy,
     shutdown: &Shutdown,
 ) -> Result<bool, String> {
@@ -301,7 +303,7 @@ fn poll_once(
         }
         Decision::Step(step) => {
             clock.apply(step)?;
-            clock.events.emit(Event::TimeChangedByServer {
+            events.emit(Event::TimeChangedByServer {
                 step_ms: step / 1_000_000,
             });
         }
@@ -438,9 +440,9 @@ mod tests {
     #[test]
     fn the_user_sets_the_card_clock_and_the_step_is_logged() {
         let (events, rx) = Events::channel();
-        let clock = Clock::new(events, false);
+        let clock = Clock::new(&events, false);
         let target = from_unix_ns(NOW + 10 * YEAR);
-        clock.set_by_user(target, "admin").unwrap();
+        clock.set_by_user(target, "admin", &events).unwrap();
         let e = rx.try_recv().unwrap();
         let Event::TimeChangedByUser { step_ms, ref by } = e.event else {
             panic!("{e:?}")
@@ -459,7 +461,7 @@ mod tests {
         assert!(diff.abs() < 5 * NANOS, "{diff}");
         // The system clock was not touched.
         assert!((unix_ns(SystemTime::now()) - unix_ns(clock.now())).abs() > YEAR);
-        let err = clock.set_by_user(UNIX_EPOCH, "admin").unwrap_err();
+        let err = clock.set_by_user(UNIX_EPOCH, "admin", &events).unwrap_err();
         assert!(err.contains("1970-01-01"), "{err}");
     }
 }
