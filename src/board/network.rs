@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::io::Read;
 use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -257,7 +258,17 @@ fn run_script(
     state: &Path,
     settings: &NetSettings,
 ) -> Result<(bool, String), String> {
-    let mut child = Command::new(script)
+    let mut command = Command::new(script);
+    // The DHCP client the script starts outlives it: it must not inherit any of the
+    // service's descriptors (its ports, the shutdown pipe, the watchdog).
+    // SAFETY: the closure only makes raw syscalls, which is allowed between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            mark_cloexec_from(3);
+            Ok(())
+        })
+    };
+    let mut child = command
         .arg("apply")
         .envs(settings.env())
         .env("MC_STATE", state)
@@ -298,4 +309,19 @@ fn run_script(
     let mut text = out.join().unwrap_or_default();
     text.push_str(&err.join().unwrap_or_default());
     Ok((status.success(), text))
+}
+
+/// Marks every descriptor from `first` on close-on-exec: one close_range call (Linux 5.11),
+/// or each in turn on older kernels.
+fn mark_cloexec_from(first: u32) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: plain syscalls on descriptor numbers; nothing is dereferenced.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) == 0 {
+            return;
+        }
+        for fd in first as libc::c_int..4096 {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
 }
