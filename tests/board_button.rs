@@ -158,6 +158,7 @@ fn held_seven_seconds_resets_to_factory_settings_and_restarts() {
     let settings = store.load_settings().unwrap();
     assert_eq!(settings, modbus_card::settings::Settings::default());
     // Logged before it acted: the factory reset comes before the restart it asks for.
+    r.card.wait_event("restart");
     let kinds = r.kinds();
     let pos = |k: &str| kinds.iter().position(|x| x == k).unwrap();
     assert!(pos("factory_reset") > pos("restart"), "{kinds:?}");

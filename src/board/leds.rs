@@ -164,6 +164,11 @@ impl Leds {
         }
     }
 
+    /// Whether any of the four exists.
+    pub fn any(&self) -> bool {
+        self.leds.iter().any(Option::is_some)
+    }
+
     /// Whether flashing LEDs are in their lit half at `now`.
     fn phase_on(&self, now: Instant) -> bool {
         (now - self.epoch).as_millis() / HALF_PERIOD.as_millis() % 2 == 0

@@ -30,7 +30,7 @@ use leds::{Leds, NetIndicator, Pattern, Patterns, UpsIndicator};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use watchdog::Watchdog;
 
 /// What the board thread watches and drives.
@@ -56,8 +56,8 @@ pub struct Board {
 
 impl Board {
     /// Starts the board thread with the LEDs already opened (they showed power-on while
-    /// the service started). A watchdog that cannot be opened is an error: a card that
-    /// should be watched must not run unwatched without saying so.
+    /// the service started). A watchdog that cannot be opened (another program holds it)
+    /// is logged as an error and the card runs on: its gateway matters more.
     pub fn spawn(
         config: BoardConfig,
         leds: Leds,
@@ -67,7 +67,9 @@ impl Board {
     ) -> std::io::Result<Board> {
         let watchdog = match config.watchdog_device.as_str() {
             "" => None,
-            path => Some(Watchdog::open(path.as_ref(), &config.data)?),
+            path => Watchdog::open(path.as_ref(), &config.data)
+                .map_err(|e| log::error!("{e}; running without the watchdog"))
+                .ok(),
         };
         let button = match config.button_device.as_str() {
             "" => None,
@@ -120,7 +122,12 @@ impl Worker {
             if let Some(w) = &mut self.watchdog {
                 w.tend(&self.health, now);
             }
-            let mut until = self.leds.next_edge(now);
+            // Without LEDs or a watchdog only the button (or the stop) wakes the thread.
+            let mut until = if self.leds.any() || self.watchdog.is_some() {
+                self.leds.next_edge(now)
+            } else {
+                now + Duration::from_secs(3600)
+            };
             if let Some(t) = self.button.as_ref().and_then(|b| b.next_threshold(now)) {
                 until = until.min(t);
             }
