@@ -363,7 +363,8 @@ impl Slave {
     }
 }
 
-/// What became of a frame.
+/// What became of a frame. Moved by value, like the link's requests: no allocation.
+#[allow(clippy::large_enum_variant)]
 enum Handled {
     /// For another slave.
     NotForUs,
