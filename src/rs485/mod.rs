@@ -315,11 +315,17 @@ impl Slave {
         }
         self.status.frames.fetch_add(1, Relaxed);
         // A master's clock starts when it sends the request's first byte; the answer's
-        // first byte must reach it before that plus the timeout. Two characters (ours in,
-        // its out) and a little slack come off.
-        let margin = rtu::char_time(self.config.baud) * 2 + Duration::from_millis(2);
+        // first byte must reach it before that plus the timeout. A UART hands bytes over
+        // in bursts, so the start is also reckoned back from the end by the frame's wire
+        // time; a few characters (the UART's receive delay, our first byte out) and a
+        // little slack come off.
+        let baud = self.config.baud;
+        let started = ended
+            .checked_sub(rtu::wire_time(baud, frame.len()))
+            .map_or(first, |s| s.min(first));
+        let margin = rtu::char_time(baud) * 5 + Duration::from_millis(2);
         let w = Waiting {
-            due_by: first + self.answer_within.saturating_sub(margin),
+            due_by: started + self.answer_within.saturating_sub(margin),
             ended,
             frame: frame.to_vec(),
         };
