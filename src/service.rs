@@ -106,6 +106,7 @@ impl Service {
             let modbus_addr = listener.local_addr()?;
             let tcp_config = TcpConfig {
                 idle_timeout: Duration::from_secs(u64::from(settings.modbus_timeout_s)),
+                evict_idle: Duration::from_secs(u64::from(settings.modbus_evict_idle_s)),
                 routing: settings.routing,
                 ups_slave: settings.ups_slave,
             };

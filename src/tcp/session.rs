@@ -1,6 +1,6 @@
 //! One Modbus TCP session: read frames, relay each to the UPS, answer in order.
 
-use super::TcpConfig;
+use super::{Sessions, TcpConfig, PARTIAL_FRAME_DEADLINE};
 use crate::link::Caller;
 use crate::modbus::mbap;
 use crate::modbus::pdu::{self, Exception, PduBuf};
@@ -11,7 +11,8 @@ use crate::shutdown::Shutdown;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub(super) struct Session {
     pub number: u8,
@@ -19,6 +20,7 @@ pub(super) struct Session {
     pub config: TcpConfig,
     pub caller: Caller,
     pub shutdown: Shutdown,
+    pub sessions: Arc<Sessions>,
 }
 
 /// Room for a few pipelined frames; a whole frame always fits.
@@ -31,12 +33,16 @@ impl Session {
         let mut len = 0usize;
         let mut out = Vec::with_capacity(mbap::MAX_FRAME);
         let mut last_activity = Instant::now();
+        // When the first bytes of a frame not yet whole came.
+        let mut partial_since: Option<Instant> = None;
         loop {
             // Answer every whole frame already here, in order.
             let mut used = 0;
             loop {
                 match mbap::check(&buf[used..len]) {
                     Ok(Some(n)) => {
+                        // Idle means neither asking nor being answered.
+                        self.sessions.activity(self.number, true);
                         let (header, pdu) = mbap::split(&buf[used..used + n]);
                         if let Some(answer) = self.relay(header.unit, pdu) {
                             out.clear();
@@ -44,9 +50,9 @@ impl Session {
                             if let Err(e) = self.stream.write_all(&out) {
                                 return format!("write failed: {e}");
                             }
-                            // Idle means neither asking nor being answered.
-                            last_activity = Instant::now();
                         }
+                        last_activity = Instant::now();
+                        self.sessions.activity(self.number, false);
                         used += n;
                     }
                     Ok(None) => break,
@@ -58,16 +64,31 @@ impl Session {
             }
             buf.copy_within(used..len, 0);
             len -= used;
+            if len == 0 {
+                partial_since = None;
+            } else if used > 0 || partial_since.is_none() {
+                partial_since = Some(Instant::now());
+            }
 
-            let wait = if self.config.idle_timeout.is_zero() {
-                None
-            } else {
+            let mut wait: Option<Duration> = None;
+            if !self.config.idle_timeout.is_zero() {
                 let idle = last_activity.elapsed();
                 if idle >= self.config.idle_timeout {
                     return "idle timeout".into();
                 }
-                Some(self.config.idle_timeout - idle)
-            };
+                wait = Some(self.config.idle_timeout - idle);
+            }
+            if let Some(since) = partial_since {
+                let waited = since.elapsed();
+                if waited >= PARTIAL_FRAME_DEADLINE {
+                    return format!(
+                        "a frame not completed within {} s",
+                        PARTIAL_FRAME_DEADLINE.as_secs()
+                    );
+                }
+                let left = PARTIAL_FRAME_DEADLINE - waited;
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
             match wait_readable(self.stream.as_fd(), &self.shutdown, wait) {
                 Ok(Ready::Readable) => {}
                 Ok(Ready::Timeout) => continue,
@@ -76,10 +97,7 @@ impl Session {
             }
             match self.stream.read(&mut buf[len..]) {
                 Ok(0) => return "closed by client".into(),
-                Ok(n) => {
-                    len += n;
-                    last_activity = Instant::now();
-                }
+                Ok(n) => len += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return format!("read failed: {e}"),
