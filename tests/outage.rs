@@ -567,3 +567,19 @@ async fn a_new_master_takes_the_slot_of_a_session_idle_long_enough() {
     wait_for("the eviction in the log", || evicted() >= 1);
     assert_eq!(evicted(), 1);
 }
+
+#[test]
+fn a_late_answer_during_baud_detection_is_not_taken_for_the_ups() {
+    // The UPS talks at 19200 but answers just after the timeout: the answer to the probe at
+    // 19200 arrives while the card probes at 9600, and must not make it settle on 9600.
+    let card = common::start(Setup {
+        sim_fault: Fault::Late(Duration::from_millis(420)),
+        ..Setup::default().set("serial_timeout_ms", 400)
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(card.service().link.status.state(), LinkState::Detecting);
+    assert!(card.service().link.status.counters().late_answers > 0);
+    card.sim.set_fault(Fault::None);
+    card.wait_state(LinkState::Up);
+    assert_eq!(card.service().link.status.baud(), 19200);
+}
