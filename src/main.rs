@@ -153,14 +153,16 @@ fn settings(args: &[String]) -> Result<(), String> {
     let changes = std::mem::take(&mut a.positional);
     a.finish()?;
     let store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
-    for kv in &changes {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("{kv}: expected KEY=VALUE"))?;
-        store.save_setting(k, v).map_err(|e| e.to_string())?;
-    }
+    let pairs = changes
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .ok_or_else(|| format!("{kv}: expected KEY=VALUE"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    store.change_settings(&pairs).map_err(|e| e.to_string())?;
     let settings = store.load_settings().map_err(|e| e.to_string())?;
-    for key in modbus_card::settings::KEYS {
+    for key in modbus_card::settings::keys() {
         println!("{key}={}", settings.get(key).unwrap_or_default());
     }
     println!(

@@ -11,7 +11,7 @@ mod writer;
 pub use writer::{spawn_writer, BATCH};
 
 use crate::event::Stamped;
-use crate::settings::{self, Settings};
+use crate::settings::{self, Diff, Settings};
 use rusqlite::{
     params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
 };
@@ -113,6 +113,15 @@ impl std::error::Error for StoreError {
             _ => None,
         }
     }
+}
+
+fn write_settings(tx: &Transaction<'_>, diffs: &[Diff]) -> rusqlite::Result<()> {
+    let mut put =
+        tx.prepare_cached("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)")?;
+    for d in diffs {
+        put.execute(params![d.key, d.new])?;
+    }
+    Ok(())
 }
 
 /// A database error, told apart: damage is reported as [`StoreError::Corrupt`] wherever
@@ -224,42 +233,61 @@ impl Store {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
         let mut s = Settings::default();
-        // In the order of KEYS, so a check that depends on another key (the serial timeout
-        // floor on the baud rate) sees the same values on every load.
-        for key in settings::KEYS {
-            let Some((_, value)) = stored.iter().find(|(k, _)| k == key) else {
-                continue;
-            };
-            if let Err(e) = s.set(key, value) {
+        for (key, value) in &stored {
+            if settings::def_of(key).is_none() {
+                log::warn!("stored setting '{key}' is unknown to this firmware and ignored");
+            } else if let Err(e) = s.set(key, value) {
                 let default = Settings::default().get(key).unwrap_or_default();
                 log::warn!("stored setting ignored, using the default {key}={default}: {e}");
             }
         }
-        for (key, _) in stored
-            .iter()
-            .filter(|(k, _)| !settings::KEYS.contains(&k.as_str()))
-        {
-            log::warn!("stored setting '{key}' is unknown to this firmware and ignored");
+        // Values that are fine alone but not together: the ones named go back to their
+        // defaults.
+        if let Err(refused) = s.check() {
+            for r in refused {
+                let default = Settings::default().get(&r.key).unwrap_or_default();
+                log::warn!(
+                    "stored setting ignored, using the default {}={default}: {r}",
+                    r.key
+                );
+                let _ = s.set(&r.key, &default);
+            }
+            if s.check().is_err() {
+                s = Settings::default();
+            }
         }
         Ok(s)
     }
 
-    /// Validates `value` through [`Settings::set`] against the current settings and stores
-    /// it in canonical form. A refused value gives [`StoreError::Invalid`] with the text of
-    /// the check.
-    pub fn save_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+    /// Makes `changes` to the stored settings, all or nothing: checked as a whole against
+    /// the stored ones ([`Settings::change`]), then written in one transaction. Returns
+    /// what changed; a refusal gives [`StoreError::Invalid`] naming every refused value.
+    pub fn change_settings(&self, changes: &[(&str, &str)]) -> Result<Vec<Diff>, StoreError> {
         let tx = self.write_tx()?;
-        let mut s = self.load_settings()?;
-        s.set(key, value).map_err(StoreError::Invalid)?;
-        let canonical = s
-            .get(key)
-            .ok_or_else(|| StoreError::Invalid(format!("unknown setting '{key}'")))?;
-        tx.execute(
-            "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)",
-            params![key, canonical],
-        )
-        .map_err(|e| self.err(e))?;
+        let (_, diffs) = self.load_settings()?.change(changes).map_err(|refused| {
+            StoreError::Invalid(
+                refused
+                    .iter()
+                    .map(|r| r.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        write_settings(&tx, &diffs).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(diffs)
+    }
+
+    /// Writes settings already checked as a whole, in one transaction.
+    pub fn save_settings(&self, diffs: &[Diff]) -> Result<(), StoreError> {
+        let tx = self.write_tx()?;
+        write_settings(&tx, diffs).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Stores one setting; see [`Store::change_settings`].
+    pub fn save_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.change_settings(&[(key, value)]).map(|_| ())
     }
 
     /// Appends `events` in one transaction, trimming the log to [`EVENT_CAP`] rows.
