@@ -34,6 +34,14 @@ pub enum Event {
     TcpEventsSkipped {
         count: u64,
     },
+    /// A setting changed through [`crate::live::Live::change`].
+    SettingChanged {
+        label: &'static str,
+        old: String,
+        new: String,
+        /// Who, and how.
+        by: String,
+    },
     Stopped,
 }
 
@@ -52,6 +60,7 @@ impl Event {
             Event::TcpClosed { .. } => "tcp_closed",
             Event::TcpRefused { .. } => "tcp_refused",
             Event::TcpEventsSkipped { .. } => "tcp_events_skipped",
+            Event::SettingChanged { .. } => "setting_changed",
             Event::Stopped => "stopped",
         }
     }
@@ -75,6 +84,25 @@ impl Event {
             }
             Event::TcpEventsSkipped { count } => {
                 format!("{count} TCP session events not logged: connections came too fast")
+            }
+            Event::SettingChanged {
+                label,
+                old,
+                new,
+                by,
+            } => {
+                let shown = |v: &str| {
+                    if v.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                format!(
+                    "{label} changed from {} to {} ({by})",
+                    shown(old),
+                    shown(new)
+                )
             }
             Event::Stopped => "Service stopped".into(),
         }

@@ -2,6 +2,7 @@
 
 pub mod event;
 pub mod link;
+pub mod live;
 pub mod logging;
 pub mod modbus;
 pub mod pty;

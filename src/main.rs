@@ -203,7 +203,7 @@ fn demo(args: &[String]) -> Result<(), String> {
         overrides: vec![],
     })
     .map_err(|e| e.to_string())?;
-    let s = &service.settings;
+    let s = service.settings();
     let port = service.modbus_addr().port();
     println!(
         "\nModbus card demo: a simulated UPS (19200 baud, found by baud detection) on {ups}\n\

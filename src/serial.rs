@@ -211,39 +211,31 @@ pub enum Ready {
     Shutdown,
 }
 
-/// What [`wait_either`] woke for; both may be readable at once.
-pub struct Either {
-    pub first: bool,
-    pub second: bool,
-    pub shutdown: bool,
-}
-
-/// Waits for `first` or `second` (if given) to be readable, for `timeout` (None:
-/// forever), or for shutdown.
-pub fn wait_either(
-    first: std::os::fd::BorrowedFd<'_>,
-    second: Option<std::os::fd::BorrowedFd<'_>>,
+/// Waits for any of `fds` (those given) to be readable, for `timeout` (None: forever), or
+/// for shutdown. Returns which were readable, and whether shutdown came.
+pub fn wait_any<const N: usize>(
+    fds: [Option<std::os::fd::BorrowedFd<'_>>; N],
     shutdown: &Shutdown,
     timeout: Option<Duration>,
-) -> io::Result<Either> {
-    let mut fds = vec![
-        PollFd::new(first, PollFlags::POLLIN),
-        PollFd::new(shutdown.fd(), PollFlags::POLLIN),
-    ];
-    fds.extend(second.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+) -> io::Result<([bool; N], bool)> {
+    let mut polled = Vec::with_capacity(N + 1);
+    polled.push(PollFd::new(shutdown.fd(), PollFlags::POLLIN));
+    let mut at = [None; N];
+    for (i, fd) in fds.iter().enumerate() {
+        if let Some(fd) = fd {
+            at[i] = Some(polled.len());
+            polled.push(PollFd::new(*fd, PollFlags::POLLIN));
+        }
+    }
     loop {
-        match ppoll(&mut fds, timeout.map(TimeSpec::from_duration), None) {
+        match ppoll(&mut polled, timeout.map(TimeSpec::from_duration), None) {
             Ok(_) => break,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-    Ok(Either {
-        first: ready(&fds[0]),
-        shutdown: ready(&fds[1]),
-        second: fds.get(2).is_some_and(ready),
-    })
+    let ready = |i: usize| polled[i].revents().is_some_and(|r| !r.is_empty());
+    Ok((at.map(|i| i.is_some_and(ready)), ready(0)))
 }
 
 /// Waits for `fd` to be readable, for `timeout` (None: forever), or for shutdown.

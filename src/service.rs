@@ -1,13 +1,16 @@
 //! The whole card as one value: open the store, load the settings, start every thread;
 //! and stop them all again. `run`, `demo`, the tests and the benchmark all start it here.
+//! Each running part registers with [`Live`] what it does when a setting of its own
+//! changes.
 
 use crate::event::{Event, Events};
 use crate::link::{Link, LinkConfig};
-use crate::rs485::{Rs485Config, Rs485Status};
+use crate::live::Live;
+use crate::rs485::{Rs485, Rs485Config, Rs485Status};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::store::{self, Boot, Store};
-use crate::tcp::{self, Sessions, TcpConfig};
+use crate::tcp::{self, Sessions, Tcp, TcpConfig};
 use std::error::Error;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -30,12 +33,13 @@ pub struct Options {
 }
 
 pub struct Service {
-    pub settings: Settings,
+    /// The settings in force, and the one door to change them.
+    pub live: Arc<Live>,
     pub link: Link,
+    pub tcp: Tcp,
     pub sessions: Arc<Sessions>,
     pub rs485: Option<Arc<Rs485Status>>,
     pub data: PathBuf,
-    modbus_addr: SocketAddr,
     events: Events,
     shutdown: Shutdown,
     threads: Vec<(&'static str, JoinHandle<()>)>,
@@ -52,6 +56,8 @@ impl Service {
             settings.set(key, value)?;
         }
         let boot = store.boot(&boot_id())?;
+        // The door's own connection: the store thread keeps the other.
+        let door_store = Store::open(&options.data)?;
         let (events, rx) = Events::channel();
         let writer = store::spawn_writer(store, rx);
         events.emit(match boot {
@@ -61,16 +67,7 @@ impl Service {
 
         let shutdown = Shutdown::new()?;
         let mut threads = Vec::new();
-        let link_config = LinkConfig {
-            path: options.ups.clone(),
-            baud: settings.ups_baud,
-            ups_slave: settings.ups_slave,
-            timeout: settings.serial_timeout(),
-            poll_every: Duration::from_secs(u64::from(settings.poll_rate_s)),
-            frame_gap: settings
-                .frame_gap_us
-                .map(|us| Duration::from_micros(u64::from(us))),
-        };
+        let link_config = link_config(&settings, &options.ups);
         let (link, link_thread) = match Link::spawn(link_config, events.clone(), shutdown.clone()) {
             Ok(started) => started,
             Err(e) => {
@@ -83,17 +80,11 @@ impl Service {
         let started = (|| -> Result<_> {
             let rs485 = match &options.rs485 {
                 Some(path) => {
-                    let config = Rs485Config {
-                        path: path.clone(),
-                        baud: settings.rs485_baud,
-                        slave: settings.rs485_slave,
-                        ups_slave: settings.ups_slave,
-                        lost_after: Duration::from_secs(u64::from(settings.rs485_timeout_s)),
-                    };
-                    let (status, thread) =
+                    let config = rs485_config(&settings, path);
+                    let (port, thread) =
                         crate::rs485::spawn(config, &link, events.clone(), shutdown.clone())?;
                     threads.push(("rs485", thread));
-                    Some(status)
+                    Some(port)
                 }
                 None => None,
             };
@@ -103,24 +94,17 @@ impl Service {
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], settings.modbus_port)));
             let listener = TcpListener::bind(addr)
                 .map_err(|e| format!("cannot listen for Modbus TCP on {addr}: {e}"))?;
-            let modbus_addr = listener.local_addr()?;
-            let tcp_config = TcpConfig {
-                idle_timeout: Duration::from_secs(u64::from(settings.modbus_timeout_s)),
-                evict_idle: Duration::from_secs(u64::from(settings.modbus_evict_idle_s)),
-                routing: settings.routing,
-                ups_slave: settings.ups_slave,
-            };
-            let (sessions, tcp_thread) = tcp::spawn(
+            let (tcp, tcp_thread) = tcp::spawn(
                 listener,
-                tcp_config,
+                tcp_config(&settings),
                 link.clone(),
                 events.clone(),
                 shutdown.clone(),
             )?;
             threads.push(("modbus tcp", tcp_thread));
-            Ok((rs485, sessions, modbus_addr))
+            Ok((rs485, tcp))
         })();
-        let (rs485, sessions, modbus_addr) = match started {
+        let (rs485, tcp) = match started {
             Ok(parts) => parts,
             Err(e) => {
                 shutdown.fire();
@@ -133,14 +117,16 @@ impl Service {
                 return Err(e);
             }
         };
-        log::info!("modbus tcp listening on {modbus_addr}");
+        log::info!("modbus tcp listening on {}", tcp.addr());
+        let live = Arc::new(Live::new(settings, door_store, events.clone()));
+        register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
         Ok(Service {
-            settings,
+            live,
             link,
-            sessions,
-            rs485,
+            sessions: tcp.sessions.clone(),
+            tcp,
+            rs485: rs485.map(|r| r.status),
             data: options.data,
-            modbus_addr,
             events,
             shutdown,
             threads,
@@ -150,7 +136,12 @@ impl Service {
 
     /// The address Modbus TCP really listens on (useful with port 0).
     pub fn modbus_addr(&self) -> SocketAddr {
-        self.modbus_addr
+        self.tcp.addr()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.live.current()
     }
 
     /// Ends every thread, writes the last events, and returns when all is on disk.
@@ -167,10 +158,101 @@ impl Service {
         if dropped > 0 {
             log::warn!("{dropped} events could not be stored: the event queue was full");
         }
+        // The store thread ends when the last sender of events is gone: the door's too
+        // (every thread that could hold it has ended).
         drop(self.events);
+        drop(self.live);
         drop(self.link);
         let _ = self.writer.join();
         log::info!("stopped");
+    }
+}
+
+fn link_config(s: &Settings, path: &std::path::Path) -> LinkConfig {
+    LinkConfig {
+        path: path.to_path_buf(),
+        baud: s.ups_baud,
+        ups_slave: s.ups_slave,
+        timeout: s.serial_timeout(),
+        poll_every: Duration::from_secs(u64::from(s.poll_rate_s)),
+        frame_gap: s
+            .frame_gap_us
+            .map(|us| Duration::from_micros(u64::from(us))),
+    }
+}
+
+fn tcp_config(s: &Settings) -> TcpConfig {
+    TcpConfig {
+        idle_timeout: Duration::from_secs(u64::from(s.modbus_timeout_s)),
+        evict_idle: Duration::from_secs(u64::from(s.modbus_evict_idle_s)),
+        routing: s.routing,
+        ups_slave: s.ups_slave,
+    }
+}
+
+fn rs485_config(s: &Settings, path: &std::path::Path) -> Rs485Config {
+    Rs485Config {
+        path: path.to_path_buf(),
+        baud: s.rs485_baud,
+        slave: s.rs485_slave,
+        ups_slave: s.ups_slave,
+        lost_after: Duration::from_secs(u64::from(s.rs485_timeout_s)),
+    }
+}
+
+/// What the link, Modbus TCP and RS485 do when their settings change.
+fn register_parts(live: &Live, link: &Link, tcp: &Tcp, rs485: Option<&Rs485>, options: &Options) {
+    let (link, ups) = (link.clone(), options.ups.clone());
+    live.register(
+        "ups link",
+        Box::new(move |old, new| {
+            let config = link_config(new, &ups);
+            if config == link_config(old, &ups) {
+                return Ok(None);
+            }
+            let link = link.clone();
+            Ok(Some(Box::new(move || link.reconfigure(config))))
+        }),
+    );
+    let tcp = tcp.clone();
+    live.register(
+        "modbus tcp",
+        Box::new(move |old, new| {
+            // A new port is bound now, so a port in use refuses the whole change.
+            let listener = if new.modbus_port != old.modbus_port {
+                let addr = SocketAddr::new(tcp.addr().ip(), new.modbus_port);
+                Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
+            } else {
+                None
+            };
+            let config = tcp_config(new);
+            if listener.is_none() && config == tcp_config(old) {
+                return Ok(None);
+            }
+            let tcp = tcp.clone();
+            Ok(Some(Box::new(move || {
+                tcp.reconfigure(config);
+                if let Some(l) = listener {
+                    if let Err(e) = tcp.rebind(l) {
+                        log::error!("modbus tcp: {e}");
+                    }
+                }
+            })))
+        }),
+    );
+    if let (Some(rs485), Some(path)) = (rs485, options.rs485.clone()) {
+        let rs485 = rs485.clone();
+        live.register(
+            "rs485",
+            Box::new(move |old, new| {
+                let config = rs485_config(new, &path);
+                if config == rs485_config(old, &path) {
+                    return Ok(None);
+                }
+                let rs485 = rs485.clone();
+                Ok(Some(Box::new(move || rs485.reconfigure(config))))
+            }),
+        );
     }
 }
 

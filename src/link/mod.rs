@@ -106,7 +106,7 @@ impl Drop for Request {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkConfig {
     pub path: PathBuf,
     /// 0: detect among [`UPS_BAUDS`]; otherwise only this rate.
@@ -125,8 +125,6 @@ pub struct Link {
     queue: Arc<Queue>,
     pub status: Arc<LinkStatus>,
     pub frames: Arc<FrameLog>,
-    ups_slave: u8,
-    timeout: Duration,
 }
 
 impl Link {
@@ -143,10 +141,9 @@ impl Link {
             config.baud
         };
         let port = Port::open(&config.path, first)?;
-        let ups_slave = config.ups_slave;
-        let timeout = config.timeout;
         let queue = Arc::new(Queue::new());
         let status = Arc::new(LinkStatus::default());
+        status.set_config(config.timeout, config.ups_slave);
         let frames = Arc::new(FrameLog::new());
         let engine = Engine {
             port,
@@ -178,8 +175,6 @@ impl Link {
                 queue,
                 status,
                 frames,
-                ups_slave,
-                timeout,
             },
             thread,
         ))
@@ -211,7 +206,13 @@ impl Link {
 
     /// The serial timeout the link waits for an answer.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.status.timeout()
+    }
+
+    /// A new configuration, applied by the link thread between two exchanges. A new baud
+    /// rate (or going back to detection) makes it look for the UPS again.
+    pub fn reconfigure(&self, config: LinkConfig) {
+        self.queue.reconfigure(config);
     }
 }
 
@@ -276,7 +277,7 @@ impl Caller {
         if function == 0 || function & 0x80 != 0 {
             return at_once(Exception::IllegalFunction);
         }
-        if state == LinkState::Lost && slave == self.link.ups_slave {
+        if state == LinkState::Lost && slave == self.link.status.ups_slave() {
             return at_once(Exception::GatewayTargetFailedToRespond);
         }
         let request = Request {
@@ -348,9 +349,8 @@ struct Engine {
 impl Engine {
     fn run(mut self, queue: &Queue) {
         crate::rt::make_realtime("ups link");
-        if self.detect(queue) {
-            self.serve_loop(queue);
-        }
+        // Serves until stopped; a new baud rate sends it back to detection.
+        while self.detect(queue) && self.serve_loop(queue) {}
         self.status.set_state(LinkState::Stopped);
         // Requests still queued are answered 0x0A as they are dropped.
         queue.close();
@@ -362,19 +362,27 @@ impl Engine {
     /// false on shutdown.
     fn detect(&mut self, queue: &Queue) -> bool {
         self.status.set_state(LinkState::Detecting);
-        let candidates: Vec<u32> = if self.config.baud == 0 {
-            UPS_BAUDS.to_vec()
-        } else {
-            vec![self.config.baud]
-        };
-        log::info!(
-            "looking for the UPS on {} at {:?} baud",
-            self.config.path.display(),
-            candidates
-        );
+        self.status.set_baud(0);
+        self.lost = false;
         let mut rounds = 0u64;
-        loop {
+        'rounds: loop {
+            let candidates: Vec<u32> = if self.config.baud == 0 {
+                UPS_BAUDS.to_vec()
+            } else {
+                vec![self.config.baud]
+            };
+            if rounds == 0 {
+                log::info!(
+                    "looking for the UPS on {} at {:?} baud",
+                    self.config.path.display(),
+                    candidates
+                );
+            }
             for &baud in &candidates {
+                if let Some(config) = queue.take_config() {
+                    self.apply(config);
+                    continue 'rounds;
+                }
                 if let Err(e) = self.port.set_baud(baud) {
                     log::error!(
                         "cannot set {} to {baud} baud: {e}",
@@ -417,20 +425,47 @@ impl Engine {
         }
     }
 
-    fn serve_loop(&mut self, queue: &Queue) {
+    /// Takes a new configuration; true if the UPS must be looked for again (its rate
+    /// changed, or detection asked for).
+    fn apply(&mut self, config: LinkConfig) -> bool {
+        let found = self.status.baud();
+        let redetect =
+            config.baud != self.config.baud && (config.baud == 0 || config.baud != found);
+        log::info!(
+            "ups link: serial timeout {:?}, polling every {:?}, baud {}",
+            config.timeout,
+            config.poll_every,
+            if config.baud == 0 {
+                "detected".to_string()
+            } else {
+                config.baud.to_string()
+            }
+        );
+        self.status.set_config(config.timeout, config.ups_slave);
+        self.config = config;
+        redetect
+    }
+
+    /// Serves requests; false when the link stops, true to look for the UPS again.
+    fn serve_loop(&mut self, queue: &Queue) -> bool {
         loop {
             if std::mem::take(&mut self.check_now) {
                 self.probe();
             } else {
                 match queue.pop(self.next_probe()) {
                     Pop::Request(request) => self.serve(request),
+                    Pop::Reconfigure(config) => {
+                        if self.apply(config) {
+                            return true;
+                        }
+                    }
                     Pop::Timeout if self.lost || !self.config.poll_every.is_zero() => self.probe(),
                     Pop::Timeout => {}
-                    Pop::Closed => return,
+                    Pop::Closed => return false,
                 }
             }
             if self.shutdown.is_fired() {
-                return;
+                return false;
             }
         }
     }

@@ -5,7 +5,7 @@
 //! channel's spin-then-yield wait costs a sched_yield per hand-over, and on a two-core
 //! board with busy threads each yield is a context switch.
 
-use super::{Request, Source};
+use super::{LinkConfig, Request, Source};
 use crate::modbus::pdu::PduBuf;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::{Condvar, Mutex};
@@ -24,6 +24,8 @@ pub struct Queue {
 
 struct State {
     requests: VecDeque<Request>,
+    /// A new configuration, taken before the next request.
+    config: Option<LinkConfig>,
     closed: bool,
 }
 
@@ -32,6 +34,7 @@ struct State {
 #[allow(clippy::large_enum_variant)]
 pub enum Pop {
     Request(Request),
+    Reconfigure(LinkConfig),
     Timeout,
     Closed,
 }
@@ -41,6 +44,7 @@ impl Queue {
         Queue {
             state: Mutex::new(State {
                 requests: VecDeque::with_capacity(8),
+                config: None,
                 closed: false,
             }),
             ready: Condvar::new(),
@@ -59,10 +63,24 @@ impl Queue {
         true
     }
 
-    /// The oldest request, waiting until `deadline` for one.
+    /// A new configuration for the link thread, which takes it before its next request.
+    pub fn reconfigure(&self, config: LinkConfig) {
+        self.state.lock().config = Some(config);
+        self.ready.notify_one();
+    }
+
+    /// The new configuration, if one waits.
+    pub fn take_config(&self) -> Option<LinkConfig> {
+        self.state.lock().config.take()
+    }
+
+    /// A new configuration, or the oldest request, waiting until `deadline` for either.
     pub fn pop(&self, deadline: Instant) -> Pop {
         let mut state = self.state.lock();
         loop {
+            if let Some(c) = state.config.take() {
+                return Pop::Reconfigure(c);
+            }
             if let Some(r) = state.requests.pop_front() {
                 return Pop::Request(r);
             }

@@ -22,9 +22,10 @@
 use crate::event::{Event, Events};
 use crate::link::framelog::{Direction, FrameLog, Note};
 use crate::link::{Caller, Link, Source};
+use crate::live::Update;
 use crate::modbus::pdu::{self, PduBuf};
 use crate::modbus::rtu::{self, Framing, BROADCAST};
-use crate::serial::{wait_either, Port};
+use crate::serial::{wait_any, Port};
 use crate::shutdown::Shutdown;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rs485Config {
     pub path: PathBuf,
     pub baud: u32,
@@ -60,12 +61,26 @@ pub struct Rs485Status {
     pub too_late: AtomicU64,
 }
 
+/// The running port, for whoever changes its settings.
+#[derive(Clone)]
+pub struct Rs485 {
+    pub status: Arc<Rs485Status>,
+    update: Arc<Update<Rs485Config>>,
+}
+
+impl Rs485 {
+    /// A new slave number, baud rate or silence limit, taken between two frames.
+    pub fn reconfigure(&self, config: Rs485Config) {
+        self.update.put(config);
+    }
+}
+
 pub fn spawn(
     config: Rs485Config,
     link: &Link,
     events: Events,
     shutdown: Shutdown,
-) -> io::Result<(Arc<Rs485Status>, JoinHandle<()>)> {
+) -> io::Result<(Rs485, JoinHandle<()>)> {
     let port = Port::open(&config.path, config.baud)?;
     match enable_rs485_mode(&port) {
         Ok(()) => log::info!("{}: kernel RS485 mode on", config.path.display()),
@@ -75,7 +90,9 @@ pub fn spawn(
         ),
     }
     let status = Arc::new(Rs485Status::default());
+    let update = Arc::new(Update::new()?);
     let slave = Slave {
+        update: update.clone(),
         port,
         caller: link.waking_caller(Source::Rs485)?,
         frames: link.frames.clone(),
@@ -89,7 +106,7 @@ pub fn spawn(
         .name("rs485".into())
         .stack_size(256 * 1024)
         .spawn(move || slave.run())?;
-    Ok((status, thread))
+    Ok((Rs485 { status, update }, thread))
 }
 
 /// Linux's `struct serial_rs485`.
@@ -122,6 +139,7 @@ fn enable_rs485_mode(port: &Port) -> io::Result<()> {
 
 struct Slave {
     port: Port,
+    update: Arc<Update<Rs485Config>>,
     caller: Caller,
     frames: Arc<FrameLog>,
     /// The serial timeout: how long a master waits for an answer.
@@ -145,7 +163,6 @@ struct Waiting {
 impl Slave {
     fn run(mut self) {
         crate::rt::make_realtime("rs485");
-        let t35 = rtu::t35(self.config.baud);
         let mut buf: Vec<u8> = Vec::with_capacity(1024);
         let mut out: Vec<u8> = Vec::with_capacity(crate::modbus::MAX_RTU);
         let mut last_byte = Instant::now();
@@ -153,6 +170,7 @@ impl Slave {
         let mut waiting: Option<Waiting> = None;
         let mut master = Presence::default();
         loop {
+            let t35 = rtu::t35(self.config.baud);
             let silent = Instant::now() >= last_byte + t35;
             match rtu::next_request(&buf, silent) {
                 Framing::Frame(n) => {
@@ -203,17 +221,25 @@ impl Slave {
             // The answer is only looked at between the master's frames.
             let wake = self.caller.wake_fd().filter(|_| buf.is_empty());
             let timeout = deadline.saturating_duration_since(Instant::now());
-            let ready = match wait_either(self.port.fd(), wake, &self.shutdown, Some(timeout)) {
-                Ok(ready) => ready,
-                Err(e) => {
-                    log::error!("rs485: {e}");
-                    return;
-                }
-            };
-            if ready.shutdown {
+            let fds = [Some(self.port.fd()), wake, Some(self.update.fd())];
+            let ([port_ready, answer_ready, updated], stop) =
+                match wait_any(fds, &self.shutdown, Some(timeout)) {
+                    Ok(woken) => woken,
+                    Err(e) => {
+                        log::error!("rs485: {e}");
+                        return;
+                    }
+                };
+            if stop {
                 return;
             }
-            if ready.first {
+            if updated {
+                if let Some(config) = self.update.take() {
+                    self.apply(config);
+                }
+                continue;
+            }
+            if port_ready {
                 let was_empty = buf.is_empty();
                 match self.port.read_ready(&mut buf) {
                     Ok(0) => {}
@@ -236,10 +262,21 @@ impl Slave {
                         buf.clear();
                     }
                 }
-            } else if !ready.second && buf.is_empty() {
+            } else if !answer_ready && buf.is_empty() {
                 self.check_lost(&mut master);
             }
         }
+    }
+
+    fn apply(&mut self, config: Rs485Config) {
+        if config.baud != self.config.baud {
+            if let Err(e) = self.port.set_baud(config.baud) {
+                log::error!("rs485: cannot set {} baud: {e}", config.baud);
+                return;
+            }
+        }
+        log::info!("rs485: slave {} at {} baud", config.slave, config.baud);
+        self.config = config;
     }
 
     fn check_lost(&self, master: &mut Presence) {

@@ -18,7 +18,8 @@ mod session;
 
 use crate::event::{Event, Events};
 use crate::link::Link;
-use crate::serial::{wait_readable, Ready};
+use crate::live::Update;
+use crate::serial::wait_any;
 use crate::settings::Routing;
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
@@ -37,7 +38,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// a Modbus TCP frame is sent at once, and trickled bytes must not hold a slot.
 pub const PARTIAL_FRAME_DEADLINE: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpConfig {
     /// Zero: never close an idle session.
     pub idle_timeout: Duration,
@@ -156,6 +157,39 @@ impl Sessions {
     }
 }
 
+/// The running Modbus TCP server, for whoever changes its settings.
+#[derive(Clone)]
+pub struct Tcp {
+    pub sessions: Arc<Sessions>,
+    config: Arc<Mutex<TcpConfig>>,
+    listener: Arc<Update<TcpListener>>,
+    addr: Arc<Mutex<SocketAddr>>,
+}
+
+impl Tcp {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        *self.addr.lock()
+    }
+
+    pub fn config(&self) -> TcpConfig {
+        self.config.lock().clone()
+    }
+
+    /// New timeouts and routing: each session takes them at its next turn.
+    pub fn reconfigure(&self, config: TcpConfig) {
+        *self.config.lock() = config;
+    }
+
+    /// Listens on `listener` from now on; open sessions go on.
+    pub fn rebind(&self, listener: TcpListener) -> std::io::Result<()> {
+        listener.set_nonblocking(true)?;
+        *self.addr.lock() = listener.local_addr()?;
+        self.listener.put(listener);
+        Ok(())
+    }
+}
+
 /// Starts the acceptor on a bound listener. Session threads are joined before it returns.
 pub fn spawn(
     listener: TcpListener,
@@ -163,37 +197,51 @@ pub fn spawn(
     link: Link,
     events: Events,
     shutdown: Shutdown,
-) -> std::io::Result<(Arc<Sessions>, JoinHandle<()>)> {
+) -> std::io::Result<(Tcp, JoinHandle<()>)> {
     listener.set_nonblocking(true)?;
-    let sessions = Arc::new(Sessions::default());
-    let shared = sessions.clone();
+    let tcp = Tcp {
+        sessions: Arc::new(Sessions::default()),
+        config: Arc::new(Mutex::new(config)),
+        listener: Arc::new(Update::new()?),
+        addr: Arc::new(Mutex::new(listener.local_addr()?)),
+    };
+    let shared = tcp.clone();
     let thread = std::thread::Builder::new()
         .name("tcp-accept".into())
         .stack_size(128 * 1024)
-        .spawn(move || accept_loop(listener, config, link, events, shutdown, shared))?;
-    Ok((sessions, thread))
+        .spawn(move || accept_loop(listener, shared, link, events, shutdown))?;
+    Ok((tcp, thread))
 }
 
 fn accept_loop(
-    listener: TcpListener,
-    config: TcpConfig,
+    mut listener: TcpListener,
+    tcp: Tcp,
     link: Link,
     events: Events,
     shutdown: Shutdown,
-    sessions: Arc<Sessions>,
 ) {
+    let sessions = tcp.sessions.clone();
     let mut threads: [Option<JoinHandle<()>>; MAX_SESSIONS] = Default::default();
     let log = Arc::new(SessionLog::new(events));
     loop {
-        match wait_readable(listener.as_fd(), &shutdown, None) {
-            Ok(Ready::Readable) => {}
-            Ok(Ready::Timeout) => continue,
-            Ok(Ready::Shutdown) => break,
+        let fds = [Some(listener.as_fd()), Some(tcp.listener.fd())];
+        match wait_any(fds, &shutdown, None) {
+            Ok((_, true)) => break,
+            Ok((_, false)) => {}
             Err(e) => {
                 log::error!("modbus tcp: {e}");
                 break;
             }
         }
+        if let Some(new) = tcp.listener.take() {
+            log::info!(
+                "modbus tcp listening on {}",
+                new.local_addr().map_or("?".into(), |a| a.to_string())
+            );
+            listener = new;
+            continue;
+        }
+        let config = tcp.config();
         let (stream, peer) = match listener.accept() {
             Ok(pair) => pair,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -227,7 +275,7 @@ fn accept_loop(
         let ctx = session::Session {
             number: session,
             stream,
-            config: config.clone(),
+            config: tcp.config.clone(),
             caller: link.caller(crate::link::Source::Tcp(session)),
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 pub(super) struct Session {
     pub number: u8,
     pub stream: TcpStream,
-    pub config: TcpConfig,
+    /// Shared with the acceptor: a new configuration applies from the next turn.
+    pub config: Arc<parking_lot::Mutex<TcpConfig>>,
     pub caller: Caller,
     pub shutdown: Shutdown,
     pub sessions: Arc<Sessions>,
@@ -70,13 +71,14 @@ impl Session {
                 partial_since = Some(Instant::now());
             }
 
+            let idle_timeout = self.config.lock().idle_timeout;
             let mut wait: Option<Duration> = None;
-            if !self.config.idle_timeout.is_zero() {
+            if !idle_timeout.is_zero() {
                 let idle = last_activity.elapsed();
-                if idle >= self.config.idle_timeout {
+                if idle >= idle_timeout {
                     return "idle timeout".into();
                 }
-                wait = Some(self.config.idle_timeout - idle);
+                wait = Some(idle_timeout - idle);
             }
             if let Some(since) = partial_since {
                 let waited = since.elapsed();
@@ -107,8 +109,11 @@ impl Session {
 
     /// The answer PDU for a request, or None when none is due (a broadcast).
     fn relay(&self, unit: u8, pdu: &[u8]) -> Option<PduBuf> {
-        let ups = self.config.ups_slave;
-        let slave = match self.config.routing {
+        let (ups, routing) = {
+            let config = self.config.lock();
+            (config.ups_slave, config.routing)
+        };
+        let slave = match routing {
             Routing::Ups if unit == 0 || unit == 255 || unit == ups => ups,
             Routing::Ups => {
                 return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
