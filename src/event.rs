@@ -42,6 +42,11 @@ pub enum Event {
         /// Who, and how.
         by: String,
     },
+    /// A configuration file was taken.
+    ConfigurationLoaded {
+        changed: usize,
+        by: String,
+    },
     Stopped,
 }
 
@@ -61,6 +66,7 @@ impl Event {
             Event::TcpRefused { .. } => "tcp_refused",
             Event::TcpEventsSkipped { .. } => "tcp_events_skipped",
             Event::SettingChanged { .. } => "setting_changed",
+            Event::ConfigurationLoaded { .. } => "configuration_loaded",
             Event::Stopped => "stopped",
         }
     }
@@ -103,6 +109,9 @@ impl Event {
                     shown(old),
                     shown(new)
                 )
+            }
+            Event::ConfigurationLoaded { changed, by } => {
+                format!("Configuration file loaded: {changed} settings changed ({by})")
             }
             Event::Stopped => "Service stopped".into(),
         }

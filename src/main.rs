@@ -24,6 +24,12 @@ usage:
   modbus-card settings --data DIR [KEY=VALUE]...
       Shows the stored settings, or stores the given ones (checked as the service
       would check them); the service reads them at its next start.
+  modbus-card config export --data DIR
+      Writes the configuration file (every setting, commented) to standard output.
+  modbus-card config import --data DIR [--dry-run] FILE
+      Checks FILE whole (as the web page does) and stores its settings, or, with
+      --dry-run, only shows what would change. A refused file changes nothing and
+      the exit status is 1. The service reads them at its next start.
   modbus-card --version
 
 settings (KEY for --set): see 'modbus-card settings --data DIR' for every key
@@ -37,6 +43,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("simulate-ups") => simulate_ups(&args[1..]),
         Some("settings") => settings(&args[1..]),
+        Some("config") => config(&args[1..]),
         Some("--version" | "-V") => {
             println!("modbus-card {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -152,7 +159,7 @@ fn settings(args: &[String]) -> Result<(), String> {
     let data = a.take("--data").ok_or("settings needs --data DIR")?;
     let changes = std::mem::take(&mut a.positional);
     a.finish()?;
-    let store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
+    let mut store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
     let pairs = changes
         .iter()
         .map(|kv| {
@@ -160,7 +167,8 @@ fn settings(args: &[String]) -> Result<(), String> {
                 .ok_or_else(|| format!("{kv}: expected KEY=VALUE"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    store.change_settings(&pairs).map_err(|e| e.to_string())?;
+    let diffs = store.change_settings(&pairs).map_err(|e| e.to_string())?;
+    log_command_line_changes(&mut store, &diffs, None)?;
     let settings = store.load_settings().map_err(|e| e.to_string())?;
     for key in modbus_card::settings::keys() {
         println!("{key}={}", settings.get(key).unwrap_or_default());
@@ -171,6 +179,88 @@ fn settings(args: &[String]) -> Result<(), String> {
         settings.min_serial_timeout_ms()
     );
     Ok(())
+}
+
+/// Stored settings changed from the command line, with their events in the log.
+fn log_command_line_changes(
+    store: &mut modbus_card::store::Store,
+    diffs: &[modbus_card::settings::Diff],
+    file: Option<&str>,
+) -> Result<(), String> {
+    use modbus_card::event::{Event, Stamped};
+    let by = "command line".to_string();
+    let at = std::time::SystemTime::now();
+    let mut events: Vec<Stamped> = diffs
+        .iter()
+        .map(|d| Stamped {
+            at,
+            event: Event::SettingChanged {
+                label: modbus_card::settings::def_of(d.key).map_or(d.key, |def| def.label),
+                old: d.old.clone(),
+                new: d.new.clone(),
+                by: by.clone(),
+            },
+        })
+        .collect();
+    if let Some(file) = file {
+        events.push(Stamped {
+            at,
+            event: Event::ConfigurationLoaded {
+                changed: diffs.len(),
+                by: format!("{by}, {file}"),
+            },
+        });
+    }
+    store.add_events(&events).map_err(|e| e.to_string())
+}
+
+fn config(args: &[String]) -> Result<(), String> {
+    use modbus_card::config_file;
+    let mut a = Args::parse(args, &["--dry-run"])?;
+    let data = a.take("--data").ok_or("config needs --data DIR")?;
+    let dry_run = a.flag("--dry-run");
+    let words = std::mem::take(&mut a.positional);
+    a.finish()?;
+    let mut store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
+    let current = store.load_settings().map_err(|e| e.to_string())?;
+    match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["export"] => {
+            let origin = format!(
+                "modbus-card {}, exported from {data}",
+                env!("CARGO_PKG_VERSION")
+            );
+            print!("{}", config_file::export(&current, &origin));
+            Ok(())
+        }
+        ["import", file] => {
+            let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+            let report = |errors: Vec<config_file::LineError>| {
+                let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+                format!("{file} refused, nothing changed:\n{}", lines.join("\n"))
+            };
+            let entries = config_file::parse(&bytes).map_err(report)?;
+            let diffs = config_file::changes(&current, &entries).map_err(report)?;
+            for d in &diffs {
+                println!("{}: {} -> {}", d.key, d.old, d.new);
+            }
+            if diffs.is_empty() {
+                println!("nothing to change");
+            } else if dry_run {
+                println!("(dry run: nothing stored)");
+            } else {
+                let pairs: Vec<(&str, &str)> =
+                    entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+                let diffs = store.change_settings(&pairs).map_err(|e| e.to_string())?;
+                log_command_line_changes(&mut store, &diffs, Some(file))?;
+                println!(
+                    "{} settings stored; the service reads them at its next start",
+                    diffs.len()
+                );
+            }
+            Ok(())
+        }
+        _ => Err(format!("config takes export or import FILE\n\n{USAGE}")),
+    }
 }
 
 fn demo(args: &[String]) -> Result<(), String> {

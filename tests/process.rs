@@ -143,6 +143,77 @@ fn settings_are_stored_checked_and_shown() {
 }
 
 #[test]
+fn the_configuration_file_goes_out_and_back_in_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let card = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    assert!(card(&["settings"]).status.success());
+    let settings = |pairs: &[&str]| {
+        let mut args = vec!["settings"];
+        args.extend_from_slice(pairs);
+        assert!(card(&args).status.success());
+    };
+    settings(&["poll_rate_s=7", "ntp_server=pool.ntp.org"]);
+    let out = card(&["config", "export"]);
+    assert!(out.status.success());
+    let file = String::from_utf8(out.stdout).unwrap();
+    // An independent TOML reader sees every setting with its value.
+    let table: toml::Table = file.parse().unwrap();
+    assert_eq!(table["format"].as_integer(), Some(1));
+    assert_eq!(table["poll_rate_s"].as_integer(), Some(7));
+    assert_eq!(table["ntp_server"].as_str(), Some("pool.ntp.org"));
+    assert_eq!(table["https_enabled"].as_bool(), Some(true));
+    assert_eq!(table.len(), modbus_card::settings::DEFS.len() + 1);
+
+    // Back into a card with other settings: they become the file's.
+    let path = dir.path().join("card.toml");
+    std::fs::write(&path, &file).unwrap();
+    settings(&["poll_rate_s=3"]);
+    let import = |extra: &[&str]| {
+        let mut args = vec!["config", "import"];
+        args.extend_from_slice(extra);
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--data").arg(&data);
+        cmd.output().unwrap()
+    };
+    let p = path.to_str().unwrap();
+    let out = import(&["--dry-run", p]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("poll_rate_s: 3 -> 7"));
+    assert!(String::from_utf8_lossy(&card(&["settings"]).stdout).contains("poll_rate_s=3\n"));
+    assert!(import(&[p]).status.success());
+    assert!(String::from_utf8_lossy(&card(&["settings"]).stdout).contains("poll_rate_s=7\n"));
+    let out = import(&[p]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to change"));
+
+    // A broken file is refused whole, with its line, and the exit status says so.
+    let broken = file
+        .replace("poll_rate_s = 7", "poll_rate_s = 2")
+        .replace("rs485_baud = 9600", "rs485_baud = 4800");
+    std::fs::write(&path, broken).unwrap();
+    let out = import(&[p]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rs485_baud") && err.contains("line "), "{err}");
+    assert!(String::from_utf8_lossy(&card(&["settings"]).stdout).contains("poll_rate_s=7\n"));
+    // Each change is in the event log, with who made it.
+    let events = modbus_card::store::Store::open(&data)
+        .unwrap()
+        .events(100)
+        .unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.message == "Polling rate (s) changed from 3 to 7 (command line)"));
+    assert!(events.iter().any(|e| e.kind == "configuration_loaded"));
+}
+
+#[test]
 fn the_init_script_starts_and_stops_the_service() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
