@@ -30,6 +30,16 @@ pub enum Event {
     TcpRefused {
         peer: SocketAddr,
     },
+    /// A master outside the allow-list.
+    TcpNotAllowed {
+        peer: SocketAddr,
+    },
+    /// A write from a master that may only read.
+    WriteRefused {
+        session: u8,
+        peer: SocketAddr,
+        function: u8,
+    },
     /// Session events not logged because connections came too fast.
     TcpEventsSkipped {
         count: u64,
@@ -64,6 +74,8 @@ impl Event {
             Event::TcpOpened { .. } => "tcp_opened",
             Event::TcpClosed { .. } => "tcp_closed",
             Event::TcpRefused { .. } => "tcp_refused",
+            Event::TcpNotAllowed { .. } => "tcp_not_allowed",
+            Event::WriteRefused { .. } => "write_refused",
             Event::TcpEventsSkipped { .. } => "tcp_events_skipped",
             Event::SettingChanged { .. } => "setting_changed",
             Event::ConfigurationLoaded { .. } => "configuration_loaded",
@@ -85,6 +97,17 @@ impl Event {
             Event::TcpClosed { session, reason } => {
                 format!("TCP session {session} closed ({reason})")
             }
+            Event::TcpNotAllowed { peer } => {
+                format!("TCP connection from {peer} refused: not in the masters allowed")
+            }
+            Event::WriteRefused {
+                session,
+                peer,
+                function,
+            } => format!(
+                "TCP session {session} ({peer}): write refused ({}, function {function:02X}h): this master may only read",
+                crate::modbus::pdu::function_name(*function)
+            ),
             Event::TcpRefused { peer } => {
                 format!("TCP connection from {peer} refused: all sessions in use")
             }

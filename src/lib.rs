@@ -1,5 +1,6 @@
 //! The service of a Modbus TCP card for UPS and STS units.
 
+pub mod access;
 pub mod config_file;
 pub mod event;
 pub mod link;

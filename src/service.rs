@@ -183,6 +183,9 @@ fn link_config(s: &Settings, path: &std::path::Path) -> LinkConfig {
 
 fn tcp_config(s: &Settings) -> TcpConfig {
     TcpConfig {
+        allow: s.modbus_allow.clone(),
+        writers: s.modbus_write,
+        writer_list: s.modbus_writers.clone(),
         idle_timeout: Duration::from_secs(u64::from(s.modbus_timeout_s)),
         evict_idle: Duration::from_secs(u64::from(s.modbus_evict_idle_s)),
         routing: s.routing,

@@ -2,6 +2,7 @@
 //! database as text under stable keys; [`Settings::set`] validates a value before it is
 //! accepted, whoever offers it (command line, and later the web pages and console).
 
+use crate::access::{self, Cidr, Writers};
 use crate::modbus::rtu;
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -45,6 +46,12 @@ pub struct Settings {
     /// With all sessions in use, a new master takes the slot of a session idle at least
     /// this many seconds; 0 = never.
     pub modbus_evict_idle_s: u32,
+    /// Masters allowed to connect to Modbus TCP; empty: everyone.
+    pub modbus_allow: Vec<Cidr>,
+    /// Who may write through Modbus TCP.
+    pub modbus_write: Writers,
+    /// The networks that may write when `modbus_write` is `listed`.
+    pub modbus_writers: Vec<Cidr>,
 
     /// Seconds without activity after which a web or console session ends.
     pub login_timeout_s: u32,
@@ -96,6 +103,9 @@ impl Default for Settings {
             rs485_timeout_s: 60,
             frame_gap_us: None,
             modbus_evict_idle_s: 30,
+            modbus_allow: vec![],
+            modbus_write: Writers::Everyone,
+            modbus_writers: vec![],
             login_timeout_s: 600,
             password_days: 90,
             http_enabled: true,
@@ -185,7 +195,7 @@ use Section::*;
 
 /// Every setting, in the order pages list them.
 #[rustfmt::skip]
-pub const DEFS: [Def; 34] = [
+pub const DEFS: [Def; 37] = [
     def("ups_baud", "UPS baud rate", "0 = detect among 57600, 19200 and 9600; or one of those rates", Modbus, true),
     def("ups_slave", "UPS slave number", "the UPS's address on its serial link, 1 to 247", Modbus, true),
     def("serial_timeout_ms", "Serial timeout (ms)", "how long the UPS has to answer; not below the lowest sane value for the baud rate", Modbus, true),
@@ -198,6 +208,9 @@ pub const DEFS: [Def; 34] = [
     def("rs485_timeout_s", "RS485 silence before RTU lost (s)", "\"RTU communication lost\" after this long without a frame; 0 = never", Modbus, true),
     def("frame_gap_us", "UPS link frame gap (µs)", "silence between frames on the UPS link; auto = 3.5 characters", Modbus, true),
     def("modbus_evict_idle_s", "Idle session gives way after (s)", "with all 3 sessions in use, a new master takes the slot of a session idle this long; 0 = never", Modbus, true),
+    def("modbus_allow", "Masters allowed", "networks that may connect to Modbus TCP, e.g. 192.168.1.0/24, 10.0.0.5; empty = everyone", Modbus, true),
+    def("modbus_write", "Writes allowed from", "everyone, listed (only the networks below) or nobody: others get exception 01 for any write", Modbus, true),
+    def("modbus_writers", "Masters that may write", "networks that may write when writes are allowed from listed ones", Modbus, true),
     def("login_timeout_s", "Login timeout (s)", "a web or console session ends after this long without activity; at least 30", Accounts, true),
     def("password_days", "First login reset (days)", "a password must be changed after this many days; 0 = never", Accounts, true),
     def("http_enabled", "HTTP", "plain web access", Services, true),
@@ -272,6 +285,13 @@ impl Settings {
             "rs485_timeout_s" => self.rs485_timeout_s.to_string(),
             "frame_gap_us" => self.frame_gap_us.map_or("auto".into(), |v| v.to_string()),
             "modbus_evict_idle_s" => self.modbus_evict_idle_s.to_string(),
+            "modbus_allow" => access::list_text(&self.modbus_allow),
+            "modbus_write" => match self.modbus_write {
+                Writers::Everyone => "everyone".into(),
+                Writers::Listed => "listed".into(),
+                Writers::Nobody => "nobody".into(),
+            },
+            "modbus_writers" => access::list_text(&self.modbus_writers),
             "login_timeout_s" => self.login_timeout_s.to_string(),
             "password_days" => self.password_days.to_string(),
             "http_enabled" => self.http_enabled.to_string(),
@@ -372,6 +392,14 @@ impl Settings {
                 });
             }
         }
+        if self.modbus_write == Writers::Listed && self.modbus_writers.is_empty() {
+            refused.push(Refusal {
+                key: "modbus_writers".into(),
+                message: "modbus_writers: writes are allowed from listed networks, but none is \
+                          listed: list one, or allow writes from nobody"
+                    .into(),
+            });
+        }
         if refused.is_empty() {
             Ok(())
         } else {
@@ -447,6 +475,25 @@ impl Settings {
                 }
             }
             "modbus_evict_idle_s" => self.modbus_evict_idle_s = num(86_400)? as u32,
+            "modbus_allow" => {
+                self.modbus_allow = access::parse_list(value).map_err(|e| format!("{key}: {e}"))?
+            }
+            "modbus_write" => {
+                self.modbus_write = match value {
+                    "everyone" => Writers::Everyone,
+                    "listed" => Writers::Listed,
+                    "nobody" => Writers::Nobody,
+                    _ => {
+                        return Err(format!(
+                            "{key}: '{value}' is not everyone, listed or nobody"
+                        ))
+                    }
+                }
+            }
+            "modbus_writers" => {
+                self.modbus_writers =
+                    access::parse_list(value).map_err(|e| format!("{key}: {e}"))?
+            }
             "login_timeout_s" => {
                 let v = num(86_400)? as u32;
                 if v < 30 {

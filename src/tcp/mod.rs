@@ -16,6 +16,7 @@
 
 mod session;
 
+use crate::access::{self, Cidr, Writers};
 use crate::event::{Event, Events};
 use crate::link::Link;
 use crate::live::Update;
@@ -25,6 +26,7 @@ use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
 use std::net::{Shutdown as Both, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -40,6 +42,11 @@ pub const PARTIAL_FRAME_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpConfig {
+    /// Masters allowed to connect; empty: everyone.
+    pub allow: Vec<Cidr>,
+    pub writers: Writers,
+    /// Who may write when `writers` is [`Writers::Listed`].
+    pub writer_list: Vec<Cidr>,
     /// Zero: never close an idle session.
     pub idle_timeout: Duration,
     /// With all sessions in use, a new connection takes the slot of a session idle this
@@ -157,10 +164,20 @@ impl Sessions {
     }
 }
 
+/// What access control turned away, for the pages.
+#[derive(Default)]
+pub struct Refused {
+    /// Connections from masters outside the allow-list.
+    pub connections: AtomicU64,
+    /// Writes from masters that may only read.
+    pub writes: AtomicU64,
+}
+
 /// The running Modbus TCP server, for whoever changes its settings.
 #[derive(Clone)]
 pub struct Tcp {
     pub sessions: Arc<Sessions>,
+    pub refused: Arc<Refused>,
     config: Arc<Mutex<TcpConfig>>,
     listener: Arc<Update<TcpListener>>,
     addr: Arc<Mutex<SocketAddr>>,
@@ -201,6 +218,7 @@ pub fn spawn(
     listener.set_nonblocking(true)?;
     let tcp = Tcp {
         sessions: Arc::new(Sessions::default()),
+        refused: Arc::new(Refused::default()),
         config: Arc::new(Mutex::new(config)),
         listener: Arc::new(Update::new()?),
         addr: Arc::new(Mutex::new(listener.local_addr()?)),
@@ -252,6 +270,12 @@ fn accept_loop(
                 continue;
             }
         };
+        if !access::allowed(&config.allow, peer.ip()) {
+            drop(stream);
+            tcp.refused.connections.fetch_add(1, Ordering::Relaxed);
+            log.emit(Event::TcpNotAllowed { peer });
+            continue;
+        }
         let mut taken = sessions.take(peer, &stream);
         if taken.is_none() && !config.evict_idle.is_zero() {
             if let Some((old, idle)) = sessions.evict_idle(config.evict_idle) {
@@ -279,6 +303,9 @@ fn accept_loop(
             caller: link.caller(crate::link::Source::Tcp(session)),
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),
+            peer,
+            refused: tcp.refused.clone(),
+            log: log.clone(),
         };
         let session_log = log.clone();
         let slots = sessions.clone();
@@ -311,7 +338,7 @@ fn accept_loop(
 /// Session events, without letting a client that connects in a loop fill the event log
 /// (and wear the flash): a burst of [`BURST`], then one per [`REFILL`]; what is skipped
 /// is counted in one line when logging resumes.
-struct SessionLog {
+pub(super) struct SessionLog {
     events: Events,
     budget: Mutex<Budget>,
 }
@@ -338,7 +365,7 @@ impl SessionLog {
         }
     }
 
-    fn emit(&self, event: Event) {
+    pub(super) fn emit(&self, event: Event) {
         let mut b = self.budget.lock();
         let earned = (b.refilled.elapsed().as_nanos() / REFILL.as_nanos()) as u32;
         if earned > 0 {

@@ -1,6 +1,8 @@
 //! One Modbus TCP session: read frames, relay each to the UPS, answer in order.
 
-use super::{Sessions, TcpConfig, PARTIAL_FRAME_DEADLINE};
+use super::{Refused, SessionLog, Sessions, TcpConfig, PARTIAL_FRAME_DEADLINE};
+use crate::access::{self, Writers};
+use crate::event::Event;
 use crate::link::Caller;
 use crate::modbus::mbap;
 use crate::modbus::pdu::{self, Exception, PduBuf};
@@ -9,8 +11,10 @@ use crate::serial::{wait_readable, Ready};
 use crate::settings::Routing;
 use crate::shutdown::Shutdown;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::net::TcpStream;
 use std::os::fd::AsFd;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +26,9 @@ pub(super) struct Session {
     pub caller: Caller,
     pub shutdown: Shutdown,
     pub sessions: Arc<Sessions>,
+    pub peer: SocketAddr,
+    pub refused: Arc<Refused>,
+    pub log: Arc<SessionLog>,
 }
 
 /// Room for a few pipelined frames; a whole frame always fits.
@@ -109,24 +116,45 @@ impl Session {
 
     /// The answer PDU for a request, or None when none is due (a broadcast).
     fn relay(&self, unit: u8, pdu: &[u8]) -> Option<PduBuf> {
-        let (ups, routing) = {
+        let slave = {
             let config = self.config.lock();
-            (config.ups_slave, config.routing)
-        };
-        let slave = match routing {
-            Routing::Ups if unit == 0 || unit == 255 || unit == ups => ups,
-            Routing::Ups => {
-                return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
+            if access::writes(pdu) && !self.may_write(&config) {
+                drop(config);
+                self.refused.writes.fetch_add(1, Relaxed);
+                self.log.emit(Event::WriteRefused {
+                    session: self.number,
+                    peer: self.peer,
+                    function: pdu[0],
+                });
+                return Some(PduBuf::exception(pdu[0], Exception::IllegalFunction));
             }
-            Routing::Transparent if unit == 255 => ups,
-            // A broadcast gets no answer, so only a write may be one; a read with unit 0
-            // would leave the master waiting for nothing.
-            Routing::Transparent if unit == BROADCAST && !pdu::may_broadcast(pdu[0]) => {
-                return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
+            let ups = config.ups_slave;
+            match config.routing {
+                Routing::Ups if unit == 0 || unit == 255 || unit == ups => ups,
+                Routing::Ups => {
+                    return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
+                }
+                Routing::Transparent if unit == 255 => ups,
+                // A broadcast gets no answer, so only a write may be one; a read with unit
+                // 0 would leave the master waiting for nothing.
+                Routing::Transparent if unit == BROADCAST && !pdu::may_broadcast(pdu[0]) => {
+                    return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
+                }
+                Routing::Transparent => unit,
             }
-            Routing::Transparent => unit,
         };
         let answer = self.caller.call(slave, pdu);
         (slave != BROADCAST).then_some(answer)
+    }
+
+    fn may_write(&self, config: &TcpConfig) -> bool {
+        match config.writers {
+            Writers::Everyone => true,
+            Writers::Listed => config
+                .writer_list
+                .iter()
+                .any(|c| c.contains(self.peer.ip())),
+            Writers::Nobody => false,
+        }
     }
 }
