@@ -52,6 +52,10 @@ pub enum Event {
         /// Who, and how.
         by: String,
     },
+    /// The event log was emptied; this is then its first event.
+    LogCleared {
+        by: String,
+    },
     /// A configuration file was taken.
     ConfigurationLoaded {
         changed: usize,
@@ -79,6 +83,7 @@ impl Event {
             Event::TcpEventsSkipped { .. } => "tcp_events_skipped",
             Event::SettingChanged { .. } => "setting_changed",
             Event::ConfigurationLoaded { .. } => "configuration_loaded",
+            Event::LogCleared { .. } => "log_cleared",
             Event::Stopped => "stopped",
         }
     }
@@ -133,6 +138,7 @@ impl Event {
                     shown(new)
                 )
             }
+            Event::LogCleared { by } => format!("Event log cleared ({by})"),
             Event::ConfigurationLoaded { changed, by } => {
                 format!("Configuration file loaded: {changed} settings changed ({by})")
             }

@@ -1,6 +1,7 @@
 //! The service of a Modbus TCP card for UPS and STS units.
 
 pub mod access;
+pub mod calendar;
 pub mod config_file;
 pub mod event;
 pub mod link;

@@ -713,7 +713,7 @@ fn clock_words(now: SystemTime) -> [u16; 4] {
     let days = (secs / 86_400) as i64;
     let of_day = secs % 86_400;
     let (hour, min, sec) = (of_day / 3600, of_day % 3600 / 60, of_day % 60);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = crate::calendar::civil_from_days(days);
     // 1970-01-01 was a Thursday (4).
     let weekday = (days + 3).rem_euclid(7) + 1;
     let pair = |hi: i64, lo: i64| ((hi as u16) << 8) | (lo as u16 & 0xFF);
@@ -726,19 +726,6 @@ fn clock_words(now: SystemTime) -> [u16; 4] {
 }
 
 /// Year, month, day of a count of days since 1970-01-01 (proleptic Gregorian calendar).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 fn be(req: &[u8], at: usize) -> u16 {
     word(req, at).unwrap_or(0)
 }

@@ -115,6 +115,21 @@ impl std::error::Error for StoreError {
     }
 }
 
+/// A CSV field, quoted when it holds a comma, a quote or a line break. A field that a
+/// spreadsheet would take for a formula gets a leading apostrophe.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
 fn write_settings(tx: &Transaction<'_>, diffs: &[Diff]) -> rusqlite::Result<()> {
     let mut put =
         tx.prepare_cached("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)")?;
@@ -341,12 +356,95 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
+    /// A page of the event log, newest first: at most `limit` events older than
+    /// `before` (an id; `None`: from the newest), of the given kinds (empty: all).
+    pub fn events_page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+        kinds: &[&str],
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let before = before.unwrap_or(i64::MAX);
+        // The kinds as one text, so the statement stays the same whatever the filter.
+        let kinds = kinds.join(",");
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, at_ms, kind, message FROM events \
+                 WHERE id < ?1 AND (?2 = '' OR instr(',' || ?2 || ',', ',' || kind || ',') > 0) \
+                 ORDER BY id DESC LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![before, kinds, limit], |r| {
+            Ok(EventRow {
+                id: r.get(0)?,
+                at_ms: r.get(1)?,
+                kind: r.get(2)?,
+                message: r.get(3)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
     /// Empties the event log. Ids go on from where they were.
     pub fn clear_events(&self) -> Result<(), StoreError> {
         self.conn
             .execute("DELETE FROM events", [])
             .map(drop)
             .map_err(|e| self.err(e))
+    }
+
+    /// Empties the event log and writes `cleared` (who did it) as its first event, in one
+    /// transaction: the log never shows as empty without saying why.
+    pub fn clear_events_with(&mut self, cleared: &Stamped) -> Result<(), StoreError> {
+        let path = &self.path;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_error(path, e))?;
+        tx.execute("DELETE FROM events", [])
+            .map_err(|e| db_error(path, e))?;
+        tx.execute(
+            "INSERT INTO events (at_ms, kind, message) VALUES (?1, ?2, ?3)",
+            params![
+                unix_ms(cleared.at),
+                cleared.event.kind(),
+                cleared.event.message()
+            ],
+        )
+        .map_err(|e| db_error(path, e))?;
+        tx.commit().map_err(|e| db_error(path, e))
+    }
+
+    /// Every event, oldest first, as CSV (RFC 4180): id, time (UTC, ISO 8601), kind,
+    /// message.
+    pub fn write_events_csv(&self, out: &mut impl std::io::Write) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, at_ms, kind, message FROM events ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let io = |e: std::io::Error| StoreError::Invalid(format!("writing the CSV: {e}"));
+        out.write_all(b"id,time_utc,kind,message\r\n").map_err(io)?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let (id, at_ms, kind, message): (i64, i64, String, String) = (
+                r.get(0).map_err(|e| self.err(e))?,
+                r.get(1).map_err(|e| self.err(e))?,
+                r.get(2).map_err(|e| self.err(e))?,
+                r.get(3).map_err(|e| self.err(e))?,
+            );
+            write!(
+                out,
+                "{id},{},{},{}\r\n",
+                crate::calendar::iso8601(at_ms),
+                csv_field(&kind),
+                csv_field(&message)
+            )
+            .map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Tells a cold boot from a warm one: `boot_id` is the kernel's
