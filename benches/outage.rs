@@ -64,6 +64,7 @@ fn run(masters: usize) {
         rs485: None,
         modbus: Some("127.0.0.1:0".parse().unwrap()),
         overrides: vec![("ups_baud".into(), "19200".into())],
+        ..Options::default()
     })
     .unwrap();
     let addr: SocketAddr = service.modbus_addr();

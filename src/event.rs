@@ -52,6 +52,10 @@ pub enum Event {
         /// Who, and how.
         by: String,
     },
+    /// Settings back to their factory values (logged before it happens).
+    FactoryReset {
+        by: String,
+    },
     /// The event log was emptied; this is then its first event.
     LogCleared {
         by: String,
@@ -84,6 +88,7 @@ impl Event {
             Event::SettingChanged { .. } => "setting_changed",
             Event::ConfigurationLoaded { .. } => "configuration_loaded",
             Event::LogCleared { .. } => "log_cleared",
+            Event::FactoryReset { .. } => "factory_reset",
             Event::Stopped => "stopped",
         }
     }
@@ -139,6 +144,7 @@ impl Event {
                 )
             }
             Event::LogCleared { by } => format!("Event log cleared ({by})"),
+            Event::FactoryReset { by } => format!("Configuration reset to factory settings ({by})"),
             Event::ConfigurationLoaded { changed, by } => {
                 format!("Configuration file loaded: {changed} settings changed ({by})")
             }

@@ -11,7 +11,7 @@
 //! happen.
 
 use crate::event::{Event, Events};
-use crate::settings::{def_of, Diff, Refusal, Settings};
+use crate::settings::{def_of, Diff, Refusal, Section, Settings, DEFS};
 use crate::store::Store;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::{Mutex, RwLock};
@@ -76,6 +76,8 @@ pub type Prepare =
 
 pub struct Live {
     current: RwLock<Arc<Settings>>,
+    /// What a reset to factory settings goes back to.
+    factory: Settings,
     store: Mutex<Store>,
     events: Events,
     parts: RwLock<Vec<(&'static str, Prepare)>>,
@@ -84,9 +86,11 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(settings: Settings, store: Store, events: Events) -> Live {
+    /// `factory` is [`Settings::default`], but for the demo's unprivileged Modbus port.
+    pub fn new(settings: Settings, factory: Settings, store: Store, events: Events) -> Live {
         Live {
             current: RwLock::new(Arc::new(settings)),
+            factory,
             store: Mutex::new(store),
             events,
             parts: RwLock::new(vec![]),
@@ -111,10 +115,25 @@ impl Live {
         who: &Who,
         confirmed: bool,
     ) -> Result<Applied, Refused> {
+        self.change_logged(changes, who, confirmed, None)
+    }
+
+    /// [`Live::change`], with `first` logged before the settings' own events once the
+    /// change is sure to happen.
+    fn change_logged(
+        &self,
+        changes: &[(&str, &str)],
+        who: &Who,
+        confirmed: bool,
+        first: Option<Event>,
+    ) -> Result<Applied, Refused> {
         let _one_at_a_time = self.gate.lock();
         let old = self.current();
         let (new, diffs) = old.change(changes).map_err(Refused::Invalid)?;
         if diffs.is_empty() {
+            if let Some(event) = first {
+                self.events.emit(event);
+            }
             return Ok(Applied {
                 diffs,
                 next_start: vec![],
@@ -136,6 +155,9 @@ impl Live {
             .lock()
             .save_settings(&diffs)
             .map_err(|e| Refused::Failed(e.to_string()))?;
+        if let Some(event) = first {
+            self.events.emit(event);
+        }
         *self.current.write() = Arc::new(new);
         for commit in commits {
             commit();
@@ -155,6 +177,24 @@ impl Live {
             });
         }
         Ok(Applied { diffs, next_start })
+    }
+}
+
+impl Live {
+    /// Every setting back to its factory value, but the board's devices (they describe
+    /// the hardware, not a configuration). Logged first, then as any change. Accounts and
+    /// certificates are reset by their own modules.
+    pub fn reset_to_factory(&self, who: &Who) -> Result<Applied, Refused> {
+        let values: Vec<(&str, String)> = DEFS
+            .iter()
+            .filter(|d| d.section != Section::Board)
+            .map(|d| (d.key, self.factory.get(d.key).unwrap_or_default()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reset = Event::FactoryReset {
+            by: who.to_string(),
+        };
+        self.change_logged(&pairs, who, true, Some(reset))
     }
 }
 

@@ -17,7 +17,8 @@ usage:
       here override them for this run. --modbus defaults to 0.0.0.0:502.
   modbus-card demo [--data DIR] [--modbus ADDR:PORT]
       The whole card on this machine: a simulated UPS and an RS485 port on
-      pseudo-terminals, Modbus TCP on 127.0.0.1:1502, data in ./demo-data.
+      pseudo-terminals, Modbus TCP on 127.0.0.1 at the Modbus port setting (1502
+      from the factory here), data in ./demo-data.
   modbus-card simulate-ups [PATH] [--baud N] [--paced]
       A simulated Socomec UPS (slave 1) on a serial device, or on a new
       pseudo-terminal whose path it prints. Type 'help' for its fault commands.
@@ -144,6 +145,7 @@ fn run(args: &[String]) -> Result<(), String> {
         rs485: a.take("--rs485").map(PathBuf::from),
         modbus: a.take("--modbus").map(|s| parse_addr(&s)).transpose()?,
         overrides,
+        ..Options::default()
     };
     a.finish()?;
     modbus_card::rt::limit_allocator_arenas();
@@ -266,10 +268,9 @@ fn config(args: &[String]) -> Result<(), String> {
 fn demo(args: &[String]) -> Result<(), String> {
     let mut a = Args::parse(args, &[])?;
     let data = PathBuf::from(a.take("--data").unwrap_or_else(|| "demo-data".into()));
-    let modbus = parse_addr(
-        &a.take("--modbus")
-            .unwrap_or_else(|| "127.0.0.1:1502".into()),
-    )?;
+    // Fixed for this run if given; otherwise loopback on the stored port, which in the
+    // demo is 1502 from the factory (502 needs privileges).
+    let modbus = a.take("--modbus").map(|s| parse_addr(&s)).transpose()?;
     a.finish()?;
 
     let ups_pty = Pty::open().map_err(|e| format!("no pseudo-terminal for the UPS: {e}"))?;
@@ -289,8 +290,10 @@ fn demo(args: &[String]) -> Result<(), String> {
         data: data.clone(),
         ups: ups_path.clone(),
         rs485: Some(rs485.card_side().to_path_buf()),
-        modbus: Some(modbus),
-        overrides: vec![],
+        modbus,
+        modbus_host: Some([127, 0, 0, 1].into()),
+        factory: vec![("modbus_port".into(), DEMO_MODBUS_PORT.to_string())],
+        ..Options::default()
     })
     .map_err(|e| e.to_string())?;
     let s = service.settings();
@@ -394,6 +397,8 @@ fn spawn_console(run: impl Fn(&str) -> String + Send + 'static) {
 }
 
 const MAX_LINE: usize = 1024;
+/// The demo's Modbus TCP port: unprivileged.
+const DEMO_MODBUS_PORT: u16 = 1502;
 
 fn wait_for_signal() -> Result<(), String> {
     use signal_hook::consts::{SIGINT, SIGTERM};

@@ -26,10 +26,15 @@ pub struct Options {
     pub ups: PathBuf,
     /// Serial device of the RS485 port, if the card has one wired.
     pub rs485: Option<PathBuf>,
-    /// Where Modbus TCP listens; default 0.0.0.0 on the configured port.
+    /// Where Modbus TCP listens, fixed for this run; default: `modbus_host` on the
+    /// configured port.
     pub modbus: Option<SocketAddr>,
+    /// The address Modbus TCP listens on, on the configured port; default 0.0.0.0.
+    pub modbus_host: Option<std::net::IpAddr>,
     /// Settings for this run only, over the stored ones: (key, value).
     pub overrides: Vec<(String, String)>,
+    /// Factory values that differ from the card's on this machine (the demo's Modbus port).
+    pub factory: Vec<(String, String)>,
 }
 
 pub struct Service {
@@ -51,7 +56,11 @@ type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 impl Service {
     pub fn start(options: Options) -> Result<Service> {
         let store = Store::open(&options.data)?;
-        let mut settings = store.load_settings()?;
+        let mut factory = Settings::default();
+        for (key, value) in &options.factory {
+            factory.set(key, value)?;
+        }
+        let mut settings = store.load_settings_over(factory.clone())?;
         for (key, value) in &options.overrides {
             settings.set(key, value)?;
         }
@@ -89,9 +98,10 @@ impl Service {
                 None => None,
             };
 
-            let addr = options
-                .modbus
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], settings.modbus_port)));
+            let addr = options.modbus.unwrap_or_else(|| {
+                let host = options.modbus_host.unwrap_or([0, 0, 0, 0].into());
+                SocketAddr::new(host, settings.modbus_port)
+            });
             let listener = TcpListener::bind(addr)
                 .map_err(|e| format!("cannot listen for Modbus TCP on {addr}: {e}"))?;
             let (tcp, tcp_thread) = tcp::spawn(
@@ -118,7 +128,7 @@ impl Service {
             }
         };
         log::info!("modbus tcp listening on {}", tcp.addr());
-        let live = Arc::new(Live::new(settings, door_store, events.clone()));
+        let live = Arc::new(Live::new(settings, factory, door_store, events.clone()));
         register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
         Ok(Service {
             live,

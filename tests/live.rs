@@ -223,3 +223,50 @@ fn turning_off_both_web_services_asks_for_confirmation_first() {
         .unwrap();
     assert_eq!(applied.next_start, ["net_interface"]);
 }
+
+#[test]
+fn a_factory_reset_brings_the_settings_back_but_not_the_board_devices() {
+    let card = start_up(Setup::default());
+    let live = &card.service().live;
+    live.change(
+        &[
+            ("poll_rate_s", "3"),
+            ("routing", "transparent"),
+            ("led_net_green", "lan:green"),
+        ],
+        &admin(),
+        false,
+    )
+    .unwrap();
+    let applied = live.reset_to_factory(&admin()).unwrap();
+    let keys: Vec<_> = applied.diffs.iter().map(|d| d.key).collect();
+    assert_eq!(keys, ["poll_rate_s", "routing"]);
+    let now = card.service().settings();
+    assert_eq!(
+        (now.poll_rate_s, now.routing),
+        (10, modbus_card::settings::Routing::Ups)
+    );
+    assert_eq!(now.led_net_green, "lan:green");
+    let stored = Store::open(&card.data).unwrap().load_settings().unwrap();
+    assert_eq!(stored.poll_rate_s, 10);
+    // The reset is in the log before the changes it made.
+    wait_for("the reset's events", || {
+        card.events().iter().any(|e| e.kind == "factory_reset")
+    });
+    let events = card.events();
+    let reset = events
+        .iter()
+        .position(|e| e.kind == "factory_reset")
+        .unwrap();
+    let change = events
+        .iter()
+        .position(|e| {
+            e.message
+                .starts_with("Polling rate (s) changed from 3 to 10")
+        })
+        .unwrap();
+    assert!(
+        change < reset,
+        "newest first: the change comes after the reset"
+    );
+}

@@ -239,6 +239,12 @@ impl Store {
     /// longer validates (written by another firmware, or edited by hand) is logged and the
     /// default used instead; the row itself is left for someone to look at.
     pub fn load_settings(&self) -> Result<Settings, StoreError> {
+        self.load_settings_over(Settings::default())
+    }
+
+    /// The stored settings over `base` (the factory values) instead of the card's own
+    /// defaults.
+    pub fn load_settings_over(&self, base: Settings) -> Result<Settings, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT key, value FROM settings")
@@ -247,12 +253,12 @@ impl Store {
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
-        let mut s = Settings::default();
+        let mut s = base.clone();
         for (key, value) in &stored {
             if settings::def_of(key).is_none() {
                 log::warn!("stored setting '{key}' is unknown to this firmware and ignored");
             } else if let Err(e) = s.set(key, value) {
-                let default = Settings::default().get(key).unwrap_or_default();
+                let default = base.get(key).unwrap_or_default();
                 log::warn!("stored setting ignored, using the default {key}={default}: {e}");
             }
         }
@@ -260,7 +266,7 @@ impl Store {
         // defaults.
         if let Err(refused) = s.check() {
             for r in refused {
-                let default = Settings::default().get(&r.key).unwrap_or_default();
+                let default = base.get(&r.key).unwrap_or_default();
                 log::warn!(
                     "stored setting ignored, using the default {}={default}: {r}",
                     r.key
@@ -268,7 +274,7 @@ impl Store {
                 let _ = s.set(&r.key, &default);
             }
             if s.check().is_err() {
-                s = Settings::default();
+                s = base;
             }
         }
         Ok(s)

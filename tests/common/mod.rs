@@ -72,6 +72,7 @@ pub fn start(setup: Setup) -> Card {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
+        ..Options::default()
     })
     .unwrap();
     Card {
