@@ -345,21 +345,7 @@ impl Store {
     /// The newest events first, at most `limit`. Newest means last written: the wall clock
     /// may step back (NTP, a user setting the time), the order of arrival does not.
     pub fn events(&self, limit: usize) -> Result<Vec<EventRow>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, at_ms, kind, message FROM events ORDER BY id DESC LIMIT ?1")
-            .map_err(|e| self.err(e))?;
-        stmt.query_map([limit], |r| {
-            Ok(EventRow {
-                id: r.get(0)?,
-                at_ms: r.get(1)?,
-                kind: r.get(2)?,
-                message: r.get(3)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(|e| self.err(e))
+        self.events_page(None, limit, &[])
     }
 
     /// A page of the event log, newest first: at most `limit` events older than
