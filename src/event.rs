@@ -33,6 +33,16 @@ pub enum Event {
     TcpRefused {
         peer: SocketAddr,
     },
+    /// A master outside the allow-list.
+    TcpNotAllowed {
+        peer: SocketAddr,
+    },
+    /// A write from a master that may only read.
+    WriteRefused {
+        session: u8,
+        peer: SocketAddr,
+        function: u8,
+    },
     /// Session events not logged because connections came too fast.
     TcpEventsSkipped {
         count: u64,
@@ -52,9 +62,6 @@ pub enum Event {
     AccountsReset {
         by: String,
     },
-    FactoryReset {
-        by: String,
-    },
     /// Logged at start: the previous run stopped feeding the watchdog, and why.
     WatchdogReset {
         reason: String,
@@ -62,6 +69,27 @@ pub enum Event {
     /// What the network apply script did (lease, fallback, static) or why it failed.
     Network {
         message: String,
+    },
+    /// A setting changed through [`crate::live::Live::change`].
+    SettingChanged {
+        label: &'static str,
+        old: String,
+        new: String,
+        /// Who, and how.
+        by: String,
+    },
+    /// Settings back to their factory values (logged before it happens).
+    FactoryReset {
+        by: String,
+    },
+    /// The event log was emptied; this is then its first event.
+    LogCleared {
+        by: String,
+    },
+    /// A configuration file was taken.
+    ConfigurationLoaded {
+        changed: usize,
+        by: String,
     },
     Stopped,
 }
@@ -80,14 +108,19 @@ impl Event {
             Event::TcpOpened { .. } => "tcp_opened",
             Event::TcpClosed { .. } => "tcp_closed",
             Event::TcpRefused { .. } => "tcp_refused",
+            Event::TcpNotAllowed { .. } => "tcp_not_allowed",
+            Event::WriteRefused { .. } => "write_refused",
             Event::TcpEventsSkipped { .. } => "tcp_events_skipped",
             Event::TimeChangedByServer { .. } => "time_changed_by_server",
             Event::TimeChangedByUser { .. } => "time_changed_by_user",
             Event::Restart { .. } => "restart",
             Event::AccountsReset { .. } => "accounts_reset",
-            Event::FactoryReset { .. } => "factory_reset",
             Event::WatchdogReset { .. } => "watchdog_reset",
             Event::Network { .. } => "network",
+            Event::SettingChanged { .. } => "setting_changed",
+            Event::ConfigurationLoaded { .. } => "configuration_loaded",
+            Event::LogCleared { .. } => "log_cleared",
+            Event::FactoryReset { .. } => "factory_reset",
             Event::Stopped => "stopped",
         }
     }
@@ -106,6 +139,17 @@ impl Event {
             Event::TcpClosed { session, reason } => {
                 format!("TCP session {session} closed ({reason})")
             }
+            Event::TcpNotAllowed { peer } => {
+                format!("TCP connection from {peer} refused: not in the masters allowed")
+            }
+            Event::WriteRefused {
+                session,
+                peer,
+                function,
+            } => format!(
+                "TCP session {session} ({peer}): write refused ({}, function {function:02X}h): this master may only read",
+                crate::modbus::pdu::function_name(*function)
+            ),
             Event::TcpRefused { peer } => {
                 format!("TCP connection from {peer} refused: all sessions in use")
             }
@@ -122,9 +166,32 @@ impl Event {
             Event::AccountsReset { by } => {
                 format!("Accounts and passwords reset to default ({by})")
             }
-            Event::FactoryReset { by } => format!("Reset to factory settings ({by})"),
             Event::WatchdogReset { reason } => format!("Restart by watchdog: {reason}"),
             Event::Network { message } => format!("Network: {message}"),
+            Event::SettingChanged {
+                label,
+                old,
+                new,
+                by,
+            } => {
+                let shown = |v: &str| {
+                    if v.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                format!(
+                    "{label} changed from {} to {} ({by})",
+                    shown(old),
+                    shown(new)
+                )
+            }
+            Event::LogCleared { by } => format!("Event log cleared ({by})"),
+            Event::FactoryReset { by } => format!("Configuration reset to factory settings ({by})"),
+            Event::ConfigurationLoaded { changed, by } => {
+                format!("Configuration file loaded: {changed} settings changed ({by})")
+            }
             Event::Stopped => "Service stopped".into(),
         }
     }

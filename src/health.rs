@@ -31,7 +31,8 @@ pub struct Health {
 
 struct Entry {
     name: String,
-    limit: Duration,
+    /// In ms; changed when the work's bound changes (a new serial timeout).
+    limit: Arc<AtomicU64>,
     state: AtomicU64,
 }
 
@@ -76,7 +77,7 @@ impl Health {
     pub fn register(&self, name: &str, limit: Duration) -> Heartbeat {
         let entry = Arc::new(Entry {
             name: name.to_owned(),
-            limit,
+            limit: Arc::new(AtomicU64::new(ms(limit))),
             state: AtomicU64::new(IDLE),
         });
         let mut entries = self.entries.lock();
@@ -104,7 +105,7 @@ impl Health {
                 }
                 since => {
                     let busy_for = Duration::from_millis(now.saturating_sub(since - BUSY_BASE));
-                    if busy_for > e.limit {
+                    if busy_for > Duration::from_millis(e.limit.load(Relaxed)) {
                         return Err(Stall {
                             thread: e.name.clone(),
                             busy_for: Some(busy_for),
@@ -143,6 +144,12 @@ impl Heartbeat {
     pub fn idle(&self) {
         self.entry.state.store(IDLE, Relaxed);
     }
+
+    /// A handle that changes how long the thread may stay busy, for whoever knows when
+    /// its work's bound changes. It does not keep the thread watched.
+    pub fn limit(&self) -> Limit {
+        Limit(self.entry.limit.clone())
+    }
 }
 
 impl fmt::Debug for Heartbeat {
@@ -162,6 +169,20 @@ impl Drop for Heartbeat {
             self.entry.state.store(ENDED, Relaxed);
         }
     }
+}
+
+/// See [`Heartbeat::limit`].
+#[derive(Clone)]
+pub struct Limit(Arc<AtomicU64>);
+
+impl Limit {
+    pub fn set(&self, limit: Duration) {
+        self.0.store(ms(limit), Relaxed);
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
 fn ms_since(epoch: Instant) -> u64 {

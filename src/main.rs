@@ -24,13 +24,20 @@ usage:
       the watchdog is no longer fed (default 60).
   modbus-card demo [--data DIR] [--modbus ADDR:PORT]
       The whole card on this machine: a simulated UPS and an RS485 port on
-      pseudo-terminals, Modbus TCP on 127.0.0.1:1502, data in ./demo-data.
+      pseudo-terminals, Modbus TCP on 127.0.0.1 at the Modbus port setting (1502
+      from the factory here), data in ./demo-data.
   modbus-card simulate-ups [PATH] [--baud N] [--paced]
       A simulated Socomec UPS (slave 1) on a serial device, or on a new
       pseudo-terminal whose path it prints. Type 'help' for its fault commands.
   modbus-card settings --data DIR [KEY=VALUE]...
       Shows the stored settings, or stores the given ones (checked as the service
       would check them); the service reads them at its next start.
+  modbus-card config export --data DIR
+      Writes the configuration file (every setting, commented) to standard output.
+  modbus-card config import --data DIR [--dry-run] FILE
+      Checks FILE whole (as the web page does) and stores its settings, or, with
+      --dry-run, only shows what would change. A refused file changes nothing and
+      the exit status is 1. The service reads them at its next start.
   modbus-card --version
 
 settings (KEY for --set): see 'modbus-card settings --data DIR' for every key
@@ -44,6 +51,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("simulate-ups") => simulate_ups(&args[1..]),
         Some("settings") => settings(&args[1..]),
+        Some("config") => config(&args[1..]),
         Some("--version" | "-V") => {
             println!("modbus-card {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -153,6 +161,7 @@ fn run(args: &[String]) -> Result<(), String> {
             .transpose()?,
         network_script: a.take("--network-script").map(PathBuf::from),
         system_clock: a.flag("--system-clock"),
+        ..Options::default()
     };
     let reboot = a.take("--reboot");
     a.finish()?;
@@ -207,15 +216,18 @@ fn settings(args: &[String]) -> Result<(), String> {
     let data = a.take("--data").ok_or("settings needs --data DIR")?;
     let changes = std::mem::take(&mut a.positional);
     a.finish()?;
-    let store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
-    for kv in &changes {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("{kv}: expected KEY=VALUE"))?;
-        store.save_setting(k, v).map_err(|e| e.to_string())?;
-    }
+    let mut store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
+    let pairs = changes
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .ok_or_else(|| format!("{kv}: expected KEY=VALUE"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let diffs = store.change_settings(&pairs).map_err(|e| e.to_string())?;
+    log_command_line_changes(&mut store, &diffs, None)?;
     let settings = store.load_settings().map_err(|e| e.to_string())?;
-    for key in modbus_card::settings::KEYS {
+    for key in modbus_card::settings::keys() {
         println!("{key}={}", settings.get(key).unwrap_or_default());
     }
     println!(
@@ -226,13 +238,94 @@ fn settings(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Stored settings changed from the command line, with their events in the log.
+fn log_command_line_changes(
+    store: &mut modbus_card::store::Store,
+    diffs: &[modbus_card::settings::Diff],
+    file: Option<&str>,
+) -> Result<(), String> {
+    use modbus_card::event::{Event, Stamped};
+    let by = "command line".to_string();
+    let at = std::time::SystemTime::now();
+    let mut events: Vec<Stamped> = diffs
+        .iter()
+        .map(|d| Stamped {
+            at,
+            event: Event::SettingChanged {
+                label: modbus_card::settings::def_of(d.key).map_or(d.key, |def| def.label),
+                old: d.old.clone(),
+                new: d.new.clone(),
+                by: by.clone(),
+            },
+        })
+        .collect();
+    if let Some(file) = file {
+        events.push(Stamped {
+            at,
+            event: Event::ConfigurationLoaded {
+                changed: diffs.len(),
+                by: format!("{by}, {file}"),
+            },
+        });
+    }
+    store.add_events(&events).map_err(|e| e.to_string())
+}
+
+fn config(args: &[String]) -> Result<(), String> {
+    use modbus_card::config_file;
+    let mut a = Args::parse(args, &["--dry-run"])?;
+    let data = a.take("--data").ok_or("config needs --data DIR")?;
+    let dry_run = a.flag("--dry-run");
+    let words = std::mem::take(&mut a.positional);
+    a.finish()?;
+    let mut store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
+    let current = store.load_settings().map_err(|e| e.to_string())?;
+    match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["export"] => {
+            let origin = format!(
+                "modbus-card {}, exported from {data}",
+                env!("CARGO_PKG_VERSION")
+            );
+            print!("{}", config_file::export(&current, &origin));
+            Ok(())
+        }
+        ["import", file] => {
+            let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+            let report = |errors: Vec<config_file::LineError>| {
+                let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+                format!("{file} refused, nothing changed:\n{}", lines.join("\n"))
+            };
+            let entries = config_file::parse(&bytes).map_err(report)?;
+            let diffs = config_file::changes(&current, &entries).map_err(report)?;
+            for d in &diffs {
+                println!("{}: {} -> {}", d.key, d.old, d.new);
+            }
+            if diffs.is_empty() {
+                println!("nothing to change");
+            } else if dry_run {
+                println!("(dry run: nothing stored)");
+            } else {
+                let pairs: Vec<(&str, &str)> =
+                    entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+                let diffs = store.change_settings(&pairs).map_err(|e| e.to_string())?;
+                log_command_line_changes(&mut store, &diffs, Some(file))?;
+                println!(
+                    "{} settings stored; the service reads them at its next start",
+                    diffs.len()
+                );
+            }
+            Ok(())
+        }
+        _ => Err(format!("config takes export or import FILE\n\n{USAGE}")),
+    }
+}
+
 fn demo(args: &[String]) -> Result<(), String> {
     let mut a = Args::parse(args, &[])?;
     let data = PathBuf::from(a.take("--data").unwrap_or_else(|| "demo-data".into()));
-    let modbus = parse_addr(
-        &a.take("--modbus")
-            .unwrap_or_else(|| "127.0.0.1:1502".into()),
-    )?;
+    // Fixed for this run if given; otherwise loopback on the stored port, which in the
+    // demo is 1502 from the factory (502 needs privileges).
+    let modbus = a.take("--modbus").map(|s| parse_addr(&s)).transpose()?;
     a.finish()?;
 
     let ups_pty = Pty::open().map_err(|e| format!("no pseudo-terminal for the UPS: {e}"))?;
@@ -252,7 +345,9 @@ fn demo(args: &[String]) -> Result<(), String> {
         data: data.clone(),
         ups: ups_path.clone(),
         rs485: Some(rs485.card_side().to_path_buf()),
-        modbus: Some(modbus),
+        modbus,
+        modbus_host: Some([127, 0, 0, 1].into()),
+        factory: vec![("modbus_port".into(), DEMO_MODBUS_PORT.to_string())],
         ..Options::default()
     };
     spawn_console(sim_commands(&sim));
@@ -271,7 +366,7 @@ fn demo(args: &[String]) -> Result<(), String> {
 
 /// Where to point clients at the demo.
 fn print_demo(service: &Service, ups_path: &Path, rs485: &Path, data: &Path) {
-    let s = &service.settings;
+    let s = service.settings();
     let port = service.modbus_addr().port();
     println!(
         "\nModbus card demo: a simulated UPS (19200 baud, found by baud detection) on {ups}\n\
@@ -366,6 +461,8 @@ fn spawn_console(run: impl Fn(&str) -> String + Send + 'static) {
 }
 
 const MAX_LINE: usize = 1024;
+/// The demo's Modbus TCP port: unprivileged.
+const DEMO_MODBUS_PORT: u16 = 1502;
 
 /// SIGINT and SIGTERM, as a channel to wait on beside others.
 fn signal_channel() -> Result<crossbeam_channel::Receiver<i32>, String> {

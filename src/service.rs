@@ -1,19 +1,22 @@
 //! The whole card as one value: open the store, load the settings, start every thread;
 //! and stop them all again. `run`, `demo`, the tests and the benchmark all start it here.
+//! Each running part registers with [`Live`] what it does when a setting of its own
+//! changes.
 
-use crate::board::clock::{self, Clock, NtpConfig};
+use crate::board::clock::{self, Clock, Ntp};
 use crate::board::control::{Control, Restart};
 use crate::board::leds::{LedNames, Leds, UpsSignal};
-use crate::board::network::{NetSettings, Network};
+use crate::board::network::{self, NetSettings, Network};
 use crate::board::{watchdog, Board, BoardConfig};
 use crate::event::{Event, Events};
-use crate::health::Health;
+use crate::health::{Health, Limit};
 use crate::link::{Link, LinkConfig};
-use crate::rs485::{Rs485Config, Rs485Status};
+use crate::live::Live;
+use crate::rs485::{Rs485, Rs485Config, Rs485Status};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::store::{self, Boot, Store};
-use crate::tcp::{self, Sessions, TcpConfig};
+use crate::tcp::{self, Sessions, Tcp, TcpConfig};
 use crossbeam_channel::Receiver;
 use std::error::Error;
 use std::net::{SocketAddr, TcpListener};
@@ -30,13 +33,17 @@ pub struct Options {
     pub ups: PathBuf,
     /// Serial device of the RS485 port, if the card has one wired.
     pub rs485: Option<PathBuf>,
-    /// Where Modbus TCP listens; default 0.0.0.0 on the configured port.
+    /// Where Modbus TCP listens, fixed for this run; default: `modbus_host` on the
+    /// configured port.
     pub modbus: Option<SocketAddr>,
+    /// The address Modbus TCP listens on, on the configured port; default 0.0.0.0.
+    pub modbus_host: Option<std::net::IpAddr>,
     /// Settings for this run only, over the stored ones: (key, value).
     pub overrides: Vec<(String, String)>,
+    /// Factory values that differ from the card's on this machine (the demo's Modbus port).
+    pub factory: Vec<(String, String)>,
     /// How long a thread may stay busy without progress before the watchdog is no
-    /// longer fed (the UPS link and RS485 port get their serial timeouts on top);
-    /// default [`STALL_LIMIT`].
+    /// longer fed (the UPS link gets two serial timeouts on top); default [`STALL_LIMIT`].
     pub stall_limit: Option<Duration>,
     /// The script that applies the network settings (`init/modbus-card-network`); None
     /// leaves the network alone (the demo, tests, a desktop).
@@ -50,8 +57,10 @@ pub struct Options {
 pub const STALL_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct Service {
-    pub settings: Settings,
+    /// The settings in force, and the one door to change them.
+    pub live: Arc<Live>,
     pub link: Link,
+    pub tcp: Tcp,
     pub sessions: Arc<Sessions>,
     pub rs485: Option<Arc<Rs485Status>>,
     pub data: PathBuf,
@@ -60,13 +69,13 @@ pub struct Service {
     pub health: Arc<Health>,
     /// Restart, accounts reset, factory reset: for the button, pages and console.
     pub control: Control,
-    /// The card's clock, NTP's status, setting the time by hand.
+    /// The card's clock, NTP's status.
     pub clock: Clock,
     /// What the network script did; None when the network is left alone.
     pub network: Option<Network>,
     restarts: Receiver<Restart>,
     board: Option<Board>,
-    modbus_addr: SocketAddr,
+    ntp: Ntp,
     events: Events,
     shutdown: Shutdown,
     threads: Vec<(&'static str, JoinHandle<()>)>,
@@ -78,7 +87,11 @@ type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 impl Service {
     pub fn start(options: Options) -> Result<Service> {
         let store = Store::open(&options.data)?;
-        let mut settings = store.load_settings()?;
+        let mut factory = Settings::default();
+        for (key, value) in &options.factory {
+            factory.set(key, value)?;
+        }
+        let mut settings = store.load_settings_over(factory.clone())?;
         for (key, value) in &options.overrides {
             settings.set(key, value)?;
         }
@@ -92,6 +105,8 @@ impl Service {
         });
         leds.show_ups(UpsSignal::PowerOn);
         let boot = store.boot(&boot_id())?;
+        // The door's own connection: the store thread keeps the other.
+        let door_store = Store::open(&options.data)?;
         let health = Health::new();
         let stall = options.stall_limit.unwrap_or(STALL_LIMIT);
         let (events, rx) = Events::channel();
@@ -112,93 +127,71 @@ impl Service {
             events.emit(Event::WatchdogReset { reason });
         }
         let clock = Clock::new(&events, options.system_clock);
-        // Accounts live in their own module: this hook resets them to the defaults.
-        let reset_accounts = Box::new(|| Err("accounts are not part of this firmware".into()));
-        let (control, restarts) =
-            Control::new(events.clone(), options.data.clone(), reset_accounts);
 
         let shutdown = Shutdown::new()?;
         let mut threads = Vec::new();
-        // An exchange (and the wait for a late answer after it) may take two timeouts.
-        let exchange = settings.serial_timeout() * 2;
-        let link_config = LinkConfig {
-            path: options.ups.clone(),
-            baud: settings.ups_baud,
-            ups_slave: settings.ups_slave,
-            timeout: settings.serial_timeout(),
-            poll_every: Duration::from_secs(u64::from(settings.poll_rate_s)),
-            frame_gap: settings
-                .frame_gap_us
-                .map(|us| Duration::from_micros(u64::from(us))),
-            heartbeat: health.register("ups link", stall + exchange),
-        };
-        let (link, link_thread) = match Link::spawn(link_config, events.clone(), shutdown.clone()) {
-            Ok(started) => started,
-            Err(e) => {
-                leds.show_ups(UpsSignal::HardwareError);
-                drop((events, control));
-                let _ = writer.join();
-                return Err(e.into());
-            }
-        };
+        let link_config = link_config(&settings, &options.ups);
+        let link_beat = health.register("ups link", stall + link_config.timeout * 2);
+        let link_limit = link_beat.limit();
+        let (link, link_thread) =
+            match Link::spawn(link_config, events.clone(), shutdown.clone(), link_beat) {
+                Ok(started) => started,
+                Err(e) => {
+                    leds.show_ups(UpsSignal::HardwareError);
+                    drop(events);
+                    let _ = writer.join();
+                    return Err(e.into());
+                }
+            };
         threads.push(("ups link", link_thread));
         let started = (|| -> Result<_> {
             let rs485 = match &options.rs485 {
                 Some(path) => {
-                    let config = Rs485Config {
-                        path: path.clone(),
-                        baud: settings.rs485_baud,
-                        slave: settings.rs485_slave,
-                        ups_slave: settings.ups_slave,
-                        lost_after: Duration::from_secs(u64::from(settings.rs485_timeout_s)),
-                        // Its relay waits for the link, behind at most every other source.
-                        heartbeat: health
-                            .register("rs485", stall + exchange * (tcp::MAX_SESSIONS as u32 + 2)),
-                    };
-                    let (status, thread) =
-                        crate::rs485::spawn(config, &link, events.clone(), shutdown.clone())?;
+                    let config = rs485_config(&settings, path);
+                    let (port, thread) = crate::rs485::spawn(
+                        config,
+                        &link,
+                        events.clone(),
+                        shutdown.clone(),
+                        health.register("rs485", stall),
+                    )?;
                     threads.push(("rs485", thread));
-                    Some(status)
+                    Some(port)
                 }
                 None => None,
             };
 
-            let addr = options
-                .modbus
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], settings.modbus_port)));
+            let addr = options.modbus.unwrap_or_else(|| {
+                let host = options.modbus_host.unwrap_or([0, 0, 0, 0].into());
+                SocketAddr::new(host, settings.modbus_port)
+            });
             let listener = TcpListener::bind(addr)
                 .map_err(|e| format!("cannot listen for Modbus TCP on {addr}: {e}"))?;
-            let modbus_addr = listener.local_addr()?;
-            let tcp_config = TcpConfig {
-                idle_timeout: Duration::from_secs(u64::from(settings.modbus_timeout_s)),
-                routing: settings.routing,
-                ups_slave: settings.ups_slave,
-                heartbeat: health.register("modbus tcp", stall),
-            };
-            let (sessions, tcp_thread) = tcp::spawn(
+            let (tcp, tcp_thread) = tcp::spawn(
                 listener,
-                tcp_config,
+                tcp_config(&settings),
                 link.clone(),
                 events.clone(),
                 shutdown.clone(),
+                health.register("modbus tcp", stall),
             )?;
             threads.push(("modbus tcp", tcp_thread));
 
-            if !settings.ntp_server.is_empty() {
-                let config = NtpConfig::new(
-                    &settings.ntp_server,
-                    health.register("ntp", stall + clock::REPLY_WAIT),
-                );
-                let t = clock::spawn_ntp(config, clock.clone(), events.clone(), shutdown.clone())?;
-                threads.push(("ntp", t));
-            }
+            let (ntp, ntp_thread) = clock::spawn_ntp(
+                clock::NtpConfig::new(&settings.ntp_server),
+                clock.clone(),
+                events.clone(),
+                shutdown.clone(),
+                health.register("ntp", stall + clock::REPLY_WAIT),
+            )?;
+            threads.push(("ntp", ntp_thread));
             let network = match &options.network_script {
                 Some(script) => Some(Network::spawn(
                     script.clone(),
                     options.data.join("network"),
                     NetSettings::of(&settings),
                     events.clone(),
-                    health.register("network", stall + crate::board::network::SCRIPT_LIMIT),
+                    health.register("network", stall + network::SCRIPT_LIMIT),
                     shutdown.clone(),
                 )?),
                 None => {
@@ -206,9 +199,9 @@ impl Service {
                     None
                 }
             };
-            Ok((rs485, sessions, modbus_addr, network))
+            Ok((rs485, tcp, ntp, network))
         })();
-        let (rs485, sessions, modbus_addr, network) = match started {
+        let (rs485, tcp, ntp, network) = match started {
             Ok(parts) => parts,
             Err(e) => {
                 shutdown.fire();
@@ -216,46 +209,53 @@ impl Service {
                 for (_, t) in threads {
                     let _ = t.join();
                 }
-                drop((events, control));
+                drop(events);
                 let _ = writer.join();
                 return Err(e);
             }
         };
-        log::info!("modbus tcp listening on {modbus_addr}");
-        let mut service = Service {
-            settings,
-            link,
-            sessions,
-            rs485,
+        log::info!("modbus tcp listening on {}", tcp.addr());
+        let board_config = BoardConfig {
+            sysfs: settings.sysfs_root.clone().into(),
+            net_interface: settings.net_interface.clone(),
+            button_device: settings.button_device.clone(),
+            watchdog_device: settings.watchdog_device.clone(),
+            ups_path: options.ups.clone(),
             data: options.data.clone(),
+        };
+        let live = Arc::new(Live::new(settings, factory, door_store, events.clone()));
+        register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
+        register_board(&live, &ntp, network.as_ref(), link_limit, stall);
+        // Accounts live in their own module: this hook resets them to the defaults.
+        let reset_accounts = Box::new(|| Err("accounts are not part of this firmware".into()));
+        let (control, restarts) = Control::new(events.clone(), live.clone(), reset_accounts);
+        let mut service = Service {
+            live,
+            link,
+            sessions: tcp.sessions.clone(),
+            tcp,
+            rs485: rs485.map(|r| r.status),
+            data: options.data,
             health,
             control,
             clock,
             network,
             restarts,
             board: None,
-            modbus_addr,
+            ntp,
             events,
             shutdown,
             threads,
             writer,
         };
-        let board = BoardConfig {
-            sysfs: service.settings.sysfs_root.clone().into(),
-            net_interface: service.settings.net_interface.clone(),
-            button_device: service.settings.button_device.clone(),
-            watchdog_device: service.settings.watchdog_device.clone(),
-            ups_path: options.ups.clone(),
-            data: options.data,
-        };
         match Board::spawn(
-            board,
+            board_config,
             leds,
             service.link.status.clone(),
             service.health.clone(),
             service.control.clone(),
         ) {
-            Ok(b) => service.board = Some(b),
+            Ok(board) => service.board = Some(board),
             Err(e) => {
                 service.stop();
                 return Err(e.into());
@@ -264,8 +264,8 @@ impl Service {
         Ok(service)
     }
 
-    /// Restart requests (from the button, later the pages and console): whoever runs the
-    /// service stops it and restarts it, or reboots the board.
+    /// Restart requests (the button, the pages, the console): whoever runs the service
+    /// stops it, then restarts it or reboots the board.
     pub fn restarts(&self) -> &Receiver<Restart> {
         &self.restarts
     }
@@ -278,7 +278,12 @@ impl Service {
 
     /// The address Modbus TCP really listens on (useful with port 0).
     pub fn modbus_addr(&self) -> SocketAddr {
-        self.modbus_addr
+        self.tcp.addr()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.live.current()
     }
 
     /// Ends every thread, writes the last events, and returns when all is on disk. The
@@ -302,12 +307,152 @@ impl Service {
         if dropped > 0 {
             log::warn!("{dropped} events could not be stored: the event queue was full");
         }
+        // The store thread ends when the last sender of events is gone: the door's too
+        // (every thread that could hold it has ended).
         drop(self.events);
-        drop(self.control);
+        drop((self.control, self.ntp));
+        drop(self.live);
         drop(self.link);
         let _ = self.writer.join();
         log::info!("stopped");
     }
+}
+
+fn link_config(s: &Settings, path: &std::path::Path) -> LinkConfig {
+    LinkConfig {
+        path: path.to_path_buf(),
+        baud: s.ups_baud,
+        ups_slave: s.ups_slave,
+        timeout: s.serial_timeout(),
+        poll_every: Duration::from_secs(u64::from(s.poll_rate_s)),
+        frame_gap: s
+            .frame_gap_us
+            .map(|us| Duration::from_micros(u64::from(us))),
+    }
+}
+
+fn tcp_config(s: &Settings) -> TcpConfig {
+    TcpConfig {
+        allow: s.modbus_allow.clone(),
+        writers: s.modbus_write,
+        writer_list: s.modbus_writers.clone(),
+        idle_timeout: Duration::from_secs(u64::from(s.modbus_timeout_s)),
+        evict_idle: Duration::from_secs(u64::from(s.modbus_evict_idle_s)),
+        routing: s.routing,
+        ups_slave: s.ups_slave,
+    }
+}
+
+fn rs485_config(s: &Settings, path: &std::path::Path) -> Rs485Config {
+    Rs485Config {
+        path: path.to_path_buf(),
+        baud: s.rs485_baud,
+        slave: s.rs485_slave,
+        ups_slave: s.ups_slave,
+        lost_after: Duration::from_secs(u64::from(s.rs485_timeout_s)),
+    }
+}
+
+/// What the link, Modbus TCP and RS485 do when their settings change.
+fn register_parts(live: &Live, link: &Link, tcp: &Tcp, rs485: Option<&Rs485>, options: &Options) {
+    let (link, ups) = (link.clone(), options.ups.clone());
+    live.register(
+        "ups link",
+        Box::new(move |old, new| {
+            let config = link_config(new, &ups);
+            if config == link_config(old, &ups) {
+                return Ok(None);
+            }
+            let link = link.clone();
+            Ok(Some(Box::new(move || link.reconfigure(config))))
+        }),
+    );
+    let tcp = tcp.clone();
+    live.register(
+        "modbus tcp",
+        Box::new(move |old, new| {
+            // A new port is bound now, so a port in use refuses the whole change.
+            let listener = if new.modbus_port != old.modbus_port {
+                let addr = SocketAddr::new(tcp.addr().ip(), new.modbus_port);
+                Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
+            } else {
+                None
+            };
+            let config = tcp_config(new);
+            if listener.is_none() && config == tcp_config(old) {
+                return Ok(None);
+            }
+            let tcp = tcp.clone();
+            Ok(Some(Box::new(move || {
+                tcp.reconfigure(config);
+                if let Some(l) = listener {
+                    if let Err(e) = tcp.rebind(l) {
+                        log::error!("modbus tcp: {e}");
+                    }
+                }
+            })))
+        }),
+    );
+    if let (Some(rs485), Some(path)) = (rs485, options.rs485.clone()) {
+        let rs485 = rs485.clone();
+        live.register(
+            "rs485",
+            Box::new(move |old, new| {
+                let config = rs485_config(new, &path);
+                if config == rs485_config(old, &path) {
+                    return Ok(None);
+                }
+                let rs485 = rs485.clone();
+                Ok(Some(Box::new(move || rs485.reconfigure(config))))
+            }),
+        );
+    }
+}
+
+/// What the board's parts do when their settings change: NTP follows a new server, the
+/// network script runs again, and the link's stall limit follows its serial timeout.
+fn register_board(
+    live: &Live,
+    ntp: &Ntp,
+    network: Option<&Network>,
+    link_limit: Limit,
+    stall: Duration,
+) {
+    let ntp = ntp.clone();
+    live.register(
+        "ntp",
+        Box::new(move |old, new| {
+            if old.ntp_server == new.ntp_server {
+                return Ok(None);
+            }
+            let (ntp, server) = (ntp.clone(), new.ntp_server.clone());
+            Ok(Some(Box::new(move || ntp.set_server(server))))
+        }),
+    );
+    if let Some(network) = network {
+        let apply = network.applier();
+        live.register(
+            "network",
+            Box::new(move |old, new| {
+                let settings = NetSettings::of(new);
+                if settings == NetSettings::of(old) {
+                    return Ok(None);
+                }
+                let apply = apply.clone();
+                Ok(Some(Box::new(move || apply(settings))))
+            }),
+        );
+    }
+    live.register(
+        "watchdog",
+        Box::new(move |old, new| {
+            if old.serial_timeout_ms == new.serial_timeout_ms {
+                return Ok(None);
+            }
+            let (handle, limit) = (link_limit.clone(), stall + new.serial_timeout() * 2);
+            Ok(Some(Box::new(move || handle.set(limit))))
+        }),
+    );
 }
 
 /// The kernel's id of this boot: a new one after every power-up, the same across service

@@ -105,9 +105,9 @@ fn held_two_seconds_restarts() {
     until(t + Duration::from_secs(2));
     r.release();
     let request = restarts.recv_timeout(PATIENCE).expect("no restart asked");
-    assert_eq!(request.by, "reset button");
+    assert!(request.by.starts_with("button, held 2."), "{}", request.by);
     let logged = r.card.wait_event("restart");
-    assert_eq!(logged.message, "Restart (reset button)");
+    assert_eq!(logged.message, format!("Restart ({})", request.by));
     // Back to the link's own pattern once released.
     r.wait_leds("the link again", [Seen::On, Seen::Off, Seen::Off, Seen::On]);
     assert!(!r.kinds().contains(&"factory_reset".to_string()));
@@ -126,9 +126,12 @@ fn held_four_seconds_resets_accounts() {
     assert!(t.elapsed() < Duration::from_millis(5800), "test too slow");
     r.release();
     let logged = r.card.wait_event("accounts_reset");
-    assert_eq!(
-        logged.message,
-        "Accounts and passwords reset to default (reset button)"
+    assert!(
+        logged
+            .message
+            .starts_with("Accounts and passwords reset to default (button, held "),
+        "{}",
+        logged.message
     );
     assert!(!r.kinds().contains(&"restart".to_string()));
 }
@@ -136,9 +139,13 @@ fn held_four_seconds_resets_accounts() {
 #[test]
 fn held_seven_seconds_resets_to_factory_settings_and_restarts() {
     let mut r = rig();
-    let store = Store::open(&r.card.data).unwrap();
-    store.save_setting("poll_rate_s", "7").unwrap();
-    store.save_setting("rs485_slave", "9").unwrap();
+    let who = modbus_card::live::Who {
+        user: "admin".into(),
+        via: "test".into(),
+    };
+    let live = &r.card.service().live;
+    live.change(&[("poll_rate_s", "7"), ("rs485_slave", "9")], &who, false)
+        .unwrap();
     let t = r.press();
     until(t + Duration::from_millis(6300));
     // Every LED flashing: factory reset pending.
@@ -152,11 +159,19 @@ fn held_seven_seconds_resets_to_factory_settings_and_restarts() {
         .restarts()
         .recv_timeout(PATIENCE)
         .expect("no restart after the factory reset");
-    assert_eq!(request.by, "reset button");
+    assert!(request.by.starts_with("button, held "), "{}", request.by);
     let logged = r.card.wait_event("factory_reset");
-    assert_eq!(logged.message, "Reset to factory settings (reset button)");
-    let settings = store.load_settings().unwrap();
-    assert_eq!(settings, modbus_card::settings::Settings::default());
+    assert_eq!(
+        logged.message,
+        format!("Configuration reset to factory settings ({})", request.by)
+    );
+    // Factory values, stored and in force, but the board's devices (the button stays).
+    let stored = Store::open(&r.card.data).unwrap().load_settings().unwrap();
+    let running = r.card.service().settings();
+    for s in [&stored, &*running] {
+        assert_eq!((s.poll_rate_s, s.rs485_slave), (10, 1));
+    }
+    assert!(running.button_device.ends_with("event0"));
     // Logged before it acted: the factory reset comes before the restart it asks for.
     r.card.wait_event("restart");
     let kinds = r.kinds();

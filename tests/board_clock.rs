@@ -9,6 +9,7 @@ use modbus_card::board::clock::{self, unix_ns, Clock, NtpConfig};
 use modbus_card::board::sntp::to_ntp;
 use modbus_card::event::{Event, Events};
 use modbus_card::health::Heartbeat;
+use modbus_card::live::Who;
 use modbus_card::shutdown::Shutdown;
 use std::collections::VecDeque;
 use std::net::UdpSocket;
@@ -113,7 +114,16 @@ fn card_offset(clock: &Clock) -> i64 {
 #[test]
 fn the_event_log_follows_the_ntp_server() {
     let server = Server::new(&[Answer::Offset(3600 * NANOS)]);
-    let mut card = start(Setup::default().set("ntp_server", &server.addr));
+    // No NTP at first; the server set through the settings' door, as a page would.
+    let mut card = start(Setup::default());
+    let who = Who {
+        user: "admin".into(),
+        via: "test".into(),
+    };
+    card.service()
+        .live
+        .change(&[("ntp_server", &server.addr)], &who, false)
+        .unwrap();
     let changed = card.wait_event("time_changed_by_server");
     assert_eq!(changed.message, "Time changed by server (NTP): +3600.0 s");
     let clock = card.service().clock.clone();
@@ -187,10 +197,17 @@ fn a_synced_clock_follows_a_big_jump_only_when_replies_agree() {
     let config = NtpConfig {
         poll: Duration::from_millis(50),
         retry: Duration::from_millis(50),
-        ..NtpConfig::new(&server.addr, Heartbeat::unwatched("ntp"))
+        ..NtpConfig::new(&server.addr)
     };
     let shutdown = Shutdown::new().unwrap();
-    let thread = clock::spawn_ntp(config, clock.clone(), events.clone(), shutdown.clone()).unwrap();
+    let (_ntp, thread) = clock::spawn_ntp(
+        config,
+        clock.clone(),
+        events.clone(),
+        shutdown.clone(),
+        Heartbeat::unwatched("ntp"),
+    )
+    .unwrap();
     let stamped = rx.recv_timeout(PATIENCE).expect("never followed");
     let Event::TimeChangedByServer { step_ms } = stamped.event else {
         panic!("{:?}", stamped.event)
@@ -221,10 +238,17 @@ fn a_real_ntp_server_sets_the_card_clock() {
     // ...is put right by the server.
     let config = NtpConfig {
         retry: Duration::from_secs(1),
-        ..NtpConfig::new(&server, Heartbeat::unwatched("ntp"))
+        ..NtpConfig::new(&server)
     };
     let shutdown = Shutdown::new().unwrap();
-    let thread = clock::spawn_ntp(config, clock.clone(), events.clone(), shutdown.clone()).unwrap();
+    let (_ntp, thread) = clock::spawn_ntp(
+        config,
+        clock.clone(),
+        events.clone(),
+        shutdown.clone(),
+        Heartbeat::unwatched("ntp"),
+    )
+    .unwrap();
     let stamped = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("no time from the server");

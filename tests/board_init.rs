@@ -81,7 +81,7 @@ fn start_status_reboot_by_the_button_and_stop() {
         dir.path().join("rebooted").exists()
     });
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
-    assert!(log.contains("event: Restart (reset button)"), "{log}");
+    assert!(log.contains("event: Restart (button, held 1."), "{log}");
     assert!(log.contains("event: Service stopped"), "{log}");
 
     // The init system's stop (here, in place of the reboot's).

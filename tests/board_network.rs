@@ -7,7 +7,7 @@
 mod common;
 
 use common::wait_for;
-use modbus_card::board::network::NetSettings;
+use modbus_card::live::Who;
 use modbus_card::pty::Pty;
 use modbus_card::service::{Options, Service};
 use modbus_card::sim::{Sim, SimConfig};
@@ -98,11 +98,19 @@ echo "static address $a""#,
         events(dir.path()).contains(&"Network: static address 10.1.2.3/24".to_string())
     });
 
-    // A change of settings runs it again with the new ones.
-    let mut changed = NetSettings::of(&service.settings);
-    changed.dhcp = true;
-    changed.ping = true;
-    network.apply(changed);
+    // A change through the settings' door runs it again with the new values.
+    let who = Who {
+        user: "admin".into(),
+        via: "test".into(),
+    };
+    service
+        .live
+        .change(
+            &[("dhcp_enabled", "true"), ("ping_enabled", "true")],
+            &who,
+            true,
+        )
+        .unwrap();
     wait_for("the script run again", || {
         std::fs::read_to_string(dir.path().join("data/network/env"))
             .is_ok_and(|e| e.contains("MC_DHCP=1") && e.contains("MC_PING=1"))

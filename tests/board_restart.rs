@@ -99,10 +99,7 @@ fn without_a_reboot_command_the_service_restarts_in_place() {
     let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
     let run = Run::start(dir.path(), &sim, &[]);
     run.press(dir.path(), Duration::from_millis(1500));
-    run.wait_log(
-        "restart asked by reset button: starting the service again",
-        1,
-    );
+    run.wait_log("restart asked by button, held 1.", 1);
     run.wait_log("modbus tcp listening", 2);
     wait_for("serving again", || run.serves());
     run.terminate();

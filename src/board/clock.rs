@@ -16,6 +16,8 @@
 use super::sntp::{self, Refusal};
 use crate::event::{Event, Events};
 use crate::health::Heartbeat;
+use crate::live::Update;
+use crate::serial::wait_any;
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -84,24 +86,7 @@ pub fn from_unix_ns(ns: i64) -> SystemTime {
 
 /// A time as an operator reads it: `2026-11-24 08:00:00 UTC`.
 pub fn utc(unix_ns: i64) -> String {
-    let secs = unix_ns.div_euclid(NANOS);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    crate::calendar::utc(unix_ns.div_euclid(1_000_000))
 }
 
 /// What to do with a good reply.
@@ -231,56 +216,100 @@ impl Clock {
 /// How the NTP thread polls.
 #[derive(Debug, Clone)]
 pub struct NtpConfig {
-    /// `host` or `host:port`.
+    /// `host` or `host:port`; empty: no NTP until one is set.
     pub server: String,
     /// Between good replies (RFC 4330 asks for no less than 15 s; 1024 s is usual).
     pub poll: Duration,
     /// After a failure, or while a jump waits for confirmation.
     pub retry: Duration,
-    pub heartbeat: Heartbeat,
 }
 
 impl NtpConfig {
-    pub fn new(server: &str, heartbeat: Heartbeat) -> NtpConfig {
+    pub fn new(server: &str) -> NtpConfig {
         NtpConfig {
             server: server.to_owned(),
             poll: Duration::from_secs(1024),
             retry: Duration::from_secs(64),
-            heartbeat,
         }
     }
 }
 
-/// Starts polling `config.server`; the first query goes out at once.
+/// The running NTP client: a new server takes effect at once.
+#[derive(Clone)]
+pub struct Ntp {
+    server: Arc<Update<String>>,
+}
+
+impl Ntp {
+    /// Polls `server` from now on (empty: stops polling).
+    pub fn set_server(&self, server: String) {
+        self.server.put(server);
+    }
+}
+
+/// Starts the NTP thread; with a server, the first query goes out at once. `heartbeat`
+/// is idle between queries.
 pub fn spawn_ntp(
-    config: NtpConfig,
+    mut config: NtpConfig,
     clock: Clock,
     events: Events,
     shutdown: Shutdown,
-) -> std::io::Result<JoinHandle<()>> {
-    clock.status.lock().server = config.server.clone();
-    std::thread::Builder::new()
+    heartbeat: Heartbeat,
+) -> std::io::Result<(Ntp, JoinHandle<()>)> {
+    let update = Arc::new(Update::new()?);
+    let ntp = Ntp {
+        server: update.clone(),
+    };
+    let thread = std::thread::Builder::new()
         .name("ntp".into())
         .stack_size(128 * 1024)
         .spawn(move || {
             let mut policy = Policy::default();
             loop {
-                config.heartbeat.busy();
-                let wait = match poll_once(&config, &clock, &events, &mut policy, &shutdown) {
-                    Ok(true) => config.poll,
-                    Ok(false) => config.retry,
-                    Err(e) => {
-                        log::warn!("ntp {}: {e}", config.server);
-                        clock.status.lock().last_error = Some(e);
-                        config.retry
-                    }
+                heartbeat.busy();
+                clock.status.lock().server = config.server.clone();
+                let wait = if config.server.is_empty() {
+                    None
+                } else {
+                    Some(
+                        match poll_once(
+                            &config,
+                            &clock,
+                            &events,
+                            &mut policy,
+                            &heartbeat,
+                            &shutdown,
+                        ) {
+                            Ok(true) => config.poll,
+                            Ok(false) => config.retry,
+                            Err(e) => {
+                                log::warn!("ntp {}: {e}", config.server);
+                                clock.status.lock().last_error = Some(e);
+                                config.retry
+                            }
+                        },
+                    )
                 };
-                config.heartbeat.idle();
-                if shutdown.sleep(wait) {
-                    return;
+                heartbeat.idle();
+                match wait_any([Some(update.fd())], &shutdown, wait) {
+                    Ok((_, true)) => return,
+                    Ok(([true], _)) => {
+                        if let Some(server) = update.take() {
+                            log::info!("ntp: server now '{server}'");
+                            config.server = server;
+                            policy = Policy::default();
+                            *clock.status.lock() = NtpStatus::default();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        log::error!("ntp: {e}");
+                        return;
+                    }
                 }
             }
-        })
+        })?;
+    Ok((ntp, thread))
 }
 
 /// One query and what follows from it. Ok(false): poll again soon (a jump on hold, a
@@ -290,11 +319,12 @@ fn poll_once(
     clock: &Clock,
     events: &Events,
     policy: &mut Policy,
+    heartbeat: &Heartbeat,
     shutdown: &Shutdown,
 ) -> Result<bool, String> {
-    config.heartbeat.idle(); // name resolution may wait on a slow DNS server
+    heartbeat.idle(); // name resolution may wait on a slow DNS server
     let server = resolve(&config.server)?;
-    config.heartbeat.busy();
+    heartbeat.busy();
     let offset = query(server, &clock.card, shutdown)?;
     match policy.decide(offset, clock.card.now_ns()) {
         Decision::Adjust(step) => {

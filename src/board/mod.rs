@@ -22,6 +22,7 @@ pub mod watchdog;
 
 use crate::health::Health;
 use crate::link::LinkStatus;
+use crate::live::Who;
 use crate::serial::{wait_readable, Ready};
 use crate::shutdown::Shutdown;
 use button::{Action, Button};
@@ -187,14 +188,17 @@ impl Worker {
             return;
         };
         log::warn!("reset button held {secs:.1} s: {}", action.describe());
-        let by = "reset button";
+        let who = Who {
+            user: "button".into(),
+            via: format!("held {secs:.1} s"),
+        };
         let result = match action {
             Action::Restart => {
-                self.control.restart(by);
+                self.control.restart(&who);
                 Ok(())
             }
-            Action::ResetAccounts => self.control.reset_accounts(by),
-            Action::FactoryReset => self.control.factory_reset(by),
+            Action::ResetAccounts => self.control.reset_accounts(&who),
+            Action::FactoryReset => self.control.factory_reset(&who),
         };
         if let Err(e) = result {
             log::error!("reset button: {e}");

@@ -10,9 +10,10 @@
 
 use crate::event::{Event, Events};
 use crate::health::Heartbeat;
+use crate::live::Update;
+use crate::serial::wait_any;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -88,7 +89,7 @@ pub struct NetStatus {
 }
 
 pub struct Network {
-    tx: Sender<NetSettings>,
+    update: Arc<Update<NetSettings>>,
     state: PathBuf,
     applied: Arc<Mutex<Option<(SystemTime, bool, String)>>>,
     thread: JoinHandle<()>,
@@ -106,10 +107,11 @@ impl Network {
         shutdown: Shutdown,
     ) -> std::io::Result<Network> {
         std::fs::create_dir_all(&state)?;
-        let (tx, rx) = crossbeam_channel::bounded(4);
-        tx.send(settings).expect("fresh channel");
+        let update = Arc::new(Update::new()?);
+        update.put(settings);
         let applied = Arc::new(Mutex::new(None));
         let worker = Worker {
+            update: update.clone(),
             script,
             state: state.clone(),
             events,
@@ -121,20 +123,29 @@ impl Network {
         let thread = std::thread::Builder::new()
             .name("network".into())
             .stack_size(128 * 1024)
-            .spawn(move || worker.run(rx))?;
+            .spawn(move || worker.run())?;
         Ok(Network {
-            tx,
+            update,
             state,
             applied,
             thread,
         })
     }
 
-    /// Applies new settings (the settings' one door calls this when they change).
+    /// Applies new settings (the settings' one door calls this when they change); the
+    /// latest wins if they come faster than the script runs.
     pub fn apply(&self, settings: NetSettings) {
-        if self.tx.try_send(settings).is_err() {
-            log::warn!("network: settings changes come faster than they can be applied");
-        }
+        self.update.put(settings);
+    }
+
+    /// [`Network::apply`] as a value to keep (it does not keep the thread running).
+    pub fn applier(&self) -> Arc<dyn Fn(NetSettings) + Send + Sync> {
+        let update = Arc::downgrade(&self.update);
+        Arc::new(move |settings| {
+            if let Some(u) = update.upgrade() {
+                u.put(settings);
+            }
+        })
     }
 
     pub fn status(&self) -> NetStatus {
@@ -144,10 +155,9 @@ impl Network {
         }
     }
 
-    /// Ends the thread (a script running is waited for, up to its limit). The network
-    /// stays as it is: the DHCP client goes on keeping the lease.
+    /// Ends the thread, once the shutdown has fired (a script running is waited for, up
+    /// to its limit). The network stays as it is: the DHCP client keeps the lease.
     pub fn stop(self) {
-        drop(self.tx);
         if self.thread.join().is_err() {
             log::error!("network thread panicked");
         }
@@ -178,6 +188,7 @@ fn read_status(state: &Path) -> NetStatus {
 }
 
 struct Worker {
+    update: Arc<Update<NetSettings>>,
     script: PathBuf,
     state: PathBuf,
     events: Events,
@@ -188,20 +199,23 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, rx: Receiver<NetSettings>) {
+    fn run(mut self) {
         loop {
-            self.heartbeat.idle();
-            let next = rx.recv_timeout(WATCH_EVERY);
-            self.heartbeat.busy();
-            match next {
-                Ok(settings) => self.apply(&settings),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-            if self.shutdown.is_fired() {
-                return;
+            if let Some(settings) = self.update.take() {
+                self.apply(&settings);
             }
             self.watch();
+            self.heartbeat.idle();
+            let woken = wait_any([Some(self.update.fd())], &self.shutdown, Some(WATCH_EVERY));
+            self.heartbeat.busy();
+            match woken {
+                Ok((_, true)) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    log::error!("network: {e}");
+                    return;
+                }
+            }
         }
     }
 
