@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 const NANOS: i64 = 1_000_000_000;
@@ -104,6 +105,20 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// An NTP client thread outside a service.
+fn client(config: NtpConfig, clock: &Clock, events: &Events) -> (Shutdown, JoinHandle<()>) {
+    let shutdown = Shutdown::new().unwrap();
+    let (_ntp, thread) = clock::spawn_ntp(
+        config,
+        clock.clone(),
+        events.clone(),
+        shutdown.clone(),
+        Heartbeat::unwatched("ntp"),
+    )
+    .unwrap();
+    (shutdown, thread)
 }
 
 /// Card clock minus system clock.
@@ -199,15 +214,7 @@ fn a_synced_clock_follows_a_big_jump_only_when_replies_agree() {
         retry: Duration::from_millis(50),
         ..NtpConfig::new(&server.addr)
     };
-    let shutdown = Shutdown::new().unwrap();
-    let (_ntp, thread) = clock::spawn_ntp(
-        config,
-        clock.clone(),
-        events.clone(),
-        shutdown.clone(),
-        Heartbeat::unwatched("ntp"),
-    )
-    .unwrap();
+    let (shutdown, thread) = client(config, &clock, &events);
     let stamped = rx.recv_timeout(PATIENCE).expect("never followed");
     let Event::TimeChangedByServer { step_ms } = stamped.event else {
         panic!("{:?}", stamped.event)
@@ -240,15 +247,7 @@ fn a_real_ntp_server_sets_the_card_clock() {
         retry: Duration::from_secs(1),
         ..NtpConfig::new(&server)
     };
-    let shutdown = Shutdown::new().unwrap();
-    let (_ntp, thread) = clock::spawn_ntp(
-        config,
-        clock.clone(),
-        events.clone(),
-        shutdown.clone(),
-        Heartbeat::unwatched("ntp"),
-    )
-    .unwrap();
+    let (shutdown, thread) = client(config, &clock, &events);
     let stamped = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("no time from the server");
