@@ -397,6 +397,46 @@ mod tests {
     }
 
     #[test]
+    fn the_rs485_pair_is_spec_10_s_table() {
+        use Pattern::*;
+        let table = [
+            (UpsSignal::Detecting, (Off, Flash)),
+            (UpsSignal::Detected, (On, Off)),
+            (UpsSignal::Communicating, (On, Flash)),
+            (UpsSignal::PowerOn, (Flash, Flash)),
+            (UpsSignal::Failed, (On, On)),
+            (UpsSignal::HardwareError, (Off, Off)),
+        ];
+        for (signal, pair) in table {
+            assert_eq!(signal.patterns(), pair, "{signal:?}");
+        }
+    }
+
+    #[test]
+    fn power_on_flashes_the_rs485_pair_by_the_kernel_timer_and_leaves_the_network_pair() {
+        let root = tempfile::tempdir().unwrap();
+        for name in ["g", "y", "ng", "ny"] {
+            led_dir(root.path(), name, Some("[none] timer"));
+        }
+        let mut leds = Leds::open(&LedNames {
+            sysfs: root.path().to_owned(),
+            rs485_green: "g".into(),
+            rs485_yellow: "y".into(),
+            net_green: "ng".into(),
+            net_yellow: "ny".into(),
+        });
+        leds.show_ups(UpsSignal::PowerOn);
+        let trigger = |n: &str| read(&root.path().join("class/leds").join(n), "trigger");
+        assert_eq!(
+            (trigger("g"), trigger("y")),
+            ("timer".into(), "timer".into())
+        );
+        assert_eq!(trigger("ng"), "[none] timer");
+        leds.show_ups(UpsSignal::HardwareError);
+        assert_eq!((trigger("g"), trigger("y")), ("none".into(), "none".into()));
+    }
+
+    #[test]
     fn the_network_pair_follows_carrier_speed_and_traffic() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("class/net/eth0");
