@@ -42,8 +42,9 @@ impl Port {
             .flow_control(FlowControl::None)
             .open_native()
             .map_err(|e| io::Error::other(format!("cannot open {}: {e}", path.display())))?;
-        // SAFETY: dup returns a new descriptor we own, or -1 which we check.
-        let fd = unsafe { libc::dup(tty.as_raw_fd()) };
+        // SAFETY: fcntl returns a new descriptor we own (close-on-exec, so children the
+        // service starts never hold the port), or -1 which we check.
+        let fd = unsafe { libc::fcntl(tty.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
