@@ -1,7 +1,10 @@
 //! Events for the event log. Real-time threads hand them to the store thread through a
 //! bounded channel and never wait: if the store falls behind, the event is counted as
-//! dropped and a line is logged, but the sender goes on.
+//! dropped and a line is logged, but the sender goes on. Events are stamped with the
+//! card's clock ([`CardClock`]), which follows NTP and the user without touching the
+//! system's.
 
+use crate::board::clock::CardClock;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,9 +33,63 @@ pub enum Event {
     TcpRefused {
         peer: SocketAddr,
     },
+    /// A master outside the allow-list.
+    TcpNotAllowed {
+        peer: SocketAddr,
+    },
+    /// A write from a master that may only read.
+    WriteRefused {
+        session: u8,
+        peer: SocketAddr,
+        function: u8,
+    },
     /// Session events not logged because connections came too fast.
     TcpEventsSkipped {
         count: u64,
+    },
+    /// The card's clock was stepped to the NTP server's time.
+    TimeChangedByServer {
+        step_ms: i64,
+    },
+    TimeChangedByUser {
+        step_ms: i64,
+        by: String,
+    },
+    /// A restart was asked for (the service in place, or the board by `reboot`).
+    Restart {
+        by: String,
+    },
+    AccountsReset {
+        by: String,
+    },
+    /// Logged at start: the previous run stopped feeding the watchdog, and why.
+    WatchdogReset {
+        reason: String,
+    },
+    /// What the network apply script did (lease, fallback, static) or why it failed.
+    Network {
+        message: String,
+    },
+    /// A setting changed through [`crate::live::Live::change`].
+    SettingChanged {
+        label: &'static str,
+        old: String,
+        new: String,
+        /// Who, and how.
+        by: String,
+    },
+    /// Settings back to their factory values (logged before it happens).
+    FactoryReset {
+        by: String,
+    },
+    /// The event log was emptied; this is then its first event.
+    LogCleared {
+        by: String,
+    },
+    /// A configuration file was taken.
+    ConfigurationLoaded {
+        changed: usize,
+        by: String,
     },
     Stopped,
     /// A login to the web or the console; `admin` tells "admin login success" apart.
@@ -87,7 +144,6 @@ pub enum Event {
         role: &'static str,
         by: String,
     },
-    AccountsReset,
     /// The card made its own server certificate (first start, new addresses, near expiry).
     CertificateMade {
         names: String,
@@ -115,7 +171,19 @@ impl Event {
             Event::TcpOpened { .. } => "tcp_opened",
             Event::TcpClosed { .. } => "tcp_closed",
             Event::TcpRefused { .. } => "tcp_refused",
+            Event::TcpNotAllowed { .. } => "tcp_not_allowed",
+            Event::WriteRefused { .. } => "write_refused",
             Event::TcpEventsSkipped { .. } => "tcp_events_skipped",
+            Event::TimeChangedByServer { .. } => "time_changed_by_server",
+            Event::TimeChangedByUser { .. } => "time_changed_by_user",
+            Event::Restart { .. } => "restart",
+            Event::AccountsReset { .. } => "accounts_reset",
+            Event::WatchdogReset { .. } => "watchdog_reset",
+            Event::Network { .. } => "network",
+            Event::SettingChanged { .. } => "setting_changed",
+            Event::ConfigurationLoaded { .. } => "configuration_loaded",
+            Event::LogCleared { .. } => "log_cleared",
+            Event::FactoryReset { .. } => "factory_reset",
             Event::Stopped => "stopped",
             Event::LoginSucceeded { admin: true, .. } => "admin_login",
             Event::LoginSucceeded { admin: false, .. } => "user_login",
@@ -129,7 +197,6 @@ impl Event {
             Event::UserAdded { .. } => "user_added",
             Event::UserRemoved { .. } => "user_removed",
             Event::UserRoleChanged { .. } => "user_role_changed",
-            Event::AccountsReset => "accounts_reset",
             Event::CertificateMade { .. } => "certificate_made",
             Event::CertificateInstalled { .. } => "certificate_installed",
             Event::CertificateReverted { .. } => "certificate_reverted",
@@ -150,11 +217,58 @@ impl Event {
             Event::TcpClosed { session, reason } => {
                 format!("TCP session {session} closed ({reason})")
             }
+            Event::TcpNotAllowed { peer } => {
+                format!("TCP connection from {peer} refused: not in the masters allowed")
+            }
+            Event::WriteRefused {
+                session,
+                peer,
+                function,
+            } => format!(
+                "TCP session {session} ({peer}): write refused ({}, function {function:02X}h): this master may only read",
+                crate::modbus::pdu::function_name(*function)
+            ),
             Event::TcpRefused { peer } => {
                 format!("TCP connection from {peer} refused: all sessions in use")
             }
             Event::TcpEventsSkipped { count } => {
                 format!("{count} TCP session events not logged: connections came too fast")
+            }
+            Event::TimeChangedByServer { step_ms } => {
+                format!("Time changed by server (NTP): {}", step(*step_ms))
+            }
+            Event::TimeChangedByUser { step_ms, by } => {
+                format!("Time changed by user ({by}): {}", step(*step_ms))
+            }
+            Event::Restart { by } => format!("Restart ({by})"),
+            Event::AccountsReset { by } => {
+                format!("Accounts and passwords reset to default ({by})")
+            }
+            Event::WatchdogReset { reason } => format!("Restart by watchdog: {reason}"),
+            Event::Network { message } => format!("Network: {message}"),
+            Event::SettingChanged {
+                label,
+                old,
+                new,
+                by,
+            } => {
+                let shown = |v: &str| {
+                    if v.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                format!(
+                    "{label} changed from {} to {} ({by})",
+                    shown(old),
+                    shown(new)
+                )
+            }
+            Event::LogCleared { by } => format!("Event log cleared ({by})"),
+            Event::FactoryReset { by } => format!("Configuration reset to factory settings ({by})"),
+            Event::ConfigurationLoaded { changed, by } => {
+                format!("Configuration file loaded: {changed} settings changed ({by})")
             }
             Event::Stopped => "Service stopped".into(),
             Event::LoginSucceeded {
@@ -200,9 +314,6 @@ impl Event {
             Event::UserRoleChanged { user, role, by } => {
                 format!("User {user} made {role} by {by}")
             }
-            Event::AccountsReset => {
-                "Accounts reset to default: admin only, with the default password".into()
-            }
             Event::CertificateMade { names } => {
                 format!("The card made its HTTPS certificate for {names}")
             }
@@ -214,6 +325,11 @@ impl Event {
             }
         }
     }
+}
+
+/// A clock step as an operator reads it: "+3600.0 s", "-0.8 s".
+fn step(ms: i64) -> String {
+    format!("{:+.1} s", ms as f64 / 1000.0)
 }
 
 /// An event with the wall-clock time it happened.
@@ -228,6 +344,7 @@ pub struct Stamped {
 pub struct Events {
     tx: Sender<Stamped>,
     dropped: Arc<AtomicU64>,
+    clock: Arc<CardClock>,
 }
 
 /// Events waiting in memory before the store thread writes them.
@@ -240,6 +357,7 @@ impl Events {
             Events {
                 tx,
                 dropped: Arc::new(AtomicU64::new(0)),
+                clock: Arc::new(CardClock::default()),
             },
             rx,
         )
@@ -248,7 +366,7 @@ impl Events {
     pub fn emit(&self, event: Event) {
         log::info!("event: {}", event.message());
         let stamped = Stamped {
-            at: SystemTime::now(),
+            at: self.clock.now(),
             event,
         };
         match self.tx.try_send(stamped) {
@@ -261,6 +379,11 @@ impl Events {
                 );
             }
         }
+    }
+
+    /// The clock that stamps the events.
+    pub fn clock(&self) -> &Arc<CardClock> {
+        &self.clock
     }
 
     /// Events lost because the store could not keep up.

@@ -1,8 +1,14 @@
 //! The service of a Modbus TCP card for UPS and STS units.
 
+pub mod access;
 pub mod accounts;
+pub mod board;
+pub mod calendar;
+pub mod config_file;
 pub mod event;
+pub mod health;
 pub mod link;
+pub mod live;
 pub mod logging;
 pub mod modbus;
 pub mod pty;

@@ -2,33 +2,48 @@
 
 use modbus_card::accounts::Mac;
 use modbus_card::pty::{NullModem, Pty};
-use modbus_card::service::{Access, Options, Service};
+use modbus_card::service::{Options, Service};
 use modbus_card::sim::{Sim, SimConfig};
 use std::io::{BufRead, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
   modbus-card run --data DIR --ups PATH [--baud N] [--rs485 PATH] [--modbus ADDR:PORT]
-                  [--http ADDR:PORT] [--https ADDR:PORT] [--mac MAC] [--set KEY=VALUE]...
+                  [--set KEY=VALUE]... [--network-script PATH] [--reboot COMMAND]
+                  [--system-clock] [--stall-limit SECONDS]
+                  [--http ADDR:PORT] [--https ADDR:PORT] [--mac MAC]
       The service. DIR holds the database and the certificates; settings come from
       it, and the options here override them for this run. Defaults: --modbus
       0.0.0.0:502, --http 0.0.0.0:80, --https 0.0.0.0:443, --mac that of net_interface
       (eth0), else of the first other interface (the default admin password is its
       last 6 hex digits, upper case).
+      On the board: --network-script applies the network settings with that script
+      (init/modbus-card-network), --reboot is how a restart reboots the board (without
+      it the service restarts in place), --system-clock lets NTP and the user set the
+      system clock. --stall-limit: seconds a thread may be busy without progress before
+      the watchdog is no longer fed (default 60).
   modbus-card demo [--data DIR] [--modbus ADDR:PORT] [--http ADDR:PORT] [--https ADDR:PORT]
       The whole card on this machine: a simulated UPS and an RS485 port on
-      pseudo-terminals, Modbus TCP on 127.0.0.1:1502, the web on
-      http://127.0.0.1:8080 and https://127.0.0.1:8443, data in ./demo-data.
+      pseudo-terminals, Modbus TCP on 127.0.0.1 at the Modbus port setting (1502
+      from the factory here), the web on http://127.0.0.1:8080 and
+      https://127.0.0.1:8443, data in ./demo-data.
   modbus-card simulate-ups [PATH] [--baud N] [--paced]
       A simulated Socomec UPS (slave 1) on a serial device, or on a new
       pseudo-terminal whose path it prints. Type 'help' for its fault commands.
   modbus-card settings --data DIR [KEY=VALUE]...
       Shows the stored settings, or stores the given ones (checked as the service
       would check them); the service reads them at its next start.
+  modbus-card config export --data DIR
+      Writes the configuration file (every setting, commented) to standard output.
+  modbus-card config import --data DIR [--dry-run] FILE
+      Checks FILE whole (as the web page does) and stores its settings, or, with
+      --dry-run, only shows what would change. A refused file changes nothing and
+      the exit status is 1. The service reads them at its next start.
   modbus-card --version
 
 settings (KEY for --set): see 'modbus-card settings --data DIR' for every key
@@ -42,6 +57,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("simulate-ups") => simulate_ups(&args[1..]),
         Some("settings") => settings(&args[1..]),
+        Some("config") => config(&args[1..]),
         Some("--version" | "-V") => {
             println!("modbus-card {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -121,7 +137,7 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let mut a = Args::parse(args, &[])?;
+    let mut a = Args::parse(args, &["--system-clock"])?;
     let data = a.take("--data").ok_or("run needs --data DIR")?;
     let ups = a
         .take("--ups")
@@ -142,8 +158,15 @@ fn run(args: &[String]) -> Result<(), String> {
         rs485: a.take("--rs485").map(PathBuf::from),
         modbus: a.take("--modbus").map(|s| parse_addr(&s)).transpose()?,
         overrides,
-    };
-    let access = Access {
+        stall_limit: a
+            .take("--stall-limit")
+            .map(|s| match s.parse::<u64>() {
+                Ok(v) if v > 0 => Ok(Duration::from_secs(v)),
+                _ => Err(format!("--stall-limit {s}: not a number of seconds")),
+            })
+            .transpose()?,
+        network_script: a.take("--network-script").map(PathBuf::from),
+        system_clock: a.flag("--system-clock"),
         http: Some(parse_addr(
             &a.take("--http").unwrap_or_else(|| "0.0.0.0:80".into()),
         )?),
@@ -151,14 +174,54 @@ fn run(args: &[String]) -> Result<(), String> {
             &a.take("--https").unwrap_or_else(|| "0.0.0.0:443".into()),
         )?),
         mac: a.take("--mac").map(|m| m.parse::<Mac>()).transpose()?,
+        ..Options::default()
     };
+    let reboot = a.take("--reboot");
     a.finish()?;
     modbus_card::rt::limit_allocator_arenas();
     modbus_card::rt::lock_memory();
-    let service = Service::start_with(options, access).map_err(|e| e.to_string())?;
-    wait_for_signal()?;
-    service.stop();
-    Ok(())
+    serve(&options, reboot.as_deref(), |_| {})
+}
+
+/// Runs the service until SIGTERM or SIGINT. A restart request (reset button, pages,
+/// console) stops it, then reboots the board with `reboot` if given, else starts it again
+/// in place.
+fn serve(
+    options: &Options,
+    reboot: Option<&str>,
+    mut started: impl FnMut(&Service),
+) -> Result<(), String> {
+    let signals = signal_channel()?;
+    loop {
+        let service = Service::start(options.clone()).map_err(|e| e.to_string())?;
+        started(&service);
+        let restarts = service.restarts().clone();
+        crossbeam_channel::select! {
+            recv(signals) -> sig => {
+                log::info!("signal {}: stopping", sig.unwrap_or_default());
+                service.stop();
+                return Ok(());
+            }
+            recv(restarts) -> restart => {
+                let by = restart.map(|r| r.by).unwrap_or_default();
+                service.stop();
+                let Some(command) = reboot else {
+                    log::warn!("restart asked by {by}: starting the service again");
+                    continue;
+                };
+                log::warn!("restart asked by {by}: rebooting the board ({command})");
+                match std::process::Command::new("sh").arg("-c").arg(command).status() {
+                    // The init system now stops every process, this one with a signal.
+                    Ok(status) if status.success() => {
+                        let _ = signals.recv();
+                        return Ok(());
+                    }
+                    Ok(status) => log::error!("'{command}' failed ({status}); restarting the service instead"),
+                    Err(e) => log::error!("cannot run '{command}': {e}; restarting the service instead"),
+                }
+            }
+        }
+    }
 }
 
 fn settings(args: &[String]) -> Result<(), String> {
@@ -166,15 +229,18 @@ fn settings(args: &[String]) -> Result<(), String> {
     let data = a.take("--data").ok_or("settings needs --data DIR")?;
     let changes = std::mem::take(&mut a.positional);
     a.finish()?;
-    let store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
-    for kv in &changes {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("{kv}: expected KEY=VALUE"))?;
-        store.save_setting(k, v).map_err(|e| e.to_string())?;
-    }
+    let mut store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
+    let pairs = changes
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .ok_or_else(|| format!("{kv}: expected KEY=VALUE"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let diffs = store.change_settings(&pairs).map_err(|e| e.to_string())?;
+    log_command_line_changes(&mut store, &diffs, None)?;
     let settings = store.load_settings().map_err(|e| e.to_string())?;
-    for key in modbus_card::settings::KEYS {
+    for key in modbus_card::settings::keys() {
         println!("{key}={}", settings.get(key).unwrap_or_default());
     }
     println!(
@@ -185,13 +251,94 @@ fn settings(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Stored settings changed from the command line, with their events in the log.
+fn log_command_line_changes(
+    store: &mut modbus_card::store::Store,
+    diffs: &[modbus_card::settings::Diff],
+    file: Option<&str>,
+) -> Result<(), String> {
+    use modbus_card::event::{Event, Stamped};
+    let by = "command line".to_string();
+    let at = std::time::SystemTime::now();
+    let mut events: Vec<Stamped> = diffs
+        .iter()
+        .map(|d| Stamped {
+            at,
+            event: Event::SettingChanged {
+                label: modbus_card::settings::def_of(d.key).map_or(d.key, |def| def.label),
+                old: d.old.clone(),
+                new: d.new.clone(),
+                by: by.clone(),
+            },
+        })
+        .collect();
+    if let Some(file) = file {
+        events.push(Stamped {
+            at,
+            event: Event::ConfigurationLoaded {
+                changed: diffs.len(),
+                by: format!("{by}, {file}"),
+            },
+        });
+    }
+    store.add_events(&events).map_err(|e| e.to_string())
+}
+
+fn config(args: &[String]) -> Result<(), String> {
+    use modbus_card::config_file;
+    let mut a = Args::parse(args, &["--dry-run"])?;
+    let data = a.take("--data").ok_or("config needs --data DIR")?;
+    let dry_run = a.flag("--dry-run");
+    let words = std::mem::take(&mut a.positional);
+    a.finish()?;
+    let mut store = modbus_card::store::Store::open(data.as_ref()).map_err(|e| e.to_string())?;
+    let current = store.load_settings().map_err(|e| e.to_string())?;
+    match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["export"] => {
+            let origin = format!(
+                "modbus-card {}, exported from {data}",
+                env!("CARGO_PKG_VERSION")
+            );
+            print!("{}", config_file::export(&current, &origin));
+            Ok(())
+        }
+        ["import", file] => {
+            let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+            let report = |errors: Vec<config_file::LineError>| {
+                let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+                format!("{file} refused, nothing changed:\n{}", lines.join("\n"))
+            };
+            let entries = config_file::parse(&bytes).map_err(report)?;
+            let diffs = config_file::changes(&current, &entries).map_err(report)?;
+            for d in &diffs {
+                println!("{}: {} -> {}", d.key, d.old, d.new);
+            }
+            if diffs.is_empty() {
+                println!("nothing to change");
+            } else if dry_run {
+                println!("(dry run: nothing stored)");
+            } else {
+                let pairs: Vec<(&str, &str)> =
+                    entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+                let diffs = store.change_settings(&pairs).map_err(|e| e.to_string())?;
+                log_command_line_changes(&mut store, &diffs, Some(file))?;
+                println!(
+                    "{} settings stored; the service reads them at its next start",
+                    diffs.len()
+                );
+            }
+            Ok(())
+        }
+        _ => Err(format!("config takes export or import FILE\n\n{USAGE}")),
+    }
+}
+
 fn demo(args: &[String]) -> Result<(), String> {
     let mut a = Args::parse(args, &[])?;
     let data = PathBuf::from(a.take("--data").unwrap_or_else(|| "demo-data".into()));
-    let modbus = parse_addr(
-        &a.take("--modbus")
-            .unwrap_or_else(|| "127.0.0.1:1502".into()),
-    )?;
+    // Fixed for this run if given; otherwise loopback on the stored port, which in the
+    // demo is 1502 from the factory (502 needs privileges).
+    let modbus = a.take("--modbus").map(|s| parse_addr(&s)).transpose()?;
     let http = parse_addr(&a.take("--http").unwrap_or_else(|| "127.0.0.1:8080".into()))?;
     let https = parse_addr(&a.take("--https").unwrap_or_else(|| "127.0.0.1:8443".into()))?;
     a.finish()?;
@@ -209,22 +356,34 @@ fn demo(args: &[String]) -> Result<(), String> {
     .map_err(|e| format!("simulated UPS: {e}"))?;
     let rs485 = NullModem::open().map_err(|e| format!("no pseudo-terminals for RS485: {e}"))?;
 
-    let service = Service::start_with(
-        Options {
-            data: data.clone(),
-            ups: ups_path.clone(),
-            rs485: Some(rs485.card_side().to_path_buf()),
-            modbus: Some(modbus),
-            overrides: vec![],
-        },
-        Access {
-            http: Some(http),
-            https: Some(https),
-            mac: None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    let s = &service.settings;
+    let options = Options {
+        data: data.clone(),
+        ups: ups_path.clone(),
+        rs485: Some(rs485.card_side().to_path_buf()),
+        modbus,
+        modbus_host: Some([127, 0, 0, 1].into()),
+        factory: vec![("modbus_port".into(), DEMO_MODBUS_PORT.to_string())],
+        http: Some(http),
+        https: Some(https),
+        ..Options::default()
+    };
+    spawn_console(sim_commands(&sim));
+    let mut first = true;
+    serve(&options, None, |service| {
+        if std::mem::take(&mut first) {
+            print_demo(service, &ups_path, rs485.user_side(), &data);
+        } else {
+            println!("\nModbus card demo: the service restarted");
+        }
+    })?;
+    drop(sim);
+    drop(rs485);
+    Ok(())
+}
+
+/// Where to point clients at the demo.
+fn print_demo(service: &Service, ups_path: &Path, rs485: &Path, data: &Path) {
+    let s = service.settings();
     let port = service.modbus_addr().port();
     let web = match (service.http_addr(), service.https_addr()) {
         (None, None) => {
@@ -252,17 +411,11 @@ fn demo(args: &[String]) -> Result<(), String> {
          \nType 'help' for the simulated UPS's commands (faults, mains failure); Ctrl-C stops.\n",
         ups = ups_path.display(),
         addr = service.modbus_addr(),
-        rs485 = rs485.user_side().display(),
+        rs485 = rs485.display(),
         baud = s.rs485_baud,
         slave = s.rs485_slave,
         data = data.display(),
     );
-    spawn_console(sim_commands(&sim));
-    wait_for_signal()?;
-    service.stop();
-    drop(sim);
-    drop(rs485);
-    Ok(())
 }
 
 fn simulate_ups(args: &[String]) -> Result<(), String> {
@@ -293,7 +446,7 @@ fn simulate_ups(args: &[String]) -> Result<(), String> {
     let sim = Arc::new(sim);
     println!("slave 1 at {baud} baud; type 'help' for commands, Ctrl-C stops");
     spawn_console(sim_commands(&sim));
-    wait_for_signal()?;
+    let _ = signal_channel()?.recv();
     drop(sim);
     Ok(())
 }
@@ -340,13 +493,25 @@ fn spawn_console(run: impl Fn(&str) -> String + Send + 'static) {
 }
 
 const MAX_LINE: usize = 1024;
+/// The demo's Modbus TCP port: unprivileged.
+const DEMO_MODBUS_PORT: u16 = 1502;
 
-fn wait_for_signal() -> Result<(), String> {
+/// SIGINT and SIGTERM, as a channel to wait on beside others.
+fn signal_channel() -> Result<crossbeam_channel::Receiver<i32>, String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
-    if let Some(sig) = signals.forever().next() {
-        log::info!("signal {sig}: stopping");
-    }
-    Ok(())
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(sig).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    Ok(rx)
 }

@@ -42,8 +42,9 @@ impl Port {
             .flow_control(FlowControl::None)
             .open_native()
             .map_err(|e| io::Error::other(format!("cannot open {}: {e}", path.display())))?;
-        // SAFETY: dup returns a new descriptor we own, or -1 which we check.
-        let fd = unsafe { libc::dup(tty.as_raw_fd()) };
+        // SAFETY: fcntl returns a new descriptor we own (close-on-exec, so children the
+        // service starts never hold the port), or -1 which we check.
+        let fd = unsafe { libc::fcntl(tty.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -113,11 +114,36 @@ impl Port {
         }
     }
 
-    /// Reads and returns the number of bytes already waiting, without blocking.
+    /// Appends what the port has to `buf` (up to its capacity) without waiting: after a
+    /// wait said the port is readable. `Ok(0)`: nothing there.
+    pub fn read_ready(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match read_into(&mut self.io, buf) {
+            Ok(0) => Err(io::Error::other(format!("{} hung up", self.path.display()))),
+            Ok(n) => Ok(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads the bytes already waiting, without blocking, into `scratch` (cleared first,
+    /// kept to its capacity; more is read and dropped), and returns how many there were.
     pub fn drain(&mut self, scratch: &mut Vec<u8>) -> io::Result<usize> {
+        scratch.clear();
+        self.drain_into(scratch)
+    }
+
+    /// Like [`Port::drain`], appending to `buf`.
+    pub fn drain_into(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         let mut total = 0;
-        loop {
-            scratch.clear();
+        let mut overflow = Vec::new();
+        while total <= 64 * 1024 {
             let mut fds = [PollFd::new(self.io.as_fd(), PollFlags::POLLIN)];
             let n = ppoll(
                 &mut fds,
@@ -129,18 +155,23 @@ impl Port {
                     .revents()
                     .is_some_and(|r| r.contains(PollFlags::POLLIN))
             {
-                return Ok(total);
+                break;
             }
-            match read_into(&mut self.io, scratch) {
+            let into = if buf.len() < buf.capacity() {
+                &mut *buf
+            } else {
+                overflow.clear();
+                overflow.reserve(256);
+                &mut overflow
+            };
+            match read_into(&mut self.io, into) {
                 Ok(0) => return Err(io::Error::other(format!("{} hung up", self.path.display()))),
                 Ok(n) => total += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
-            if total > 64 * 1024 {
-                return Ok(total);
-            }
         }
+        Ok(total)
     }
 
     pub fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
@@ -179,6 +210,33 @@ pub enum Ready {
     Readable,
     Timeout,
     Shutdown,
+}
+
+/// Waits for any of `fds` (those given) to be readable, for `timeout` (None: forever), or
+/// for shutdown. Returns which were readable, and whether shutdown came.
+pub fn wait_any<const N: usize>(
+    fds: [Option<std::os::fd::BorrowedFd<'_>>; N],
+    shutdown: &Shutdown,
+    timeout: Option<Duration>,
+) -> io::Result<([bool; N], bool)> {
+    let mut polled = Vec::with_capacity(N + 1);
+    polled.push(PollFd::new(shutdown.fd(), PollFlags::POLLIN));
+    let mut at = [None; N];
+    for (i, fd) in fds.iter().enumerate() {
+        if let Some(fd) = fd {
+            at[i] = Some(polled.len());
+            polled.push(PollFd::new(*fd, PollFlags::POLLIN));
+        }
+    }
+    loop {
+        match ppoll(&mut polled, timeout.map(TimeSpec::from_duration), None) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let ready = |i: usize| polled[i].revents().is_some_and(|r| !r.is_empty());
+    Ok((at.map(|i| i.is_some_and(ready)), ready(0)))
 }
 
 /// Waits for `fd` to be readable, for `timeout` (None: forever), or for shutdown.

@@ -1,15 +1,25 @@
 //! The whole card as one value: open the store, load the settings, start every thread;
 //! and stop them all again. `run`, `demo`, the tests and the benchmark all start it here.
+//! Each running part registers with [`Live`] what it does when a setting of its own
+//! changes.
 
 use crate::accounts::{Accounts, Limits, Mac};
+use crate::board::clock::{self, Clock, Ntp};
+use crate::board::control::{Control, Restart};
+use crate::board::leds::{LedNames, Leds, UpsSignal};
+use crate::board::network::{self, NetSettings, Network};
+use crate::board::{watchdog, Board, BoardConfig};
 use crate::event::{Event, Events};
+use crate::health::{Health, Limit};
 use crate::link::{Link, LinkConfig};
-use crate::rs485::{Rs485Config, Rs485Status};
+use crate::live::Live;
+use crate::rs485::{Rs485, Rs485Config, Rs485Status};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::store::{self, Boot, Store};
-use crate::tcp::{self, Sessions, TcpConfig};
+use crate::tcp::{self, Sessions, Tcp, TcpConfig};
 use crate::web::{Web, WebConfig};
+use crossbeam_channel::Receiver;
 use std::error::Error;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -25,32 +35,59 @@ pub struct Options {
     pub ups: PathBuf,
     /// Serial device of the RS485 port, if the card has one wired.
     pub rs485: Option<PathBuf>,
-    /// Where Modbus TCP listens; default 0.0.0.0 on the configured port.
+    /// Where Modbus TCP listens, fixed for this run; default: `modbus_host` on the
+    /// configured port.
     pub modbus: Option<SocketAddr>,
+    /// The address Modbus TCP listens on, on the configured port; default 0.0.0.0.
+    pub modbus_host: Option<std::net::IpAddr>,
     /// Settings for this run only, over the stored ones: (key, value).
     pub overrides: Vec<(String, String)>,
-}
-
-/// How users reach the card: its web listeners and its identity.
-#[derive(Debug, Clone, Default)]
-pub struct Access {
+    /// Factory values that differ from the card's on this machine (the demo's Modbus port).
+    pub factory: Vec<(String, String)>,
+    /// How long a thread may stay busy without progress before the watchdog is no
+    /// longer fed (the UPS link gets two serial timeouts on top); default [`STALL_LIMIT`].
+    pub stall_limit: Option<Duration>,
+    /// The script that applies the network settings (`init/modbus-card-network`); None
+    /// leaves the network alone (the demo, tests, a desktop).
+    pub network_script: Option<PathBuf>,
+    /// Set the system clock when NTP or the user set the time (on the board); otherwise
+    /// only the card's own clock moves.
+    pub system_clock: bool,
     /// Where plain HTTP listens (while `http_enabled`); `None`: not served.
     pub http: Option<SocketAddr>,
     /// Where HTTPS listens (while `https_enabled`); `None`: not served.
     pub https: Option<SocketAddr>,
-    /// The card's MAC address; `None`: the first network interface's.
+    /// The card's MAC address; `None`: that of `net_interface`, else of the first other
+    /// interface that has one.
     pub mac: Option<Mac>,
 }
 
+/// Default of [`Options::stall_limit`].
+pub const STALL_LIMIT: Duration = Duration::from_secs(60);
+
 pub struct Service {
-    pub settings: Settings,
+    /// The settings in force, and the one door to change them.
+    pub live: Arc<Live>,
     pub link: Link,
+    pub tcp: Tcp,
     pub sessions: Arc<Sessions>,
     pub rs485: Option<Arc<Rs485Status>>,
+    /// Users, sessions, logins: shared by the web and the console.
     pub accounts: Arc<Accounts>,
     pub data: PathBuf,
-    modbus_addr: SocketAddr,
+    /// Every long-lived thread's progress, which the watchdog is fed on (the web and
+    /// console threads register here too).
+    pub health: Arc<Health>,
+    /// Restart, accounts reset, factory reset: for the button, pages and console.
+    pub control: Control,
+    /// The card's clock, NTP's status.
+    pub clock: Clock,
+    /// What the network script did; None when the network is left alone.
+    pub network: Option<Network>,
+    restarts: Receiver<Restart>,
     web: Option<Web>,
+    board: Option<Board>,
+    ntp: Ntp,
     events: Events,
     shutdown: Shutdown,
     threads: Vec<(&'static str, JoinHandle<()>)>,
@@ -60,114 +97,161 @@ pub struct Service {
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
 impl Service {
-    /// The card without its web interface.
     pub fn start(options: Options) -> Result<Service> {
-        Service::start_with(options, Access::default())
-    }
-
-    pub fn start_with(options: Options, access: Access) -> Result<Service> {
         let store = Store::open(&options.data)?;
-        let mut settings = store.load_settings()?;
+        let mut factory = Settings::default();
+        for (key, value) in &options.factory {
+            factory.set(key, value)?;
+        }
+        let mut settings = store.load_settings_over(factory.clone())?;
         for (key, value) in &options.overrides {
             settings.set(key, value)?;
         }
+        // The RS485 LEDs say "power on" until the link runs.
+        let mut leds = Leds::open(&LedNames {
+            sysfs: settings.sysfs_root.clone().into(),
+            rs485_green: settings.led_rs485_green.clone(),
+            rs485_yellow: settings.led_rs485_yellow.clone(),
+            net_green: settings.led_net_green.clone(),
+            net_yellow: settings.led_net_yellow.clone(),
+        });
+        leds.show_ups(UpsSignal::PowerOn);
         let boot = store.boot(&boot_id())?;
-        let mac = match access.mac {
+        let mac = match options.mac {
             Some(mac) => mac,
             None => Mac::of_interfaces(&settings.net_interface).ok_or(
                 "the card's MAC address could not be read from any network interface; give it with --mac",
             )?,
         };
+        // The door's own connection: the store thread keeps the other.
+        let door_store = Store::open(&options.data)?;
+        let health = Health::new();
+        let stall = options.stall_limit.unwrap_or(STALL_LIMIT);
         let (events, rx) = Events::channel();
-        let writer = store::spawn_writer(store, rx);
+        let writer = store::spawn_writer(store, rx, health.register("store", stall));
         events.emit(match boot {
             Boot::Cold => Event::ColdBoot,
             Boot::Warm => Event::WarmBoot,
         });
-
-        let shutdown = Shutdown::new()?;
-        let mut threads = Vec::new();
-        let link_config = LinkConfig {
-            path: options.ups.clone(),
-            baud: settings.ups_baud,
-            ups_slave: settings.ups_slave,
-            timeout: settings.serial_timeout(),
-            poll_every: Duration::from_secs(u64::from(settings.poll_rate_s)),
-            frame_gap: settings
-                .frame_gap_us
-                .map(|us| Duration::from_micros(u64::from(us))),
-        };
-        let (link, link_thread) = match Link::spawn(link_config, events.clone(), shutdown.clone()) {
-            Ok(started) => started,
+        if let Some(reason) = watchdog::take_last_stall(&options.data) {
+            log::warn!(
+                "the previous run stopped feeding the watchdog ({reason}) and never stopped \
+                 cleanly{}",
+                match boot {
+                    Boot::Cold => ": the board was reset",
+                    Boot::Warm => ", but the board was not reset",
+                }
+            );
+            events.emit(Event::WatchdogReset { reason });
+        }
+        let clock = Clock::new(&events, options.system_clock);
+        let accounts = match Accounts::open(
+            &options.data,
+            mac,
+            Limits::from_settings(&settings),
+            events.clone(),
+        ) {
+            Ok(a) => Arc::new(a),
             Err(e) => {
                 drop(events);
                 let _ = writer.join();
                 return Err(e.into());
             }
         };
+
+        let shutdown = Shutdown::new()?;
+        let mut threads = Vec::new();
+        let link_config = link_config(&settings, &options.ups);
+        let link_beat = health.register("ups link", stall + link_config.timeout * 2);
+        let link_limit = link_beat.limit();
+        let (link, link_thread) =
+            match Link::spawn(link_config, events.clone(), shutdown.clone(), link_beat) {
+                Ok(started) => started,
+                Err(e) => {
+                    leds.show_ups(UpsSignal::HardwareError);
+                    // The store thread ends when the last sender of events is gone.
+                    drop((events, accounts));
+                    let _ = writer.join();
+                    return Err(e.into());
+                }
+            };
         threads.push(("ups link", link_thread));
         let mut web = None;
         let started = (|| -> Result<_> {
-            let accounts = Arc::new(Accounts::open(
-                &options.data,
-                mac,
-                Limits::from_settings(&settings),
-                events.clone(),
-            )?);
             let rs485 = match &options.rs485 {
                 Some(path) => {
-                    let config = Rs485Config {
-                        path: path.clone(),
-                        baud: settings.rs485_baud,
-                        slave: settings.rs485_slave,
-                        ups_slave: settings.ups_slave,
-                        lost_after: Duration::from_secs(u64::from(settings.rs485_timeout_s)),
-                    };
-                    let (status, thread) =
-                        crate::rs485::spawn(config, &link, events.clone(), shutdown.clone())?;
+                    let config = rs485_config(&settings, path);
+                    let (port, thread) = crate::rs485::spawn(
+                        config,
+                        &link,
+                        events.clone(),
+                        shutdown.clone(),
+                        health.register("rs485", stall),
+                    )?;
                     threads.push(("rs485", thread));
-                    Some(status)
+                    Some(port)
                 }
                 None => None,
             };
 
-            let addr = options
-                .modbus
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], settings.modbus_port)));
+            let addr = options.modbus.unwrap_or_else(|| {
+                let host = options.modbus_host.unwrap_or([0, 0, 0, 0].into());
+                SocketAddr::new(host, settings.modbus_port)
+            });
             let listener = TcpListener::bind(addr)
                 .map_err(|e| format!("cannot listen for Modbus TCP on {addr}: {e}"))?;
-            let modbus_addr = listener.local_addr()?;
-            let tcp_config = TcpConfig {
-                idle_timeout: Duration::from_secs(u64::from(settings.modbus_timeout_s)),
-                routing: settings.routing,
-                ups_slave: settings.ups_slave,
-            };
-            let (sessions, tcp_thread) = tcp::spawn(
+            let (tcp, tcp_thread) = tcp::spawn(
                 listener,
-                tcp_config,
+                tcp_config(&settings),
                 link.clone(),
                 events.clone(),
                 shutdown.clone(),
+                health.register("modbus tcp", stall),
             )?;
             threads.push(("modbus tcp", tcp_thread));
+
+            let (ntp, ntp_thread) = clock::spawn_ntp(
+                clock::NtpConfig::new(&settings.ntp_server),
+                clock.clone(),
+                events.clone(),
+                shutdown.clone(),
+                health.register("ntp", stall + clock::REPLY_WAIT),
+            )?;
+            threads.push(("ntp", ntp_thread));
+            let network = match &options.network_script {
+                Some(script) => Some(Network::spawn(
+                    script.clone(),
+                    options.data.join("network"),
+                    NetSettings::of(&settings),
+                    events.clone(),
+                    health.register("network", stall + network::SCRIPT_LIMIT),
+                    shutdown.clone(),
+                )?),
+                None => {
+                    log::info!("network settings left to the system (no network script)");
+                    None
+                }
+            };
             let web_config = WebConfig {
-                http: access.http.filter(|_| settings.http_enabled),
-                https: access.https.filter(|_| settings.https_enabled),
+                http: options.http.filter(|_| settings.http_enabled),
+                https: options.https.filter(|_| settings.https_enabled),
             };
             if web_config.http.is_some() || web_config.https.is_some() {
                 let parts = crate::web::Parts {
                     accounts: accounts.clone(),
                     link: link.status.clone(),
-                    sessions: sessions.clone(),
-                    rs485: rs485.clone(),
+                    sessions: tcp.sessions.clone(),
+                    rs485: rs485.as_ref().map(|r| r.status.clone()),
                     events: events.clone(),
                     data: options.data.clone(),
+                    health: health.clone(),
+                    stall,
                 };
                 web = Some(Web::start(&web_config, parts, shutdown.clone())?);
             }
-            Ok((rs485, sessions, modbus_addr, accounts))
+            Ok((rs485, tcp, ntp, network))
         })();
-        let (rs485, sessions, modbus_addr, accounts) = match started {
+        let (rs485, tcp, ntp, network) = match started {
             Ok(parts) => parts,
             Err(e) => {
                 shutdown.fire();
@@ -178,31 +262,81 @@ impl Service {
                 if let Some(web) = web {
                     web.join();
                 }
-                drop(events);
+                drop((events, accounts));
                 let _ = writer.join();
                 return Err(e);
             }
         };
-        log::info!("modbus tcp listening on {modbus_addr}");
-        Ok(Service {
-            settings,
+        log::info!("modbus tcp listening on {}", tcp.addr());
+        let board_config = BoardConfig {
+            sysfs: settings.sysfs_root.clone().into(),
+            net_interface: settings.net_interface.clone(),
+            button_device: settings.button_device.clone(),
+            watchdog_device: settings.watchdog_device.clone(),
+            ups_path: options.ups.clone(),
+            data: options.data.clone(),
+        };
+        let live = Arc::new(Live::new(settings, factory, door_store, events.clone()));
+        register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
+        register_board(&live, &ntp, network.as_ref(), link_limit, stall);
+        register_accounts(&live, &accounts);
+        let reset_accounts = {
+            let accounts = accounts.clone();
+            Box::new(move || accounts.reset_to_default().map_err(|e| e.to_string()))
+        };
+        let (control, restarts) = Control::new(events.clone(), live.clone(), reset_accounts);
+        let mut service = Service {
+            live,
             link,
-            sessions,
-            rs485,
+            sessions: tcp.sessions.clone(),
+            tcp,
+            rs485: rs485.map(|r| r.status),
             accounts,
             data: options.data,
-            modbus_addr,
+            health,
+            control,
+            clock,
+            network,
+            restarts,
             web,
+            board: None,
+            ntp,
             events,
             shutdown,
             threads,
             writer,
-        })
+        };
+        match Board::spawn(
+            board_config,
+            leds,
+            service.link.status.clone(),
+            service.health.clone(),
+            service.control.clone(),
+        ) {
+            Ok(board) => service.board = Some(board),
+            Err(e) => {
+                service.stop();
+                return Err(e.into());
+            }
+        }
+        Ok(service)
+    }
+
+    /// Restart requests (the button, the pages, the console): whoever runs the service
+    /// stops it, then restarts it or reboots the board.
+    pub fn restarts(&self) -> &Receiver<Restart> {
+        &self.restarts
+    }
+
+    /// Sets the card's time by hand (the Date and time page, the console), logged as
+    /// "Time changed by user" with the step.
+    pub fn set_time(&self, to: std::time::SystemTime, by: &str) -> std::result::Result<(), String> {
+        self.clock.set_by_user(to, by, &self.events)
     }
 
     /// The address Modbus TCP really listens on (useful with port 0).
     pub fn modbus_addr(&self) -> SocketAddr {
-        self.modbus_addr
+        self.tcp.addr()
     }
 
     /// Where plain HTTP really listens, if it does.
@@ -215,30 +349,198 @@ impl Service {
         self.web.as_ref().and_then(Web::https_addr)
     }
 
-    /// Ends every thread, writes the last events, and returns when all is on disk.
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.live.current()
+    }
+
+    /// Ends every thread, writes the last events, and returns when all is on disk. The
+    /// board thread goes last: the watchdog stays fed (or not) until the others ended.
     pub fn stop(self) {
         self.shutdown.fire();
         self.link.close();
-        if let Some(web) = self.web {
-            web.join();
-        }
         for (name, thread) in self.threads {
             if thread.join().is_err() {
                 log::error!("{name} thread panicked");
             }
+        }
+        if let Some(web) = self.web {
+            web.join();
+        }
+        if let Some(network) = self.network {
+            network.stop();
+        }
+        if let Some(board) = self.board {
+            board.stop();
         }
         self.events.emit(Event::Stopped);
         let dropped = self.events.dropped();
         if dropped > 0 {
             log::warn!("{dropped} events could not be stored: the event queue was full");
         }
+        // The store thread ends when the last sender of events is gone: the door's too
+        // (every thread that could hold it has ended).
         drop(self.events);
+        drop((self.control, self.ntp));
+        drop(self.live);
         drop(self.link);
-        // The accounts send events too: the store thread ends when the last sender goes.
         drop(self.accounts);
         let _ = self.writer.join();
         log::info!("stopped");
     }
+}
+
+fn link_config(s: &Settings, path: &std::path::Path) -> LinkConfig {
+    LinkConfig {
+        path: path.to_path_buf(),
+        baud: s.ups_baud,
+        ups_slave: s.ups_slave,
+        timeout: s.serial_timeout(),
+        poll_every: Duration::from_secs(u64::from(s.poll_rate_s)),
+        frame_gap: s
+            .frame_gap_us
+            .map(|us| Duration::from_micros(u64::from(us))),
+    }
+}
+
+fn tcp_config(s: &Settings) -> TcpConfig {
+    TcpConfig {
+        allow: s.modbus_allow.clone(),
+        writers: s.modbus_write,
+        writer_list: s.modbus_writers.clone(),
+        idle_timeout: Duration::from_secs(u64::from(s.modbus_timeout_s)),
+        evict_idle: Duration::from_secs(u64::from(s.modbus_evict_idle_s)),
+        routing: s.routing,
+        ups_slave: s.ups_slave,
+    }
+}
+
+fn rs485_config(s: &Settings, path: &std::path::Path) -> Rs485Config {
+    Rs485Config {
+        path: path.to_path_buf(),
+        baud: s.rs485_baud,
+        slave: s.rs485_slave,
+        ups_slave: s.ups_slave,
+        lost_after: Duration::from_secs(u64::from(s.rs485_timeout_s)),
+    }
+}
+
+/// The accounts follow the login timeout and the password lifetime at once.
+fn register_accounts(live: &Live, accounts: &Arc<Accounts>) {
+    let accounts = accounts.clone();
+    live.register(
+        "accounts",
+        Box::new(move |old, new| {
+            let limits = Limits::from_settings(new);
+            if limits == Limits::from_settings(old) {
+                return Ok(None);
+            }
+            let accounts = accounts.clone();
+            Ok(Some(Box::new(move || accounts.set_limits(limits))))
+        }),
+    );
+}
+
+/// What the link, Modbus TCP and RS485 do when their settings change.
+fn register_parts(live: &Live, link: &Link, tcp: &Tcp, rs485: Option<&Rs485>, options: &Options) {
+    let (link, ups) = (link.clone(), options.ups.clone());
+    live.register(
+        "ups link",
+        Box::new(move |old, new| {
+            let config = link_config(new, &ups);
+            if config == link_config(old, &ups) {
+                return Ok(None);
+            }
+            let link = link.clone();
+            Ok(Some(Box::new(move || link.reconfigure(config))))
+        }),
+    );
+    let tcp = tcp.clone();
+    live.register(
+        "modbus tcp",
+        Box::new(move |old, new| {
+            // A new port is bound now, so a port in use refuses the whole change.
+            let listener = if new.modbus_port != old.modbus_port {
+                let addr = SocketAddr::new(tcp.addr().ip(), new.modbus_port);
+                Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
+            } else {
+                None
+            };
+            let config = tcp_config(new);
+            if listener.is_none() && config == tcp_config(old) {
+                return Ok(None);
+            }
+            let tcp = tcp.clone();
+            Ok(Some(Box::new(move || {
+                tcp.reconfigure(config);
+                if let Some(l) = listener {
+                    if let Err(e) = tcp.rebind(l) {
+                        log::error!("modbus tcp: {e}");
+                    }
+                }
+            })))
+        }),
+    );
+    if let (Some(rs485), Some(path)) = (rs485, options.rs485.clone()) {
+        let rs485 = rs485.clone();
+        live.register(
+            "rs485",
+            Box::new(move |old, new| {
+                let config = rs485_config(new, &path);
+                if config == rs485_config(old, &path) {
+                    return Ok(None);
+                }
+                let rs485 = rs485.clone();
+                Ok(Some(Box::new(move || rs485.reconfigure(config))))
+            }),
+        );
+    }
+}
+
+/// What the board's parts do when their settings change: NTP follows a new server, the
+/// network script runs again, and the link's stall limit follows its serial timeout.
+fn register_board(
+    live: &Live,
+    ntp: &Ntp,
+    network: Option<&Network>,
+    link_limit: Limit,
+    stall: Duration,
+) {
+    let ntp = ntp.clone();
+    live.register(
+        "ntp",
+        Box::new(move |old, new| {
+            if old.ntp_server == new.ntp_server {
+                return Ok(None);
+            }
+            let (ntp, server) = (ntp.clone(), new.ntp_server.clone());
+            Ok(Some(Box::new(move || ntp.set_server(server))))
+        }),
+    );
+    if let Some(network) = network {
+        let apply = network.applier();
+        live.register(
+            "network",
+            Box::new(move |old, new| {
+                let settings = NetSettings::of(new);
+                if settings == NetSettings::of(old) {
+                    return Ok(None);
+                }
+                let apply = apply.clone();
+                Ok(Some(Box::new(move || apply(settings))))
+            }),
+        );
+    }
+    live.register(
+        "watchdog",
+        Box::new(move |old, new| {
+            if old.serial_timeout_ms == new.serial_timeout_ms {
+                return Ok(None);
+            }
+            let (handle, limit) = (link_limit.clone(), stall + new.serial_timeout() * 2);
+            Ok(Some(Box::new(move || handle.set(limit))))
+        }),
+    );
 }
 
 /// The kernel's id of this boot: a new one after every power-up, the same across service

@@ -2,6 +2,7 @@
 //! database as text under stable keys; [`Settings::set`] validates a value before it is
 //! accepted, whoever offers it (command line, and later the web pages and console).
 
+use crate::access::{self, Cidr, Writers};
 use crate::modbus::rtu;
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -45,6 +46,12 @@ pub struct Settings {
     /// With all sessions in use, a new master takes the slot of a session idle at least
     /// this many seconds; 0 = never.
     pub modbus_evict_idle_s: u32,
+    /// Masters allowed to connect to Modbus TCP; empty: everyone.
+    pub modbus_allow: Vec<Cidr>,
+    /// Who may write through Modbus TCP.
+    pub modbus_write: Writers,
+    /// The networks that may write when `modbus_write` is `listed`.
+    pub modbus_writers: Vec<Cidr>,
 
     /// Seconds without activity after which a web or console session ends.
     pub login_timeout_s: u32,
@@ -96,6 +103,9 @@ impl Default for Settings {
             rs485_timeout_s: 60,
             frame_gap_us: None,
             modbus_evict_idle_s: 30,
+            modbus_allow: vec![],
+            modbus_write: Writers::Everyone,
+            modbus_writers: vec![],
             login_timeout_s: 600,
             password_days: 90,
             http_enabled: true,
@@ -122,43 +132,139 @@ impl Default for Settings {
     }
 }
 
-/// Every key, in the order pages list them.
-pub const KEYS: [&str; 34] = [
-    "ups_baud",
-    "ups_slave",
-    "serial_timeout_ms",
-    "poll_rate_s",
-    "modbus_port",
-    "modbus_timeout_s",
-    "routing",
-    "rs485_slave",
-    "rs485_baud",
-    "rs485_timeout_s",
-    "frame_gap_us",
-    "modbus_evict_idle_s",
-    "login_timeout_s",
-    "password_days",
-    "http_enabled",
-    "https_enabled",
-    "ssh_enabled",
-    "dhcp_enabled",
-    "ping_enabled",
-    "upgrade_enabled",
-    "debug_enabled",
-    "ntp_server",
-    "ip_address",
-    "netmask",
-    "gateway",
-    "dns",
-    "sysfs_root",
-    "led_rs485_green",
-    "led_rs485_yellow",
-    "led_net_green",
-    "led_net_yellow",
-    "net_interface",
-    "button_device",
-    "watchdog_device",
+/// Where a setting belongs: its page, and its part of the configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// The UPS link, Modbus TCP and RS485.
+    Modbus,
+    /// Logins and passwords.
+    Accounts,
+    /// The services of the Control page.
+    Services,
+    Network,
+    Time,
+    /// The board's devices: set once by whoever installs the card.
+    Board,
+}
+
+/// One setting, declared once: the pages, the configuration file, the console, the
+/// `settings` command and `--set` all read this table.
+#[derive(Debug)]
+pub struct Def {
+    pub key: &'static str,
+    /// The name an operator reads (pages, events, the configuration file).
+    pub label: &'static str,
+    /// What it does and what it takes.
+    pub help: &'static str,
+    pub section: Section,
+    /// Takes effect in the running card at once; otherwise at the next start.
+    pub live: bool,
+    /// Only the admin may change it (read/write users may change the others).
+    pub admin_only: bool,
+}
+
+const fn def(
+    key: &'static str,
+    label: &'static str,
+    help: &'static str,
+    section: Section,
+    live: bool,
+) -> Def {
+    Def {
+        key,
+        label,
+        help,
+        section,
+        live,
+        admin_only: false,
+    }
+}
+
+const fn board(key: &'static str, label: &'static str, help: &'static str) -> Def {
+    Def {
+        key,
+        label,
+        help,
+        section: Section::Board,
+        live: false,
+        admin_only: true,
+    }
+}
+
+use Section::*;
+
+/// Every setting, in the order pages list them.
+#[rustfmt::skip]
+pub const DEFS: [Def; 37] = [
+    def("ups_baud", "UPS baud rate", "0 = detect among 57600, 19200 and 9600; or one of those rates", Modbus, true),
+    def("ups_slave", "UPS slave number", "the UPS's address on its serial link, 1 to 247", Modbus, true),
+    def("serial_timeout_ms", "Serial timeout (ms)", "how long the UPS has to answer; not below the lowest sane value for the baud rate", Modbus, true),
+    def("poll_rate_s", "Polling rate (s)", "a control frame every this many seconds when nothing else shows the UPS is there; 0 = off", Modbus, true),
+    def("modbus_port", "Modbus TCP port", "1 to 65535", Modbus, true),
+    def("modbus_timeout_s", "Modbus TCP timeout (s)", "an idle session is closed after this long; 0 = never", Modbus, true),
+    def("routing", "Unit id routing", "ups: unit ids 0, 255 and the UPS slave number reach the UPS; transparent: every unit id is an RTU address", Modbus, true),
+    def("rs485_slave", "RS485 slave number", "the card's address on RS485, 1 to 174", Modbus, true),
+    def("rs485_baud", "RS485 baud rate", "1200, 2400, 9600, 19200 or 57600", Modbus, true),
+    def("rs485_timeout_s", "RS485 silence before RTU lost (s)", "\"RTU communication lost\" after this long without a frame; 0 = never", Modbus, true),
+    def("frame_gap_us", "UPS link frame gap (µs)", "silence between frames on the UPS link; auto = 3.5 characters", Modbus, true),
+    def("modbus_evict_idle_s", "Idle session gives way after (s)", "with all 3 sessions in use, a new master takes the slot of a session idle this long; 0 = never", Modbus, true),
+    def("modbus_allow", "Masters allowed", "networks that may connect to Modbus TCP, e.g. 192.168.1.0/24, 10.0.0.5; empty = everyone", Modbus, true),
+    def("modbus_write", "Writes allowed from", "everyone, listed (only the networks below) or nobody: others get exception 01 for any write", Modbus, true),
+    def("modbus_writers", "Masters that may write", "networks that may write when writes are allowed from listed ones", Modbus, true),
+    def("login_timeout_s", "Login timeout (s)", "a web or console session ends after this long without activity; at least 30", Accounts, true),
+    def("password_days", "First login reset (days)", "a password must be changed after this many days; 0 = never", Accounts, true),
+    def("http_enabled", "HTTP", "plain web access", Services, true),
+    def("https_enabled", "HTTPS", "secure web access", Services, true),
+    def("ssh_enabled", "SSH", "the SSH console", Services, true),
+    def("dhcp_enabled", "BootP/DHCP", "take the address from a DHCP server; off: the static address", Services, true),
+    def("ping_enabled", "PING echo", "answer ping", Services, true),
+    def("upgrade_enabled", "Network upgrade", "firmware may be uploaded over the network", Services, true),
+    def("debug_enabled", "Modbus debug", "the frame log page", Services, true),
+    def("ntp_server", "NTP server", "host name or address, with an optional :port; empty = set the clock by hand", Time, true),
+    def("ip_address", "IP address", "the static address, used while DHCP is off", Network, true),
+    def("netmask", "Subnet mask", "of the static address", Network, true),
+    def("gateway", "Gateway", "empty = none", Network, true),
+    def("dns", "DNS server", "empty = none", Network, true),
+    board("sysfs_root", "sysfs root", "where the LED and network files are"),
+    board("led_rs485_green", "RS485 green LED", "LED name under sysfs_root/class/leds; empty = none"),
+    board("led_rs485_yellow", "RS485 yellow LED", "LED name under sysfs_root/class/leds; empty = none"),
+    board("led_net_green", "Network green LED", "LED name under sysfs_root/class/leds; empty = none"),
+    board("led_net_yellow", "Network yellow LED", "LED name under sysfs_root/class/leds; empty = none"),
+    board("net_interface", "Network interface", "the Ethernet interface, e.g. eth0"),
+    board("button_device", "Reset button device", "its input device, e.g. /dev/input/event0; empty = none"),
+    board("watchdog_device", "Watchdog device", "e.g. /dev/watchdog; empty = none"),
 ];
+
+/// The declaration of `key`.
+pub fn def_of(key: &str) -> Option<&'static Def> {
+    DEFS.iter().find(|d| d.key == key)
+}
+
+/// Every key, in the order pages list them.
+pub fn keys() -> impl Iterator<Item = &'static str> {
+    DEFS.iter().map(|d| d.key)
+}
+
+/// A value refused, and why (the text names what is allowed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// One setting that a change alters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff {
+    pub key: &'static str,
+    pub old: String,
+    pub new: String,
+}
 
 impl Settings {
     /// The value under `key`, as stored.
@@ -179,6 +285,13 @@ impl Settings {
             "rs485_timeout_s" => self.rs485_timeout_s.to_string(),
             "frame_gap_us" => self.frame_gap_us.map_or("auto".into(), |v| v.to_string()),
             "modbus_evict_idle_s" => self.modbus_evict_idle_s.to_string(),
+            "modbus_allow" => access::list_text(&self.modbus_allow),
+            "modbus_write" => match self.modbus_write {
+                Writers::Everyone => "everyone".into(),
+                Writers::Listed => "listed".into(),
+                Writers::Nobody => "nobody".into(),
+            },
+            "modbus_writers" => access::list_text(&self.modbus_writers),
             "login_timeout_s" => self.login_timeout_s.to_string(),
             "password_days" => self.password_days.to_string(),
             "http_enabled" => self.http_enabled.to_string(),
@@ -205,8 +318,97 @@ impl Settings {
         })
     }
 
+    /// A copy with `changes` (key, value) made, each value checked on its own and then the
+    /// whole checked together ([`Settings::check`]), and the settings it alters. Every
+    /// refusal is reported, not only the first.
+    pub fn change(&self, changes: &[(&str, &str)]) -> Result<(Settings, Vec<Diff>), Vec<Refusal>> {
+        let mut new = self.clone();
+        let mut refused = vec![];
+        for (key, value) in changes {
+            if let Err(message) = new.set(key, value) {
+                refused.push(Refusal {
+                    key: key.to_string(),
+                    message,
+                });
+            }
+        }
+        if refused.is_empty() {
+            if let Err(mut whole) = new.check() {
+                refused.append(&mut whole);
+            }
+        }
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        let diffs = keys()
+            .filter_map(|key| {
+                let (old, new) = (self.get(key)?, new.get(key)?);
+                (old != new).then_some(Diff { key, old, new })
+            })
+            .collect();
+        Ok((new, diffs))
+    }
+
+    /// The rules between settings: the serial timeout against the slowest baud rate the
+    /// link may use, the static address against its mask and gateway.
+    pub fn check(&self) -> Result<(), Vec<Refusal>> {
+        let mut refused = vec![];
+        let floor = self.min_serial_timeout_ms();
+        if self.serial_timeout_ms < floor {
+            let baud = self.slowest_ups_baud();
+            let why = if self.ups_baud == 0 {
+                format!("at {baud} baud, the slowest rate detection may find")
+            } else {
+                format!("at {baud} baud")
+            };
+            refused.push(Refusal {
+                key: "serial_timeout_ms".into(),
+                message: format!(
+                    "serial_timeout_ms: {} ms is below the lowest sane timeout of {floor} ms {why}",
+                    self.serial_timeout_ms
+                ),
+            });
+        }
+        let (ip, mask) = (u32::from(self.ip_address), u32::from(self.netmask));
+        let host = ip & !mask;
+        if host == 0 || host == !mask {
+            refused.push(Refusal {
+                key: "ip_address".into(),
+                message: format!(
+                    "ip_address: {} is the network's own or broadcast address with mask {}",
+                    self.ip_address, self.netmask
+                ),
+            });
+        }
+        if let Some(gw) = self.gateway {
+            if u32::from(gw) & mask != ip & mask || gw == self.ip_address {
+                refused.push(Refusal {
+                    key: "gateway".into(),
+                    message: format!(
+                        "gateway: {gw} is not another address of the network {}/{}",
+                        Ipv4Addr::from(ip & mask),
+                        mask.leading_ones()
+                    ),
+                });
+            }
+        }
+        if self.modbus_write == Writers::Listed && self.modbus_writers.is_empty() {
+            refused.push(Refusal {
+                key: "modbus_writers".into(),
+                message: "modbus_writers: writes are allowed from listed networks, but none is \
+                          listed: list one, or allow writes from nobody"
+                    .into(),
+            });
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(refused)
+        }
+    }
+
     /// Sets `key` from text, refusing values the card cannot work with; the error says
-    /// what is allowed.
+    /// what is allowed. Rules between settings are [`Settings::check`]'s.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         let value = value.trim();
         let num = |max: u64| -> Result<u64, String> {
@@ -224,19 +426,6 @@ impl Settings {
                         "ups_baud: {v} is not 0 (detect) or one of {UPS_BAUDS:?}"
                     ));
                 }
-                // A slower rate may need a longer timeout than the one set.
-                let slower = Settings {
-                    ups_baud: v,
-                    ..self.clone()
-                };
-                let floor = slower.min_serial_timeout_ms();
-                if self.serial_timeout_ms < floor {
-                    return Err(format!(
-                        "ups_baud: at {} baud the serial timeout must be at least {floor} ms; raise serial_timeout_ms ({} ms) first",
-                        slower.slowest_ups_baud(),
-                        self.serial_timeout_ms
-                    ));
-                }
                 self.ups_baud = v;
             }
             "ups_slave" => {
@@ -246,17 +435,7 @@ impl Settings {
                 }
                 self.ups_slave = v;
             }
-            "serial_timeout_ms" => {
-                let v = num(60_000)? as u32;
-                let floor = self.min_serial_timeout_ms();
-                if v < floor {
-                    return Err(format!(
-                        "serial_timeout_ms: {v} ms is below the lowest sane timeout of {floor} ms at {} baud",
-                        self.slowest_ups_baud()
-                    ));
-                }
-                self.serial_timeout_ms = v;
-            }
+            "serial_timeout_ms" => self.serial_timeout_ms = num(60_000)? as u32,
             "poll_rate_s" => self.poll_rate_s = num(86_400)? as u32,
             "modbus_port" => {
                 let v = num(65535)? as u16;
@@ -296,6 +475,25 @@ impl Settings {
                 }
             }
             "modbus_evict_idle_s" => self.modbus_evict_idle_s = num(86_400)? as u32,
+            "modbus_allow" => {
+                self.modbus_allow = access::parse_list(value).map_err(|e| format!("{key}: {e}"))?
+            }
+            "modbus_write" => {
+                self.modbus_write = match value {
+                    "everyone" => Writers::Everyone,
+                    "listed" => Writers::Listed,
+                    "nobody" => Writers::Nobody,
+                    _ => {
+                        return Err(format!(
+                            "{key}: '{value}' is not everyone, listed or nobody"
+                        ))
+                    }
+                }
+            }
+            "modbus_writers" => {
+                self.modbus_writers =
+                    access::parse_list(value).map_err(|e| format!("{key}: {e}"))?
+            }
             "login_timeout_s" => {
                 let v = num(86_400)? as u32;
                 if v < 30 {
@@ -479,7 +677,7 @@ mod tests {
     #[test]
     fn every_key_round_trips() {
         let mut s = Settings::default();
-        for key in KEYS {
+        for key in keys() {
             let v = s.get(key).unwrap();
             s.set(key, &v).unwrap();
         }
@@ -491,15 +689,71 @@ mod tests {
         assert_eq!(min_serial_timeout(9600), Duration::from_millis(310));
         assert_eq!(min_serial_timeout(19200), Duration::from_millis(170));
         assert_eq!(min_serial_timeout(57600), Duration::from_millis(70));
-        let mut s = Settings::default();
-        let err = s.set("serial_timeout_ms", "100").unwrap_err();
-        assert!(err.contains("310 ms"), "{err}");
-        s.set("ups_baud", "57600").unwrap();
-        s.set("serial_timeout_ms", "100").unwrap();
-        assert_eq!(s.serial_timeout_ms, 100);
-        // Back to detection (9600 possible) would leave the timeout too short: refused.
-        assert!(s.set("ups_baud", "0").unwrap_err().contains("310 ms"));
-        assert_eq!(s.ups_baud, 57600);
+        let s = Settings::default();
+        let err = s.change(&[("serial_timeout_ms", "100")]).unwrap_err();
+        assert!(err[0].message.contains("310 ms"), "{err:?}");
+        // Together with a fixed fast rate, the same timeout is fine, in either order.
+        let (fast, diffs) = s
+            .change(&[("serial_timeout_ms", "100"), ("ups_baud", "57600")])
+            .unwrap();
+        assert_eq!(fast.serial_timeout_ms, 100);
+        assert_eq!(diffs.len(), 2);
+        // Back to detection (9600 possible) would leave the timeout too short: refused,
+        // unless the timeout goes up in the same change.
+        let err = fast.change(&[("ups_baud", "0")]).unwrap_err();
+        assert!(err[0].message.contains("310 ms"), "{err:?}");
+        let (back, _) = fast
+            .change(&[("ups_baud", "0"), ("serial_timeout_ms", "400")])
+            .unwrap();
+        assert_eq!((back.ups_baud, back.serial_timeout_ms), (0, 400));
+    }
+
+    #[test]
+    fn a_change_reports_every_refusal_and_what_it_alters() {
+        let s = Settings::default();
+        let err = s
+            .change(&[("rs485_slave", "0"), ("routing", "x"), ("poll_rate_s", "5")])
+            .unwrap_err();
+        let keys: Vec<_> = err.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["rs485_slave", "routing"]);
+        let (_, diffs) = s
+            .change(&[("poll_rate_s", "5"), ("routing", "ups")])
+            .unwrap();
+        assert_eq!(
+            diffs,
+            [Diff {
+                key: "poll_rate_s",
+                old: "10".into(),
+                new: "5".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_static_address_fits_its_mask_and_gateway() {
+        let s = Settings::default();
+        let err = s.change(&[("gateway", "10.0.0.1")]).unwrap_err();
+        assert!(err[0].message.contains("192.168.7.0/24"), "{err:?}");
+        assert!(s.change(&[("ip_address", "192.168.7.255")]).is_err());
+        assert!(s.change(&[("ip_address", "192.168.7.0")]).is_err());
+        let (moved, _) = s
+            .change(&[
+                ("ip_address", "10.1.2.3"),
+                ("netmask", "255.255.0.0"),
+                ("gateway", "10.1.0.1"),
+            ])
+            .unwrap();
+        assert_eq!(moved.gateway, Some(Ipv4Addr::new(10, 1, 0, 1)));
+    }
+
+    #[test]
+    fn every_key_is_declared_once_with_a_label() {
+        let mut seen = std::collections::HashSet::new();
+        for d in &DEFS {
+            assert!(seen.insert(d.key), "{} twice", d.key);
+            assert!(!d.label.is_empty() && !d.help.is_empty());
+            assert!(Settings::default().get(d.key).is_some(), "{}", d.key);
+        }
     }
 
     #[test]

@@ -22,7 +22,8 @@ struct Inner {
 
 impl Shutdown {
     pub fn new() -> std::io::Result<Shutdown> {
-        let (read, write) = nix::unistd::pipe()?;
+        // Close-on-exec: a child the service starts must not keep the write end alive.
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         Ok(Shutdown {
             inner: Arc::new(Inner {
                 read,

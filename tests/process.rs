@@ -144,6 +144,77 @@ fn settings_are_stored_checked_and_shown() {
 }
 
 #[test]
+fn the_configuration_file_goes_out_and_back_in_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let card = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    assert!(card(&["settings"]).status.success());
+    let settings = |pairs: &[&str]| {
+        let mut args = vec!["settings"];
+        args.extend_from_slice(pairs);
+        assert!(card(&args).status.success());
+    };
+    settings(&["poll_rate_s=7", "ntp_server=pool.ntp.org"]);
+    let out = card(&["config", "export"]);
+    assert!(out.status.success());
+    let file = String::from_utf8(out.stdout).unwrap();
+    // An independent TOML reader sees every setting with its value.
+    let table: toml::Table = file.parse().unwrap();
+    assert_eq!(table["format"].as_integer(), Some(1));
+    assert_eq!(table["poll_rate_s"].as_integer(), Some(7));
+    assert_eq!(table["ntp_server"].as_str(), Some("pool.ntp.org"));
+    assert_eq!(table["https_enabled"].as_bool(), Some(true));
+    assert_eq!(table.len(), modbus_card::settings::DEFS.len() + 1);
+
+    // Back into a card with other settings: they become the file's.
+    let path = dir.path().join("card.toml");
+    std::fs::write(&path, &file).unwrap();
+    settings(&["poll_rate_s=3"]);
+    let import = |extra: &[&str]| {
+        let mut args = vec!["config", "import"];
+        args.extend_from_slice(extra);
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--data").arg(&data);
+        cmd.output().unwrap()
+    };
+    let p = path.to_str().unwrap();
+    let out = import(&["--dry-run", p]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("poll_rate_s: 3 -> 7"));
+    assert!(String::from_utf8_lossy(&card(&["settings"]).stdout).contains("poll_rate_s=3\n"));
+    assert!(import(&[p]).status.success());
+    assert!(String::from_utf8_lossy(&card(&["settings"]).stdout).contains("poll_rate_s=7\n"));
+    let out = import(&[p]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to change"));
+
+    // A broken file is refused whole, with its line, and the exit status says so.
+    let broken = file
+        .replace("poll_rate_s = 7", "poll_rate_s = 2")
+        .replace("rs485_baud = 9600", "rs485_baud = 4800");
+    std::fs::write(&path, broken).unwrap();
+    let out = import(&[p]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rs485_baud") && err.contains("line "), "{err}");
+    assert!(String::from_utf8_lossy(&card(&["settings"]).stdout).contains("poll_rate_s=7\n"));
+    // Each change is in the event log, with who made it.
+    let events = modbus_card::store::Store::open(&data)
+        .unwrap()
+        .events(100)
+        .unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.message == "Polling rate (s) changed from 3 to 7 (command line)"));
+    assert!(events.iter().any(|e| e.kind == "configuration_loaded"));
+}
+
+#[test]
 fn the_init_script_starts_and_stops_the_service() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
@@ -276,27 +347,51 @@ fn a_stalled_log_never_stalls_the_gateway() {
         assert!(started.elapsed() < Duration::from_secs(20), "UPS not found");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Every refused answer is a debug line: far more than the pipe holds.
+    // Every refused answer is a debug line (and once the UPS counts as lost, every request
+    // answered at once): far more than the pipe holds.
     sim.set_fault(Fault::BadCrc);
     for tid in 1..=1500u16 {
         assert_eq!(ask(&mut s, tid), 0x0B, "request {tid}");
     }
     sim.set_fault(Fault::None);
-    assert_eq!(ask(&mut s, 2000), 0);
+    let restoring = Instant::now();
+    while ask(&mut s, 2000) != 0 {
+        assert!(
+            restoring.elapsed() < Duration::from_secs(20),
+            "UPS not back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Now read the log: the backlog drains and the count of what was dropped comes out.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            log.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            if log.contains("log lines dropped") {
+                let _ = tx.send(());
+            }
+        }
+        log
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the log never said it dropped lines");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.0.id() as i32),
         nix::sys::signal::SIGTERM,
     )
     .unwrap();
-    let mut log = String::new();
-    stderr.read_to_string(&mut log).unwrap();
     assert!(child.0.wait().unwrap().success());
+    let log = reader.join().unwrap();
     assert!(
-        log.contains("log lines dropped"),
+        log.contains("event: Service stopped"),
         "{}",
         &log[log.len().saturating_sub(500)..]
     );
-    assert!(log.contains("event: Service stopped"));
 }
 
 /// A loopback port nobody listens on now, for a service given its port up front.

@@ -104,8 +104,9 @@ fn answers_at_its_speed_and_stays_silent_at_another() {
     let mut port = open(&path, 19200);
     let ident = exchange(&mut port, &READ_IDENT);
     assert_eq!(ident[..2], [0x03, 24]);
-    let serial: Vec<u8> = ident[8..24].chunks(2).flat_map(|w| [w[1], w[0]]).collect();
-    assert!(serial.starts_with(b"SN24A"), "{serial:02X?}");
+    // 0x1003..0x1007, two ASCII characters a word, the first in the low byte.
+    let serial: Vec<u8> = ident[8..18].chunks(2).flat_map(|w| [w[1], w[0]]).collect();
+    assert_eq!(serial, b"S24A100042", "{serial:02X?}");
     drop(port);
 
     let mut port = open(&path, 9600);

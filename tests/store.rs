@@ -163,7 +163,11 @@ fn the_store_thread_writes_everything_sent_then_ends() {
     // Bounded like the service's queue, so the senders outrun the writer and it drains
     // full batches.
     let (tx, rx) = crossbeam_channel::bounded(modbus_card::event::QUEUE);
-    let writer = store::spawn_writer(Store::open(dir.path()).unwrap(), rx);
+    let writer = store::spawn_writer(
+        Store::open(dir.path()).unwrap(),
+        rx,
+        modbus_card::health::Heartbeat::unwatched("store"),
+    );
     let senders: Vec<_> = (0..THREADS)
         .map(|session| {
             let tx = tx.clone();
@@ -212,7 +216,11 @@ fn the_store_thread_writes_everything_sent_then_ends() {
 fn the_store_thread_ends_with_the_service_events_channel() {
     let dir = TempDir::new().unwrap();
     let (events, rx) = Events::channel();
-    let writer = store::spawn_writer(Store::open(dir.path()).unwrap(), rx);
+    let writer = store::spawn_writer(
+        Store::open(dir.path()).unwrap(),
+        rx,
+        modbus_card::health::Heartbeat::unwatched("store"),
+    );
     events.emit(Event::ColdBoot);
     events.emit(Event::Stopped);
     drop(events);
@@ -334,4 +342,61 @@ fn a_kill_9_loses_no_committed_event() {
             "round {round}: committed ids lost: {missing:?}"
         );
     }
+}
+
+#[test]
+fn the_event_log_pages_filters_clears_with_a_trace_and_exports_csv() {
+    let dir = TempDir::new().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_478_400_000);
+    let stamped = |event| Stamped { at, event };
+    let mut events = vec![];
+    for i in 0..25u8 {
+        events.push(stamped(if i % 5 == 0 {
+            Event::UpsLost
+        } else {
+            Event::TcpClosed {
+                session: 1,
+                reason: format!("closed, \"by\" client {i}"),
+            }
+        }));
+    }
+    store.add_events(&events).unwrap();
+    // Newest first, 10 a page, the next page from the last id seen.
+    let first = store.events_page(None, 10, &[]).unwrap();
+    assert_eq!(first.len(), 10);
+    assert!(first[0].message.contains("client 24"));
+    let second = store.events_page(Some(first[9].id), 10, &[]).unwrap();
+    assert_eq!(second[0].id, first[9].id - 1);
+    let lost = store.events_page(None, 100, &["ups_lost"]).unwrap();
+    assert_eq!(lost.len(), 5);
+    let both = store
+        .events_page(None, 100, &["ups_lost", "tcp_closed"])
+        .unwrap();
+    assert_eq!(both.len(), 25);
+
+    // CSV: a header, a row each, quotes doubled, time in UTC.
+    let mut csv = vec![];
+    store.write_events_csv(&mut csv).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "id,time_utc,kind,message");
+    assert_eq!(lines.len(), 26);
+    assert!(lines[1].contains(",2026-11-24T00:00:00.000Z,ups_lost,UPS communication lost"));
+    assert!(
+        lines[2].ends_with(",\"TCP session 1 closed (closed, \"\"by\"\" client 1)\""),
+        "{}",
+        lines[2]
+    );
+
+    // Cleared: only the event that says who cleared it is left.
+    store
+        .clear_events_with(&stamped(Event::LogCleared {
+            by: "admin, web 127.0.0.1".into(),
+        }))
+        .unwrap();
+    let left = store.events(100).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].message, "Event log cleared (admin, web 127.0.0.1)");
+    assert!(left[0].id > first[0].id, "ids go on");
 }

@@ -511,3 +511,34 @@ fn plain_http_serves_the_pages_while_https_is_off() {
         "no Secure flag on plain HTTP: {cookie}"
     );
 }
+
+#[test]
+fn resetting_the_accounts_brings_back_the_default_password() {
+    let card = start_web(Setup::default());
+    let mut admin = card.admin();
+    admin.get("/users");
+    admin.post(
+        "/users",
+        &[
+            ("action", "add"),
+            ("name", "op"),
+            ("role", "read-write"),
+            ("password", "Firstpass12!X"),
+        ],
+    );
+    let who = modbus_card::live::Who {
+        user: "admin".into(),
+        via: "test".into(),
+    };
+    card.service().control.reset_accounts(&who).unwrap();
+    // Every session ended, the users are gone, and admin has the default password again,
+    // to be changed at once.
+    assert_eq!(admin.get("/").location(), "/login?ended=account-changed");
+    assert_eq!(card.browser().login("op", "Firstpass12!X").status, 401);
+    assert_eq!(card.browser().login("admin", GOOD).status, 401);
+    assert_eq!(
+        card.browser().login("admin", DEFAULT_PASSWORD).location(),
+        "/password"
+    );
+    card.wait_event("accounts_reset");
+}

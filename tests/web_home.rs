@@ -34,6 +34,8 @@ fn home_and_the_status_api_show_the_card() {
     assert_eq!(s["ups"]["baud"], 19200);
     assert!(s["ups"]["counters"]["answers"].as_u64().unwrap() >= 1);
     assert_eq!(s["tcp"][0]["peer"], peer.as_str());
+    assert!(s["tcp"][0]["since"].as_str().unwrap().ends_with(" UTC"));
+    assert!(s["tcp"][0]["idle_s"].as_u64().is_some());
     assert_eq!(s["tcp"][1]["peer"], serde_json::Value::Null);
     assert_eq!(s["rs485"]["wired"], true);
     assert_eq!(s["mac"], "00:1A:2B:3C:4D:5E");

@@ -628,12 +628,12 @@ impl Accounts {
     }
 
     /// Back to the factory accounts: only admin, with the default password; every session
-    /// ends. For the console's menu, the reset button and a factory reset.
+    /// ends. Called through [`crate::board::control::Control`] (the console's menu, the
+    /// reset button, a factory reset), which logs who asked.
     pub fn reset_to_default(&self) -> Result<(), StoreError> {
         self.write_store("DELETE FROM users", params![])?;
         self.insert_default_admin()?;
         self.sessions.lock().end(|_| true, Ended::AccountChanged);
-        self.events.emit(Event::AccountsReset);
         Ok(())
     }
 

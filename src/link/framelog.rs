@@ -3,6 +3,7 @@
 //! The link thread pushes every frame it sends or receives; pushing copies into a slot of a
 //! fixed ring, so the log costs no allocation and never grows, however long the card runs.
 
+use super::Source;
 use parking_lot::Mutex;
 use std::time::SystemTime;
 
@@ -14,6 +15,10 @@ const MAX_BYTES: usize = crate::modbus::MAX_RTU;
 pub enum Direction {
     ToUps,
     FromUps,
+    /// A request from the RS485 master.
+    FromRs485,
+    /// An answer for the RS485 master.
+    ToRs485,
 }
 
 /// What the link made of a frame.
@@ -31,11 +36,19 @@ pub enum Note {
     Stale,
     /// An answer that came after its request had timed out, discarded.
     Late,
+    /// An answer the RS485 master no longer waited for (it had sent a newer request):
+    /// not sent.
+    Superseded,
+    /// An answer that came after the RS485 master's time (the serial timeout from its
+    /// request): not sent, so the master never takes it for the next one's.
+    TooLate,
 }
 
 #[derive(Clone)]
 pub struct Entry {
     pub at: SystemTime,
+    /// Whose request the frame belongs to; [`Source::Control`] for the link's own.
+    pub source: Source,
     pub direction: Direction,
     pub note: Note,
     len: u16,
@@ -68,6 +81,7 @@ impl FrameLog {
     pub fn new() -> FrameLog {
         let blank = Entry {
             at: SystemTime::UNIX_EPOCH,
+            source: Source::Control,
             direction: Direction::ToUps,
             note: Note::Request,
             len: 0,
@@ -82,13 +96,14 @@ impl FrameLog {
         }
     }
 
-    pub fn push(&self, direction: Direction, bytes: &[u8], note: Note) {
+    pub fn push(&self, source: Source, direction: Direction, bytes: &[u8], note: Note) {
         let bytes = &bytes[..bytes.len().min(MAX_BYTES)];
         let at = SystemTime::now();
         let mut ring = self.ring.lock();
         let i = ring.next;
         let slot = &mut ring.slots[i];
         slot.at = at;
+        slot.source = source;
         slot.direction = direction;
         slot.note = note;
         slot.len = bytes.len() as u16;
@@ -114,7 +129,12 @@ mod tests {
     fn keeps_the_newest_and_never_grows() {
         let log = FrameLog::new();
         for i in 0..(CAPACITY + 10) {
-            log.push(Direction::ToUps, &[(i % 256) as u8, 1, 2], Note::Request);
+            log.push(
+                Source::Tcp(1),
+                Direction::ToUps,
+                &[(i % 256) as u8, 1, 2],
+                Note::Request,
+            );
         }
         let all = log.newest(usize::MAX);
         assert_eq!(all.len(), CAPACITY);

@@ -1,43 +1,54 @@
 //! The UPS link thread: the only owner of the serial port to the UPS.
 //!
-//! Every source (the Modbus TCP sessions, the RS485 port, the control polling) hands it a
-//! [`Request`] and waits for the answer. One request is on the wire at a time. Each source
-//! has at most one request waiting (a [`Caller`] blocks until its answer comes), so the
-//! queue is served round-robin: no session can starve the others or the RS485 port.
+//! Every source (the Modbus TCP sessions, the RS485 port) hands it a [`Request`] and waits
+//! for the answer; the link's own control frame checks the UPS. One request is on the wire
+//! at a time. Each source has at most one request waiting, so the queue is served
+//! round-robin: no session can starve the others or the RS485 port.
 //!
 //! What it guarantees to a requester:
 //! - an answer that is really the UPS's answer to *this* request (CRC, slave, function and
-//!   shape checked), ended the moment its last byte arrives;
-//! - exception 0x0B when the UPS is silent or answers wrongly, at the serial timeout at the
-//!   latest; a genuine exception from the UPS as soon as its 5 bytes are in;
-//! - exception 0x0A at once while no baud rate has been found;
-//! - no late answer to an earlier request, ever: stale bytes are drained before each
-//!   request, and after a timeout the line is listened to for a while so a slow answer is
-//!   caught and thrown away rather than taken for the next one's.
+//!   shape checked), ended the moment its last byte arrives; never the late answer to an
+//!   earlier request, in any state of the link ([`outstanding`] says how);
+//! - exception 0x0B when the UPS is silent or answers wrongly, at the serial timeout after
+//!   the request went on the line; a genuine exception from the UPS as soon as its 5 bytes
+//!   are in;
+//! - exception 0x0B at once while the UPS is known lost, and 0x0A at once while no baud
+//!   rate has been found, without touching the line.
+//!
+//! "Lost" is decided by the control frame alone, which a healthy UPS always answers: a
+//! master asking for something the UPS ignores only fails its own requests. When a request
+//! to the UPS fails, the control frame goes next, at once, to find out; when it fails, the
+//! UPS is lost, and the control frame checks it about every second until it answers.
 
 pub mod framelog;
+mod outstanding;
 mod queue;
 pub mod status;
 
 use crate::event::{Event, Events};
+use crate::health::Heartbeat;
 use crate::modbus::pdu::{Exception, PduBuf};
 use crate::modbus::rtu::{self, FrameError, Status};
 use crate::serial::{Port, Wait};
 use crate::settings::UPS_BAUDS;
 use crate::shutdown::Shutdown;
 use framelog::{Direction, FrameLog, Note};
+use outstanding::{Outstanding, Verdict};
 use queue::{Pop, Queue, Slot};
 use status::bump;
 pub use status::{Counters, LinkState, LinkStatus};
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The control frame: read one word of the measurement table (output load, 0x1060). It is
-/// what baud detection probes with and what polling sends to keep the UPS's port open. Any
-/// well-formed answer, an exception included, proves the UPS is there.
+/// what baud detection probes with, what polling sends to keep the UPS's port open, and
+/// what checks the UPS after a failure. Any well-formed answer, an exception included,
+/// proves the UPS is there. While an earlier answer may still come, it reads as many words
+/// as make its answer unmistakable ([`Outstanding::probe`]).
 pub const CONTROL_PDU: [u8; 5] = [0x03, 0x10, 0x60, 0x00, 0x01];
 
 /// Time the UPS gets to act on a broadcast before the next frame.
@@ -46,14 +57,19 @@ const BROADCAST_TURNAROUND: Duration = Duration::from_millis(20);
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 /// Shorter waits for the rest of a frame are not worth a sleep.
 const MIN_NAP: Duration = Duration::from_micros(300);
-/// Consecutive failed gateway requests that declare the UPS lost (one failed poll does).
-const FAILURES_TO_LOST: u32 = 3;
+/// How often the control frame checks a UPS that is lost.
+const PROBE_WHILE_LOST: Duration = Duration::from_secs(1);
+/// Requests whose answer did not come are forgotten after this many serial timeouts
+/// (see [`outstanding`]).
+const LATE_WINDOW_TIMEOUTS: u32 = 4;
 
 /// Who asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Tcp(u8),
     Rs485,
+    /// The link itself: baud detection, polling, checking the UPS.
+    Control,
 }
 
 /// A request and the slot its answer goes to. Every request is answered exactly once: by
@@ -66,12 +82,15 @@ pub struct Request {
     /// Never empty: [`Caller::call`] refuses an empty PDU.
     pub pdu: PduBuf,
     reply: Arc<Slot>,
+    /// The reply slot's generation when the request was made: an answer is only kept if
+    /// the caller has not moved on to a newer request since.
+    generation: u64,
     answered: bool,
 }
 
 impl Request {
     fn answer(mut self, pdu: PduBuf) {
-        self.reply.put(pdu);
+        self.reply.put(self.generation, pdu);
         self.answered = true;
     }
 }
@@ -80,15 +99,15 @@ impl Drop for Request {
     fn drop(&mut self) {
         if !self.answered {
             let function = self.pdu.first().copied().unwrap_or(0);
-            self.reply.put(PduBuf::exception(
-                function,
-                Exception::GatewayPathUnavailable,
-            ));
+            self.reply.put(
+                self.generation,
+                PduBuf::exception(function, Exception::GatewayPathUnavailable),
+            );
         }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkConfig {
     pub path: PathBuf,
     /// 0: detect among [`UPS_BAUDS`]; otherwise only this rate.
@@ -111,11 +130,13 @@ pub struct Link {
 
 impl Link {
     /// Opens the port and starts the thread. The port is opened here so that a wrong path
-    /// is an error at start, not a silent thread.
+    /// is an error at start, not a silent thread. `heartbeat` tells the watchdog it is
+    /// busy during an exchange, idle waiting for requests.
     pub fn spawn(
         config: LinkConfig,
         events: Events,
         shutdown: Shutdown,
+        heartbeat: Heartbeat,
     ) -> io::Result<(Link, JoinHandle<()>)> {
         let first = if config.baud == 0 {
             UPS_BAUDS[0]
@@ -125,6 +146,7 @@ impl Link {
         let port = Port::open(&config.path, first)?;
         let queue = Arc::new(Queue::new());
         let status = Arc::new(LinkStatus::default());
+        status.set_config(config.timeout, config.ups_slave);
         let frames = Arc::new(FrameLog::new());
         let engine = Engine {
             port,
@@ -133,14 +155,16 @@ impl Link {
             frames: frames.clone(),
             events,
             shutdown,
+            heartbeat,
             rx_buf: Vec::with_capacity(1024),
             scratch: Vec::with_capacity(1024),
             tx_buf: Vec::with_capacity(crate::modbus::MAX_RTU),
             quiet_until: Instant::now(),
             last_good: None,
-            last_poll: Instant::now(),
-            failures: 0,
+            last_probe: Instant::now(),
+            check_now: false,
             lost: false,
+            outstanding: Outstanding::default(),
             last_reopen: Instant::now(),
         };
         let thread = std::thread::Builder::new()
@@ -170,8 +194,29 @@ impl Link {
         Caller {
             link: self.clone(),
             source,
-            slot: Arc::new(Slot::default()),
+            slot: Arc::new(Slot::new(false).expect("a slot without a descriptor")),
         }
+    }
+
+    /// A caller whose answers also wake a descriptor ([`Caller::wake_fd`]), for a thread
+    /// that waits on its port and its answer at once.
+    pub fn waking_caller(&self, source: Source) -> io::Result<Caller> {
+        Ok(Caller {
+            link: self.clone(),
+            source,
+            slot: Arc::new(Slot::new(true)?),
+        })
+    }
+
+    /// The serial timeout the link waits for an answer.
+    pub fn timeout(&self) -> Duration {
+        self.status.timeout()
+    }
+
+    /// A new configuration, applied by the link thread between two exchanges. A new baud
+    /// rate (or going back to detection) makes it look for the UPS again.
+    pub fn reconfigure(&self, config: LinkConfig) {
+        self.queue.reconfigure(config);
     }
 }
 
@@ -181,37 +226,93 @@ pub struct Caller {
     slot: Arc<Slot>,
 }
 
+/// What [`Caller::submit`] did with a request.
+#[derive(Debug)]
+pub struct Submitted {
+    /// The answer, when it was given at once without the line (no baud rate yet, UPS
+    /// lost, a function code that is never a request); otherwise it comes later.
+    pub answer: Option<PduBuf>,
+    /// The caller's previous request was still waiting for its answer, which will now
+    /// never be delivered.
+    pub superseded: bool,
+}
+
 impl Caller {
     /// Sends `pdu` to `slave` and waits for the answer PDU (empty for a broadcast).
     pub fn call(&self, slave: u8, pdu: &[u8]) -> PduBuf {
+        match self.submit(slave, pdu).answer {
+            Some(answer) => answer,
+            // The link thread answers every request it takes, even while stopping.
+            None => self.slot.take(),
+        }
+    }
+
+    /// Hands `pdu` for `slave` to the link without waiting for the answer, which
+    /// [`Caller::answer`] then gives. A previous request of this caller that is still
+    /// waiting is abandoned: taken out of the queue, or, if it is on the line, its answer
+    /// is thrown away when it comes.
+    pub fn submit(&self, slave: u8, pdu: &[u8]) -> Submitted {
+        let (generation, superseded) = self.slot.begin();
+        if superseded {
+            self.link.queue.remove(self.source);
+        }
         let function = pdu.first().copied().unwrap_or(0);
-        let unavailable = PduBuf::exception(function, Exception::GatewayPathUnavailable);
-        if matches!(
-            self.link.status.state(),
-            LinkState::Detecting | LinkState::Stopped
-        ) {
-            return unavailable;
+        let at_once = |exception: Exception| {
+            log::debug!(
+                "{:?} to slave {slave} answered at once: {exception:?} ({:02X?})",
+                self.source,
+                pdu
+            );
+            self.slot.end();
+            Submitted {
+                answer: Some(PduBuf::exception(function, exception)),
+                superseded,
+            }
+        };
+        let state = self.link.status.state();
+        if matches!(state, LinkState::Detecting | LinkState::Stopped) {
+            return at_once(Exception::GatewayPathUnavailable);
         }
         let Some(pdu) = PduBuf::new(pdu).filter(|p| !p.is_empty()) else {
-            return unavailable;
+            return at_once(Exception::GatewayPathUnavailable);
         };
         // Function 0 and codes with the high bit (exception answers) are never requests:
         // answered here, they never take the line.
         if function == 0 || function & 0x80 != 0 {
-            return PduBuf::exception(function, Exception::IllegalFunction);
+            return at_once(Exception::IllegalFunction);
+        }
+        if state == LinkState::Lost && slave == self.link.status.ups_slave() {
+            return at_once(Exception::GatewayTargetFailedToRespond);
         }
         let request = Request {
             source: self.source,
             slave,
             pdu,
             reply: self.slot.clone(),
+            generation,
             answered: false,
         };
         if !self.link.queue.push(request) {
-            return unavailable;
+            return at_once(Exception::GatewayPathUnavailable);
         }
-        // The link thread answers every request it takes, even while stopping.
-        self.slot.take()
+        Submitted {
+            answer: None,
+            superseded,
+        }
+    }
+
+    /// The answer to the last request submitted, once it has come.
+    pub fn answer(&self) -> Option<PduBuf> {
+        self.slot.try_take()
+    }
+
+    /// Readable when an answer has come; only for a [`Link::waking_caller`].
+    pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.slot.wake_fd()
+    }
+
+    pub fn link(&self) -> &Link {
+        &self.link
     }
 }
 
@@ -232,24 +333,29 @@ struct Engine {
     frames: Arc<FrameLog>,
     events: Events,
     shutdown: Shutdown,
+    heartbeat: Heartbeat,
     rx_buf: Vec<u8>,
     scratch: Vec<u8>,
     tx_buf: Vec<u8>,
     /// No frame goes out before this: the inter-frame silence after the last byte.
     quiet_until: Instant,
+    /// When the UPS last answered (a request or the control frame).
     last_good: Option<Instant>,
-    last_poll: Instant,
-    failures: u32,
+    /// When the control frame last went out.
+    last_probe: Instant,
+    /// A request to the UPS failed: the control frame goes next, at once.
+    check_now: bool,
     lost: bool,
+    /// Requests whose answers may still come.
+    outstanding: Outstanding,
     last_reopen: Instant,
 }
 
 impl Engine {
     fn run(mut self, queue: &Queue) {
         crate::rt::make_realtime("ups link");
-        if self.detect(queue) {
-            self.serve_loop(queue);
-        }
+        // Serves until stopped; a new baud rate sends it back to detection.
+        while self.detect(queue) && self.serve_loop(queue) {}
         self.status.set_state(LinkState::Stopped);
         // Requests still queued are answered 0x0A as they are dropped.
         queue.close();
@@ -261,19 +367,28 @@ impl Engine {
     /// false on shutdown.
     fn detect(&mut self, queue: &Queue) -> bool {
         self.status.set_state(LinkState::Detecting);
-        let candidates: Vec<u32> = if self.config.baud == 0 {
-            UPS_BAUDS.to_vec()
-        } else {
-            vec![self.config.baud]
-        };
-        log::info!(
-            "looking for the UPS on {} at {:?} baud",
-            self.config.path.display(),
-            candidates
-        );
+        self.status.set_baud(0);
+        self.lost = false;
         let mut rounds = 0u64;
-        loop {
+        'rounds: loop {
+            let candidates: Vec<u32> = if self.config.baud == 0 {
+                UPS_BAUDS.to_vec()
+            } else {
+                vec![self.config.baud]
+            };
+            if rounds == 0 {
+                log::info!(
+                    "looking for the UPS on {} at {:?} baud",
+                    self.config.path.display(),
+                    candidates
+                );
+            }
             for &baud in &candidates {
+                self.heartbeat.busy();
+                if let Some(config) = queue.take_config() {
+                    self.apply(config);
+                    continue 'rounds;
+                }
                 if let Err(e) = self.port.set_baud(baud) {
                     log::error!(
                         "cannot set {} to {baud} baud: {e}",
@@ -282,12 +397,13 @@ impl Engine {
                 }
                 let _ = self.port.discard_input();
                 self.quiet_until = Instant::now();
-                match self.exchange(self.config.ups_slave, &CONTROL_PDU) {
+                let probe = self.outstanding.probe(self.config.ups_slave);
+                match self.exchange(Source::Control, self.config.ups_slave, &probe) {
                     Ok(_) => {
                         self.status.set_baud(baud);
                         self.status.set_state(LinkState::Up);
                         self.alive(Instant::now());
-                        self.last_poll = Instant::now();
+                        self.last_probe = Instant::now();
                         self.events.emit(Event::UpsDetected { baud });
                         return true;
                     }
@@ -315,80 +431,118 @@ impl Engine {
         }
     }
 
-    fn serve_loop(&mut self, queue: &Queue) {
+    /// Takes a new configuration; true if the UPS must be looked for again (its rate
+    /// changed, or detection asked for).
+    fn apply(&mut self, config: LinkConfig) -> bool {
+        let found = self.status.baud();
+        let redetect =
+            config.baud != self.config.baud && (config.baud == 0 || config.baud != found);
+        log::info!(
+            "ups link: serial timeout {:?}, polling every {:?}, baud {}",
+            config.timeout,
+            config.poll_every,
+            if config.baud == 0 {
+                "detected".to_string()
+            } else {
+                config.baud.to_string()
+            }
+        );
+        self.status.set_config(config.timeout, config.ups_slave);
+        self.config = config;
+        redetect
+    }
+
+    /// Serves requests; false when the link stops, true to look for the UPS again.
+    fn serve_loop(&mut self, queue: &Queue) -> bool {
         loop {
-            match queue.pop(Instant::now() + self.until_poll()) {
-                Pop::Request(request) => self.serve(request),
-                Pop::Timeout if !self.config.poll_every.is_zero() => self.poll(),
-                Pop::Timeout => {}
-                Pop::Closed => return,
+            if std::mem::take(&mut self.check_now) {
+                self.probe();
+            } else {
+                self.heartbeat.idle();
+                let next = queue.pop(self.next_probe());
+                self.heartbeat.busy();
+                match next {
+                    Pop::Request(request) => self.serve(request),
+                    Pop::Reconfigure(config) => {
+                        if self.apply(config) {
+                            return true;
+                        }
+                    }
+                    Pop::Timeout if self.lost || !self.config.poll_every.is_zero() => self.probe(),
+                    Pop::Timeout => {}
+                    Pop::Closed => return false,
+                }
             }
             if self.shutdown.is_fired() {
-                return;
+                return false;
             }
         }
     }
 
-    fn until_poll(&self) -> Duration {
+    /// When the control frame is due: about every second while the UPS is lost, else
+    /// after `poll_every` without a sign of life.
+    fn next_probe(&self) -> Instant {
+        if self.lost {
+            return self.last_probe + PROBE_WHILE_LOST;
+        }
         if self.config.poll_every.is_zero() {
-            return Duration::from_secs(3600);
+            return Instant::now() + Duration::from_secs(3600);
         }
         let since = self
             .last_good
-            .map_or(self.last_poll, |g| g.max(self.last_poll));
-        (since + self.config.poll_every).saturating_duration_since(Instant::now())
+            .map_or(self.last_probe, |g| g.max(self.last_probe));
+        since + self.config.poll_every
     }
 
-    fn poll(&mut self) {
+    /// The control frame: the UPS answers, or it is lost.
+    fn probe(&mut self) {
         bump(&self.status.polls, 1);
-        self.last_poll = Instant::now();
-        let was_lost = self.lost;
-        match self.exchange(self.config.ups_slave, &CONTROL_PDU) {
+        self.last_probe = Instant::now();
+        let probe = self.outstanding.probe(self.config.ups_slave);
+        match self.exchange(Source::Control, self.config.ups_slave, &probe) {
             Ok(_) => self.alive(Instant::now()),
             Err(Failure::Shutdown) => {}
             Err(failure) => {
-                log::debug!("control poll failed: {failure:?}");
+                log::debug!("control frame failed: {failure:?}");
                 if let Failure::Io(e) = &failure {
                     self.port_failed(e);
                 }
                 self.declare_lost();
-                self.after_failure(&failure, was_lost);
             }
         }
     }
 
     fn serve(&mut self, request: Request) {
         let function = request.pdu[0];
-        let was_lost = self.lost;
-        let result = self.exchange(request.slave, &request.pdu);
+        let to_ups = request.slave == self.config.ups_slave;
+        if self.lost && to_ups {
+            // Queued just before the UPS was declared lost.
+            request.answer(PduBuf::exception(
+                function,
+                Exception::GatewayTargetFailedToRespond,
+            ));
+            return;
+        }
+        let result = self.exchange(request.source, request.slave, &request.pdu);
         let answer = match &result {
             Ok(pdu) => *pdu,
             Err(_) => PduBuf::exception(function, Exception::GatewayTargetFailedToRespond),
         };
-        let to_ups = request.slave == self.config.ups_slave;
         request.answer(answer);
         match result {
             Ok(_) if to_ups => self.alive(Instant::now()),
-            Ok(_) => {}
-            Err(Failure::Shutdown) => {}
+            Ok(_) | Err(Failure::Shutdown) => {}
             Err(failure) => {
                 if let Failure::Io(e) = &failure {
                     self.port_failed(e);
                 }
-                if to_ups {
-                    self.failures += 1;
-                    if self.failures >= FAILURES_TO_LOST {
-                        self.declare_lost();
-                    }
-                }
-                self.after_failure(&failure, was_lost);
+                self.check_now = to_ups;
             }
         }
     }
 
     fn alive(&mut self, now: Instant) {
         self.last_good = Some(now);
-        self.failures = 0;
         if self.lost {
             self.lost = false;
             self.status.set_state(LinkState::Up);
@@ -401,36 +555,6 @@ impl Engine {
             self.lost = true;
             self.status.set_state(LinkState::Lost);
             self.events.emit(Event::UpsLost);
-        }
-    }
-
-    /// After a timeout, keep listening for up to one more timeout: a slow answer then
-    /// arrives here, is logged and thrown away, and cannot be taken for the answer to the
-    /// next request. Once the UPS has been declared lost (before this exchange), a silent
-    /// line costs no more than the timeout itself.
-    fn after_failure(&mut self, failure: &Failure, was_lost: bool) {
-        let Failure::Timeout(_) = failure else { return };
-        if was_lost {
-            return;
-        }
-        let deadline = Instant::now() + self.config.timeout;
-        self.rx_buf.clear();
-        let mut settle = deadline;
-        while let Ok(Wait::Data(_)) =
-            self.port
-                .read_until(&mut self.rx_buf, settle.min(deadline), &self.shutdown)
-        {
-            settle = Instant::now() + self.gap();
-            if self.rx_buf.len() >= self.rx_buf.capacity() {
-                break;
-            }
-        }
-        if !self.rx_buf.is_empty() {
-            bump(&self.status.late_answers, 1);
-            self.frames
-                .push(Direction::FromUps, &self.rx_buf, Note::Late);
-            log::debug!("late answer discarded: {:02X?}", self.rx_buf);
-            self.quiet_until = Instant::now() + self.gap();
         }
     }
 
@@ -463,18 +587,32 @@ impl Engine {
             .unwrap_or_else(|| rtu::t35(self.port.baud()))
     }
 
+    /// Bytes found on the line before a request: a late answer, or noise.
+    fn drain_stale(&mut self) -> Result<(), Failure> {
+        let stale = self.port.drain(&mut self.scratch).map_err(Failure::Io)?;
+        if stale > 0 {
+            bump(&self.status.stale_bytes, stale as u64);
+            let note = if self.outstanding.take_late(&self.scratch) {
+                bump(&self.status.late_answers, 1);
+                Note::Late
+            } else {
+                Note::Stale
+            };
+            self.frames
+                .push(Source::Control, Direction::FromUps, &self.scratch, note);
+        }
+        Ok(())
+    }
+
     /// One request on the wire and its answer.
-    fn exchange(&mut self, slave: u8, pdu: &[u8]) -> Result<PduBuf, Failure> {
+    fn exchange(&mut self, source: Source, slave: u8, pdu: &[u8]) -> Result<PduBuf, Failure> {
         let now = Instant::now();
         if now < self.quiet_until && self.shutdown.sleep(self.quiet_until - now) {
             return Err(Failure::Shutdown);
         }
-        let stale = self.port.drain(&mut self.scratch).map_err(Failure::Io)?;
-        if stale > 0 {
-            bump(&self.status.stale_bytes, stale as u64);
-            self.frames
-                .push(Direction::FromUps, &self.scratch, Note::Stale);
-        }
+        self.outstanding
+            .expire(Instant::now(), self.config.timeout * LATE_WINDOW_TIMEOUTS);
+        self.drain_stale()?;
 
         rtu::encode(slave, pdu, &mut self.tx_buf);
         self.port.write_all(&self.tx_buf).map_err(Failure::Io)?;
@@ -483,22 +621,26 @@ impl Engine {
         let baud = self.port.baud();
         if slave == rtu::BROADCAST {
             self.frames
-                .push(Direction::ToUps, &self.tx_buf, Note::Broadcast);
+                .push(source, Direction::ToUps, &self.tx_buf, Note::Broadcast);
             self.quiet_until =
                 sent + rtu::wire_time(baud, self.tx_buf.len()) + self.gap() + BROADCAST_TURNAROUND;
             return Ok(PduBuf::EMPTY);
         }
         self.frames
-            .push(Direction::ToUps, &self.tx_buf, Note::Request);
+            .push(source, Direction::ToUps, &self.tx_buf, Note::Request);
 
         let deadline = sent + self.config.timeout;
         self.rx_buf.clear();
         let mut last_byte = sent;
         let result = loop {
-            let silent_by = match rtu::check_response(slave, pdu, &self.rx_buf) {
-                Ok(Status::Complete(n)) => break Ok(n),
-                Err(e) => break Err(Failure::Invalid(e)),
-                Ok(Status::Incomplete(need)) => {
+            let silent_by = match self.outstanding.judge(slave, pdu, &self.rx_buf) {
+                Verdict::Answer(n) => break Ok(n),
+                Verdict::Late { index, len } => {
+                    self.late(source, index, len);
+                    continue;
+                }
+                Verdict::Invalid(e) => break Err(Failure::Invalid(e)),
+                Verdict::Wait(Status::Incomplete(need)) => {
                     // Part of a frame of known length is in: the rest cannot come sooner
                     // than the wire brings it, so sleep until then instead of waking up
                     // for every byte (a 101-byte answer at 9600 baud trickles for 105 ms).
@@ -512,7 +654,7 @@ impl Engine {
                     }
                     deadline
                 }
-                Ok(Status::UntilSilence) => (last_byte + rtu::t35(baud)).min(deadline),
+                Verdict::Wait(_) => (last_byte + rtu::t35(baud)).min(deadline),
             };
             match self
                 .port
@@ -520,10 +662,16 @@ impl Engine {
             {
                 Ok(Wait::Data(_)) => last_byte = Instant::now(),
                 Ok(Wait::Shutdown) => break Err(Failure::Shutdown),
-                Ok(Wait::Timeout) if Instant::now() < deadline => {
+                Ok(Wait::Timeout) if Instant::now() < deadline && !self.rx_buf.is_empty() => {
                     // Silence ended a frame of unknown length.
-                    break rtu::check_silent(&self.rx_buf).map_err(Failure::Invalid);
+                    match self.outstanding.judge_silent(slave, pdu, &self.rx_buf) {
+                        Verdict::Answer(n) => break Ok(n),
+                        Verdict::Late { index, len } => self.late(source, index, len),
+                        Verdict::Invalid(e) => break Err(Failure::Invalid(e)),
+                        Verdict::Wait(_) => {}
+                    }
                 }
+                Ok(Wait::Timeout) if Instant::now() < deadline => {}
                 Ok(Wait::Timeout) => break Err(Failure::Timeout(self.rx_buf.len())),
                 Err(e) => break Err(Failure::Io(e)),
             }
@@ -534,9 +682,11 @@ impl Engine {
 
         match result {
             Ok(n) => {
+                self.outstanding.settle(slave);
                 let answer = PduBuf::new(rtu::pdu_of(&self.rx_buf[..n])).expect("frame ≤ 256");
                 let exception = crate::modbus::pdu::is_exception(&answer);
                 self.frames.push(
+                    source,
                     Direction::FromUps,
                     &self.rx_buf[..n],
                     if exception {
@@ -556,13 +706,14 @@ impl Engine {
                 if self.rx_buf.len() > n {
                     bump(&self.status.stale_bytes, (self.rx_buf.len() - n) as u64);
                     self.frames
-                        .push(Direction::FromUps, &self.rx_buf[n..], Note::Stale);
+                        .push(source, Direction::FromUps, &self.rx_buf[n..], Note::Stale);
                 }
                 self.quiet_until = Instant::now() + self.gap();
                 Ok(answer)
             }
             Err(Failure::Invalid(e)) => {
                 bump(&self.status.bad_answers, 1);
+                self.outstanding.add(slave, pdu, sent);
                 // Let the rest of the bad frame pass so it does not spoil the next one.
                 let mut settle = Instant::now() + self.gap();
                 while let Ok(Wait::Data(_)) =
@@ -575,15 +726,16 @@ impl Engine {
                     }
                 }
                 self.frames
-                    .push(Direction::FromUps, &self.rx_buf, Note::Invalid(e));
+                    .push(source, Direction::FromUps, &self.rx_buf, Note::Invalid(e));
                 log::debug!("ups answer refused: {e}: {:02X?}", self.rx_buf);
                 self.quiet_until = Instant::now() + self.gap();
                 Err(Failure::Invalid(e))
             }
             Err(Failure::Timeout(n)) => {
                 bump(&self.status.timeouts, 1);
+                self.outstanding.add(slave, pdu, sent);
                 self.frames
-                    .push(Direction::FromUps, &self.rx_buf, Note::Timeout);
+                    .push(source, Direction::FromUps, &self.rx_buf, Note::Timeout);
                 if n > 0 {
                     log::debug!("ups answer truncated: {:02X?}", self.rx_buf);
                 }
@@ -592,5 +744,16 @@ impl Engine {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// The first `len` bytes received are the late answer to outstanding request `index`:
+    /// logged and thrown away.
+    fn late(&mut self, source: Source, index: usize, len: usize) {
+        bump(&self.status.late_answers, 1);
+        self.frames
+            .push(source, Direction::FromUps, &self.rx_buf[..len], Note::Late);
+        log::debug!("late answer discarded: {:02X?}", &self.rx_buf[..len]);
+        self.outstanding.retire(index);
+        self.rx_buf.drain(..len);
     }
 }

@@ -2,6 +2,7 @@
 //! (pages, console, LEDs, tests) never hold it up.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -19,6 +20,9 @@ pub enum LinkState {
 pub struct LinkStatus {
     state: AtomicU8,
     baud: AtomicU32,
+    /// The configuration in force, for the sources: the serial timeout, the UPS's address.
+    timeout_ms: AtomicU32,
+    ups_slave: AtomicU8,
     pub requests: AtomicU64,
     pub answers: AtomicU64,
     pub exceptions: AtomicU64,
@@ -69,6 +73,22 @@ impl LinkStatus {
 
     pub(super) fn set_baud(&self, baud: u32) {
         self.baud.store(baud, Relaxed);
+    }
+
+    /// The serial timeout in force.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.timeout_ms.load(Relaxed)))
+    }
+
+    /// The UPS's slave number in force.
+    pub fn ups_slave(&self) -> u8 {
+        self.ups_slave.load(Relaxed)
+    }
+
+    pub(super) fn set_config(&self, timeout: Duration, ups_slave: u8) {
+        let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        self.timeout_ms.store(ms, Relaxed);
+        self.ups_slave.store(ups_slave, Relaxed);
     }
 
     pub fn counters(&self) -> Counters {

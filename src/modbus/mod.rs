@@ -5,11 +5,13 @@
 //! - [`rtu`]: RTU framing and, for every public function, where a frame ends, so a reader
 //!   knows the moment the last byte of an answer has arrived.
 //! - [`mbap`]: the 7-byte header that Modbus TCP puts in front of a PDU.
+//! - [`describe`]: frames in words, for the frame log page.
 //!
 //! The checks here follow the shape `check(buf) -> Result<Status, Error>`: they look at what
 //! has arrived so far and say "complete, this long", "need more", or which rule it broke.
 
 pub mod crc;
+pub mod describe;
 pub mod mbap;
 pub mod pdu;
 pub mod rtu;

@@ -14,6 +14,12 @@
 //! | 0x05B0 | 1  | write (06) | command ([`command`]) |
 //!
 //! Reads use function 03 or 04 on the same tables. Words the unit does not have read 0xFFFF.
+//! Word by word the tables follow the vendor's published JBUS table for its three-phase units
+//! (Delphys MX/MP family): reserved words read what that table says they read (0 or 0xFFFF,
+//! 100 at 0x10EF), and the words NUT's `socomec_jbus` driver decodes hold what it expects,
+//! e.g. the serial number as 10 ASCII characters in exactly 5 words, first character in the
+//! low byte. The few words that table leaves blank (0x10E5–0x10E7) hold the rated kVA×10 and
+//! kW×10, then 0xFFFF.
 //!
 //! **Scratch bank (not Socomec)**: so that a gateway can be tested with every common
 //! function, the simulator also has 256 coils (01, 05, 0F), 256 discrete inputs (02; input
@@ -40,24 +46,41 @@ pub mod reg {
     /// Write-only, function 06.
     pub const COMMAND: u16 = 0x05B0;
 
-    /// Identification: model code, power kVA×10, module number, serial number.
+    /// Identification: model code, power kVA×10, module number, serial number (5 words).
     pub const MODEL_CODE: u16 = 0x1000;
     pub const POWER_KVA_X10: u16 = 0x1001;
     pub const SERIAL: u16 = 0x1003;
+    pub const SERIAL_LEN: u16 = 5;
 
     pub const LOAD_TOTAL: u16 = 0x1063;
     pub const BATTERY_CHARGE: u16 = 0x1064;
+    /// Charge left in the battery, Ah×10 (the charge in percent, as ampere-hours).
+    pub const BATTERY_AH_X10: u16 = 0x1065;
     pub const OUTPUT_VOLTAGE_L1: u16 = 0x1069;
     pub const BATTERY_VOLTAGE: u16 = 0x1074;
+    /// The negative battery string: 0, this unit has one string.
+    pub const BATTERY_VOLTAGE_NEGATIVE: u16 = 0x1075;
     pub const AMBIENT: u16 = 0x1076;
     /// Minutes; 0xFFFF while on line.
     pub const RUNTIME: u16 = 0x1077;
     /// A×10, the magnitude: the status bits say whether it charges or discharges.
     pub const BATTERY_CURRENT: u16 = 0x1078;
+    /// Volts, the DC voltage the rectifier holds the battery at; 0 while it is stopped.
+    pub const RECTIFIER_VOLTAGE: u16 = 0x107C;
+    /// The negative rectifier output: 0, as for the battery.
+    pub const RECTIFIER_VOLTAGE_NEGATIVE: u16 = 0x107D;
     pub const INPUT_VOLTAGE_L1: u16 = 0x1081;
     pub const OUTPUT_KW_X10: u16 = 0x1084;
+    /// Output apparent power of phase 1, kVA×10; phases 2 and 3 follow.
+    pub const OUTPUT_KVA_X10_L1: u16 = 0x1085;
     /// Firmware version ×100.
     pub const FIRMWARE: u16 = 0x10E4;
+    /// Nominal battery capacity, Ah×10.
+    pub const NOMINAL_BATTERY_AH_X10: u16 = 0x10E8;
+    /// Bits: 1 = with battery, 2 = generator set present, 3 = energy saver enabled.
+    pub const WORKING_MODE: u16 = 0x10ED;
+    /// 0 = no redundancy (a single unit), 1 = N+1.
+    pub const REDUNDANCY: u16 = 0x10EE;
 
     /// Size of each scratch bank (coils, discrete inputs, holding registers from 0x0000).
     pub const SCRATCH_LEN: u16 = 256;
@@ -95,7 +118,10 @@ pub mod status {
     pub const REMOTE_DISABLED: Bit = bit(0x1020, 6);
     pub const ECO_MODE: Bit = bit(0x1020, 7);
     pub const BATTERY_NEAR_END: Bit = bit(0x1020, 15);
-    pub const BATTERY_OK: Bit = bit(0x1021, 0);
+    pub const BATTERY_DISCHARGED: Bit = bit(0x1021, 0);
+    pub const BATTERY_OK: Bit = bit(0x1021, 1);
+    /// The inverter follows the bypass source's phase, ready for a transfer.
+    pub const INVERTER_SYNCHRONISED: Bit = bit(0x1021, 7);
     pub const BYPASS_INPUT_PRESENT: Bit = bit(0x1021, 10);
     pub const CHARGING: Bit = bit(0x1021, 11);
     pub const UNIT_OPERATING: Bit = bit(0x1022, 0);
@@ -180,7 +206,10 @@ const NOMINAL_HZ: u16 = 50;
 const FIRMWARE_X100: u16 = 312;
 const BATTERY_AH_X10: u16 = 90;
 const CELLS: u16 = 192;
-const SERIAL: &[u8; 16] = b"SN24A10K00042\0\0\0";
+/// Exactly the 10 characters of the serial number's 5 words.
+const SERIAL: &[u8; 2 * reg::SERIAL_LEN as usize] = b"S24A100042";
+/// Working mode (0x10ED): bit 1, with battery.
+const WITH_BATTERY: u16 = 1 << 1;
 /// Energy the battery gives from full to empty: about 40 minutes at the usual 40 % load.
 const USABLE_WH: f64 = 2_400.0;
 /// Recharge from empty in 3 hours.
@@ -511,11 +540,12 @@ impl Ups {
             1 => (RATED_VA / 100.0) as u16,
             2 => 1,
             // Two ASCII characters a word, the first in the low byte.
-            3..=10 => {
+            3..=7 => {
                 let i = usize::from(offset - 3) * 2;
                 u16::from_le_bytes([SERIAL[i], SERIAL[i + 1]])
             }
-            _ => NONE,
+            // Reserved, 0 in the vendor's table.
+            _ => 0,
         }
     }
 
@@ -526,6 +556,11 @@ impl Ups {
 
     fn total_load(&self) -> f64 {
         self.load.iter().sum::<f64>() / 3.0
+    }
+
+    /// Apparent power of one phase: a third of the rated power at the phase's load.
+    fn phase_va(&self, phase: usize) -> f64 {
+        RATED_VA / 3.0 * self.load[phase] / 100.0
     }
 
     fn output_watts(&self) -> f64 {
@@ -569,7 +604,12 @@ impl Ups {
                 status::BATTERY_NEAR_END,
                 !self.mains && (self.charge < 20.0 || self.runtime().is_some_and(|m| m < 5)),
             ),
+            (status::BATTERY_DISCHARGED, self.discharged()),
             (status::BATTERY_OK, !self.discharged()),
+            (
+                status::INVERTER_SYNCHRONISED,
+                self.mains && !self.forced_bypass,
+            ),
             (status::BYPASS_INPUT_PRESENT, self.mains),
             (status::CHARGING, self.mains && self.charge < 100.0),
             (status::UNIT_OPERATING, true),
@@ -608,16 +648,17 @@ impl Ups {
             0..=2 => self.load[usize::from(offset)].round() as u16,
             3 => self.total_load().round() as u16,
             4 => self.charge.round() as u16,
+            5 => (self.charge / 100.0 * f64::from(BATTERY_AH_X10)).round() as u16,
             6..=8 => bypass[usize::from(offset - 6)],
             9..=11 => output[usize::from(offset - 9)],
-            // Amperes ×10 per phase: a third of the rated power at the phase's load.
             15..=17 => {
-                let va = RATED_VA / 3.0 * self.load[usize::from(offset - 15)] / 100.0;
+                let va = self.phase_va(usize::from(offset - 15));
                 (va / f64::from(NOMINAL_VOLTS) * 10.0).round() as u16
             }
             18 => mains_or_zero(NOMINAL_HZ * 10),
             19 => NOMINAL_HZ * 10,
             20 => (self.battery_volts() * 10.0).round() as u16,
+            21 | 29 => 0,
             22 => 24,
             23 => self.runtime().unwrap_or(NONE),
             24 => {
@@ -630,8 +671,11 @@ impl Ups {
                     0
                 }
             }
+            // While it runs, the rectifier holds the battery at its charging voltage.
+            28 => mains_or_zero(self.battery_volts().round() as u16),
             33..=35 => [230, 232, 229].map(mains_or_zero)[usize::from(offset - 33)],
             36 => (self.output_watts() / 100.0).round() as u16,
+            37..=39 => (self.phase_va(usize::from(offset - 37)) / 100.0).round() as u16,
             _ => NONE,
         }
     }
@@ -646,6 +690,11 @@ fn configuration(offset: u16) -> u16 {
         6 => (RATED_VA * POWER_FACTOR / 100.0) as u16,
         8 => BATTERY_AH_X10,
         9 => CELLS,
+        13 => WITH_BATTERY,
+        // A single unit: no redundancy.
+        14 => 0,
+        // Reserved, 100 in the vendor's table.
+        15 => 100,
         _ => NONE,
     }
 }
@@ -664,7 +713,7 @@ fn clock_words(now: SystemTime) -> [u16; 4] {
     let days = (secs / 86_400) as i64;
     let of_day = secs % 86_400;
     let (hour, min, sec) = (of_day / 3600, of_day % 3600 / 60, of_day % 60);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = crate::calendar::civil_from_days(days);
     // 1970-01-01 was a Thursday (4).
     let weekday = (days + 3).rem_euclid(7) + 1;
     let pair = |hi: i64, lo: i64| ((hi as u16) << 8) | (lo as u16 & 0xFF);
@@ -677,19 +726,6 @@ fn clock_words(now: SystemTime) -> [u16; 4] {
 }
 
 /// Year, month, day of a count of days since 1970-01-01 (proleptic Gregorian calendar).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 fn be(req: &[u8], at: usize) -> u16 {
     word(req, at).unwrap_or(0)
 }
@@ -814,8 +850,69 @@ mod tests {
         let ident = words(&read(&mut ups, 0x03, 0x1000, 12));
         assert_eq!(ident[0], MODEL_CODE);
         assert_eq!(ident[1], 100, "10 kVA as kVA×10");
-        let serial: Vec<u8> = ident[3..=10].iter().flat_map(|w| w.to_le_bytes()).collect();
-        assert!(serial.starts_with(b"SN24A10K00042"), "{serial:?}");
+        assert_eq!(ident[2], 1, "module number");
+        // As NUT's socomec_jbus decodes it: 5 words, the first character in the low byte.
+        let serial: Vec<u8> = ident[3..=7].iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!(serial, b"S24A100042");
+        assert_eq!(ident[8..], [0, 0, 0, 0], "reserved words read 0");
+    }
+
+    /// The words of the vendor's JBUS table (Delphys MX/MP) that are fixed or derived.
+    #[test]
+    fn words_follow_the_vendors_table() {
+        let mut ups = Ups::new();
+        let m = words(&read(&mut ups, 0x03, 0x1060, 48));
+        let at = |addr: u16| m[usize::from(addr - 0x1060)];
+        assert_eq!(
+            at(reg::BATTERY_AH_X10),
+            BATTERY_AH_X10,
+            "full: the nominal Ah"
+        );
+        assert_eq!(at(reg::BATTERY_VOLTAGE_NEGATIVE), 0);
+        assert_eq!(at(reg::RECTIFIER_VOLTAGE_NEGATIVE), 0);
+        let battery_volts = (at(reg::BATTERY_VOLTAGE) + 5) / 10;
+        assert_eq!(
+            at(reg::RECTIFIER_VOLTAGE),
+            battery_volts,
+            "it charges the battery"
+        );
+        let kva: Vec<u16> = (0x1085..=0x1087).map(at).collect();
+        assert!(kva.iter().all(|&p| (12..=15).contains(&p)), "{kva:?}");
+        // The three phases together carry the total load of the rated 10 kVA.
+        let total_va = u32::from(kva.iter().sum::<u16>()) * 100;
+        let total_pct = total_va * 100 / 10_000;
+        assert!(
+            total_pct.abs_diff(u32::from(at(reg::LOAD_TOTAL))) <= 2,
+            "{kva:?}"
+        );
+        for unused in [
+            0x106C..=0x106E,
+            0x1079..=0x107B,
+            0x107E..=0x1080,
+            0x1088..=0x108A,
+        ] {
+            for addr in unused {
+                assert_eq!(at(addr), 0xFFFF, "{addr:04X}");
+            }
+        }
+
+        let c = words(&read(&mut ups, 0x03, 0x10E0, 32));
+        let at = |addr: u16| c[usize::from(addr - 0x10E0)];
+        assert_eq!(at(reg::NOMINAL_BATTERY_AH_X10), BATTERY_AH_X10);
+        assert_eq!(at(0x10E9), CELLS);
+        assert_eq!([at(0x10EA), at(0x10EB)], [0xFFFF, 0xFFFF]);
+        assert_eq!(at(reg::WORKING_MODE), 0b0010, "with battery");
+        assert_eq!(at(reg::REDUNDANCY), 0, "a single unit");
+        assert_eq!(at(0x10EF), 100);
+        assert!((0x10F0..=0x10FF).all(|a| at(a) == 0xFFFF));
+
+        assert!(ups.is_set(status::BATTERY_OK) && !ups.is_set(status::BATTERY_DISCHARGED));
+        assert_eq!(
+            ups.register(0x1021).unwrap() & 0b11,
+            0b10,
+            "S16 discharged, S17 OK"
+        );
+        assert!(ups.is_set(status::INVERTER_SYNCHRONISED));
     }
 
     #[test]
@@ -927,10 +1024,20 @@ mod tests {
             ups.register(reg::BATTERY_CURRENT).unwrap() > 50,
             "discharge current flows"
         );
+        assert_eq!(
+            ups.register(reg::RECTIFIER_VOLTAGE),
+            Some(0),
+            "rectifier stopped"
+        );
+        assert!(
+            !ups.is_set(status::INVERTER_SYNCHRONISED),
+            "no bypass source"
+        );
         ups.tick(Duration::from_secs(300));
         let after = ups.register(reg::RUNTIME).unwrap();
         assert!(after < before, "{after} < {before}");
         assert!(ups.register(reg::BATTERY_CHARGE).unwrap() < 100);
+        assert!(ups.register(reg::BATTERY_AH_X10).unwrap() < BATTERY_AH_X10);
         // Long enough to empty the battery.
         for _ in 0..100 {
             ups.tick(Duration::from_secs(60));
@@ -938,6 +1045,8 @@ mod tests {
         assert_eq!(ups.register(reg::RUNTIME), Some(0));
         assert!(ups.is_set(status::BATTERY_NEAR_END) && ups.is_set(alarm::IMMINENT_STOP));
         assert!(ups.is_set(alarm::BATTERY_DISCHARGED));
+        assert!(ups.is_set(status::BATTERY_DISCHARGED) && !ups.is_set(status::BATTERY_OK));
+        assert_eq!(ups.register(reg::BATTERY_AH_X10), Some(0));
 
         ups.set_mains(true);
         assert!(!ups.is_set(status::ON_BATTERY) && ups.is_set(status::CHARGING));

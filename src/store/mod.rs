@@ -11,7 +11,7 @@ mod writer;
 pub use writer::{spawn_writer, BATCH};
 
 use crate::event::Stamped;
-use crate::settings::{self, Settings};
+use crate::settings::{self, Diff, Settings};
 use rusqlite::{
     params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
 };
@@ -116,6 +116,30 @@ impl std::error::Error for StoreError {
             _ => None,
         }
     }
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break. A field that a
+/// spreadsheet would take for a formula gets a leading apostrophe.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+fn write_settings(tx: &Transaction<'_>, diffs: &[Diff]) -> rusqlite::Result<()> {
+    let mut put =
+        tx.prepare_cached("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)")?;
+    for d in diffs {
+        put.execute(params![d.key, d.new])?;
+    }
+    Ok(())
 }
 
 /// A database error, told apart: damage is reported as [`StoreError::Corrupt`] wherever
@@ -228,6 +252,12 @@ impl Store {
     /// longer validates (written by another firmware, or edited by hand) is logged and the
     /// default used instead; the row itself is left for someone to look at.
     pub fn load_settings(&self) -> Result<Settings, StoreError> {
+        self.load_settings_over(Settings::default())
+    }
+
+    /// The stored settings over `base` (the factory values) instead of the card's own
+    /// defaults.
+    pub fn load_settings_over(&self, base: Settings) -> Result<Settings, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT key, value FROM settings")
@@ -236,43 +266,62 @@ impl Store {
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
-        let mut s = Settings::default();
-        // In the order of KEYS, so a check that depends on another key (the serial timeout
-        // floor on the baud rate) sees the same values on every load.
-        for key in settings::KEYS {
-            let Some((_, value)) = stored.iter().find(|(k, _)| k == key) else {
-                continue;
-            };
-            if let Err(e) = s.set(key, value) {
-                let default = Settings::default().get(key).unwrap_or_default();
+        let mut s = base.clone();
+        for (key, value) in &stored {
+            if settings::def_of(key).is_none() {
+                log::warn!("stored setting '{key}' is unknown to this firmware and ignored");
+            } else if let Err(e) = s.set(key, value) {
+                let default = base.get(key).unwrap_or_default();
                 log::warn!("stored setting ignored, using the default {key}={default}: {e}");
             }
         }
-        for (key, _) in stored
-            .iter()
-            .filter(|(k, _)| !settings::KEYS.contains(&k.as_str()))
-        {
-            log::warn!("stored setting '{key}' is unknown to this firmware and ignored");
+        // Values that are fine alone but not together: the ones named go back to their
+        // defaults.
+        if let Err(refused) = s.check() {
+            for r in refused {
+                let default = base.get(&r.key).unwrap_or_default();
+                log::warn!(
+                    "stored setting ignored, using the default {}={default}: {r}",
+                    r.key
+                );
+                let _ = s.set(&r.key, &default);
+            }
+            if s.check().is_err() {
+                s = base;
+            }
         }
         Ok(s)
     }
 
-    /// Validates `value` through [`Settings::set`] against the current settings and stores
-    /// it in canonical form. A refused value gives [`StoreError::Invalid`] with the text of
-    /// the check.
-    pub fn save_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+    /// Makes `changes` to the stored settings, all or nothing: checked as a whole against
+    /// the stored ones ([`Settings::change`]), then written in one transaction. Returns
+    /// what changed; a refusal gives [`StoreError::Invalid`] naming every refused value.
+    pub fn change_settings(&self, changes: &[(&str, &str)]) -> Result<Vec<Diff>, StoreError> {
         let tx = self.write_tx()?;
-        let mut s = self.load_settings()?;
-        s.set(key, value).map_err(StoreError::Invalid)?;
-        let canonical = s
-            .get(key)
-            .ok_or_else(|| StoreError::Invalid(format!("unknown setting '{key}'")))?;
-        tx.execute(
-            "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)",
-            params![key, canonical],
-        )
-        .map_err(|e| self.err(e))?;
+        let (_, diffs) = self.load_settings()?.change(changes).map_err(|refused| {
+            StoreError::Invalid(
+                refused
+                    .iter()
+                    .map(|r| r.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        write_settings(&tx, &diffs).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(diffs)
+    }
+
+    /// Writes settings already checked as a whole, in one transaction.
+    pub fn save_settings(&self, diffs: &[Diff]) -> Result<(), StoreError> {
+        let tx = self.write_tx()?;
+        write_settings(&tx, diffs).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Stores one setting; see [`Store::change_settings`].
+    pub fn save_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.change_settings(&[(key, value)]).map(|_| ())
     }
 
     /// Appends `events` in one transaction, trimming the log to [`EVENT_CAP`] rows.
@@ -309,12 +358,30 @@ impl Store {
     /// The newest events first, at most `limit`. Newest means last written: the wall clock
     /// may step back (NTP, a user setting the time), the order of arrival does not.
     pub fn events(&self, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        self.events_page(None, limit, &[])
+    }
+
+    /// A page of the event log, newest first: at most `limit` events older than
+    /// `before` (an id; `None`: from the newest), of the given kinds (empty: all).
+    pub fn events_page(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+        kinds: &[&str],
+    ) -> Result<Vec<EventRow>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let before = before.unwrap_or(i64::MAX);
+        // The kinds as one text, so the statement stays the same whatever the filter.
+        let kinds = kinds.join(",");
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, at_ms, kind, message FROM events ORDER BY id DESC LIMIT ?1")
+            .prepare_cached(
+                "SELECT id, at_ms, kind, message FROM events \
+                 WHERE id < ?1 AND (?2 = '' OR instr(',' || ?2 || ',', ',' || kind || ',') > 0) \
+                 ORDER BY id DESC LIMIT ?3",
+            )
             .map_err(|e| self.err(e))?;
-        stmt.query_map([limit], |r| {
+        stmt.query_map(params![before, kinds, limit], |r| {
             Ok(EventRow {
                 id: r.get(0)?,
                 at_ms: r.get(1)?,
@@ -332,6 +399,57 @@ impl Store {
             .execute("DELETE FROM events", [])
             .map(drop)
             .map_err(|e| self.err(e))
+    }
+
+    /// Empties the event log and writes `cleared` (who did it) as its first event, in one
+    /// transaction: the log never shows as empty without saying why.
+    pub fn clear_events_with(&mut self, cleared: &Stamped) -> Result<(), StoreError> {
+        let path = &self.path;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_error(path, e))?;
+        tx.execute("DELETE FROM events", [])
+            .map_err(|e| db_error(path, e))?;
+        tx.execute(
+            "INSERT INTO events (at_ms, kind, message) VALUES (?1, ?2, ?3)",
+            params![
+                unix_ms(cleared.at),
+                cleared.event.kind(),
+                cleared.event.message()
+            ],
+        )
+        .map_err(|e| db_error(path, e))?;
+        tx.commit().map_err(|e| db_error(path, e))
+    }
+
+    /// Every event, oldest first, as CSV (RFC 4180): id, time (UTC, ISO 8601), kind,
+    /// message.
+    pub fn write_events_csv(&self, out: &mut impl std::io::Write) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, at_ms, kind, message FROM events ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let io = |e: std::io::Error| StoreError::Invalid(format!("writing the CSV: {e}"));
+        out.write_all(b"id,time_utc,kind,message\r\n").map_err(io)?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let (id, at_ms, kind, message): (i64, i64, String, String) = (
+                r.get(0).map_err(|e| self.err(e))?,
+                r.get(1).map_err(|e| self.err(e))?,
+                r.get(2).map_err(|e| self.err(e))?,
+                r.get(3).map_err(|e| self.err(e))?,
+            );
+            write!(
+                out,
+                "{id},{},{},{}\r\n",
+                crate::calendar::iso8601(at_ms),
+                csv_field(&kind),
+                csv_field(&message)
+            )
+            .map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Tells a cold boot from a warm one: `boot_id` is the kernel's

@@ -2,6 +2,7 @@
 
 use super::Store;
 use crate::event::Stamped;
+use crate::health::Heartbeat;
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -22,13 +23,20 @@ const RETRY_PAUSES: [Duration; 3] = [
 /// Starts the store thread. It blocks on `rx`, drains what else is queued (at most
 /// [`BATCH`]) and writes it in one transaction. It ends once every sender is dropped and
 /// everything received is written. A failed write is logged and retried a few times; if it
-/// still fails the batch is given up (and logged), never a panic.
-pub fn spawn_writer(mut store: Store, rx: Receiver<Stamped>) -> JoinHandle<()> {
+/// still fails the batch is given up (and logged), never a panic. `heartbeat` is idle while
+/// it waits for events and busy while it writes.
+pub fn spawn_writer(
+    mut store: Store,
+    rx: Receiver<Stamped>,
+    heartbeat: Heartbeat,
+) -> JoinHandle<()> {
     thread::Builder::new()
         .name("store".into())
         .spawn(move || {
             let mut batch = Vec::with_capacity(BATCH);
+            heartbeat.idle();
             while let Ok(first) = rx.recv() {
+                heartbeat.busy();
                 batch.push(first);
                 while batch.len() < BATCH {
                     match rx.try_recv() {
@@ -38,6 +46,7 @@ pub fn spawn_writer(mut store: Store, rx: Receiver<Stamped>) -> JoinHandle<()> {
                 }
                 write(&mut store, &batch);
                 batch.clear();
+                heartbeat.idle();
             }
         })
         .expect("cannot start the store thread")
@@ -100,7 +109,7 @@ mod tests {
         other.busy_timeout(Duration::from_secs(5)).unwrap();
         other.execute_batch("DROP TABLE events").unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let handle = spawn_writer(store, rx);
+        let handle = spawn_writer(store, rx, Heartbeat::unwatched("store"));
         tx.send(Stamped {
             at: SystemTime::now(),
             event: Event::UpsLost,
@@ -140,7 +149,7 @@ mod tests {
             .execute_batch("DROP TABLE events")
             .unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let handle = spawn_writer(store, rx);
+        let handle = spawn_writer(store, rx, Heartbeat::unwatched("store"));
         tx.send(Stamped {
             at: SystemTime::now(),
             event: Event::UpsLost,

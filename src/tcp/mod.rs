@@ -1,108 +1,272 @@
 //! Modbus TCP: an acceptor and at most three session threads.
 //!
-//! - A fourth connection is accepted and closed at once (and logged, at most once a
-//!   second so a flood cannot fill the log); the open sessions never notice.
+//! - With all sessions in use, a new connection takes the slot of the session idle the
+//!   longest, if that one has been idle for `modbus_evict_idle_s`; otherwise it is accepted
+//!   and closed at once. A session that polls is never disturbed. Both are logged under a
+//!   budget (a burst of 30, then one every 2 s) so a flood cannot fill the log.
 //! - Each session reads frames as they come and answers them in order, so pipelined
 //!   requests work; it has one request at the link at a time, which keeps the link fair.
 //! - A header that can never become valid (protocol id not 0, length outside 2..=254)
 //!   closes the session, as the implementation guide says: the stream is out of step. A
-//!   partial frame only ever holds up its own session.
-//! - The idle timeout closes a silent session; TCP keepalive frees the slot of a master
-//!   that vanished without closing (power cut, cable pulled).
+//!   partial frame only ever holds up its own session, and must be completed within
+//!   [`PARTIAL_FRAME_DEADLINE`].
+//! - Only whole requests (and their answers) count as activity: the idle timeout closes a
+//!   session that asks nothing, however it trickles bytes; TCP keepalive frees the slot of
+//!   a master that vanished without closing (power cut, cable pulled).
 
 mod session;
 
+use crate::access::{self, Cidr, Writers};
 use crate::event::{Event, Events};
+use crate::health::Heartbeat;
 use crate::link::Link;
-use crate::serial::{wait_readable, Ready};
+use crate::live::Update;
+use crate::serial::wait_any;
 use crate::settings::Routing;
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown as Both, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Simultaneous sessions, as the card's manual says.
 pub const MAX_SESSIONS: usize = 3;
 /// An answer that cannot be handed to the kernel for this long ends the session.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A frame whose first bytes have come must be whole within this, or the session ends:
+/// a Modbus TCP frame is sent at once, and trickled bytes must not hold a slot.
+pub const PARTIAL_FRAME_DEADLINE: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpConfig {
+    /// Masters allowed to connect; empty: everyone.
+    pub allow: Vec<Cidr>,
+    pub writers: Writers,
+    /// Who may write when `writers` is [`Writers::Listed`].
+    pub writer_list: Vec<Cidr>,
     /// Zero: never close an idle session.
     pub idle_timeout: Duration,
+    /// With all sessions in use, a new connection takes the slot of a session idle this
+    /// long. Zero: never.
+    pub evict_idle: Duration,
     pub routing: Routing,
     pub ups_slave: u8,
 }
 
-/// Who holds each session slot, for the pages.
+/// Who holds each session slot: for the pages, and to find an idle one to give away.
 #[derive(Default)]
 pub struct Sessions {
-    slots: Mutex<[Option<SocketAddr>; MAX_SESSIONS]>,
+    slots: Mutex<[Option<Slot>; MAX_SESSIONS]>,
+}
+
+struct Slot {
+    peer: SocketAddr,
+    opened: SystemTime,
+    /// The last whole request or answer.
+    active: Instant,
+    /// A request is with the link.
+    busy: bool,
+    /// The session's socket, to end it from the acceptor.
+    stream: TcpStream,
+    evicted: Arc<AtomicBool>,
+}
+
+/// One open session, as the pages show it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// 1 to 3, as in the events "TCP session x opened".
+    pub number: u8,
+    pub peer: SocketAddr,
+    pub opened: SystemTime,
+    /// Time since its last whole request or answer.
+    pub idle: Duration,
 }
 
 impl Sessions {
+    /// The open sessions, by number.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let slots = self.slots.lock();
+        (0..MAX_SESSIONS)
+            .filter_map(|i| {
+                let s = slots[i].as_ref()?;
+                Some(SessionInfo {
+                    number: i as u8 + 1,
+                    peer: s.peer,
+                    opened: s.opened,
+                    idle: if s.busy {
+                        Duration::ZERO
+                    } else {
+                        s.active.elapsed()
+                    },
+                })
+            })
+            .collect()
+    }
+
     /// Peers of the open sessions, by slot (session x = slot + 1).
     pub fn peers(&self) -> [Option<SocketAddr>; MAX_SESSIONS] {
-        *self.slots.lock()
+        let slots = self.slots.lock();
+        std::array::from_fn(|i| slots[i].as_ref().map(|s| s.peer))
     }
 
     pub fn open(&self) -> usize {
         self.slots.lock().iter().flatten().count()
     }
 
-    fn take(&self, peer: SocketAddr) -> Option<u8> {
+    fn take(&self, peer: SocketAddr, stream: &TcpStream) -> Option<(u8, Arc<AtomicBool>)> {
         let mut slots = self.slots.lock();
         let i = slots.iter().position(Option::is_none)?;
-        slots[i] = Some(peer);
-        Some(i as u8 + 1)
+        let evicted = Arc::new(AtomicBool::new(false));
+        slots[i] = Some(Slot {
+            peer,
+            opened: SystemTime::now(),
+            active: Instant::now(),
+            busy: false,
+            stream: stream.try_clone().ok()?,
+            evicted: evicted.clone(),
+        });
+        Some((i as u8 + 1, evicted))
     }
 
     fn release(&self, session: u8) {
         self.slots.lock()[usize::from(session - 1)] = None;
     }
+
+    /// Session `session` received a whole request (`busy`) or sent its answer.
+    fn activity(&self, session: u8, busy: bool) {
+        if let Some(s) = &mut self.slots.lock()[usize::from(session - 1)] {
+            s.active = Instant::now();
+            s.busy = busy;
+        }
+    }
+
+    /// Ends the session idle the longest, if it has been idle at least `min`: returns its
+    /// number and how long it was idle. Its thread still has to finish.
+    fn evict_idle(&self, min: Duration) -> Option<(u8, Duration)> {
+        let slots = self.slots.lock();
+        let (i, idle) = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let s = s.as_ref()?;
+                (!s.busy).then(|| (i, s.active.elapsed()))
+            })
+            .max_by_key(|(_, idle)| *idle)
+            .filter(|(_, idle)| *idle >= min)?;
+        let s = slots[i].as_ref()?;
+        s.evicted.store(true, Ordering::SeqCst);
+        // Wakes the session's wait: it sees the end of its stream and stops.
+        let _ = s.stream.shutdown(Both::Both);
+        Some((i as u8 + 1, idle))
+    }
+}
+
+/// What access control turned away, for the pages.
+#[derive(Default)]
+pub struct Refused {
+    /// Connections from masters outside the allow-list.
+    pub connections: AtomicU64,
+    /// Writes from masters that may only read.
+    pub writes: AtomicU64,
+}
+
+/// The running Modbus TCP server, for whoever changes its settings.
+#[derive(Clone)]
+pub struct Tcp {
+    pub sessions: Arc<Sessions>,
+    pub refused: Arc<Refused>,
+    config: Arc<Mutex<TcpConfig>>,
+    listener: Arc<Update<TcpListener>>,
+    addr: Arc<Mutex<SocketAddr>>,
+}
+
+impl Tcp {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        *self.addr.lock()
+    }
+
+    pub fn config(&self) -> TcpConfig {
+        self.config.lock().clone()
+    }
+
+    /// New timeouts and routing: each session takes them at its next turn.
+    pub fn reconfigure(&self, config: TcpConfig) {
+        *self.config.lock() = config;
+    }
+
+    /// Listens on `listener` from now on; open sessions go on.
+    pub fn rebind(&self, listener: TcpListener) -> std::io::Result<()> {
+        listener.set_nonblocking(true)?;
+        *self.addr.lock() = listener.local_addr()?;
+        self.listener.put(listener);
+        Ok(())
+    }
 }
 
 /// Starts the acceptor on a bound listener. Session threads are joined before it returns.
+/// `heartbeat` tells the watchdog the acceptor is idle while it waits for connections.
 pub fn spawn(
     listener: TcpListener,
     config: TcpConfig,
     link: Link,
     events: Events,
     shutdown: Shutdown,
-) -> std::io::Result<(Arc<Sessions>, JoinHandle<()>)> {
+    heartbeat: Heartbeat,
+) -> std::io::Result<(Tcp, JoinHandle<()>)> {
     listener.set_nonblocking(true)?;
-    let sessions = Arc::new(Sessions::default());
-    let shared = sessions.clone();
+    let tcp = Tcp {
+        sessions: Arc::new(Sessions::default()),
+        refused: Arc::new(Refused::default()),
+        config: Arc::new(Mutex::new(config)),
+        listener: Arc::new(Update::new()?),
+        addr: Arc::new(Mutex::new(listener.local_addr()?)),
+    };
+    let shared = tcp.clone();
     let thread = std::thread::Builder::new()
         .name("tcp-accept".into())
         .stack_size(128 * 1024)
-        .spawn(move || accept_loop(listener, config, link, events, shutdown, shared))?;
-    Ok((sessions, thread))
+        .spawn(move || accept_loop(listener, shared, link, events, shutdown, heartbeat))?;
+    Ok((tcp, thread))
 }
 
 fn accept_loop(
-    listener: TcpListener,
-    config: TcpConfig,
+    mut listener: TcpListener,
+    tcp: Tcp,
     link: Link,
     events: Events,
     shutdown: Shutdown,
-    sessions: Arc<Sessions>,
+    heartbeat: Heartbeat,
 ) {
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let sessions = tcp.sessions.clone();
+    let mut threads: [Option<JoinHandle<()>>; MAX_SESSIONS] = Default::default();
     let log = Arc::new(SessionLog::new(events));
     loop {
-        match wait_readable(listener.as_fd(), &shutdown, None) {
-            Ok(Ready::Readable) => {}
-            Ok(Ready::Timeout) => continue,
-            Ok(Ready::Shutdown) => break,
+        let fds = [Some(listener.as_fd()), Some(tcp.listener.fd())];
+        heartbeat.idle();
+        let woken = wait_any(fds, &shutdown, None);
+        heartbeat.busy();
+        match woken {
+            Ok((_, true)) => break,
+            Ok((_, false)) => {}
             Err(e) => {
                 log::error!("modbus tcp: {e}");
                 break;
             }
         }
+        if let Some(new) = tcp.listener.take() {
+            log::info!(
+                "modbus tcp listening on {}",
+                new.local_addr().map_or("?".into(), |a| a.to_string())
+            );
+            listener = new;
+            continue;
+        }
+        let config = tcp.config();
         let (stream, peer) = match listener.accept() {
             Ok(pair) => pair,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -113,8 +277,24 @@ fn accept_loop(
                 continue;
             }
         };
-        threads.retain(|t| !t.is_finished());
-        let Some(session) = sessions.take(peer) else {
+        if !access::allowed(&config.allow, peer.ip()) {
+            drop(stream);
+            tcp.refused.connections.fetch_add(1, Ordering::Relaxed);
+            log.emit(Event::TcpNotAllowed { peer });
+            continue;
+        }
+        let mut taken = sessions.take(peer, &stream);
+        if taken.is_none() && !config.evict_idle.is_zero() {
+            if let Some((old, idle)) = sessions.evict_idle(config.evict_idle) {
+                log::info!("modbus tcp: session {old} idle for {idle:?} gives its slot to {peer}");
+                // It wakes at once; its "closed" event comes before the new "opened".
+                if let Some(t) = threads[usize::from(old - 1)].take() {
+                    let _ = t.join();
+                }
+                taken = sessions.take(peer, &stream);
+            }
+        }
+        let Some((session, evicted)) = taken else {
             drop(stream);
             log.emit(Event::TcpRefused { peer });
             continue;
@@ -126,30 +306,38 @@ fn accept_loop(
         let ctx = session::Session {
             number: session,
             stream,
-            config: config.clone(),
+            config: tcp.config.clone(),
             caller: link.caller(crate::link::Source::Tcp(session)),
             shutdown: shutdown.clone(),
+            sessions: sessions.clone(),
+            peer,
+            refused: tcp.refused.clone(),
+            log: log.clone(),
         };
-        let (session_log, slots) = (log.clone(), sessions.clone());
+        let session_log = log.clone();
+        let slots = sessions.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("tcp-session-{session}"))
             .stack_size(128 * 1024)
             .spawn(move || {
-                let reason = ctx.run();
+                let mut reason = ctx.run();
+                if evicted.load(Ordering::SeqCst) {
+                    reason = "idle, its slot given to a new connection".into();
+                }
                 // Logged before the slot is free, so "closed" always precedes the next
                 // "opened" of the same session number.
                 session_log.emit(Event::TcpClosed { session, reason });
                 slots.release(session);
             });
         match spawned {
-            Ok(t) => threads.push(t),
+            Ok(t) => threads[usize::from(session - 1)] = Some(t),
             Err(e) => {
                 log::error!("modbus tcp: no thread for session {session}: {e}");
                 sessions.release(session);
             }
         }
     }
-    for t in threads {
+    for t in threads.into_iter().flatten() {
         let _ = t.join();
     }
 }
@@ -157,7 +345,7 @@ fn accept_loop(
 /// Session events, without letting a client that connects in a loop fill the event log
 /// (and wear the flash): a burst of [`BURST`], then one per [`REFILL`]; what is skipped
 /// is counted in one line when logging resumes.
-struct SessionLog {
+pub(super) struct SessionLog {
     events: Events,
     budget: Mutex<Budget>,
 }
@@ -184,7 +372,7 @@ impl SessionLog {
         }
     }
 
-    fn emit(&self, event: Event) {
+    pub(super) fn emit(&self, event: Event) {
         let mut b = self.budget.lock();
         let earned = (b.refilled.elapsed().as_nanos() / REFILL.as_nanos()) as u32;
         if earned > 0 {

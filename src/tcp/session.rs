@@ -1,6 +1,8 @@
 //! One Modbus TCP session: read frames, relay each to the UPS, answer in order.
 
-use super::TcpConfig;
+use super::{Refused, SessionLog, Sessions, TcpConfig, PARTIAL_FRAME_DEADLINE};
+use crate::access::{self, Writers};
+use crate::event::Event;
 use crate::link::Caller;
 use crate::modbus::mbap;
 use crate::modbus::pdu::{self, Exception, PduBuf};
@@ -9,16 +11,24 @@ use crate::serial::{wait_readable, Ready};
 use crate::settings::Routing;
 use crate::shutdown::Shutdown;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::net::TcpStream;
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub(super) struct Session {
     pub number: u8,
     pub stream: TcpStream,
-    pub config: TcpConfig,
+    /// Shared with the acceptor: a new configuration applies from the next turn.
+    pub config: Arc<parking_lot::Mutex<TcpConfig>>,
     pub caller: Caller,
     pub shutdown: Shutdown,
+    pub sessions: Arc<Sessions>,
+    pub peer: SocketAddr,
+    pub refused: Arc<Refused>,
+    pub log: Arc<SessionLog>,
 }
 
 /// Room for a few pipelined frames; a whole frame always fits.
@@ -31,12 +41,16 @@ impl Session {
         let mut len = 0usize;
         let mut out = Vec::with_capacity(mbap::MAX_FRAME);
         let mut last_activity = Instant::now();
+        // When the first bytes of a frame not yet whole came.
+        let mut partial_since: Option<Instant> = None;
         loop {
             // Answer every whole frame already here, in order.
             let mut used = 0;
             loop {
                 match mbap::check(&buf[used..len]) {
                     Ok(Some(n)) => {
+                        // Idle means neither asking nor being answered.
+                        self.sessions.activity(self.number, true);
                         let (header, pdu) = mbap::split(&buf[used..used + n]);
                         if let Some(answer) = self.relay(header.unit, pdu) {
                             out.clear();
@@ -44,9 +58,9 @@ impl Session {
                             if let Err(e) = self.stream.write_all(&out) {
                                 return format!("write failed: {e}");
                             }
-                            // Idle means neither asking nor being answered.
-                            last_activity = Instant::now();
                         }
+                        last_activity = Instant::now();
+                        self.sessions.activity(self.number, false);
                         used += n;
                     }
                     Ok(None) => break,
@@ -58,16 +72,32 @@ impl Session {
             }
             buf.copy_within(used..len, 0);
             len -= used;
+            if len == 0 {
+                partial_since = None;
+            } else if used > 0 || partial_since.is_none() {
+                partial_since = Some(Instant::now());
+            }
 
-            let wait = if self.config.idle_timeout.is_zero() {
-                None
-            } else {
+            let idle_timeout = self.config.lock().idle_timeout;
+            let mut wait: Option<Duration> = None;
+            if !idle_timeout.is_zero() {
                 let idle = last_activity.elapsed();
-                if idle >= self.config.idle_timeout {
+                if idle >= idle_timeout {
                     return "idle timeout".into();
                 }
-                Some(self.config.idle_timeout - idle)
-            };
+                wait = Some(idle_timeout - idle);
+            }
+            if let Some(since) = partial_since {
+                let waited = since.elapsed();
+                if waited >= PARTIAL_FRAME_DEADLINE {
+                    return format!(
+                        "a frame not completed within {} s",
+                        PARTIAL_FRAME_DEADLINE.as_secs()
+                    );
+                }
+                let left = PARTIAL_FRAME_DEADLINE - waited;
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
             match wait_readable(self.stream.as_fd(), &self.shutdown, wait) {
                 Ok(Ready::Readable) => {}
                 Ok(Ready::Timeout) => continue,
@@ -76,10 +106,7 @@ impl Session {
             }
             match self.stream.read(&mut buf[len..]) {
                 Ok(0) => return "closed by client".into(),
-                Ok(n) => {
-                    len += n;
-                    last_activity = Instant::now();
-                }
+                Ok(n) => len += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return format!("read failed: {e}"),
@@ -89,21 +116,45 @@ impl Session {
 
     /// The answer PDU for a request, or None when none is due (a broadcast).
     fn relay(&self, unit: u8, pdu: &[u8]) -> Option<PduBuf> {
-        let ups = self.config.ups_slave;
-        let slave = match self.config.routing {
-            Routing::Ups if unit == 0 || unit == 255 || unit == ups => ups,
-            Routing::Ups => {
-                return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
+        let slave = {
+            let config = self.config.lock();
+            if access::writes(pdu) && !self.may_write(&config) {
+                drop(config);
+                self.refused.writes.fetch_add(1, Relaxed);
+                self.log.emit(Event::WriteRefused {
+                    session: self.number,
+                    peer: self.peer,
+                    function: pdu[0],
+                });
+                return Some(PduBuf::exception(pdu[0], Exception::IllegalFunction));
             }
-            Routing::Transparent if unit == 255 => ups,
-            // A broadcast gets no answer, so only a write may be one; a read with unit 0
-            // would leave the master waiting for nothing.
-            Routing::Transparent if unit == BROADCAST && !pdu::may_broadcast(pdu[0]) => {
-                return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
+            let ups = config.ups_slave;
+            match config.routing {
+                Routing::Ups if unit == 0 || unit == 255 || unit == ups => ups,
+                Routing::Ups => {
+                    return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
+                }
+                Routing::Transparent if unit == 255 => ups,
+                // A broadcast gets no answer, so only a write may be one; a read with unit
+                // 0 would leave the master waiting for nothing.
+                Routing::Transparent if unit == BROADCAST && !pdu::may_broadcast(pdu[0]) => {
+                    return Some(PduBuf::exception(pdu[0], Exception::GatewayPathUnavailable));
+                }
+                Routing::Transparent => unit,
             }
-            Routing::Transparent => unit,
         };
         let answer = self.caller.call(slave, pdu);
         (slave != BROADCAST).then_some(answer)
+    }
+
+    fn may_write(&self, config: &TcpConfig) -> bool {
+        match config.writers {
+            Writers::Everyone => true,
+            Writers::Listed => config
+                .writer_list
+                .iter()
+                .any(|c| c.contains(self.peer.ip())),
+            Writers::Nobody => false,
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! at, a closed one is dropped at once, so no connection can make the thread spin.
 
 use super::http::{self, Head, Refusal, MAX_BODY, MAX_HEAD};
+use crate::health::Heartbeat;
 use crate::shutdown::Shutdown;
 use crossbeam_channel::{Sender, TrySendError};
 use nix::poll::{ppoll, PollFd, PollFlags};
@@ -94,6 +95,7 @@ pub struct Front {
     accept_pause: Option<Instant>,
     tick: Box<dyn FnMut() + Send>,
     next_tick: Instant,
+    beat: Heartbeat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +140,7 @@ impl Front {
         jobs: Sender<Job>,
         shutdown: Shutdown,
         tick: Box<dyn FnMut() + Send>,
+        beat: Heartbeat,
     ) -> io::Result<(Front, Replies)> {
         for (l, _) in &listeners {
             l.set_nonblocking(true)?;
@@ -164,6 +167,7 @@ impl Front {
             accept_pause: None,
             tick,
             next_tick: Instant::now() + TICK,
+            beat,
         };
         Ok((front, replies))
     }
@@ -215,7 +219,10 @@ impl Front {
                 wake_at = wake_at.min(t);
             }
             let wait = TimeSpec::from_duration(wake_at.saturating_duration_since(now));
-            if let Err(e) = ppoll(&mut fds, Some(wait), None) {
+            self.beat.idle();
+            let polled = ppoll(&mut fds, Some(wait), None);
+            self.beat.busy();
+            if let Err(e) = polled {
                 if e != nix::errno::Errno::EINTR {
                     log::error!("web: poll failed: {e}");
                     self.shutdown.sleep(Duration::from_millis(100));

@@ -20,6 +20,7 @@ pub mod routes;
 
 use crate::accounts::Accounts;
 use crate::event::{Event, Events};
+use crate::health::Health;
 use crate::link::LinkStatus;
 use crate::rs485::Rs485Status;
 use crate::shutdown::Shutdown;
@@ -31,14 +32,14 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Handler threads: pages are quick; one more lets a page be served while a login hashes.
 pub const HANDLERS: usize = 2;
 /// Whole requests waiting for a handler; past this the front answers 503 at once.
 pub const QUEUE: usize = 32;
 /// How often the card checks that its own certificate still fits (names, expiry).
-const CERT_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+const CERT_CHECK: Duration = Duration::from_secs(3600);
 
 /// Where the web listens; `None` = not served.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +80,10 @@ pub struct Parts {
     pub rs485: Option<Arc<Rs485Status>>,
     pub events: Events,
     pub data: std::path::PathBuf,
+    /// Where the web threads report their progress (the watchdog is fed on it).
+    pub health: Arc<Health>,
+    /// How long a web thread may be busy without progress.
+    pub stall: Duration,
 }
 
 impl Web {
@@ -133,18 +138,23 @@ impl Web {
                 }
             })
         };
-        let (front, replies) = Front::new(listeners, tls, jobs_tx, shutdown, tick)?;
+        let beat = parts.health.register("web front", parts.stall);
+        let (front, replies) = Front::new(listeners, tls, jobs_tx, shutdown, tick, beat)?;
         let mut threads = Vec::new();
         for i in 0..HANDLERS {
             let (jobs, replies, app) = (jobs_rx.clone(), replies.clone(), app.clone());
+            let beat = parts.health.register("web handler", parts.stall);
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("web-handler-{i}"))
                     .stack_size(512 * 1024)
                     .spawn(move || {
                         below_modbus();
+                        beat.idle();
                         while let Ok(job) = jobs.recv() {
+                            beat.busy();
                             handle(&app, job, &replies);
+                            beat.idle();
                         }
                     })?,
             );

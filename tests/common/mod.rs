@@ -6,7 +6,7 @@ pub mod web;
 
 use modbus_card::link::LinkState;
 use modbus_card::pty::{NullModem, Pty};
-use modbus_card::service::{Access, Options, Service};
+use modbus_card::service::{Options, Service};
 use modbus_card::sim::{Fault, Sim, SimConfig};
 use modbus_card::store::{EventRow, Store};
 use std::net::SocketAddr;
@@ -51,11 +51,11 @@ pub struct Card {
 }
 
 pub fn start(setup: Setup) -> Card {
-    start_with(setup, Access::default())
+    start_with(setup, Options::default())
 }
 
-/// A card reached as `access` says (its web listeners, its MAC).
-pub fn start_with(setup: Setup, access: Access) -> Card {
+/// A card with `base`'s options beyond those the setup gives (web listeners, MAC).
+pub fn start_with(setup: Setup, base: Options) -> Card {
     let _ = env_logger::builder().is_test(true).try_init();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -69,20 +69,18 @@ pub fn start_with(setup: Setup, access: Access) -> Card {
     .unwrap();
     sim.set_fault(setup.sim_fault);
     let rs485 = setup.rs485.then(|| NullModem::open().unwrap());
-    let service = Service::start_with(
-        Options {
-            data: data.clone(),
-            ups: sim.path().unwrap().to_path_buf(),
-            rs485: rs485.as_ref().map(|n| n.card_side().to_path_buf()),
-            modbus: Some("127.0.0.1:0".parse().unwrap()),
-            overrides: setup
-                .settings
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        },
-        access,
-    )
+    let service = Service::start(Options {
+        data: data.clone(),
+        ups: sim.path().unwrap().to_path_buf(),
+        rs485: rs485.as_ref().map(|n| n.card_side().to_path_buf()),
+        modbus: Some("127.0.0.1:0".parse().unwrap()),
+        overrides: setup
+            .settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ..base
+    })
     .unwrap();
     Card {
         service: Some(service),

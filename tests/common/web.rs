@@ -3,7 +3,7 @@
 
 use super::{start_with, Card, Setup, PATIENCE};
 use modbus_card::accounts::Mac;
-use modbus_card::service::Access;
+use modbus_card::service::Options;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,10 +19,11 @@ pub const GOOD_2: &str = "Second12pass!X";
 pub fn start_web(setup: Setup) -> Card {
     start_with(
         setup,
-        Access {
+        Options {
             http: Some("127.0.0.1:0".parse().unwrap()),
             https: Some("127.0.0.1:0".parse().unwrap()),
             mac: Some(MAC.parse::<Mac>().unwrap()),
+            ..Options::default()
         },
     )
 }
@@ -32,20 +33,15 @@ impl Card {
     /// `https` (and HTTP on a port of its own).
     pub fn restart_web(&mut self, https: &str) {
         self.stop();
-        let service = modbus_card::service::Service::start_with(
-            modbus_card::service::Options {
-                data: self.data.clone(),
-                ups: self.sim.path().unwrap().to_path_buf(),
-                rs485: None,
-                modbus: Some("127.0.0.1:0".parse().unwrap()),
-                overrides: vec![],
-            },
-            Access {
-                http: Some("127.0.0.1:0".parse().unwrap()),
-                https: Some(https.parse().unwrap()),
-                mac: Some(MAC.parse::<Mac>().unwrap()),
-            },
-        )
+        let service = modbus_card::service::Service::start(Options {
+            data: self.data.clone(),
+            ups: self.sim.path().unwrap().to_path_buf(),
+            modbus: Some("127.0.0.1:0".parse().unwrap()),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            https: Some(https.parse().unwrap()),
+            mac: Some(MAC.parse::<Mac>().unwrap()),
+            ..Options::default()
+        })
         .unwrap();
         self.service = Some(service);
     }

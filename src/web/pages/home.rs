@@ -62,7 +62,13 @@ pub struct TcpSession {
     pub session: usize,
     /// The master's address, or null when the slot is free.
     pub peer: Option<String>,
+    /// When the session opened; null when free.
+    pub since: Option<String>,
+    /// Seconds since its last request or answer; null when free.
+    pub idle_s: Option<u64>,
+    /// What the page shows.
     pub text: String,
+    pub since_text: String,
 }
 
 #[derive(Serialize)]
@@ -96,15 +102,25 @@ impl Status {
             LinkState::Stopped => ("stopped", "Stopped"),
         };
         let baud = link.baud();
-        let tcp = app
-            .sessions
-            .peers()
-            .iter()
-            .enumerate()
-            .map(|(i, p)| TcpSession {
-                session: i + 1,
-                peer: p.map(|a| a.to_string()),
-                text: p.map_or("free".into(), |a| a.to_string()),
+        let open = app.sessions.list();
+        let tcp = (1..=crate::tcp::MAX_SESSIONS)
+            .map(|n| match open.iter().find(|s| usize::from(s.number) == n) {
+                Some(s) => TcpSession {
+                    session: n,
+                    peer: Some(s.peer.to_string()),
+                    since: Some(timestamp(s.opened)),
+                    idle_s: Some(s.idle.as_secs()),
+                    text: s.peer.to_string(),
+                    since_text: format!("since {}", timestamp(s.opened)),
+                },
+                None => TcpSession {
+                    session: n,
+                    peer: None,
+                    since: None,
+                    idle_s: None,
+                    text: "free".into(),
+                    since_text: String::new(),
+                },
             })
             .collect();
         let rs485 = match &app.rs485 {

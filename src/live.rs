@@ -1,0 +1,265 @@
+//! Live settings: the one door every change goes through.
+//!
+//! A page, the configuration upload, the console, the button: each hands [`Live::change`]
+//! the keys and values it wants, and who asks. The whole change is checked first
+//! ([`Settings::change`]); what the running card needs for it and could fail (a port to
+//! bind) is made ready by the parts concerned, without touching what runs; the change is
+//! written in one transaction; only then is it applied, by each part between two pieces of
+//! work (a Modbus exchange on the line is never cut), and logged with old and new values
+//! and who made it. Nothing is ever half-applied. A change that would cut the user off
+//! (both web services off, a new address) is refused until confirmed, with what will
+//! happen.
+
+use crate::event::{Event, Events};
+use crate::settings::{def_of, Diff, Refusal, Section, Settings, DEFS};
+use crate::store::Store;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use parking_lot::{Mutex, RwLock};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+/// Who makes a change, for the event log: a user and how they came.
+#[derive(Debug, Clone)]
+pub struct Who {
+    /// The account, or the part of the card acting by itself ("button").
+    pub user: String,
+    /// How: "web 192.168.1.20", "ssh 192.168.1.20", "console", "configuration file" …
+    pub via: String,
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, {}", self.user, self.via)
+    }
+}
+
+/// A change made.
+#[derive(Debug)]
+pub struct Applied {
+    /// What changed, in the order of the settings table; empty if the values were already
+    /// so.
+    pub diffs: Vec<Diff>,
+    /// Keys among them that take effect at the next start only.
+    pub next_start: Vec<&'static str>,
+}
+
+/// Why a change was not made. Nothing changed, in the store or in the running card.
+#[derive(Debug)]
+pub enum Refused {
+    /// Values that are not allowed, each with the rule it breaks.
+    Invalid(Vec<Refusal>),
+    /// The change would cut the user off: say so, and ask again with `confirmed`.
+    Confirm(Vec<String>),
+    /// The card could not make it (a port already in use, the store failing).
+    Failed(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = match self {
+            Refused::Invalid(r) => r.iter().map(|r| r.message.clone()).collect(),
+            Refused::Confirm(w) => w.clone(),
+            Refused::Failed(e) => vec![e.clone()],
+        };
+        f.write_str(&lines.join("; "))
+    }
+}
+
+/// Applies a change in the running card, once it is written.
+pub type Commit = Box<dyn FnOnce() + Send>;
+
+/// A running part's share of a change: given the settings before and after, it makes
+/// ready what could fail, and returns what applies the change (or `None` if nothing of
+/// its own changed).
+pub type Prepare =
+    Box<dyn Fn(&Settings, &Settings) -> Result<Option<Commit>, String> + Send + Sync>;
+
+pub struct Live {
+    current: RwLock<Arc<Settings>>,
+    /// What a reset to factory settings goes back to.
+    factory: Settings,
+    store: Mutex<Store>,
+    events: Events,
+    parts: RwLock<Vec<(&'static str, Prepare)>>,
+    /// One change at a time.
+    gate: Mutex<()>,
+}
+
+impl Live {
+    /// `factory` is [`Settings::default`], but for the demo's unprivileged Modbus port.
+    pub fn new(settings: Settings, factory: Settings, store: Store, events: Events) -> Live {
+        Live {
+            current: RwLock::new(Arc::new(settings)),
+            factory,
+            store: Mutex::new(store),
+            events,
+            parts: RwLock::new(vec![]),
+            gate: Mutex::new(()),
+        }
+    }
+
+    /// The settings in force.
+    pub fn current(&self) -> Arc<Settings> {
+        self.current.read().clone()
+    }
+
+    /// Adds a running part that applies changes (`name` for errors and logs).
+    pub fn register(&self, name: &'static str, prepare: Prepare) {
+        self.parts.write().push((name, prepare));
+    }
+
+    /// Makes `changes` (key, value), all or nothing; see the module's doc.
+    pub fn change(
+        &self,
+        changes: &[(&str, &str)],
+        who: &Who,
+        confirmed: bool,
+    ) -> Result<Applied, Refused> {
+        self.change_logged(changes, who, confirmed, None)
+    }
+
+    /// [`Live::change`], with `first` logged before the settings' own events once the
+    /// change is sure to happen.
+    fn change_logged(
+        &self,
+        changes: &[(&str, &str)],
+        who: &Who,
+        confirmed: bool,
+        first: Option<Event>,
+    ) -> Result<Applied, Refused> {
+        let _one_at_a_time = self.gate.lock();
+        let old = self.current();
+        let (new, diffs) = old.change(changes).map_err(Refused::Invalid)?;
+        if diffs.is_empty() {
+            if let Some(event) = first {
+                self.events.emit(event);
+            }
+            return Ok(Applied {
+                diffs,
+                next_start: vec![],
+            });
+        }
+        let warnings = cut_off(&old, &new);
+        if !warnings.is_empty() && !confirmed {
+            return Err(Refused::Confirm(warnings));
+        }
+        let mut commits = vec![];
+        for (name, prepare) in self.parts.read().iter() {
+            match prepare(&old, &new) {
+                Ok(commit) => commits.extend(commit),
+                // What the others made ready is dropped unused (a bound port closes).
+                Err(e) => return Err(Refused::Failed(format!("{name}: {e}"))),
+            }
+        }
+        self.store
+            .lock()
+            .save_settings(&diffs)
+            .map_err(|e| Refused::Failed(e.to_string()))?;
+        if let Some(event) = first {
+            self.events.emit(event);
+        }
+        *self.current.write() = Arc::new(new);
+        for commit in commits {
+            commit();
+        }
+        let mut next_start = vec![];
+        for d in &diffs {
+            let def = def_of(d.key).expect("diffs name declared keys");
+            if !def.live {
+                next_start.push(d.key);
+            }
+            log::info!("setting {} = {} (was {}) by {who}", d.key, d.new, d.old);
+            self.events.emit(Event::SettingChanged {
+                label: def.label,
+                old: d.old.clone(),
+                new: d.new.clone(),
+                by: who.to_string(),
+            });
+        }
+        Ok(Applied { diffs, next_start })
+    }
+}
+
+impl Live {
+    /// Every setting back to its factory value, but the board's devices (they describe
+    /// the hardware, not a configuration). Logged first, then as any change. Accounts and
+    /// certificates are reset by their own modules.
+    pub fn reset_to_factory(&self, who: &Who) -> Result<Applied, Refused> {
+        let values: Vec<(&str, String)> = DEFS
+            .iter()
+            .filter(|d| d.section != Section::Board)
+            .map(|d| (d.key, self.factory.get(d.key).unwrap_or_default()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reset = Event::FactoryReset {
+            by: who.to_string(),
+        };
+        self.change_logged(&pairs, who, true, Some(reset))
+    }
+}
+
+/// What a change would do to whoever is connected, in words; empty if nothing.
+fn cut_off(old: &Settings, new: &Settings) -> Vec<String> {
+    let mut warnings = vec![];
+    let web = |s: &Settings| s.http_enabled || s.https_enabled;
+    if web(old) && !web(new) {
+        warnings.push(
+            "With both HTTP and HTTPS off the web pages go away, this one included: turn one \
+             on again from the SSH console's reset of the configuration, or with the reset \
+             button."
+                .into(),
+        );
+    }
+    if old.dhcp_enabled != new.dhcp_enabled {
+        warnings.push(if new.dhcp_enabled {
+            "The card will take its address from a DHCP server (or fall back to 192.168.7.18): \
+             look for it there and reconnect."
+                .into()
+        } else {
+            format!(
+                "The card will use the static address {}: reconnect to it.",
+                new.ip_address
+            )
+        });
+    } else if !new.dhcp_enabled && (old.ip_address != new.ip_address || old.netmask != new.netmask)
+    {
+        warnings.push(format!(
+            "The card's address changes to {}/{}: reconnect to it.",
+            new.ip_address,
+            u32::from(new.netmask).leading_ones()
+        ));
+    }
+    warnings
+}
+
+/// A new value for a thread that waits on descriptors: `put` stores it and wakes the
+/// thread, which takes it between two pieces of work.
+pub struct Update<T> {
+    value: Mutex<Option<T>>,
+    wake: EventFd,
+}
+
+impl<T> Update<T> {
+    pub fn new() -> std::io::Result<Update<T>> {
+        Ok(Update {
+            value: Mutex::new(None),
+            wake: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?,
+        })
+    }
+
+    pub fn put(&self, value: T) {
+        *self.value.lock() = Some(value);
+        let _ = self.wake.write(1);
+    }
+
+    /// The newest value put since the last take.
+    pub fn take(&self) -> Option<T> {
+        let _ = self.wake.read();
+        self.value.lock().take()
+    }
+
+    /// Readable while a value waits.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+}
