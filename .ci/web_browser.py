@@ -1,9 +1,10 @@
 """Drives the card's web pages in headless Chromium, as a person would, and saves screenshots.
 
-usage: web_browser.py BASE_URL DEFAULT_PASSWORD SCREENSHOT_DIR PROFILE_DIR
+usage: web_browser.py BASE_URL DEFAULT_PASSWORD SCREENSHOT_DIR PROFILE_DIR MODBUS_PORT
 """
 import base64
 import os
+import socket
 import sys
 import time
 
@@ -13,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-BASE, DEFAULT, SHOTS, PROFILE = sys.argv[1:5]
+BASE, DEFAULT, SHOTS, PROFILE, MODBUS = sys.argv[1:6]
 NEW = "Browser12!Pass"
 SIZES = {"phone": (390, 844), "laptop": (1366, 900)}
 
@@ -93,10 +94,16 @@ try:
     wait.until(EC.url_contains("ended=password-changed"))
     assert "log in with the new one" in text(), text()
 
+    # A Modbus master reads the UPS's measurements and keeps its session open.
+    master = socket.create_connection(("127.0.0.1", int(MODBUS)))
+    master.sendall(bytes([0, 1, 0, 0, 0, 6, 1, 3, 0x10, 0x60, 0, 8]))
+    assert master.recv(64)[7] == 3
+
     fill({"user": "admin", "password": NEW})
     submit()
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-k='time']")))
     assert "Communicating" in text(), text()
+    assert "127.0.0.1:%d" % master.getsockname()[1] in text(), text()
     first = driver.find_element(By.CSS_SELECTOR, "[data-k='time']").text
     # The script refreshes the figures every 5 s (allowed by the CSP: it is the card's own file).
     WebDriverWait(driver, 15).until(
