@@ -128,6 +128,8 @@ struct Conn {
     sent: usize,
     close_after: bool,
     served: u32,
+    /// The current request's first byte has come (its head deadline is set).
+    started: bool,
     closed: bool,
 }
 
@@ -311,9 +313,13 @@ impl Front {
             if c.input.is_empty() {
                 return;
             }
-            if c.served > 0 && c.deadline > now + HEAD_TIMEOUT {
-                // The first byte after an idle spell: the head now has its own deadline.
-                c.deadline = now + HEAD_TIMEOUT;
+            if !c.started {
+                // The first byte of a request: from now on the head has its own deadline
+                // (a kept-alive connection was on its idle one).
+                c.started = true;
+                if c.served > 0 {
+                    c.deadline = now + HEAD_TIMEOUT;
+                }
             }
             match http::parse_head(&c.input) {
                 Err(Refusal::Partial) => return,
@@ -429,6 +435,7 @@ impl Front {
                 sent: 0,
                 close_after: false,
                 served: 0,
+                started: false,
                 closed: false,
             });
         }
@@ -461,6 +468,9 @@ impl Front {
 
 impl Conn {
     fn enter(&mut self, phase: Phase, limit: Duration, now: Instant) {
+        if phase == Phase::Head {
+            self.started = false;
+        }
         self.phase = phase;
         self.since = now;
         self.deadline = now
