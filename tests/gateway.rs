@@ -353,7 +353,11 @@ async fn malformed_headers_close_only_their_own_session() {
     }
     // Events reach the log through the store thread.
     wait_for("three sessions closed in the log", || {
-        card.events().iter().filter(|e| e.kind == "tcp_closed").count() >= 3
+        card.events()
+            .iter()
+            .filter(|e| e.kind == "tcp_closed")
+            .count()
+            >= 3
     });
 }
 
