@@ -108,6 +108,17 @@ impl Live {
         self.parts.write().push((name, prepare));
     }
 
+    /// What `changes` would alter, and what they would do to whoever is connected (the
+    /// warnings [`Refused::Confirm`] would give), without making them: for a preview.
+    pub fn preview(
+        &self,
+        changes: &[(&str, &str)],
+    ) -> Result<(Vec<Diff>, Vec<String>), Vec<Refusal>> {
+        let old = self.current();
+        let (new, diffs) = old.change(changes)?;
+        Ok((diffs, cut_off(&old, &new)))
+    }
+
     /// Makes `changes` (key, value), all or nothing; see the module's doc.
     pub fn change(
         &self,

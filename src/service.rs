@@ -159,6 +159,24 @@ impl Service {
             }
         };
 
+        // The one door, ready before any thread that may change a setting starts.
+        let live = Arc::new(Live::new(settings, factory, door_store, events.clone()));
+        let settings = live.current();
+        let reset_accounts = {
+            let accounts = accounts.clone();
+            Box::new(move || accounts.reset_to_default().map_err(|e| e.to_string()))
+        };
+        let reset_certificates = {
+            let data = options.data.clone();
+            Box::new(move || crate::web::certs::forget(&data).map_err(|e| e.to_string()))
+        };
+        let (control, restarts) = Control::new(
+            events.clone(),
+            live.clone(),
+            reset_accounts,
+            reset_certificates,
+        );
+
         let shutdown = Shutdown::new()?;
         let mut threads = Vec::new();
         let link_config = link_config(&settings, &options.ups);
@@ -170,7 +188,7 @@ impl Service {
                 Err(e) => {
                     leds.show_ups(UpsSignal::HardwareError);
                     // The store thread ends when the last sender of events is gone.
-                    drop((events, accounts));
+                    drop((events, accounts, control, live));
                     let _ = writer.join();
                     return Err(e.into());
                 }
@@ -232,17 +250,27 @@ impl Service {
                     None
                 }
             };
+            // Every part follows its settings before anyone can change them.
+            register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
+            register_board(&live, &ntp, network.as_ref(), link_limit.clone(), stall);
+            register_accounts(&live, &accounts);
             let web_config = WebConfig {
-                http: options.http.filter(|_| settings.http_enabled),
-                https: options.https.filter(|_| settings.https_enabled),
+                http: options.http,
+                https: options.https,
             };
             if web_config.http.is_some() || web_config.https.is_some() {
                 let parts = crate::web::Parts {
                     accounts: accounts.clone(),
                     link: link.status.clone(),
+                    frames: link.frames.clone(),
                     sessions: tcp.sessions.clone(),
+                    refused: tcp.refused.clone(),
                     rs485: rs485.as_ref().map(|r| r.status.clone()),
                     events: events.clone(),
+                    live: live.clone(),
+                    control: control.clone(),
+                    clock: clock.clone(),
+                    network: network.as_ref().map(Network::watcher),
                     data: options.data.clone(),
                     health: health.clone(),
                     stall,
@@ -262,7 +290,7 @@ impl Service {
                 if let Some(web) = web {
                     web.join();
                 }
-                drop((events, accounts));
+                drop((events, accounts, control, live));
                 let _ = writer.join();
                 return Err(e);
             }
@@ -276,15 +304,6 @@ impl Service {
             ups_path: options.ups.clone(),
             data: options.data.clone(),
         };
-        let live = Arc::new(Live::new(settings, factory, door_store, events.clone()));
-        register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
-        register_board(&live, &ntp, network.as_ref(), link_limit, stall);
-        register_accounts(&live, &accounts);
-        let reset_accounts = {
-            let accounts = accounts.clone();
-            Box::new(move || accounts.reset_to_default().map_err(|e| e.to_string()))
-        };
-        let (control, restarts) = Control::new(events.clone(), live.clone(), reset_accounts);
         let mut service = Service {
             live,
             link,

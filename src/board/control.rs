@@ -12,9 +12,9 @@ use crate::live::{Live, Who};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 
-/// Resets accounts and passwords to their defaults; supplied by the service, since
-/// accounts live in their own module.
-pub type AccountsReset = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Resets accounts and passwords, or the HTTPS certificates, to their defaults; supplied
+/// by the service, since each lives in its own module.
+pub type Reset = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// A restart someone asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,16 +32,19 @@ struct Inner {
     events: Events,
     live: Arc<Live>,
     restart: Sender<Restart>,
-    reset_accounts: AccountsReset,
+    reset_accounts: Reset,
+    reset_certificates: Reset,
 }
 
 impl Control {
-    /// `live`: the settings' door, for the factory reset. The receiver gets the restart
+    /// `live`: the settings' door, for the factory reset. `reset_certificates` forgets the
+    /// card's certificates, made again at the next start. The receiver gets the restart
     /// requests.
     pub fn new(
         events: Events,
         live: Arc<Live>,
-        reset_accounts: AccountsReset,
+        reset_accounts: Reset,
+        reset_certificates: Reset,
     ) -> (Control, Receiver<Restart>) {
         // One pending request is enough: a second one asks for the same thing.
         let (restart, rx) = crossbeam_channel::bounded(1);
@@ -50,6 +53,7 @@ impl Control {
             live,
             restart,
             reset_accounts,
+            reset_certificates,
         };
         (
             Control {
@@ -74,8 +78,9 @@ impl Control {
         (self.inner.reset_accounts)().map_err(|e| format!("accounts reset failed: {e}"))
     }
 
-    /// Settings (the board's devices apart) and accounts back to factory defaults, then a
-    /// restart so every part starts afresh with them. The event log is kept.
+    /// Settings (the board's devices apart), accounts and HTTPS certificates back to
+    /// factory defaults, then a restart so every part starts afresh with them (the card
+    /// makes its certificates again as it starts). The event log is kept.
     pub fn factory_reset(&self, who: &Who) -> Result<(), String> {
         let settings = self
             .inner
@@ -84,7 +89,9 @@ impl Control {
             .map_err(|e| format!("factory reset of the settings failed: {e}"));
         let accounts = (self.inner.reset_accounts)()
             .map_err(|e| format!("factory reset of the accounts failed: {e}"));
+        let certificates = (self.inner.reset_certificates)()
+            .map_err(|e| format!("factory reset of the certificates failed: {e}"));
         self.restart(who);
-        settings.and(accounts).map(drop)
+        settings.and(accounts).and(certificates).map(drop)
     }
 }

@@ -155,6 +155,15 @@ impl Network {
         }
     }
 
+    /// [`Network::status`] as a value to keep, for the pages.
+    pub fn watcher(&self) -> Arc<dyn Fn() -> NetStatus + Send + Sync> {
+        let (state, applied) = (self.state.clone(), self.applied.clone());
+        Arc::new(move || NetStatus {
+            applied: applied.lock().clone(),
+            ..read_status(&state)
+        })
+    }
+
     /// Ends the thread, once the shutdown has fired (a script running is waited for, up
     /// to its limit). The network stays as it is: the DHCP client keeps the lease.
     pub fn stop(self) {

@@ -269,6 +269,29 @@ impl Certs {
     }
 }
 
+/// Forgets the card's certificates (its root, its server certificate and an uploaded
+/// one), for a reset to factory settings: the card makes new ones at its next start, so
+/// a root downloaded before no longer trusts it.
+pub fn forget(data: &Path) -> Result<(), CertError> {
+    let dir = data.join(FOLDER);
+    for name in [
+        UPLOADED_CERT,
+        UPLOADED_KEY,
+        OWN_CERT,
+        OWN_KEY,
+        CA_CERT,
+        CA_KEY,
+    ] {
+        let path = dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path, e)),
+        }
+    }
+    Ok(())
+}
+
 /// The certificate to serve: the uploaded one if there is one that still loads, else the
 /// card's own.
 fn load_current(

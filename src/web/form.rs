@@ -50,6 +50,14 @@ impl Form {
             .map_or(&[], |(_, v)| v.as_slice())
     }
 
+    /// A text field, if the form has it (and it is UTF-8).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
     /// A text field; invalid UTF-8 reads as empty.
     pub fn text(&self, name: &str) -> &str {
         std::str::from_utf8(self.bytes(name)).unwrap_or("")

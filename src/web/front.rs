@@ -17,6 +17,7 @@
 //! at, a closed one is dropped at once, so no connection can make the thread spin.
 
 use super::http::{self, Head, Refusal, MAX_BODY, MAX_HEAD};
+use super::listen::{Kind, Listeners};
 use crate::health::Heartbeat;
 use crate::shutdown::Shutdown;
 use crossbeam_channel::{Sender, TrySendError};
@@ -83,7 +84,10 @@ impl Replies {
 
 /// The listening sockets and what the front needs to serve them.
 pub struct Front {
-    listeners: Vec<(TcpListener, bool)>,
+    /// HTTP and HTTPS, each while it is on.
+    listeners: [Option<TcpListener>; 2],
+    /// Where the settings' door hands over sockets to start or stop.
+    ports: Arc<Listeners>,
     tls: Arc<ServerConfig>,
     jobs: Sender<Job>,
     replies: Replies,
@@ -130,23 +134,22 @@ struct Conn {
     served: u32,
     /// The current request's first byte has come (its head deadline is set).
     started: bool,
+    /// Its service was turned off: closed once the answer under way is out.
+    retired: bool,
     closed: bool,
 }
 
 impl Front {
-    /// `listeners`: (socket, is HTTPS). `tick` runs every [`TICK`] on the front's thread
-    /// (session expiry, certificate renewal).
+    /// `ports`: the sockets to serve, now and as the settings change. `tick` runs every
+    /// [`TICK`] on the front's thread (session expiry, certificate renewal).
     pub fn new(
-        listeners: Vec<(TcpListener, bool)>,
+        ports: Arc<Listeners>,
         tls: Arc<ServerConfig>,
         jobs: Sender<Job>,
         shutdown: Shutdown,
         tick: Box<dyn FnMut() + Send>,
         beat: Heartbeat,
     ) -> io::Result<(Front, Replies)> {
-        for (l, _) in &listeners {
-            l.set_nonblocking(true)?;
-        }
         let (wake, wake_tx) = nix::unistd::pipe()?;
         for fd in [&wake, &wake_tx] {
             nix::fcntl::fcntl(
@@ -157,8 +160,9 @@ impl Front {
         let replies = Replies {
             inner: Arc::new((Mutex::new(Vec::new()), wake_tx)),
         };
-        let front = Front {
-            listeners,
+        let mut front = Front {
+            listeners: [None, None],
+            ports,
             tls,
             jobs,
             replies: replies.clone(),
@@ -171,6 +175,7 @@ impl Front {
             next_tick: Instant::now() + TICK,
             beat,
         };
+        front.take_listeners();
         Ok((front, replies))
     }
 
@@ -179,6 +184,7 @@ impl Front {
         // What each poll entry is.
         enum Slot {
             Wake,
+            Ports,
             Listener(usize),
             Conn(usize),
         }
@@ -199,16 +205,21 @@ impl Front {
                 self.accept_pause = None;
             }
 
-            let mut slots = Vec::with_capacity(2 + self.listeners.len() + self.conns.len());
+            let ports = self.ports.clone();
+            let mut slots = Vec::with_capacity(5 + self.conns.len());
             let mut fds = Vec::with_capacity(slots.capacity());
             fds.push(PollFd::new(self.shutdown.fd(), PollFlags::POLLIN));
             fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(ports.fd(), PollFlags::POLLIN));
             slots.push(Slot::Wake);
             slots.push(Slot::Wake);
+            slots.push(Slot::Ports);
             if self.accept_pause.is_none() && self.conns.len() <= MAX_CONNECTIONS {
-                for (i, (l, _)) in self.listeners.iter().enumerate() {
-                    fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
-                    slots.push(Slot::Listener(i));
+                for (i, l) in self.listeners.iter().enumerate() {
+                    if let Some(l) = l {
+                        fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+                        slots.push(Slot::Listener(i));
+                    }
                 }
             }
             let mut wake_at = self.next_tick;
@@ -246,9 +257,11 @@ impl Front {
             drop(fds);
             let now = Instant::now();
             let mut accept = Vec::new();
+            let mut ports_changed = false;
             for (slot, revents) in ready {
                 match slot {
                     Slot::Wake => self.take_replies(now),
+                    Slot::Ports => ports_changed = true,
                     Slot::Listener(i) => accept.push(i),
                     Slot::Conn(i) => self.on_ready(i, revents, now),
                 }
@@ -257,8 +270,35 @@ impl Front {
             for i in accept {
                 self.accept(i, now);
             }
+            if ports_changed {
+                self.take_listeners();
+            }
         }
         log::debug!("web: front stopped with {} connections", self.conns.len());
+    }
+
+    /// Starts and stops the services as the settings' door asked. The connections of a
+    /// service turned off end: at once if they wait for a request, after their answer if
+    /// one is being made (the page that turned the service off gets its answer).
+    fn take_listeners(&mut self) {
+        for (kind, change) in Kind::BOTH.into_iter().zip(self.ports.take()) {
+            let Some(listener) = change else { continue };
+            let stopped = listener.is_none();
+            self.listeners[kind as usize] = listener;
+            if stopped {
+                for c in self
+                    .conns
+                    .iter_mut()
+                    .filter(|c| c.tls.is_some() == kind.secure())
+                {
+                    match c.phase {
+                        Phase::Handler | Phase::Write => c.retired = true,
+                        _ => c.closed = true,
+                    }
+                }
+                self.conns.retain(|c| !c.closed);
+            }
+        }
     }
 
     fn take_replies(&mut self, now: Instant) {
@@ -380,9 +420,11 @@ impl Front {
     }
 
     fn accept(&mut self, i: usize, now: Instant) {
+        let secure = Kind::BOTH[i].secure();
         for _ in 0..MAX_CONNECTIONS {
-            let (listener, secure) = &self.listeners[i];
-            let secure = *secure;
+            let Some(listener) = &self.listeners[i] else {
+                return;
+            };
             let (sock, peer) = match listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -436,6 +478,7 @@ impl Front {
                 close_after: false,
                 served: 0,
                 started: false,
+                retired: false,
                 closed: false,
             });
         }
@@ -588,7 +631,7 @@ impl Conn {
     fn start_write(&mut self, bytes: Vec<u8>, close: bool, now: Instant) {
         self.out = bytes;
         self.sent = 0;
-        self.close_after = close;
+        self.close_after = close || self.retired;
         self.enter(Phase::Write, WRITE_TIMEOUT, now);
     }
 

@@ -15,21 +15,30 @@ pub mod certs;
 pub mod form;
 pub mod front;
 pub mod http;
+pub mod listen;
 pub mod pages;
 pub mod routes;
 
 use crate::accounts::Accounts;
+use crate::board::clock::Clock;
+use crate::board::control::Control;
+use crate::board::network::NetStatus;
 use crate::event::{Event, Events};
 use crate::health::Health;
+use crate::link::framelog::FrameLog;
 use crate::link::LinkStatus;
+use crate::live::Live;
 use crate::rs485::Rs485Status;
 use crate::shutdown::Shutdown;
-use crate::tcp::Sessions;
+use crate::store::Store;
+use crate::tcp::{Refused, Sessions};
 use certs::{Certs, Made, Names};
 use front::{Front, Job, Replies, Reply};
+use listen::{Kind, Listeners};
+use parking_lot::Mutex;
 use rouille::Request;
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,44 +50,70 @@ pub const QUEUE: usize = 32;
 /// How often the card checks that its own certificate still fits (names, expiry).
 const CERT_CHECK: Duration = Duration::from_secs(3600);
 
-/// Where the web listens; `None` = not served.
+/// Where the web listens while each service is on; `None` = never served.
 #[derive(Debug, Clone, Default)]
 pub struct WebConfig {
     pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
 }
 
-/// What the handlers share: the service's state as pages show it.
+/// What the network script did, read when a page asks.
+pub type NetWatch = Arc<dyn Fn() -> NetStatus + Send + Sync>;
+
+/// What the handlers share: the service's state as pages show it, and the ways to change
+/// it (the settings' one door, the card's actions, the clock).
 pub struct App {
     pub accounts: Arc<Accounts>,
     pub certs: Arc<Certs>,
     pub link: Arc<LinkStatus>,
+    pub frames: Arc<FrameLog>,
     pub sessions: Arc<Sessions>,
+    /// What Modbus TCP access control turned away.
+    pub refused: Arc<Refused>,
     pub rs485: Option<Arc<Rs485Status>>,
     pub events: Events,
+    pub live: Arc<Live>,
+    pub control: Control,
+    pub clock: Clock,
+    /// `None` when the network is left to the system.
+    pub network: Option<NetWatch>,
+    /// The pages' own connection to the store, for the event log.
+    pub store: Mutex<Store>,
     /// The names the card's certificate must carry (for uploads).
     pub names: Names,
-    /// Where HTTPS listens while it is on: plain HTTP then redirects there.
-    pub https_port: Option<u16>,
+    /// Where HTTP and HTTPS listen: plain HTTP redirects to HTTPS while it is on.
+    pub listeners: Arc<Listeners>,
     pub started: Instant,
+}
+
+impl App {
+    /// The HTTPS port while HTTPS is on.
+    pub fn https_port(&self) -> Option<u16> {
+        self.listeners.addr(Kind::Https).map(|a| a.port())
+    }
 }
 
 /// The running web interface.
 pub struct Web {
-    http_addr: Option<SocketAddr>,
-    https_addr: Option<SocketAddr>,
+    listeners: Arc<Listeners>,
     threads: Vec<JoinHandle<()>>,
 }
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// The parts of the service the web shows.
+/// The parts of the service the web shows and changes.
 pub struct Parts {
     pub accounts: Arc<Accounts>,
     pub link: Arc<LinkStatus>,
+    pub frames: Arc<FrameLog>,
     pub sessions: Arc<Sessions>,
+    pub refused: Arc<Refused>,
     pub rs485: Option<Arc<Rs485Status>>,
     pub events: Events,
+    pub live: Arc<Live>,
+    pub control: Control,
+    pub clock: Clock,
+    pub network: Option<NetWatch>,
     pub data: std::path::PathBuf,
     /// Where the web threads report their progress (the watchdog is fed on it).
     pub health: Arc<Health>,
@@ -87,19 +122,28 @@ pub struct Parts {
 }
 
 impl Web {
-    /// Binds the listeners, makes or loads the certificates, starts the front and the
-    /// handler pool.
+    /// Binds the listeners of the services that are on, makes or loads the certificates,
+    /// starts the front and the handler pool, and lets the settings' door start and stop
+    /// HTTP and HTTPS from then on.
     pub fn start(config: &WebConfig, parts: Parts, shutdown: Shutdown) -> Result<Web> {
-        let bind = |addr: SocketAddr, what: &str| {
-            TcpListener::bind(addr).map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
-        };
-        let http = config.http.map(|a| bind(a, "HTTP")).transpose()?;
-        let https = config.https.map(|a| bind(a, "HTTPS")).transpose()?;
-        let http_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
-        let https_addr = https.as_ref().map(TcpListener::local_addr).transpose()?;
+        let listeners = Arc::new(Listeners::new([config.http, config.https])?);
+        let settings = parts.live.current();
+        let mut first: listen::Change = [None, None];
+        for (kind, on) in [
+            (Kind::Http, settings.http_enabled),
+            (Kind::Https, settings.https_enabled),
+        ] {
+            if on && listeners.served(kind) {
+                first[kind as usize] = Some(Some(listeners.bind(kind)?));
+            }
+        }
+        listeners.put(first);
 
-        let names =
-            Names::for_bind(https_addr.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip()));
+        let names = Names::for_bind(
+            config
+                .https
+                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip()),
+        );
         let (certs, made) = Certs::open(&parts.data, &names)?;
         if let Made::Server(names) = made {
             parts.events.emit(Event::CertificateMade { names });
@@ -111,17 +155,21 @@ impl Web {
             accounts: parts.accounts,
             certs: certs.clone(),
             link: parts.link,
+            frames: parts.frames,
             sessions: parts.sessions,
+            refused: parts.refused,
             rs485: parts.rs485,
             events: parts.events.clone(),
+            live: parts.live.clone(),
+            control: parts.control,
+            clock: parts.clock,
+            network: parts.network,
+            store: Mutex::new(Store::open(&parts.data)?),
             names: names.clone(),
-            https_port: https_addr.map(|a| a.port()),
+            listeners: listeners.clone(),
             started: Instant::now(),
         });
 
-        let mut listeners = Vec::new();
-        listeners.extend(http.map(|l| (l, false)));
-        listeners.extend(https.map(|l| (l, true)));
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(QUEUE);
         let tick = {
             let (app, events) = (app.clone(), parts.events);
@@ -139,7 +187,7 @@ impl Web {
             })
         };
         let beat = parts.health.register("web front", parts.stall);
-        let (front, replies) = Front::new(listeners, tls, jobs_tx, shutdown, tick, beat)?;
+        let (front, replies) = Front::new(listeners.clone(), tls, jobs_tx, shutdown, tick, beat)?;
         let mut threads = Vec::new();
         for i in 0..HANDLERS {
             let (jobs, replies, app) = (jobs_rx.clone(), replies.clone(), app.clone());
@@ -168,25 +216,18 @@ impl Web {
                     front.run()
                 })?,
         );
-        if let Some(a) = http_addr {
-            log::info!("http listening on {a}");
-        }
-        if let Some(a) = https_addr {
-            log::info!("https listening on {a}");
-        }
-        Ok(Web {
-            http_addr,
-            https_addr,
-            threads,
-        })
+        listeners.register(&parts.live);
+        Ok(Web { listeners, threads })
     }
 
+    /// Where plain HTTP listens now.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http_addr
+        self.listeners.addr(Kind::Http)
     }
 
+    /// Where HTTPS listens now.
     pub fn https_addr(&self) -> Option<SocketAddr> {
-        self.https_addr
+        self.listeners.addr(Kind::Https)
     }
 
     /// Waits for the threads; the shutdown signal given at start must have fired.

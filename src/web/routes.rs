@@ -14,6 +14,7 @@
 
 use super::form::Form;
 use super::pages;
+use super::pages::fields::State;
 use super::App;
 use crate::accounts::{Ended, Peer, Role, Session};
 use rouille::{router, Request, Response};
@@ -52,7 +53,7 @@ pub fn handle(app: &App, req: &Request) -> Response {
 
 fn route(app: &App, req: &Request) -> Response {
     if !req.is_secure() {
-        if let Some(port) = app.https_port {
+        if let Some(port) = app.https_port() {
             return to_https(req, port);
         }
     }
@@ -60,6 +61,7 @@ fn route(app: &App, req: &Request) -> Response {
     match (req.method(), path) {
         ("GET", "/static/style.css") => return pages::asset("text/css", pages::STYLE),
         ("GET", "/static/home.js") => return pages::asset("text/javascript", pages::HOME_JS),
+        ("GET", "/static/debug.js") => return pages::asset("text/javascript", pages::DEBUG_JS),
         ("GET", "/favicon.ico") => return Response::empty_404(),
         ("GET", "/login") => return pages::login::form(app, req, None),
         ("POST", "/login") if !same_origin(req) => return pages::refused_origin(),
@@ -67,7 +69,8 @@ fn route(app: &App, req: &Request) -> Response {
         _ => {}
     }
 
-    let touch = !(path == "/api/status" && req.header(REFRESH_HEADER).is_some());
+    let refresh = matches!(path, "/api/status" | "/debug.json");
+    let touch = !(refresh && req.header(REFRESH_HEADER).is_some());
     let session = match cookie(req, COOKIE).map(|t| app.accounts.session(&t, touch)) {
         Some(Ok(s)) => s,
         Some(Err(ended)) => return to_login(Some(ended)),
@@ -100,10 +103,29 @@ fn route(app: &App, req: &Request) -> Response {
         (GET) ["/password"] => pages::password::form(&ctx, &[]),
         (POST) ["/password"] => pages::password::submit(&ctx),
         (POST) ["/logout"] => pages::login::logout(&ctx),
-        (GET) ["/config"] => pages::config::page(&ctx, None),
+        (GET) ["/config"] => pages::config::page(&ctx, State::default()),
+        (POST) ["/config"] => pages::config::submit(&ctx),
         (GET) ["/config/root-ca.pem"] => pages::config::root_ca(&ctx),
+        (GET) ["/config/export"] => pages::config::export(&ctx),
+        (POST) ["/config/file"] => pages::config::upload_file(&ctx),
+        (POST) ["/config/file/apply"] => pages::config::apply_file(&ctx),
         (POST) ["/config/certificate"] => pages::config::upload(&ctx),
         (POST) ["/config/certificate/revert"] => pages::config::revert(&ctx),
+        (GET) ["/modbus"] => pages::modbus::page(&ctx, State::default()),
+        (POST) ["/modbus"] => pages::modbus::submit(&ctx),
+        (GET) ["/control"] => pages::control::page(&ctx, State::default()),
+        (POST) ["/control"] => pages::control::switch(&ctx),
+        (POST) ["/control/reboot"] => pages::control::reboot(&ctx),
+        (POST) ["/control/factory-reset"] => pages::control::factory_reset(&ctx),
+        (GET) ["/time"] => pages::date_time::page(&ctx),
+        (POST) ["/time"] => pages::date_time::submit(&ctx),
+        (GET) ["/firmware"] => pages::firmware::page(&ctx),
+        (POST) ["/firmware/upload"] => pages::firmware::upload(&ctx),
+        (GET) ["/debug"] => pages::debug::page(&ctx),
+        (GET) ["/debug.json"] => pages::debug::json(&ctx),
+        (GET) ["/log"] => pages::event_log::page(&ctx, None),
+        (GET) ["/log.csv"] => pages::event_log::csv(&ctx),
+        (POST) ["/log/clear"] => pages::event_log::clear(&ctx),
         (GET) ["/users"] => pages::users::page(&ctx, None),
         (POST) ["/users"] => pages::users::submit(&ctx),
         _ => pages::not_found(&ctx)

@@ -76,6 +76,29 @@ impl Card {
         assert_eq!(b.get("/").status, 200, "Home, and the session's CSRF token");
         b
     }
+
+    /// A browser logged in as a new user `name` with `role` (`read-write`, `read-only`),
+    /// added by `admin` and with its first password changed to [`GOOD_2`]. Admin's session
+    /// ends: the web has one session at a time.
+    pub fn user(&self, admin: &mut Browser, name: &str, role: &str) -> Browser {
+        admin.get("/users");
+        let p = admin.post(
+            "/users",
+            &[
+                ("action", "add"),
+                ("name", name),
+                ("role", role),
+                ("password", "Firstpass12!X"),
+            ],
+        );
+        assert_eq!(p.status, 200, "{}", p.body);
+        let mut b = self.browser();
+        assert_eq!(b.login(name, "Firstpass12!X").location(), "/password");
+        b.change_password("Firstpass12!X", GOOD_2);
+        assert_eq!(b.login(name, GOOD_2).location(), "/");
+        assert_eq!(b.get("/").status, 200);
+        b
+    }
 }
 
 /// One answer.
@@ -261,6 +284,13 @@ impl Browser {
         }
         let r = req.send(&body[..]);
         self.take(r)
+    }
+
+    /// Opens `page` (for its CSRF token) and posts `fields` to it.
+    pub fn submit(&mut self, page: &str, fields: &[(&str, &str)]) -> Page {
+        let form = self.get(page);
+        assert_eq!(form.status, 200, "{}", form.body);
+        self.post(page, fields)
     }
 
     /// Opens the login page and logs in; returns the answer to the post.

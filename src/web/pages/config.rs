@@ -1,39 +1,81 @@
-//! `/config`: the HTTPS certificate part of the Configuration page: the card's root to
-//! download, the certificate in use, an upload checked whole before it replaces anything,
-//! and the way back to the card's own.
+//! `/config`: Configuration. The network (DHCP or the static address, and what the card
+//! made of it), the UPS link, logins, the user's own password, the configuration file
+//! (download; upload shown as a preview of what would change, applied only once
+//! confirmed), the HTTPS certificate (the card's root to download, an upload checked whole
+//! before it replaces anything, the way back to the card's own) and the board's devices
+//! (admin; read at the next start).
 
-use super::{html, read_only, Layout};
+use super::fields::{self, Field, Outcome, State};
+use super::{html, read_only, timestamp, Layout, VERSION};
+use crate::board::network::NetStatus;
+use crate::config_file::{self, LineError};
 use crate::event::Event;
+use crate::live::{Refused, Who};
+use crate::settings::{def_of, Diff, Section, DEFS};
 use crate::web::certs::{Info, Source};
 use crate::web::routes::Ctx;
 use askama::Template;
 use rouille::Response;
 
+const NETWORK: [&str; 5] = ["dhcp_enabled", "ip_address", "netmask", "gateway", "dns"];
+const UPS: [&str; 3] = ["ups_baud", "serial_timeout_ms", "poll_rate_s"];
+const LOGINS: [&str; 2] = ["login_timeout_s", "password_days"];
+
+fn board_keys() -> Vec<&'static str> {
+    DEFS.iter()
+        .filter(|d| d.section == Section::Board)
+        .map(|d| d.key)
+        .collect()
+}
+
 #[derive(Template)]
 #[template(path = "config.html")]
 pub struct ConfigPage {
     pub layout: Layout,
+    pub outcome: Option<Outcome>,
+    pub network: Vec<Field>,
+    pub ups: Vec<Field>,
+    pub logins: Vec<Field>,
+    pub board: Vec<Field>,
+    /// What the network script did; `None` when the network is left to the system.
+    pub net: Option<NetStatus>,
+    pub net_applied: String,
     pub cert: Info,
     pub uploaded: bool,
     pub may_change: bool,
-    /// The outcome of the last action: (ok, sentences).
-    pub outcome: Option<(bool, Vec<String>)>,
 }
 
-pub fn page(ctx: &Ctx<'_>, outcome: Option<(bool, Vec<String>)>) -> Response {
-    let status = match &outcome {
-        Some((false, _)) => 400,
-        _ => 200,
-    };
+pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
     let cert = ctx.app.certs.info();
+    let net = ctx.app.network.as_ref().map(|watch| watch());
+    let net_applied = match net.as_ref().and_then(|n| n.applied.clone()) {
+        Some((at, true, _)) => format!("applied {}", timestamp(at)),
+        Some((at, false, line)) => format!("failed {}: {line}", timestamp(at)),
+        None => "not yet".into(),
+    };
     let page = ConfigPage {
         layout: Layout::of(ctx, "Configuration", "config"),
+        network: fields::fields(ctx, &NETWORK, &state),
+        ups: fields::fields(ctx, &UPS, &state),
+        logins: fields::fields(ctx, &LOGINS, &state),
+        board: fields::fields(ctx, &board_keys(), &state),
+        net,
+        net_applied,
         uploaded: cert.source == Source::Uploaded,
         cert,
         may_change: ctx.may_change(),
-        outcome,
+        outcome: state.outcome.clone(),
     };
-    html(&page, status)
+    html(&page, state.status())
+}
+
+/// A settings form of this page posted.
+pub fn submit(ctx: &Ctx<'_>) -> Response {
+    let all: Vec<&'static str> = [&NETWORK[..], &UPS, &LOGINS, &board_keys()].concat();
+    match fields::submit(ctx, &all) {
+        Ok(state) => page(ctx, state),
+        Err(answer) => answer,
+    }
 }
 
 pub fn root_ca(ctx: &Ctx<'_>) -> Response {
@@ -42,7 +84,7 @@ pub fn root_ca(ctx: &Ctx<'_>) -> Response {
             "Content-Disposition",
             "attachment; filename=\"modbus-card-root-ca.pem\"",
         ),
-        Err(e) => page(ctx, Some((false, vec![e.to_string()]))),
+        Err(e) => page(ctx, State::with(Outcome::refused(vec![e.to_string()]))),
     }
 }
 
@@ -62,18 +104,13 @@ pub fn upload(ctx: &Ctx<'_>) -> Response {
                 subject: info.subject.clone(),
                 by: ctx.session.user.clone(),
             });
-            page(
-                ctx,
-                Some((
-                    true,
-                    vec![format!(
-                        "The uploaded certificate is now in use, for {}.",
-                        info.names.join(", ")
-                    )],
-                )),
-            )
+            let text = format!(
+                "The uploaded certificate is now in use, for {}.",
+                info.names.join(", ")
+            );
+            page(ctx, State::with(Outcome::ok(text, vec![])))
         }
-        Err(errors) => page(ctx, Some((false, errors))),
+        Err(errors) => page(ctx, State::with(Outcome::refused(errors))),
     }
 }
 
@@ -86,14 +123,217 @@ pub fn revert(ctx: &Ctx<'_>) -> Response {
             ctx.app.events.emit(Event::CertificateReverted {
                 by: ctx.session.user.clone(),
             });
+            let text = "The card's own certificate is in use again.";
+            page(ctx, State::with(Outcome::ok(text, vec![])))
+        }
+        Err(e) => page(ctx, State::with(Outcome::refused(vec![e.to_string()]))),
+    }
+}
+
+/// `/config/export`: every setting in force, as the configuration file.
+pub fn export(ctx: &Ctx<'_>) -> Response {
+    let origin = format!(
+        "modbus-card {VERSION}, exported {} by {}",
+        timestamp(ctx.app.clock.now()),
+        ctx.session.user
+    );
+    let file = config_file::export(&ctx.app.live.current(), &origin);
+    Response::from_data("application/toml; charset=utf-8", file).with_unique_header(
+        "Content-Disposition",
+        "attachment; filename=\"modbus-card.toml\"",
+    )
+}
+
+/// A row of the preview: what a file would change.
+pub struct Change {
+    pub label: &'static str,
+    pub key: &'static str,
+    pub old: String,
+    pub new: String,
+}
+
+#[derive(Template)]
+#[template(path = "config_preview.html")]
+pub struct PreviewPage {
+    pub layout: Layout,
+    pub changes: Vec<Change>,
+    pub warnings: Vec<String>,
+    /// Carried back with the confirmation: the file, and what it was shown to change.
+    pub file: String,
+    pub expect: String,
+    pub note: Option<String>,
+}
+
+/// A file checked: its entries, what they would change, and the warnings to confirm.
+struct Checked {
+    entries: Vec<config_file::Entry>,
+    diffs: Vec<Diff>,
+    warnings: Vec<String>,
+}
+
+/// What a file would change in the card as it is, checked whole as the door checks it;
+/// every problem at its line.
+fn check_file(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Checked, Vec<LineError>> {
+    let entries = config_file::parse(bytes)?;
+    let pairs: Vec<(&str, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+    let line_of = |key: &str| entries.iter().find(|e| e.key == key).map_or(0, |e| e.line);
+    let (diffs, warnings) = ctx.app.live.preview(&pairs).map_err(|refused| {
+        refused
+            .into_iter()
+            .map(|r| LineError {
+                line: line_of(&r.key),
+                message: r.message,
+            })
+            .collect::<Vec<_>>()
+    })?;
+    if !ctx.is_admin() {
+        let locked: Vec<LineError> = diffs
+            .iter()
+            .filter(|d| def_of(d.key).is_some_and(|def| def.admin_only))
+            .map(|d| LineError {
+                line: line_of(d.key),
+                message: format!("{}: only admin changes the board's devices", d.key),
+            })
+            .collect();
+        if !locked.is_empty() {
+            return Err(locked);
+        }
+    }
+    Ok(Checked {
+        entries,
+        diffs,
+        warnings,
+    })
+}
+
+fn refused_file(ctx: &Ctx<'_>, errors: Vec<LineError>) -> Response {
+    let mut outcome = Outcome::refused(errors.iter().map(|e| e.to_string()).collect());
+    outcome.title = "The configuration file was refused; nothing was changed:".into();
+    page(ctx, State::with(outcome))
+}
+
+/// What the preview was (a digest of its lines): compared at the confirmation, so what
+/// is applied is what was shown.
+fn expectation(diffs: &[Diff]) -> String {
+    let lines = fields::summary(diffs).join("\n");
+    crate::accounts::hex(ring::digest::digest(&ring::digest::SHA256, lines.as_bytes()).as_ref())
+}
+
+fn preview(
+    ctx: &Ctx<'_>,
+    text: &str,
+    diffs: &[Diff],
+    warnings: Vec<String>,
+    note: Option<String>,
+) -> Response {
+    let changes = diffs
+        .iter()
+        .map(|d| Change {
+            label: fields::label(d.key),
+            key: d.key,
+            old: d.old.clone(),
+            new: d.new.clone(),
+        })
+        .collect();
+    html(
+        &PreviewPage {
+            layout: Layout::of(ctx, "Configuration file", "config"),
+            changes,
+            warnings,
+            file: text.to_string(),
+            expect: expectation(diffs),
+            note,
+        },
+        200,
+    )
+}
+
+/// `POST /config/file`: an uploaded configuration file, checked whole; shows what it would
+/// change, and changes nothing yet.
+pub fn upload_file(ctx: &Ctx<'_>) -> Response {
+    if !ctx.may_change() {
+        return read_only(ctx);
+    }
+    let bytes = ctx.form.bytes("file");
+    if bytes.is_empty() {
+        return refused_file(
+            ctx,
+            vec![LineError {
+                line: 0,
+                message: "no file was sent: choose one first".into(),
+            }],
+        );
+    }
+    match check_file(ctx, bytes) {
+        Err(errors) => refused_file(ctx, errors),
+        Ok(c) if c.diffs.is_empty() => page(
+            ctx,
+            State::with(Outcome::ok(
+                "The file matches the settings in force: nothing to change.",
+                vec![],
+            )),
+        ),
+        Ok(c) => {
+            // parse() took it as UTF-8 text.
+            let text = String::from_utf8_lossy(bytes);
+            preview(ctx, &text, &c.diffs, c.warnings, None)
+        }
+    }
+}
+
+/// `POST /config/file/apply`: the file confirmed after its preview, made through the
+/// settings' one door, if it still changes what the preview showed.
+pub fn apply_file(ctx: &Ctx<'_>) -> Response {
+    if !ctx.may_change() {
+        return read_only(ctx);
+    }
+    let text = ctx.form.text("file");
+    let Checked {
+        entries,
+        diffs,
+        warnings,
+    } = match check_file(ctx, text.as_bytes()) {
+        Ok(checked) => checked,
+        Err(errors) => return refused_file(ctx, errors),
+    };
+    if expectation(&diffs) != ctx.form.text("expect") {
+        return preview(
+            ctx,
+            text,
+            &diffs,
+            warnings,
+            Some("The settings changed since the file was checked: here is what it would change now.".into()),
+        );
+    }
+    let pairs: Vec<(&str, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+    let who = Who {
+        user: ctx.session.user.clone(),
+        via: format!("web {}, configuration file", ctx.req.remote_addr().ip()),
+    };
+    match ctx.app.live.change(&pairs, &who, true) {
+        Ok(applied) => {
+            ctx.app.events.emit(Event::ConfigurationLoaded {
+                changed: applied.diffs.len(),
+                by: who.to_string(),
+            });
+            let title = format!(
+                "Configuration file loaded: {} settings changed, in force now:",
+                applied.diffs.len()
+            );
             page(
                 ctx,
-                Some((
-                    true,
-                    vec!["The card's own certificate is in use again.".into()],
-                )),
+                State::with(Outcome::ok(title, fields::summary(&applied.diffs))),
             )
         }
-        Err(e) => page(ctx, Some((false, vec![e.to_string()]))),
+        Err(Refused::Invalid(r)) => refused_file(
+            ctx,
+            r.into_iter()
+                .map(|r| LineError {
+                    line: 0,
+                    message: r.message,
+                })
+                .collect(),
+        ),
+        Err(e) => page(ctx, State::with(Outcome::refused(vec![e.to_string()]))),
     }
 }

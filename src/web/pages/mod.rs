@@ -3,8 +3,15 @@
 //! it ([`Layout`]), the stylesheet and script, and the pages that refuse.
 
 pub mod config;
+pub mod control;
+pub mod date_time;
+pub mod debug;
+pub mod event_log;
+pub mod fields;
+pub mod firmware;
 pub mod home;
 pub mod login;
+pub mod modbus;
 pub mod password;
 pub mod users;
 
@@ -12,9 +19,10 @@ use super::routes::Ctx;
 use askama::Template;
 use rouille::Response;
 
-/// The stylesheet and the Home page's script, compiled in.
+/// The stylesheet and the pages' scripts, compiled in.
 pub const STYLE: &str = include_str!("../../../www/style.css");
 pub const HOME_JS: &str = include_str!("../../../www/home.js");
+pub const DEBUG_JS: &str = include_str!("../../../www/debug.js");
 
 /// The firmware version the pages show.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -29,6 +37,10 @@ pub struct Layout {
     pub role: &'static str,
     pub csrf: String,
     pub admin: bool,
+    /// Read-only users are told so on every page.
+    pub read_only: bool,
+    /// The MODBUS debug page is in the menu while Modbus debug is on.
+    pub debug: bool,
     /// The menu is hidden while the password must be changed.
     pub menu: bool,
     pub version: &'static str,
@@ -43,6 +55,8 @@ impl Layout {
             role: ctx.session.role.label(),
             csrf: ctx.session.csrf.clone(),
             admin: ctx.is_admin(),
+            read_only: !ctx.may_change(),
+            debug: ctx.app.live.current().debug_enabled,
             menu: ctx.session.change.is_none(),
             version: VERSION,
         }
@@ -57,6 +71,8 @@ impl Layout {
             role: "",
             csrf: String::new(),
             admin: false,
+            read_only: false,
+            debug: false,
             menu: false,
             version: VERSION,
         }

@@ -1,0 +1,182 @@
+//! `/control`: the card's services, each switched on or off at once through the settings'
+//! one door, and the actions Reboot and Reset to factory settings, each asked for again
+//! with what it will do before it is done.
+
+use super::fields::{self, Outcome, State};
+use super::{html, message, read_only, Layout};
+use crate::settings::def_of;
+use crate::web::listen::Kind;
+use crate::web::routes::Ctx;
+use askama::Template;
+use rouille::Response;
+
+/// The services of SPEC §6.3, in the vendor's order: key, port, what "off" means.
+const SERVICES: [(&str, Option<Kind>, &str, &str); 7] = [
+    ("dhcp_enabled", None, "", "static IP address"),
+    ("ping_enabled", None, "", "ping not answered"),
+    (
+        "upgrade_enabled",
+        None,
+        "",
+        "no firmware upgrade over the network",
+    ),
+    (
+        "https_enabled",
+        Some(Kind::Https),
+        "TCP 443",
+        "no secure web access",
+    ),
+    (
+        "http_enabled",
+        Some(Kind::Http),
+        "TCP 80",
+        "no plain web access",
+    ),
+    ("ssh_enabled", None, "TCP 22", "no SSH console"),
+    ("debug_enabled", None, "", "no frame log page"),
+];
+
+/// One row of the services table.
+pub struct Service {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub port: String,
+    pub off_means: &'static str,
+    pub on: bool,
+}
+
+#[derive(Template)]
+#[template(path = "control.html")]
+pub struct ControlPage {
+    pub layout: Layout,
+    pub outcome: Option<Outcome>,
+    pub services: Vec<Service>,
+}
+
+pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
+    let settings = ctx.app.live.current();
+    let services = SERVICES
+        .iter()
+        .map(|&(key, kind, port, off_means)| {
+            let def = def_of(key).expect("a declared setting");
+            let port = match kind.and_then(|k| ctx.app.listeners.home(k)) {
+                Some(addr) => format!("TCP {}", addr.port()),
+                None => port.to_string(),
+            };
+            Service {
+                key,
+                name: def.label,
+                port,
+                off_means,
+                on: settings.get(key).as_deref() == Some("true"),
+            }
+        })
+        .collect();
+    let page = ControlPage {
+        layout: Layout::of(ctx, "Control", "control"),
+        outcome: state.outcome.clone(),
+        services,
+    };
+    html(&page, state.status())
+}
+
+/// A service switched: the form posts its key with the new value.
+pub fn switch(ctx: &Ctx<'_>) -> Response {
+    let keys: Vec<&'static str> = SERVICES.iter().map(|s| s.0).collect();
+    match fields::submit(ctx, &keys) {
+        Ok(state) => page(ctx, state),
+        Err(answer) => answer,
+    }
+}
+
+/// The page a restarting card answers with; it reloads Home after a while, which asks
+/// for a new login.
+#[derive(Template)]
+#[template(path = "restarting.html")]
+pub struct Restarting {
+    pub layout: Layout,
+    pub heading: &'static str,
+    pub lines: Vec<String>,
+}
+
+pub fn reboot(ctx: &Ctx<'_>) -> Response {
+    if !ctx.may_change() {
+        return read_only(ctx);
+    }
+    if ctx.form.text("confirm") != "yes" {
+        return fields::ask(
+            ctx,
+            "Reboot the card?",
+            vec![
+                "The card restarts: Modbus TCP sessions are closed, requests in flight are \
+                 answered first, and the web pages are gone for a few seconds."
+                    .into(),
+                "Everyone logged in has to log in again.".into(),
+            ],
+            &[],
+            "Yes, reboot",
+            "/control",
+        );
+    }
+    ctx.app.control.restart(&fields::who(ctx));
+    html(
+        &Restarting {
+            layout: Layout::of(ctx, "Restarting", "control"),
+            heading: "The card is restarting",
+            lines: vec![
+                "Masters reconnect on their own once it is back; this page goes to the login \
+                 in a few seconds."
+                    .into(),
+            ],
+        },
+        200,
+    )
+}
+
+pub fn factory_reset(ctx: &Ctx<'_>) -> Response {
+    if !ctx.is_admin() {
+        return message(
+            Layout::of(ctx, "Not allowed", ""),
+            403,
+            "Not allowed",
+            "Only admin resets the card to its factory settings.",
+        );
+    }
+    if ctx.form.text("confirm") != "yes" {
+        return fields::ask(
+            ctx,
+            "Reset to factory settings?",
+            vec![
+                "Every setting goes back to its factory value (the board's devices apart): \
+                 Modbus ports and timeouts, access control, the services, the network \
+                 (DHCP), the NTP server."
+                    .into(),
+                "Every user is removed, and admin's password is again the last 6 characters of \
+                 the card's MAC address, to be changed at the first login."
+                    .into(),
+                "The card makes new HTTPS certificates: download its new root and trust it \
+                 again."
+                    .into(),
+                "Then the card restarts. The event log is kept.".into(),
+            ],
+            &[],
+            "Yes, reset everything",
+            "/control",
+        );
+    }
+    match ctx.app.control.factory_reset(&fields::who(ctx)) {
+        Ok(()) => html(
+            &Restarting {
+                layout: Layout::of(ctx, "Restarting", "control"),
+                heading: "Back to factory settings; the card is restarting",
+                lines: vec![
+                    "Log in as admin with the last 6 characters of the card's MAC address once \
+                     it is back; with DHCP on, its address may have changed."
+                        .into(),
+                ],
+            },
+            200,
+        ),
+        Err(e) => page(ctx, State::with(Outcome::refused(vec![e]))),
+    }
+}

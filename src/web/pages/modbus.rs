@@ -1,0 +1,76 @@
+//! `/modbus`: MODBUS configuration. Modbus TCP, the UPS serial link, the RS485 port, and
+//! access control (which masters may connect, which may write), with what access control
+//! turned away so far. Every field comes from the settings table and goes through the one
+//! door: a new port listens, a new timeout holds, at once.
+
+use super::fields::{self, Field, Outcome, State};
+use super::{html, Layout};
+use crate::web::routes::Ctx;
+use askama::Template;
+use rouille::Response;
+use std::sync::atomic::Ordering::Relaxed;
+
+const TCP: [&str; 4] = [
+    "modbus_port",
+    "modbus_timeout_s",
+    "modbus_evict_idle_s",
+    "routing",
+];
+const UPS: [&str; 5] = [
+    "ups_baud",
+    "serial_timeout_ms",
+    "poll_rate_s",
+    "ups_slave",
+    "frame_gap_us",
+];
+const RS485: [&str; 3] = ["rs485_slave", "rs485_baud", "rs485_timeout_s"];
+const ACCESS: [&str; 3] = ["modbus_allow", "modbus_write", "modbus_writers"];
+
+#[derive(Template)]
+#[template(path = "modbus.html")]
+pub struct ModbusPage {
+    pub layout: Layout,
+    pub outcome: Option<Outcome>,
+    pub tcp: Vec<Field>,
+    pub ups: Vec<Field>,
+    pub rs485: Vec<Field>,
+    pub access: Vec<Field>,
+    pub listening: String,
+    pub sessions: usize,
+    pub baud: String,
+    pub rs485_wired: bool,
+    pub refused_connections: u64,
+    pub refused_writes: u64,
+}
+
+pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
+    let app = ctx.app;
+    let settings = app.live.current();
+    let baud = match app.link.baud() {
+        0 => "not found yet".to_string(),
+        b => format!("{b} baud"),
+    };
+    let page = ModbusPage {
+        layout: Layout::of(ctx, "MODBUS configuration", "modbus"),
+        tcp: fields::fields(ctx, &TCP, &state),
+        ups: fields::fields(ctx, &UPS, &state),
+        rs485: fields::fields(ctx, &RS485, &state),
+        access: fields::fields(ctx, &ACCESS, &state),
+        listening: format!("port {}", settings.modbus_port),
+        sessions: app.sessions.open(),
+        baud,
+        rs485_wired: app.rs485.is_some(),
+        refused_connections: app.refused.connections.load(Relaxed),
+        refused_writes: app.refused.writes.load(Relaxed),
+        outcome: state.outcome.clone(),
+    };
+    html(&page, state.status())
+}
+
+pub fn submit(ctx: &Ctx<'_>) -> Response {
+    let all: Vec<&'static str> = [&TCP[..], &UPS, &RS485, &ACCESS].concat();
+    match fields::submit(ctx, &all) {
+        Ok(state) => page(ctx, state),
+        Err(answer) => answer,
+    }
+}
