@@ -129,11 +129,57 @@ impl Page {
         self.header("location").unwrap_or("")
     }
 
+    /// The value of the page's first field named `name`, as a browser would send it (the
+    /// HTML escapes undone).
+    pub fn field(&self, name: &str) -> Option<String> {
+        let at = self.body.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
+        let raw = self.body[at..].split('"').next()?;
+        Some(unescape(raw))
+    }
+
     /// The first hidden CSRF field of the page.
     pub fn csrf(&self) -> Option<String> {
         let at = self.body.find("name=\"csrf\" value=\"")? + 19;
         Some(self.body[at..].split('"').next()?.to_owned())
     }
+}
+
+/// Text with its HTML character references undone (`&amp;`, `&#34;`, `&#x27;` …).
+pub fn unescape(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let Some(end) = rest.find(';') else { break };
+        let entity = &rest[1..end];
+        let c = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .or_else(|| entity.strip_prefix("#X"))
+                .map(|h| u32::from_str_radix(h, 16))
+                .or_else(|| entity.strip_prefix('#').map(str::parse::<u32>))
+                .and_then(Result::ok)
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 pub struct Browser {
@@ -255,6 +301,26 @@ impl Browser {
 
     /// Posts files and fields as multipart/form-data, with the current CSRF token.
     pub fn post_files(&mut self, path: &str, parts: &[(&str, &[u8])]) -> Page {
+        let r = self.send_files(path, parts);
+        self.take(r)
+    }
+
+    /// [`Browser::post_files`], or the error the client met (a card that closes the
+    /// connection on a body it refuses, before the client has sent all of it).
+    pub fn try_post_files(
+        &mut self,
+        path: &str,
+        parts: &[(&str, &[u8])],
+    ) -> Result<Page, ureq::Error> {
+        let r = self.send_files(path, parts)?;
+        Ok(self.take(Ok(r)))
+    }
+
+    fn send_files(
+        &mut self,
+        path: &str,
+        parts: &[(&str, &[u8])],
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let boundary = "----cardtestboundary7MA4YWxkTrZu0gW";
         let mut body = Vec::new();
         let csrf = self.csrf.clone();
@@ -282,8 +348,7 @@ impl Browser {
         if let Some(o) = &self.origin {
             req = req.header("Origin", o);
         }
-        let r = req.send(&body[..]);
-        self.take(r)
+        req.send(&body[..])
     }
 
     /// Opens `page` (for its CSRF token) and posts `fields` to it.
