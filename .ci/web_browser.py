@@ -12,7 +12,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BASE, DEFAULT, SHOTS, PROFILE, MODBUS = sys.argv[1:6]
 NEW = "Browser12!Pass"
@@ -63,6 +63,29 @@ def text():
     return driver.find_element(By.TAG_NAME, "main").text
 
 
+def form_of(name):
+    """The form holding the field (or hidden input) called `name`."""
+    return driver.find_element(By.NAME, name).find_element(By.XPATH, "./ancestor::form")
+
+
+def set_field(name, value):
+    el = driver.find_element(By.NAME, name)
+    el.clear()
+    el.send_keys(value)
+
+
+def click_through(button):
+    """Clicks a button that loads a new page, and waits until the new page is there."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    wait.until(EC.staleness_of(old))
+
+
+def save(name):
+    """Submits the form of field `name`, as its button would, and waits for the answer."""
+    click_through(form_of(name).find_element(By.CSS_SELECTOR, "button[type=submit]"))
+
+
 try:
     driver.set_window_size(*SIZES["laptop"])
     driver.get(BASE + "/")
@@ -110,19 +133,125 @@ try:
         lambda d: d.find_element(By.CSS_SELECTOR, "[data-k='time']").text != first)
     shoot("home")
 
+    # MODBUS configuration: a value below the lowest sane one is refused beside its field;
+    # a good one is in force at once.
+    driver.get(BASE + "/modbus")
+    set_field("serial_timeout_ms", "100")
+    save("serial_timeout_ms")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".field-error")))
+    assert "below the lowest sane timeout of 310 ms" in text(), text()
+    shoot("modbus-refused")
+    set_field("serial_timeout_ms", "800")
+    save("serial_timeout_ms")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".ok")))
+    assert "Serial timeout (ms): 500 → 800" in text(), text()
+    shoot("modbus")
+
+    # Configuration: a setting, then a configuration file, previewed, then loaded.
     driver.get(BASE + "/config")
-    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
+    set_field("login_timeout_s", "900")
+    save("login_timeout_s")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".ok")))
+    assert "Login timeout (s): 600 → 900" in text(), text()
     shoot("config")
+    card_file = os.path.join(PROFILE, "card.toml")
+    with open(card_file, "w") as f:
+        f.write('format = 1\npoll_rate_s = 5\nmodbus_allow = "127.0.0.0/8, 192.168.1.0/24"\n')
+    driver.find_element(By.NAME, "file").send_keys(card_file)
+    form_of("file").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(EC.url_contains("/config/file"))
+    assert "Load this configuration file?" in text(), text()
+    assert "Polling rate (s)" in text(), text()
+    shoot("config-preview")
+    driver.find_element(By.XPATH, "//button[contains(., 'Load it')]").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".ok")))
+    assert "Configuration file loaded: 2 settings changed" in text(), text()
+
+    # Control: Modbus debug and Network upgrade on, each at once; a reboot asks first.
+    driver.get(BASE + "/control")
+    for key in ["debug_enabled", "upgrade_enabled"]:
+        click_through(form_of(key).find_element(By.CSS_SELECTOR, "button"))
+    assert "Network upgrade: Off → On" in text(), text()
+    shoot("control")
+    driver.find_element(By.XPATH, "//button[contains(., 'Reboot')]").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".warn")))
+    assert "Reboot the card?" in text(), text()
+    shoot("control-reboot")
+    driver.find_element(By.LINK_TEXT, "Cancel").click()
+    wait.until(EC.url_contains("/control"))
+
+    # MODBUS debug: the master's frames, decoded, refreshing by themselves until paused.
+    for tid, addr in [(2, 0x1000), (3, 0x1060), (4, 0x2000)]:
+        master.sendall(bytes([0, tid, 0, 0, 0, 6, 1, 3, addr >> 8, addr & 0xFF, 0, 8]))
+        master.recv(256)
+    driver.get(BASE + "/debug")
+    assert "slave 1: read holding registers 0x1060 ×8" in text(), text()
+    assert "exception 02: illegal data address" in text(), text()
+    first = driver.find_element(By.ID, "updated").text
+    WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "updated").text != first)
+    master.sendall(bytes([0, 5, 0, 0, 0, 6, 1, 3, 0x10, 0x20, 0, 6]))
+    master.recv(256)
+    WebDriverWait(driver, 15).until(lambda d: "0x1020 ×6" in text())
+    shoot("debug")
+    driver.find_element(By.ID, "pause").click()
+    paused = driver.find_element(By.ID, "updated").text
+    time.sleep(4.5)
+    assert driver.find_element(By.ID, "updated").text == paused, "refreshed while paused"
+    driver.find_element(By.ID, "pause").click()
+
+    # Date and time: an NTP server, and the clock set by hand.
+    driver.get(BASE + "/time")
+    set_field("ntp_server", "127.0.0.1:12300")
+    save("ntp_server")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".ok")))
+    assert "NTP server: (none) → 127.0.0.1:12300" in text(), text()
+    save("time")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".ok")))
+    assert "Time set." in text(), text()
+    shoot("time")
+
+    driver.get(BASE + "/firmware")
+    assert "Firmware image" in text(), text()
+    shoot("firmware")
+
+    # Each change is in the log, with who made it.
+    driver.get(BASE + "/log")
+    for event in ["Serial timeout (ms) changed from 500 to 800 (admin, web 127.0.0.1)",
+                  "Login timeout (s) changed from 600 to 900",
+                  "Configuration file loaded: 2 settings changed",
+                  "Modbus debug changed from false to true",
+                  "NTP server changed from (none) to 127.0.0.1:12300",
+                  "Time changed by user (admin, web 127.0.0.1)"]:
+        assert event in text(), (event, text())
+    shoot("log")
 
     driver.get(BASE + "/users")
     wait.until(EC.presence_of_element_located((By.NAME, "name")))
-    add = driver.find_element(By.CSS_SELECTOR, "form.stack")
-    add.find_element(By.NAME, "name").send_keys("operator")
-    add.find_element(By.NAME, "password").send_keys("Operator12!First")
-    add.find_element(By.CSS_SELECTOR, "button").click()
-    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".ok")))
-    assert "User operator added" in text(), text()
+    for name, role in [("operator", "read-write"), ("viewer", "read-only")]:
+        add = driver.find_element(By.CSS_SELECTOR, "form.stack")
+        add.find_element(By.NAME, "name").send_keys(name)
+        Select(add.find_element(By.NAME, "role")).select_by_value(role)
+        add.find_element(By.NAME, "password").send_keys("Operator12!First")
+        click_through(add.find_element(By.CSS_SELECTOR, "button"))
+        assert f"User {name} added" in text(), text()
     shoot("users")
+
+    # A Read-only user sees the pages, every form disabled.
+    driver.find_element(By.CSS_SELECTOR, "header form.who button").click()
+    wait.until(EC.url_contains("ended=logout"))
+    fill({"user": "viewer", "password": "Operator12!First"})
+    submit()
+    wait.until(EC.url_contains("/password"))
+    fill({"current": "Operator12!First", "new": "Viewer12!Pass", "repeat": "Viewer12!Pass"})
+    submit()
+    wait.until(EC.url_contains("ended=password-changed"))
+    fill({"user": "viewer", "password": "Viewer12!Pass"})
+    submit()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-k='time']")))
+    driver.get(BASE + "/modbus")
+    assert "Your account is Read-only" in text(), text()
+    assert not driver.find_element(By.NAME, "serial_timeout_ms").is_enabled()
+    shoot("modbus-read-only")
 
     driver.find_element(By.CSS_SELECTOR, "header form.who button").click()
     wait.until(EC.url_contains("ended=logout"))
@@ -133,6 +262,7 @@ try:
     problems = [e for e in driver.get_log("browser")
                 if e["level"] == "SEVERE" and e["source"] != "network"]
     assert not problems, problems
-    print("browser: first login, forced change, Home refreshing, logout: ok")
+    print("browser: first login, forced change, Home refreshing, a change on every page "
+          "and its event in the log, debug refreshing and paused, logout: ok")
 finally:
     driver.quit()

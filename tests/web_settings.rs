@@ -292,7 +292,7 @@ fn https_and_http_start_and_stop_from_the_control_page() {
     let mut plain = Browser::new(&format!("http://{http}"), None);
     assert_eq!(plain.login("admin", GOOD).location(), "/");
     let p = plain.submit("/control", &[("https_enabled", "true")]);
-    assert!(p.body.contains("HTTPS: false → true"), "{}", p.body);
+    assert!(p.body.contains("HTTPS: Off → On"), "{}", p.body);
     // HTTPS is back where it was, and HTTP redirects to it again.
     assert_eq!(card.service().https_addr(), Some(https));
     assert_eq!(card.browser().get("/login").status, 200);
@@ -307,7 +307,7 @@ fn https_and_http_start_and_stop_from_the_control_page() {
     let mut admin = card.browser();
     admin.login("admin", GOOD);
     let p = admin.submit("/control", &[("http_enabled", "false")]);
-    assert!(p.body.contains("HTTP: true → false"), "{}", p.body);
+    assert!(p.body.contains("HTTP: On → Off"), "{}", p.body);
     wait_for("HTTP to stop listening", || {
         TcpStream::connect(http).is_err()
     });
@@ -350,7 +350,8 @@ async fn access_control_set_on_the_modbus_page_holds_at_once() {
     // Writes from nobody: exception 01, the UPS untouched; reads go on.
     let p = admin.post("/modbus", &[("modbus_write", "nobody")]);
     assert!(
-        p.body.contains("Writes allowed from: everyone → nobody"),
+        p.body
+            .contains("Writes allowed from: Every master → No master: read only"),
         "{}",
         p.body
     );
@@ -388,15 +389,15 @@ fn each_service_switch_takes_effect_at_once() {
     let page = admin.get("/control");
     assert!(!page.body.contains("href=\"/debug\""));
     for (key, label) in [
-        ("debug_enabled", "Modbus debug: false → true"),
-        ("upgrade_enabled", "Network upgrade: false → true"),
+        ("debug_enabled", "Modbus debug: Off → On"),
+        ("upgrade_enabled", "Network upgrade: Off → On"),
     ] {
         let p = admin.post("/control", &[(key, "true")]);
         assert!(p.body.contains(label), "{}", p.body);
     }
     for (key, label) in [
-        ("ssh_enabled", "SSH: true → false"),
-        ("ping_enabled", "PING echo: true → false"),
+        ("ssh_enabled", "SSH: On → Off"),
+        ("ping_enabled", "PING echo: On → Off"),
     ] {
         let p = admin.post("/control", &[(key, "false")]);
         assert!(p.body.contains(label), "{}", p.body);

@@ -72,7 +72,12 @@ pub fn answer(pdu: &[u8]) -> String {
                 .collect();
             let shown = words.iter().take(8).cloned().collect::<Vec<_>>().join(" ");
             let more = if words.len() > 8 { " …" } else { "" };
-            format!("{} registers: {shown}{more}", words.len())
+            let noun = if words.len() == 1 {
+                "register"
+            } else {
+                "registers"
+            };
+            format!("{} {noun}: {shown}{more}", words.len())
         }
         READ_COILS | READ_DISCRETE_INPUTS => {
             format!("{} bytes of bits", pdu.get(1).copied().unwrap_or(0))

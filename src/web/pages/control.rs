@@ -108,8 +108,8 @@ pub fn reboot(ctx: &Ctx<'_>) -> Response {
             ctx,
             "Reboot the card?",
             vec![
-                "The card restarts: Modbus TCP sessions are closed, requests in flight are \
-                 answered first, and the web pages are gone for a few seconds."
+                "The card restarts: its Modbus TCP sessions close, and its pages are gone \
+                 for a few seconds; masters connect again once it is back."
                     .into(),
                 "Everyone logged in has to log in again.".into(),
             ],

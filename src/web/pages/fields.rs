@@ -237,18 +237,32 @@ pub fn label(key: &str) -> &'static str {
     def_of(key).map_or("?", |d| d.label)
 }
 
+/// A value as the page shows it: the choice's words where the field offers choices.
+fn shown(key: &str, value: &str) -> String {
+    if value.is_empty() {
+        return "(none)".into();
+    }
+    match input_of(key) {
+        Input::Choice(choices) => choices
+            .into_iter()
+            .find(|(v, _)| v == value)
+            .map_or_else(|| value.to_string(), |(_, words)| words),
+        _ => value.to_string(),
+    }
+}
+
 /// "Label: old → new" for each change.
 pub fn summary(diffs: &[Diff]) -> Vec<String> {
-    let shown = |v: &str| {
-        if v.is_empty() {
-            "(none)".to_string()
-        } else {
-            v.to_string()
-        }
-    };
     diffs
         .iter()
-        .map(|d| format!("{}: {} → {}", label(d.key), shown(&d.old), shown(&d.new)))
+        .map(|d| {
+            format!(
+                "{}: {} → {}",
+                label(d.key),
+                shown(d.key, &d.old),
+                shown(d.key, &d.new)
+            )
+        })
         .collect()
 }
 

@@ -34,11 +34,12 @@ pub struct ModbusPage {
     pub tcp: Vec<Field>,
     pub ups: Vec<Field>,
     pub rs485: Vec<Field>,
+    /// The RS485 port as it is now.
+    pub rs485_state: String,
     pub access: Vec<Field>,
     pub listening: String,
     pub sessions: usize,
     pub baud: String,
-    pub rs485_wired: bool,
     pub refused_connections: u64,
     pub refused_writes: u64,
 }
@@ -59,7 +60,13 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
         listening: format!("port {}", settings.modbus_port),
         sessions: app.sessions.open(),
         baud,
-        rs485_wired: app.rs485.is_some(),
+        rs485_state: match &app.rs485 {
+            Some(s) if s.communicating.load(Relaxed) => {
+                "A master is talking to the card on this port.".into()
+            }
+            Some(_) => "No master heard on this port lately.".into(),
+            None => "Not in use on this card: the settings are kept for when it is.".into(),
+        },
         refused_connections: app.refused.connections.load(Relaxed),
         refused_writes: app.refused.writes.load(Relaxed),
         outcome: state.outcome.clone(),
