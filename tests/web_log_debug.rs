@@ -34,7 +34,7 @@ async fn the_debug_page_shows_each_frame_decoded_with_its_fate() {
 
     let page = admin.get("/debug");
     assert_eq!(page.status, 200);
-    for shown in [
+    page.shows(&[
         "01 03 10 60 00 08 40 D2",
         "slave 1: read holding registers 0x1060 ×8",
         "slave 1: 8 registers: 0x",
@@ -43,9 +43,7 @@ async fn the_debug_page_shows_each_frame_decoded_with_its_fate() {
         "to the UPS",
         "from the UPS",
         "src=\"/static/debug.js\"",
-    ] {
-        assert!(page.body.contains(shown), "the page lacks {shown}");
-    }
+    ]);
 
     let json = |admin: &mut common::web::Browser, query: &str| -> Value {
         let p = admin.get(&format!("/debug.json{query}"));
@@ -145,7 +143,7 @@ fn the_log_is_paged_filtered_saved_and_cleared() {
         .expect("a link to older events")
         .to_owned();
     let p2 = admin.get(&format!("/log?before={older}"));
-    assert!(p2.body.contains("Cold boot"), "{}", p2.body);
+    p2.shows(&["Cold boot"]);
     assert!(p2.body.contains("UPS detected at 19200 baud"));
     assert!(!p2.body.contains("changed from 59 to 60"));
     assert!(p2.body.contains(">Newest</a>"));

@@ -7,22 +7,13 @@
 mod common;
 
 use common::web::{start_web, Browser, DEFAULT_PASSWORD, GOOD};
-use common::{wait_for, Card, Setup, PATIENCE};
-use modbus_card::sim::Fault;
+use common::{free_port, silent_ups_answered_after, wait_for, Card, Setup, PATIENCE};
 use modbus_card::store::Store;
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tokio::time::timeout;
 use tokio_modbus::client::{tcp, Context, Reader, Writer};
 use tokio_modbus::{ExceptionCode, Slave};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A Modbus master connecting from `from` (loopback gives this machine every 127.x.y.z).
 async fn master(addr: SocketAddr, from: &str) -> std::io::Result<Context> {
@@ -64,16 +55,14 @@ async fn the_modbus_page_changes_the_running_card() {
     card.wait_state(modbus_card::link::LinkState::Up);
     let mut admin = card.admin();
     let page = admin.get("/modbus");
-    for shown in [
+    page.shows(&[
         "Modbus TCP port",
         "Serial timeout (ms)",
         "Lowest sane value now: 310 ms",
         "RS485 slave number",
         "Masters allowed",
         "name=\"modbus_port\" value=\"502\"",
-    ] {
-        assert!(page.body.contains(shown), "the page lacks {shown}");
-    }
+    ]);
     let old = card.addr();
     let port = free_port();
     let p = admin.post(
@@ -86,7 +75,7 @@ async fn the_modbus_page_changes_the_running_card() {
         ],
     );
     assert_eq!(p.status, 200, "{}", p.body);
-    assert!(p.body.contains("Saved and in force"), "{}", p.body);
+    p.shows(&["Saved and in force"]);
     assert!(p.body.contains(&format!("Modbus TCP port: 502 → {port}")));
     // A master reaches the UPS on the new port at once; the old one is closed.
     let mut m = timeout(
@@ -112,18 +101,8 @@ async fn the_modbus_page_changes_the_running_card() {
 
     // The serial timeout typed on the page is the time a silent UPS gets.
     let p = admin.post("/modbus", &[("serial_timeout_ms", "1500")]);
-    assert!(
-        p.body.contains("Serial timeout (ms): 500 → 1500"),
-        "{}",
-        p.body
-    );
-    card.sim.set_fault(Fault::Silent);
-    let started = Instant::now();
-    let r = m.read_holding_registers(0x1060, 1).await.unwrap();
-    let took = started.elapsed();
-    assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice));
-    assert!(took >= Duration::from_millis(1500), "{took:?}");
-    assert!(took < Duration::from_millis(1500 + 1000), "{took:?}");
+    p.shows(&["Serial timeout (ms): 500 → 1500"]);
+    silent_ups_answered_after(&card, &mut m, 1500).await;
     let stored = Store::open(&card.data).unwrap().load_settings().unwrap();
     assert_eq!((stored.modbus_port, stored.serial_timeout_ms), (port, 1500));
 }
@@ -159,12 +138,7 @@ fn bad_values_come_back_next_to_their_field_and_change_nothing() {
     // The rule between settings, named beside the timeout.
     let p = admin.post("/modbus", &[("serial_timeout_ms", "100")]);
     assert_eq!(p.status, 400);
-    assert!(
-        p.body
-            .contains("100 ms is below the lowest sane timeout of 310 ms at 9600 baud"),
-        "{}",
-        p.body
-    );
+    p.shows(&["100 ms is below the lowest sane timeout of 310 ms at 9600 baud"]);
     // Hostile values: an unknown choice, a key the page does not have.
     let p = admin.post(
         "/modbus",
@@ -241,11 +215,7 @@ fn read_only_users_see_every_page_and_change_nothing() {
     admin.login("admin", GOOD);
     let mut op = card.user(&mut admin, "op", "read-write");
     let p = op.submit("/config", &[("login_timeout_s", "900")]);
-    assert!(
-        p.body.contains("Login timeout (s): 600 → 900"),
-        "{}",
-        p.body
-    );
+    p.shows(&["Login timeout (s): 600 → 900"]);
     for (path, fields) in [
         ("/config", &[("net_interface", "eth1")][..]),
         ("/control/factory-reset", &[("confirm", "yes")]),
@@ -270,8 +240,8 @@ fn https_and_http_start_and_stop_from_the_control_page() {
     let p = admin.post("/control", &[("https_enabled", "false")]);
     assert_eq!(p.status, 200);
     let there = format!("http://127.0.0.1:{}/", http.port());
-    assert!(p.body.contains("Confirm the change"), "{}", p.body);
-    assert!(p.body.contains(&there), "{}", p.body);
+    p.shows(&["Confirm the change"]);
+    p.shows(&[&there]);
     assert!(card.service().settings().https_enabled, "not yet");
     let p = admin.post(
         "/control",
@@ -292,7 +262,7 @@ fn https_and_http_start_and_stop_from_the_control_page() {
     let mut plain = Browser::new(&format!("http://{http}"), None);
     assert_eq!(plain.login("admin", GOOD).location(), "/");
     let p = plain.submit("/control", &[("https_enabled", "true")]);
-    assert!(p.body.contains("HTTPS: Off → On"), "{}", p.body);
+    p.shows(&["HTTPS: Off → On"]);
     // HTTPS is back where it was, and HTTP redirects to it again.
     assert_eq!(card.service().https_addr(), Some(https));
     assert_eq!(card.browser().get("/login").status, 200);
@@ -307,12 +277,12 @@ fn https_and_http_start_and_stop_from_the_control_page() {
     let mut admin = card.browser();
     admin.login("admin", GOOD);
     let p = admin.submit("/control", &[("http_enabled", "false")]);
-    assert!(p.body.contains("HTTP: On → Off"), "{}", p.body);
+    p.shows(&["HTTP: On → Off"]);
     wait_for("HTTP to stop listening", || {
         TcpStream::connect(http).is_err()
     });
     let p = admin.post("/control", &[("https_enabled", "false")]);
-    assert!(p.body.contains("the web pages go away"), "{}", p.body);
+    p.shows(&["the web pages go away"]);
     assert!(card.service().settings().https_enabled);
     admin.post(
         "/control",
@@ -330,11 +300,7 @@ async fn access_control_set_on_the_modbus_page_holds_at_once() {
     card.wait_state(modbus_card::link::LinkState::Up);
     let mut admin = card.admin();
     let p = admin.submit("/modbus", &[("modbus_allow", "127.0.0.1")]);
-    assert!(
-        p.body.contains("Masters allowed: (none) → 127.0.0.1"),
-        "{}",
-        p.body
-    );
+    p.shows(&["Masters allowed: (none) → 127.0.0.1"]);
     let mut inside = master(card.addr(), "127.0.0.1").await.unwrap();
     assert!(inside
         .read_holding_registers(0x1060, 1)
@@ -349,12 +315,7 @@ async fn access_control_set_on_the_modbus_page_holds_at_once() {
 
     // Writes from nobody: exception 01, the UPS untouched; reads go on.
     let p = admin.post("/modbus", &[("modbus_write", "nobody")]);
-    assert!(
-        p.body
-            .contains("Writes allowed from: Every master → No master: read only"),
-        "{}",
-        p.body
-    );
+    p.shows(&["Writes allowed from: Every master → No master: read only"]);
     let r = inside.write_single_register(0x0020, 77).await.unwrap();
     assert_eq!(r, Err(ExceptionCode::IllegalFunction));
     assert_eq!(card.sim.register(0x0020), Some(0));
@@ -365,16 +326,11 @@ async fn access_control_set_on_the_modbus_page_holds_at_once() {
         .is_ok());
     // What was turned away is on the page.
     let page = admin.get("/modbus");
-    assert!(
-        page.body
-            .contains("<b>1</b> connections from masters not allowed, <b>1</b> writes"),
-        "{}",
-        page.body
-    );
+    page.shows(&["<b>1</b> connections from masters not allowed, <b>1</b> writes"]);
     // Writes from listed masters, but none listed: refused beside the list.
     let p = admin.post("/modbus", &[("modbus_write", "listed")]);
     assert_eq!(p.status, 400);
-    assert!(p.body.contains("but none is listed"), "{}", p.body);
+    p.shows(&["but none is listed"]);
     assert_eq!(
         card.service().settings().modbus_write,
         modbus_card::access::Writers::Nobody
@@ -393,14 +349,14 @@ fn each_service_switch_takes_effect_at_once() {
         ("upgrade_enabled", "Network upgrade: Off → On"),
     ] {
         let p = admin.post("/control", &[(key, "true")]);
-        assert!(p.body.contains(label), "{}", p.body);
+        p.shows(&[label]);
     }
     for (key, label) in [
         ("ssh_enabled", "SSH: On → Off"),
         ("ping_enabled", "PING echo: On → Off"),
     ] {
         let p = admin.post("/control", &[(key, "false")]);
-        assert!(p.body.contains(label), "{}", p.body);
+        p.shows(&[label]);
     }
     let s = card.service().settings();
     assert!(s.debug_enabled && s.upgrade_enabled && !s.ssh_enabled && !s.ping_enabled);
@@ -410,11 +366,11 @@ fn each_service_switch_takes_effect_at_once() {
     assert_eq!(p.status, 200);
     assert!(p.body.contains("href=\"/debug\""));
     let p = admin.get("/firmware");
-    assert!(p.body.contains("action=\"/firmware/upload\""), "{}", p.body);
+    p.shows(&["action=\"/firmware/upload\""]);
     assert!(p.body.contains(env!("CARGO_PKG_VERSION")));
     // DHCP off is a new address: asked first, with the address to reconnect to.
     let p = admin.post("/control", &[("dhcp_enabled", "false")]);
-    assert!(p.body.contains("static address 192.168.7.18"), "{}", p.body);
+    p.shows(&["static address 192.168.7.18"]);
     assert!(card.service().settings().dhcp_enabled);
     logged(&card, "Network upgrade changed from false to true");
     logged(&card, "SSH changed from true to false");
@@ -444,7 +400,7 @@ fn reboot_and_factory_reset_ask_first_then_act() {
     admin.login("admin", GOOD);
     admin.get("/control");
     let p = admin.post("/control/factory-reset", &[]);
-    assert!(p.body.contains("Reset to factory settings?"), "{}", p.body);
+    p.shows(&["Reset to factory settings?"]);
     assert_eq!(card.service().settings().poll_rate_s, 3, "not yet");
     let tls = card.data.join("tls");
     assert!(tls.join("ca.pem").exists());
@@ -515,18 +471,14 @@ fn date_and_time_by_hand_and_from_ntp() {
     let p = admin.post("/time", &[("time", "2026-02-30T10:00")]);
     assert_eq!(p.status, 400);
     assert!(p.body.contains("class=\"field-error\""));
-    assert!(p.body.contains("is not a date and time"), "{}", p.body);
+    p.shows(&["is not a date and time"]);
     assert!((moved - offset(&card)).abs() < 2000);
 
     let p = admin.post("/time", &[("ntp_server", "a b")]);
     assert_eq!(p.status, 400);
     assert!(p.body.contains("is not a host name or address"));
     let p = admin.post("/time", &[("ntp_server", "127.0.0.1:9")]);
-    assert!(
-        p.body.contains("NTP server: (none) → 127.0.0.1:9"),
-        "{}",
-        p.body
-    );
+    p.shows(&["NTP server: (none) → 127.0.0.1:9"]);
     assert_eq!(card.service().settings().ntp_server, "127.0.0.1:9");
     let page = admin.get("/time");
     assert!(page.body.contains("NTP server 127.0.0.1:9"));
@@ -538,7 +490,7 @@ fn the_configuration_page_sets_logins_network_and_board() {
     let card = start_web(Setup::default());
     let mut admin = card.admin();
     let page = admin.get("/config");
-    for shown in [
+    page.shows(&[
         "Login timeout (s)",
         "First login reset (days)",
         "Subnet mask",
@@ -546,18 +498,12 @@ fn the_configuration_page_sets_logins_network_and_board() {
         "Download the configuration",
         "Your password",
         "Watchdog device",
-    ] {
-        assert!(page.body.contains(shown), "the page lacks {shown}");
-    }
+    ]);
     let p = admin.post(
         "/config",
         &[("login_timeout_s", "900"), ("password_days", "30")],
     );
-    assert!(
-        p.body.contains("Login timeout (s): 600 → 900"),
-        "{}",
-        p.body
-    );
+    p.shows(&["Login timeout (s): 600 → 900"]);
     let limits = card.service().accounts.limits();
     assert_eq!(limits.login_timeout, Duration::from_secs(900));
     assert_eq!(limits.password_days, 30);
@@ -571,12 +517,7 @@ fn the_configuration_page_sets_logins_network_and_board() {
         ],
     );
     assert_eq!(p.status, 400);
-    assert!(
-        p.body
-            .contains("10.2.0.1 is not another address of the network 10.1.0.0/16"),
-        "{}",
-        p.body
-    );
+    p.shows(&["10.2.0.1 is not another address of the network 10.1.0.0/16"]);
     let p = admin.post(
         "/config",
         &[
@@ -585,19 +526,10 @@ fn the_configuration_page_sets_logins_network_and_board() {
             ("gateway", "10.1.0.1"),
         ],
     );
-    assert!(
-        p.body.contains("IP address: 192.168.7.18 → 10.1.2.3"),
-        "{}",
-        p.body
-    );
+    p.shows(&["IP address: 192.168.7.18 → 10.1.2.3"]);
     // A board device: stored, read at the next start, and said so.
     let p = admin.post("/config", &[("net_interface", "eth1")]);
-    assert!(
-        p.body
-            .contains("Network interface takes effect at the next start"),
-        "{}",
-        p.body
-    );
+    p.shows(&["Network interface takes effect at the next start"]);
     let stored = Store::open(&card.data).unwrap().load_settings().unwrap();
     assert_eq!(stored.net_interface, "eth1");
 }

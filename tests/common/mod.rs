@@ -139,6 +139,32 @@ impl Drop for Card {
     }
 }
 
+/// A loopback port nobody listens on (free a moment ago).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Makes the UPS silent and times `master`'s next read: it must get exception 0x0B (the
+/// gateway's target did not answer) after the serial timeout `ms`, and not much later.
+pub async fn silent_ups_answered_after(
+    card: &Card,
+    master: &mut tokio_modbus::client::Context,
+    ms: u64,
+) {
+    use tokio_modbus::client::Reader;
+    card.sim.set_fault(Fault::Silent);
+    let started = Instant::now();
+    let r = master.read_holding_registers(0x1060, 1).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r, Err(tokio_modbus::ExceptionCode::GatewayTargetDevice));
+    assert!(took >= Duration::from_millis(ms), "{took:?}");
+    assert!(took < Duration::from_millis(ms + 1000), "{took:?}");
+}
+
 /// Polls `cond` until it holds; fails the test after [`PATIENCE`].
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

@@ -125,6 +125,13 @@ impl Page {
             .collect()
     }
 
+    /// Fails the test unless the page shows every one of `texts`.
+    pub fn shows(&self, texts: &[&str]) {
+        for t in texts {
+            assert!(self.body.contains(t), "the page lacks {t}:\n{}", self.body);
+        }
+    }
+
     pub fn location(&self) -> &str {
         self.header("location").unwrap_or("")
     }

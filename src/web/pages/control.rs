@@ -3,7 +3,7 @@
 //! with what it will do before it is done.
 
 use super::fields::{self, Outcome, State};
-use super::{html, message, read_only, Layout};
+use super::{html, only_admin, read_only, Layout};
 use crate::settings::def_of;
 use crate::web::listen::Kind;
 use crate::web::routes::Ctx;
@@ -135,12 +135,7 @@ pub fn reboot(ctx: &Ctx<'_>) -> Response {
 
 pub fn factory_reset(ctx: &Ctx<'_>) -> Response {
     if !ctx.is_admin() {
-        return message(
-            Layout::of(ctx, "Not allowed", ""),
-            403,
-            "Not allowed",
-            "Only admin resets the card to its factory settings.",
-        );
+        return only_admin(ctx, "Only admin resets the card to its factory settings.");
     }
     if ctx.form.text("confirm") != "yes" {
         return fields::ask(

@@ -5,7 +5,7 @@
 //! (`www/debug.js`, which can also pause); without script the page is whole and a link
 //! reloads it. `?source=` keeps one source's frames.
 
-use super::home::COUNTERS;
+use super::home::{counters, COUNTERS};
 use super::{html, message, Layout};
 use crate::calendar;
 use crate::link::framelog::{Direction, Entry, Note};
@@ -159,16 +159,7 @@ impl Debug {
         Debug {
             time: calendar::clock_ms(now_ms)[..8].to_string(),
             source,
-            counters: BTreeMap::from([
-                ("requests", c.requests),
-                ("answers", c.answers),
-                ("exceptions", c.exceptions),
-                ("timeouts", c.timeouts),
-                ("bad_answers", c.bad_answers),
-                ("late_answers", c.late_answers),
-                ("stale_bytes", c.stale_bytes),
-                ("polls", c.polls),
-            ]),
+            counters: counters(&c),
             frames,
         }
     }

@@ -3,7 +3,7 @@
 //! (the clearing is then its first event); `/log.csv` downloads all of it.
 
 use super::fields;
-use super::{html, message, timestamp, Layout};
+use super::{html, message, only_admin, timestamp, Layout};
 use crate::event::{Event, Stamped};
 use crate::store::EventRow;
 use crate::web::routes::Ctx;
@@ -180,12 +180,7 @@ pub fn csv(ctx: &Ctx<'_>) -> Response {
 
 pub fn clear(ctx: &Ctx<'_>) -> Response {
     if !ctx.is_admin() {
-        return message(
-            Layout::of(ctx, "Not allowed", ""),
-            403,
-            "Not allowed",
-            "Only admin clears the event log.",
-        );
+        return only_admin(ctx, "Only admin clears the event log.");
     }
     if ctx.form.text("confirm") != "yes" {
         return fields::ask(

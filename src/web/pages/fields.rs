@@ -7,7 +7,7 @@
 //! again with what was typed), or with a confirmation page when the change would cut
 //! someone off.
 
-use super::{html, message, read_only, Layout};
+use super::{html, only_admin, read_only, Layout};
 use crate::live::{Refused, Who};
 use crate::settings::{
     def_of, min_serial_timeout, Diff, Refusal, Settings, RS485_BAUDS, UPS_BAUDS,
@@ -282,12 +282,7 @@ pub fn submit(ctx: &Ctx<'_>, allowed: &[&'static str]) -> Result<State, Response
             .iter()
             .any(|(k, _)| def_of(k).is_some_and(|d| d.admin_only))
     {
-        return Err(message(
-            Layout::of(ctx, "Not allowed", ""),
-            403,
-            "Not allowed",
-            "Only admin changes the board's devices.",
-        ));
+        return Err(only_admin(ctx, "Only admin changes the board's devices."));
     }
     let pairs: Vec<(&str, &str)> = posted
         .iter()

@@ -50,6 +50,21 @@ pub const COUNTERS: [(&str, &str); 7] = [
     ("polls", "Control polls"),
 ];
 
+/// The link's counters by their names in the JSON (Home's, and the debug page's with
+/// `stale_bytes`).
+pub fn counters(c: &crate::link::Counters) -> BTreeMap<&'static str, u64> {
+    BTreeMap::from([
+        ("requests", c.requests),
+        ("answers", c.answers),
+        ("exceptions", c.exceptions),
+        ("timeouts", c.timeouts),
+        ("bad_answers", c.bad_answers),
+        ("late_answers", c.late_answers),
+        ("stale_bytes", c.stale_bytes),
+        ("polls", c.polls),
+    ])
+}
+
 impl Ups {
     /// Counter `name`, for the page.
     pub fn count(&self, name: &str) -> u64 {
@@ -195,15 +210,7 @@ impl Status {
                 } else {
                     format!("{baud} baud")
                 },
-                counters: BTreeMap::from([
-                    ("requests", c.requests),
-                    ("answers", c.answers),
-                    ("exceptions", c.exceptions),
-                    ("timeouts", c.timeouts),
-                    ("bad_answers", c.bad_answers),
-                    ("late_answers", c.late_answers),
-                    ("polls", c.polls),
-                ]),
+                counters: counters(&c),
             },
             tcp,
             rs485,

@@ -157,6 +157,11 @@ pub fn read_only(ctx: &Ctx<'_>) -> Response {
     )
 }
 
+/// The answer to what only admin may do, `text` saying what.
+pub fn only_admin(ctx: &Ctx<'_>, text: &str) -> Response {
+    message(Layout::of(ctx, "Not allowed", ""), 403, "Not allowed", text)
+}
+
 /// `YYYY-MM-DD HH:MM:SS UTC` of a time.
 pub fn timestamp(t: std::time::SystemTime) -> String {
     let secs = t
