@@ -24,10 +24,11 @@ usage:
       system clock. --stall-limit: seconds a thread may be busy without progress before
       the watchdog is no longer fed (default 60). --firmware: the A/B install the
       service runs from (/opt/modbus-card on the card), for firmware upgrades.
-  modbus-card demo [--data DIR] [--modbus ADDR:PORT]
+  modbus-card demo [--data DIR] [--modbus ADDR:PORT] [--firmware ROOT]
       The whole card on this machine: a simulated UPS and an RS485 port on
       pseudo-terminals, Modbus TCP on 127.0.0.1 at the Modbus port setting (1502
-      from the factory here), data in ./demo-data.
+      from the factory here), data in ./demo-data, with a signing key pair for
+      trying firmware images (DIR/demo-secret.key; its public key is trusted).
   modbus-card simulate-ups [PATH] [--baud N] [--paced]
       A simulated Socomec UPS (slave 1) on a serial device, or on a new
       pseudo-terminal whose path it prints. Type 'help' for its fault commands.
@@ -397,7 +398,9 @@ fn demo(args: &[String]) -> Result<(), String> {
     // Fixed for this run if given; otherwise loopback on the stored port, which in the
     // demo is 1502 from the factory (502 needs privileges).
     let modbus = a.take("--modbus").map(|s| parse_addr(&s)).transpose()?;
+    let firmware = a.take("--firmware").map(PathBuf::from);
     a.finish()?;
+    let keys = firmware::keys::demo_pair(&data)?;
 
     let ups_pty = Pty::open().map_err(|e| format!("no pseudo-terminal for the UPS: {e}"))?;
     let ups_path = ups_pty.path.clone();
@@ -419,13 +422,14 @@ fn demo(args: &[String]) -> Result<(), String> {
         modbus,
         modbus_host: Some([127, 0, 0, 1].into()),
         factory: vec![("modbus_port".into(), DEMO_MODBUS_PORT.to_string())],
+        firmware,
         ..Options::default()
     };
     spawn_console(sim_commands(&sim));
     let mut first = true;
     serve(&options, None, |service| {
         if std::mem::take(&mut first) {
-            print_demo(service, &ups_path, rs485.user_side(), &data);
+            print_demo(service, &ups_path, rs485.user_side(), &data, &keys);
         } else {
             println!("\nModbus card demo: the service restarted");
         }
@@ -436,7 +440,13 @@ fn demo(args: &[String]) -> Result<(), String> {
 }
 
 /// Where to point clients at the demo.
-fn print_demo(service: &Service, ups_path: &Path, rs485: &Path, data: &Path) {
+fn print_demo(
+    service: &Service,
+    ups_path: &Path,
+    rs485: &Path,
+    data: &Path,
+    keys: &firmware::keys::DemoKeys,
+) {
     let s = service.settings();
     let port = service.modbus_addr().port();
     println!(
@@ -447,6 +457,10 @@ fn print_demo(service: &Service, ups_path: &Path, rs485: &Path, data: &Path) {
          \x20 RS485 RTU    {rs485} at {baud} baud 8N1, card slave number {slave}\n\
          \x20              mbpoll -m rtu -b {baud} -P none -a {slave} -0 -r 4192 -c 8 -1 {rs485}\n\
          \x20 data         {data}\n\
+         \x20 firmware     signing key {secret} (no password: for trying upgrades only),\n\
+         \x20              trusted as {public}\n\
+         \x20              modbus-card image build --key {secret} --out new.img\n\
+         \x20              {upgrades}\n\
          \nType 'help' for the simulated UPS's commands (faults, mains failure); Ctrl-C stops.\n",
         ups = ups_path.display(),
         addr = service.modbus_addr(),
@@ -454,6 +468,13 @@ fn print_demo(service: &Service, ups_path: &Path, rs485: &Path, data: &Path) {
         baud = s.rs485_baud,
         slave = s.rs485_slave,
         data = data.display(),
+        secret = keys.secret.display(),
+        public = keys.public.display(),
+        upgrades = if service.upgrader.is_some() {
+            "upgrades install into the A/B install given with --firmware"
+        } else {
+            "(upgrades install only with --firmware ROOT, an A/B install: see the README)"
+        },
     );
 }
 

@@ -85,9 +85,12 @@ pub fn sign(secret: &Path, body: &Path, trusted_comment: &str) -> Result<String,
     let boxed = minisign::SecretKeyBox::from_string(&text).map_err(|e| e.to_string())?;
     let sk = match boxed.clone().into_unencrypted_secret_key() {
         Ok(sk) => sk,
-        Err(_) => boxed
-            .into_secret_key(None)
-            .map_err(|e| format!("{}: {e}", secret.display()))?,
+        Err(_) => match without_password(&text) {
+            Some(sk) => sk,
+            None => boxed
+                .into_secret_key(None)
+                .map_err(|e| format!("{}: {e}", secret.display()))?,
+        },
     };
     let file = fs::File::open(body).map_err(|e| format!("{}: {e}", body.display()))?;
     let sig = minisign::sign(
@@ -99,6 +102,19 @@ pub fn sign(secret: &Path, body: &Path, trusted_comment: &str) -> Result<String,
     )
     .map_err(|e| format!("signing failed: {e}"))?;
     Ok(sig.into_string())
+}
+
+/// A secret key without a password as the minisign tool writes it (`minisign -G -W`):
+/// the tool leaves its checksum empty, which the crate takes for a damaged key.
+fn without_password(text: &str) -> Option<minisign::SecretKey> {
+    let line = text.lines().nth(1)?;
+    use ct_codecs::Decoder;
+    let bytes = ct_codecs::Base64::decode_to_vec(line.trim(), None).ok()?;
+    // Ed, then the key derivation: none.
+    if bytes.get(..4)? != b"Ed\0\0" {
+        return None;
+    }
+    minisign::SecretKey::from_bytes(&bytes).ok()
 }
 
 /// A key pair without a password, in minisign's files: for the demo and for tests.
@@ -171,6 +187,37 @@ mod tests {
             fs::read(again.public).unwrap(),
             fs::read(keys.public).unwrap()
         );
+    }
+
+    #[test]
+    fn a_key_without_password_as_the_minisign_tool_writes_it_signs() {
+        use ct_codecs::{Decoder, Encoder};
+        let dir = tempfile::tempdir().unwrap();
+        let keys = demo_pair(dir.path()).unwrap();
+        // `minisign -G -W` leaves the checksum (the last 32 bytes) zero.
+        let text = fs::read_to_string(&keys.secret).unwrap();
+        let line = text.lines().nth(1).unwrap();
+        let mut bytes = ct_codecs::Base64::decode_to_vec(line, None).unwrap();
+        let n = bytes.len();
+        bytes[n - 32..].fill(0);
+        let line = ct_codecs::Base64::encode_to_string(&bytes).unwrap();
+        let tool_key = dir.path().join("tool.key");
+        fs::write(
+            &tool_key,
+            format!("untrusted comment: minisign encrypted secret key\n{line}\n"),
+        )
+        .unwrap();
+        let body = dir.path().join("body");
+        fs::write(&body, b"image").unwrap();
+        let sig = sign(&tool_key, &body, "t").unwrap();
+        let key = &trusted(dir.path()).unwrap()[0];
+        key.key
+            .verify(
+                b"image",
+                &minisign_verify::Signature::decode(&sig).unwrap(),
+                false,
+            )
+            .unwrap();
     }
 
     #[test]
