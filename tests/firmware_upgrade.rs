@@ -33,7 +33,9 @@ fn a_good_image_installs_and_the_card_runs_the_new_version() {
     card.wait_running(NEW, true);
     assert!(gone(before));
     assert_eq!(card.link("good").as_deref(), Some("b"));
-    assert!(!card.root.join("trial").exists());
+    common::wait_for("the trial's mark gone", || {
+        !card.root.join("trial").exists()
+    });
     let o = Command::new(card.root.join("current/modbus-card"))
         .arg("--version")
         .output()
