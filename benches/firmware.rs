@@ -64,6 +64,11 @@ fn image(dir: &Path, key: &Path, v: &str) -> PathBuf {
     out
 }
 
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 fn vm(pid: u32, field: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -71,6 +76,22 @@ fn vm(pid: u32, field: &str) -> u64 {
         .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
+}
+
+/// The highest VmRSS of `pid`, sampled every millisecond until `stop`.
+fn sample_rss(pid: u32) -> (Arc<AtomicU64>, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let peak = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = std::thread::spawn({
+        let (peak, stop) = (peak.clone(), stop.clone());
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(vm(pid, "VmRSS:"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    (peak, stop, thread)
 }
 
 fn wait(what: &str, mut cond: impl FnMut() -> bool) {
@@ -116,12 +137,15 @@ fn main() {
     fs::write(
         d.join("default"),
         format!(
-            "FIRMWARE={}\nDATA={}\nUPS={}\nRS485=\nMODBUS=127.0.0.1:{port}\nPIDFILE={}\nLOG={}\n",
+            "FIRMWARE={}\nDATA={}\nUPS={}\nRS485=\nMODBUS=127.0.0.1:{port}\nPIDFILE={}\nLOG={}\n\
+             HTTP=127.0.0.1:{}\nHTTPS=127.0.0.1:{}\n",
             root.display(),
             data.display(),
             sim.path().unwrap().display(),
             d.join("pid").display(),
-            d.join("log").display()
+            d.join("log").display(),
+            free_port(),
+            free_port(),
         ),
     )
     .unwrap();
@@ -154,17 +178,7 @@ fn main() {
         let img = image(d, &key, &v);
         let old = pid().unwrap();
         let before = vm(old, "VmRSS:");
-        let seen = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let sampler = {
-            let (seen, stop) = (seen.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    seen.fetch_max(vm(old, "VmRSS:"), Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            })
-        };
+        let (seen, stop, sampler) = sample_rss(old);
         let good = fs::read_link(root.join("good")).unwrap();
         let slot = PathBuf::from(if good == Path::new("a") { "b" } else { "a" });
         let new_exe = root.join(&slot).join("modbus-card");
@@ -244,17 +258,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(1));
     let me = std::process::id();
     let before = vm(me, "VmRSS:");
-    let peak = Arc::new(AtomicU64::new(before));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(vm(me, "VmRSS:"), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
-    };
+    let (peak, stop, sampler) = sample_rss(me);
     struct Trickle(fs::File);
     impl Read for Trickle {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {

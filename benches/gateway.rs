@@ -11,6 +11,9 @@
 //!    Both masters keep the 3.5-character gap, as on a real line.
 //! 3. Resident memory after 100,000 requests from 3 clients, and whether it grows.
 //! 4. Stripped binary size and start-up time.
+//! 5. The web under a few hundred HTTPS pages a second from a second process: Modbus
+//!    latency with and without it, resident memory with every service on, login time.
+//!    `BENCH_WEB_ONLY=1` runs only this part.
 
 use modbus_card::modbus::{mbap, rtu};
 use modbus_card::pty::Pty;
@@ -107,11 +110,22 @@ fn floor(
 struct Service {
     child: Child,
     addr: String,
+    https: String,
     _dir: tempfile::TempDir,
 }
 
 impl Service {
     fn start(ups: &std::path::Path, baud: u32, extra: &[&str]) -> (Service, Duration, Duration) {
+        Service::start_with(ups, baud, extra, &[])
+    }
+
+    /// With `args` given to `run` as they are (e.g. `--rs485 PATH`).
+    fn start_with(
+        ups: &std::path::Path,
+        baud: u32,
+        extra: &[&str],
+        args: &[&str],
+    ) -> (Service, Duration, Duration) {
         let dir = tempfile::tempdir().unwrap();
         let started = Instant::now();
         let mut child = Command::new(BIN)
@@ -120,6 +134,15 @@ impl Service {
             .arg("--ups")
             .arg(ups)
             .args(["--baud", &baud.to_string(), "--modbus", "127.0.0.1:0"])
+            .args([
+                "--http",
+                "127.0.0.1:0",
+                "--https",
+                "127.0.0.1:0",
+                "--mac",
+                WEB_MAC,
+            ])
+            .args(args)
             .args(["--set", "poll_rate_s=0"])
             .args(extra.iter().flat_map(|kv| ["--set", kv]))
             .env("RUST_LOG", "info")
@@ -128,9 +151,12 @@ impl Service {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (mut addr, mut listening, mut detected) = (None, None, None);
-        while detected.is_none() {
+        let (mut addr, mut listening, mut detected, mut https) = (None, None, None, None);
+        while detected.is_none() || addr.is_none() {
             let line = lines.next().expect("service log ended").unwrap();
+            if let Some(rest) = line.split("https listening on ").nth(1) {
+                https = Some(rest.trim().to_string());
+            }
             if let Some(rest) = line.split("modbus tcp listening on ").nth(1) {
                 addr = Some(rest.trim().to_string());
                 listening = Some(started.elapsed());
@@ -143,6 +169,7 @@ impl Service {
         let service = Service {
             child,
             addr: addr.unwrap(),
+            https: https.expect("https listening"),
             _dir: dir,
         };
         (service, listening.unwrap(), detected.unwrap())
@@ -227,11 +254,26 @@ fn tcp_load(addr: &str, clients: usize, until: impl Fn(usize, Duration) -> bool 
     )
 }
 
+/// The simulated UPS at 19200 baud on a new pseudo-terminal, answering as fast as it can.
+fn unpaced_sim() -> Sim {
+    Sim::on_pty(
+        Pty::open().unwrap(),
+        SimConfig {
+            baud: 19200,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap()
+}
+
 fn line_rate_time(baud: u32) -> Duration {
     rtu::wire_time(baud, REQUEST_BYTES + ANSWER_BYTES) + rtu::t35(baud) * 2
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(WEB_LOAD) {
+        return web_load(&spec);
+    }
     // `cargo bench` passes --bench; `cargo test --benches` does not: then only a smoke run.
     let n = if quick() || !std::env::args().any(|a| a == "--bench") {
         300
@@ -249,16 +291,12 @@ fn main() {
         machine()
     );
     println!("request: read 48 holding registers at 0x1060 ({REQUEST_BYTES}-byte request, {ANSWER_BYTES}-byte answer)\n");
+    if std::env::var("BENCH_WEB_ONLY").is_ok() {
+        return web(n);
+    }
 
     // 1. Unpaced.
-    let sim = Sim::on_pty(
-        Pty::open().unwrap(),
-        SimConfig {
-            baud: 19200,
-            ..SimConfig::default()
-        },
-    )
-    .unwrap();
+    let sim = unpaced_sim();
     let path = sim.path().unwrap().to_path_buf();
     let fl = floor(&path, 19200, Duration::ZERO, |done, _| done >= n);
     println!("## unpaced, over pseudo-terminals ({n} requests each)\n");
@@ -346,6 +384,8 @@ fn main() {
         service.stop();
     }
 
+    web(n);
+
     // 4. Size and start-up.
     let size = std::fs::metadata(BIN).unwrap().len();
     println!("\n## binary and start-up\n");
@@ -367,4 +407,225 @@ fn machine() -> String {
         .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{cpu}, Linux {}", kernel.trim())
+}
+
+/// The card's MAC in the benchmark: the default admin password is 3C4D5E.
+const WEB_MAC: &str = "00:1a:2b:3c:4d:5e";
+/// Set in the environment of the load generator: `BASE|COOKIE|REQUESTS_PER_S|SECONDS`.
+const WEB_LOAD: &str = "GATEWAY_BENCH_WEB_LOAD";
+const WEB_RATE: u32 = 300;
+
+/// An HTTPS client for the benchmark (the card's own certificate is not checked here).
+fn web_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true)
+                .build(),
+        )
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent()
+}
+
+/// Logs in as admin (changing the default password first); returns the session cookie and
+/// the time each login took.
+fn web_login(base: &str) -> (String, Vec<Duration>) {
+    let agent = web_agent();
+    let post = |cookie: &str, path: &str, form: &[(&str, &str)]| {
+        agent
+            .post(format!("{base}{path}"))
+            .header("Origin", base)
+            .header("Cookie", cookie)
+            .send_form(form.iter().copied())
+            .unwrap()
+    };
+    let cookies = |r: &ureq::http::Response<ureq::Body>| -> String {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .filter(|c| !c.ends_with('='))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let csrf_of = |body: &str| {
+        let at = body.find("name=\"csrf\" value=\"").unwrap() + 19;
+        body[at..].split('"').next().unwrap().to_string()
+    };
+    let login = |password: &str| {
+        let mut form = agent.get(format!("{base}/login")).call().unwrap();
+        let c = cookies(&form);
+        let csrf = csrf_of(&form.body_mut().read_to_string().unwrap());
+        let t = Instant::now();
+        let r = post(
+            &c,
+            "/login",
+            &[("csrf", &csrf), ("user", "admin"), ("password", password)],
+        );
+        (cookies(&r), t.elapsed())
+    };
+    let new = "Bench12!Password";
+    let (session, _) = login("3C4D5E");
+    let mut page = agent
+        .get(format!("{base}/password"))
+        .header("Cookie", &session)
+        .call()
+        .unwrap();
+    let csrf = csrf_of(&page.body_mut().read_to_string().unwrap());
+    post(
+        &session,
+        "/password",
+        &[
+            ("csrf", &csrf),
+            ("current", "3C4D5E"),
+            ("new", new),
+            ("repeat", new),
+        ],
+    );
+    let mut times = vec![];
+    let mut session = String::new();
+    for _ in 0..5 {
+        let (s, t) = login(new);
+        session = s;
+        times.push(t);
+    }
+    times.sort();
+    (session, times)
+}
+
+/// The load generator, in a process of its own: GET / and /api/status in turn, paced at
+/// the given rate, for the given time, over one kept-alive HTTPS connection.
+fn web_load(spec: &str) {
+    let parts: Vec<&str> = spec.split('|').collect();
+    let (base, cookie) = (parts[0], parts[1]);
+    let rate: u32 = parts[2].parse().unwrap();
+    let secs: u64 = parts[3].parse().unwrap();
+    let agent = web_agent();
+    let started = Instant::now();
+    let (mut ok, mut bad, mut bytes) = (0u64, 0u64, 0u64);
+    let mut i = 0u32;
+    while started.elapsed() < Duration::from_secs(secs) {
+        let due = started + Duration::from_secs(1) * i / rate;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let path = if i.is_multiple_of(2) {
+            "/"
+        } else {
+            "/api/status"
+        };
+        match agent
+            .get(format!("{base}{path}"))
+            .header("Cookie", cookie)
+            .call()
+        {
+            Ok(mut r) if r.status() == 200 => {
+                ok += 1;
+                bytes += r.body_mut().read_to_vec().map_or(0, |b| b.len() as u64);
+            }
+            _ => bad += 1,
+        }
+        i += 1;
+    }
+    let t = started.elapsed().as_secs_f64();
+    println!("{ok} {bad} {bytes} {t}");
+}
+
+/// The web under load while Modbus traffic runs: Modbus latency with and without a few
+/// hundred HTTPS page requests per second from a second process; RSS with every service
+/// on (Modbus TCP, RS485, HTTP, HTTPS, polling); the cost of a login.
+fn web(n: usize) {
+    let sim = unpaced_sim();
+    let path = sim.path().unwrap().to_path_buf();
+    let rs485 = modbus_card::pty::NullModem::open().unwrap();
+    let rs485_path = rs485.card_side().to_string_lossy().into_owned();
+    let (service, _, _) = Service::start_with(
+        &path,
+        19200,
+        &["frame_gap_us=0", "poll_rate_s=10"],
+        &["--rs485", &rs485_path],
+    );
+    let base = format!("https://{}", service.https);
+    let (cookie, logins) = web_login(&base);
+    let rss_idle = service.usage().1;
+
+    let quiet = tcp_load(&service.addr, 1, |done, _| done >= n);
+    let secs = (quiet.elapsed.as_secs_f64() * 1.5 + 4.0).ceil() as u64;
+    let (cpu0, _) = service.usage();
+    let load = Command::new(std::env::current_exe().unwrap())
+        .env(WEB_LOAD, format!("{base}|{cookie}|{WEB_RATE}|{secs}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let rss = std::sync::Mutex::new(vec![]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let loaded = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rss.lock().unwrap().push(service.usage().1);
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        let st = tcp_load(&service.addr, 1, |done, _| done >= n);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        st
+    });
+    let out = load.wait_with_output().unwrap();
+    let (cpu1, rss_after) = service.usage();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<f64> = report
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let (ok, bad, bytes, took) = (f[0], f[1], f[2], f[3]);
+    let rss = rss.into_inner().unwrap();
+
+    println!("\n## web load and Modbus latency ({n} Modbus requests each, 1 client)\n");
+    println!("| web load | Modbus requests/s | median µs | p99 µs |");
+    println!("|---|---|---|---|");
+    println!(
+        "| none | {:.0} | {:.0} | {:.0} |",
+        quiet.rate(),
+        us(quiet.median),
+        us(quiet.p99)
+    );
+    println!(
+        "| {:.0} HTTPS pages/s (Home and /api/status in turn) | {:.0} | {:.0} | {:.0} |",
+        ok / took,
+        loaded.rate(),
+        us(loaded.median),
+        us(loaded.p99)
+    );
+    println!(
+        "\n- p99 with web load: {:+.1} % of the quiet figure; median {:+.1} %",
+        (us(loaded.p99) / us(quiet.p99) - 1.0) * 100.0,
+        (us(loaded.median) / us(quiet.median) - 1.0) * 100.0
+    );
+    println!(
+        "- load generator: {ok:.0} pages in {took:.1} s, {bad:.0} failed, {:.0} KiB received",
+        bytes / 1024.0
+    );
+    println!(
+        "- service CPU over the loaded run: {:.0} % of a core",
+        (cpu1 - cpu0).as_secs_f64() / took * 100.0
+    );
+    println!(
+        "- VmRSS with Modbus TCP, RS485, HTTP, HTTPS and polling on: {rss_idle} KiB after login; \
+         during the load {}..{} KiB over {} samples; {rss_after} KiB after",
+        rss.iter().min().unwrap(),
+        rss.iter().max().unwrap(),
+        rss.len()
+    );
+    println!(
+        "- login (Argon2id check, release build): median {:.0} ms, slowest {:.0} ms of {}",
+        logins[logins.len() / 2].as_secs_f64() * 1e3,
+        logins.last().unwrap().as_secs_f64() * 1e3,
+        logins.len()
+    );
+    service.stop();
+    drop(rs485);
 }

@@ -118,6 +118,69 @@ pub enum Event {
         reason: String,
     },
     Stopped,
+    /// A login to the web or the console; `admin` tells "admin login success" apart.
+    LoginSucceeded {
+        user: String,
+        admin: bool,
+        channel: &'static str,
+        peer: String,
+    },
+    LoginFailed {
+        user: String,
+        peer: String,
+        channel: &'static str,
+    },
+    Logout {
+        user: String,
+        channel: &'static str,
+    },
+    SessionTakenOver {
+        user: String,
+        channel: &'static str,
+        by: String,
+    },
+    SessionTimedOut {
+        user: String,
+        channel: &'static str,
+        after_s: u64,
+    },
+    PasswordChanged {
+        user: String,
+        by: String,
+    },
+    PasswordExpired {
+        user: String,
+        days: u32,
+    },
+    PasswordReset {
+        user: String,
+        by: String,
+    },
+    UserAdded {
+        user: String,
+        role: &'static str,
+        by: String,
+    },
+    UserRemoved {
+        user: String,
+        by: String,
+    },
+    UserRoleChanged {
+        user: String,
+        role: &'static str,
+        by: String,
+    },
+    /// The card made its own server certificate (first start, new addresses, near expiry).
+    CertificateMade {
+        names: String,
+    },
+    CertificateInstalled {
+        subject: String,
+        by: String,
+    },
+    CertificateReverted {
+        by: String,
+    },
 }
 
 impl Event {
@@ -153,6 +216,21 @@ impl Event {
             Event::FirmwareConfirmed { .. } => "firmware_confirmed",
             Event::FirmwareRolledBack { .. } => "firmware_rolled_back",
             Event::Stopped => "stopped",
+            Event::LoginSucceeded { admin: true, .. } => "admin_login",
+            Event::LoginSucceeded { admin: false, .. } => "user_login",
+            Event::LoginFailed { .. } => "login_failed",
+            Event::Logout { .. } => "logout",
+            Event::SessionTakenOver { .. } => "session_taken_over",
+            Event::SessionTimedOut { .. } => "session_timeout",
+            Event::PasswordChanged { .. } => "password_changed",
+            Event::PasswordExpired { .. } => "password_expired",
+            Event::PasswordReset { .. } => "password_reset",
+            Event::UserAdded { .. } => "user_added",
+            Event::UserRemoved { .. } => "user_removed",
+            Event::UserRoleChanged { .. } => "user_role_changed",
+            Event::CertificateMade { .. } => "certificate_made",
+            Event::CertificateInstalled { .. } => "certificate_installed",
+            Event::CertificateReverted { .. } => "certificate_reverted",
         }
     }
 
@@ -243,6 +321,58 @@ impl Event {
                 format!("Firmware rolled back from {from} to {to}: {reason}")
             }
             Event::Stopped => "Service stopped".into(),
+            Event::LoginSucceeded {
+                user,
+                admin: true,
+                channel,
+                peer,
+            } => format!("Admin login success ({user}, {channel}, from {peer})"),
+            Event::LoginSucceeded {
+                user,
+                admin: false,
+                channel,
+                peer,
+            } => format!("User login success ({user}, {channel}, from {peer})"),
+            Event::LoginFailed {
+                user,
+                peer,
+                channel,
+            } => format!("Login failed for '{user}' ({channel}, from {peer})"),
+            Event::Logout { user, channel } => format!("Logout ({user}, {channel})"),
+            Event::SessionTakenOver { user, channel, by } => {
+                format!("Session of {user} ({channel}) ended: a new login from {by} took over")
+            }
+            Event::SessionTimedOut {
+                user,
+                channel,
+                after_s,
+            } => format!(
+                "Session of {user} ({channel}) timed out after {after_s} s without activity"
+            ),
+            Event::PasswordChanged { user, by } if user == by => {
+                format!("Password of {user} changed")
+            }
+            Event::PasswordChanged { user, by } => format!("Password of {user} changed by {by}"),
+            Event::PasswordExpired { user, days } => {
+                format!("Password of {user} expired (older than {days} days): it must be changed")
+            }
+            Event::PasswordReset { user, by } => {
+                format!("Password of {user} reset by {by}: to be changed at the next login")
+            }
+            Event::UserAdded { user, role, by } => format!("User {user} added ({role}) by {by}"),
+            Event::UserRemoved { user, by } => format!("User {user} removed by {by}"),
+            Event::UserRoleChanged { user, role, by } => {
+                format!("User {user} made {role} by {by}")
+            }
+            Event::CertificateMade { names } => {
+                format!("The card made its HTTPS certificate for {names}")
+            }
+            Event::CertificateInstalled { subject, by } => {
+                format!("Uploaded HTTPS certificate installed ({subject}) by {by}")
+            }
+            Event::CertificateReverted { by } => {
+                format!("HTTPS certificate reverted to the card's own by {by}")
+            }
         }
     }
 }

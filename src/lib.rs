@@ -1,6 +1,7 @@
 //! The service of a Modbus TCP card for UPS and STS units.
 
 pub mod access;
+pub mod accounts;
 pub mod board;
 pub mod calendar;
 pub mod config_file;
@@ -21,3 +22,4 @@ pub mod shutdown;
 pub mod sim;
 pub mod store;
 pub mod tcp;
+pub mod web;

@@ -1,5 +1,6 @@
 //! modbus-card: the service of a Modbus TCP card for UPS and STS units.
 
+use modbus_card::accounts::Mac;
 use modbus_card::firmware::{self, Slots};
 use modbus_card::pty::{NullModem, Pty};
 use modbus_card::service::{Options, Service};
@@ -16,18 +17,24 @@ usage:
   modbus-card run --data DIR --ups PATH [--baud N] [--rs485 PATH] [--modbus ADDR:PORT]
                   [--set KEY=VALUE]... [--network-script PATH] [--reboot COMMAND]
                   [--system-clock] [--stall-limit SECONDS] [--firmware ROOT]
-      The service. DIR holds the database; settings come from it, and the options
-      here override them for this run. --modbus defaults to 0.0.0.0:502.
+                  [--http ADDR:PORT] [--https ADDR:PORT] [--mac MAC]
+      The service. DIR holds the database and the certificates; settings come from
+      it, and the options here override them for this run. Defaults: --modbus
+      0.0.0.0:502, --http 0.0.0.0:80, --https 0.0.0.0:443, --mac that of net_interface
+      (eth0), else of the first other interface (the default admin password is its
+      last 6 hex digits, upper case).
       On the board: --network-script applies the network settings with that script
       (init/modbus-card-network), --reboot is how a restart reboots the board (without
       it the service restarts in place), --system-clock lets NTP and the user set the
       system clock. --stall-limit: seconds a thread may be busy without progress before
       the watchdog is no longer fed (default 60). --firmware: the A/B install the
       service runs from (/opt/modbus-card on the card), for firmware upgrades.
-  modbus-card demo [--data DIR] [--modbus ADDR:PORT] [--firmware ROOT]
+  modbus-card demo [--data DIR] [--modbus ADDR:PORT] [--http ADDR:PORT] [--https ADDR:PORT]
+                   [--firmware ROOT]
       The whole card on this machine: a simulated UPS and an RS485 port on
       pseudo-terminals, Modbus TCP on 127.0.0.1 at the Modbus port setting (1502
-      from the factory here), data in ./demo-data, with a signing key pair for
+      from the factory here), the web on http://127.0.0.1:8080 and
+      https://127.0.0.1:8443, data in ./demo-data, with a signing key pair for
       trying firmware images (DIR/demo-secret.key; its public key is trusted).
   modbus-card simulate-ups [PATH] [--baud N] [--paced]
       A simulated Socomec UPS (slave 1) on a serial device, or on a new
@@ -194,6 +201,13 @@ fn run(args: &[String]) -> Result<(), String> {
         network_script: a.take("--network-script").map(PathBuf::from),
         system_clock: a.flag("--system-clock"),
         firmware: a.take("--firmware").map(PathBuf::from),
+        http: Some(parse_addr(
+            &a.take("--http").unwrap_or_else(|| "0.0.0.0:80".into()),
+        )?),
+        https: Some(parse_addr(
+            &a.take("--https").unwrap_or_else(|| "0.0.0.0:443".into()),
+        )?),
+        mac: a.take("--mac").map(|m| m.parse::<Mac>()).transpose()?,
         ..Options::default()
     };
     let reboot = a.take("--reboot");
@@ -356,7 +370,7 @@ fn config(args: &[String]) -> Result<(), String> {
         ["export"] => {
             let origin = format!(
                 "modbus-card {}, exported from {data}",
-                env!("CARGO_PKG_VERSION")
+                firmware::version::current()
             );
             print!("{}", config_file::export(&current, &origin));
             Ok(())
@@ -399,6 +413,8 @@ fn demo(args: &[String]) -> Result<(), String> {
     // demo is 1502 from the factory (502 needs privileges).
     let modbus = a.take("--modbus").map(|s| parse_addr(&s)).transpose()?;
     let firmware = a.take("--firmware").map(PathBuf::from);
+    let http = parse_addr(&a.take("--http").unwrap_or_else(|| "127.0.0.1:8080".into()))?;
+    let https = parse_addr(&a.take("--https").unwrap_or_else(|| "127.0.0.1:8443".into()))?;
     a.finish()?;
     let keys = firmware::keys::demo_pair(&data)?;
 
@@ -423,6 +439,8 @@ fn demo(args: &[String]) -> Result<(), String> {
         modbus_host: Some([127, 0, 0, 1].into()),
         factory: vec![("modbus_port".into(), DEMO_MODBUS_PORT.to_string())],
         firmware,
+        http: Some(http),
+        https: Some(https),
         ..Options::default()
     };
     spawn_console(sim_commands(&sim));
@@ -449,6 +467,20 @@ fn print_demo(
 ) {
     let s = service.settings();
     let port = service.modbus_addr().port();
+    let web = match (service.http_addr(), service.https_addr()) {
+        (None, None) => {
+            "  Web          off (http_enabled and https_enabled are false)\n".to_string()
+        }
+        (http, https) => format!(
+            "  Web          {}{}\n\
+             \x20              user admin, first password {} (the MAC's last 6 hex digits)\n\
+             \x20              HTTPS uses the card's own root certificate: {}/tls/ca.pem\n",
+            https.map_or(String::new(), |a| format!("https://{a}/  ")),
+            http.map_or(String::new(), |a| format!("http://{a}/")),
+            service.accounts.mac().default_password(),
+            data.display(),
+        ),
+    };
     println!(
         "\nModbus card demo: a simulated UPS (19200 baud, found by baud detection) on {ups}\n\
          \n  Modbus TCP   {addr}\n\
@@ -456,6 +488,7 @@ fn print_demo(
          \x20              (reads the UPS's load and battery words, 0x1060..)\n\
          \x20 RS485 RTU    {rs485} at {baud} baud 8N1, card slave number {slave}\n\
          \x20              mbpoll -m rtu -b {baud} -P none -a {slave} -0 -r 4192 -c 8 -1 {rs485}\n\
+         {web}\
          \x20 data         {data}\n\
          \x20 firmware     signing key {secret} (no password: for trying upgrades only),\n\
          \x20              trusted as {public}\n\

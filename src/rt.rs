@@ -52,7 +52,15 @@ pub fn lock_memory() {
 
 /// Keeps the allocator to two arenas: each thread otherwise may get its own, and resident
 /// memory then grows with the thread count on a board with little of it.
+///
+/// Also fixes the size above which blocks get their own mapping, returned to the system
+/// when freed. glibc otherwise raises that size to the largest block freed so far, so
+/// after the first login the password hash's 19 MiB would stay resident (and, with
+/// memory locked, locked) for good.
 pub fn limit_allocator_arenas() {
     // SAFETY: mallopt takes two integers.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
 }

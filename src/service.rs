@@ -3,6 +3,7 @@
 //! Each running part registers with [`Live`] what it does when a setting of its own
 //! changes.
 
+use crate::accounts::{Accounts, Limits, Mac};
 use crate::board::clock::{self, Clock, Ntp};
 use crate::board::control::{Control, Restart};
 use crate::board::leds::{LedNames, Leds, UpsSignal};
@@ -18,6 +19,7 @@ use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::store::{self, Boot, Store};
 use crate::tcp::{self, Sessions, Tcp, TcpConfig};
+use crate::web::{Web, WebConfig};
 use crossbeam_channel::Receiver;
 use std::error::Error;
 use std::net::{SocketAddr, TcpListener};
@@ -55,6 +57,13 @@ pub struct Options {
     /// The A/B install this service runs from (`/opt/modbus-card` on the card); None: no
     /// firmware upgrades (the demo, tests, a desktop).
     pub firmware: Option<PathBuf>,
+    /// Where plain HTTP listens (while `http_enabled`); `None`: not served.
+    pub http: Option<SocketAddr>,
+    /// Where HTTPS listens (while `https_enabled`); `None`: not served.
+    pub https: Option<SocketAddr>,
+    /// The card's MAC address; `None`: that of `net_interface`, else of the first other
+    /// interface that has one.
+    pub mac: Option<Mac>,
 }
 
 /// Default of [`Options::stall_limit`].
@@ -67,6 +76,8 @@ pub struct Service {
     pub tcp: Tcp,
     pub sessions: Arc<Sessions>,
     pub rs485: Option<Arc<Rs485Status>>,
+    /// Users, sessions, logins: shared by the web and the console.
+    pub accounts: Arc<Accounts>,
     pub data: PathBuf,
     /// Every long-lived thread's progress, which the watchdog is fed on (the web and
     /// console threads register here too).
@@ -80,6 +91,7 @@ pub struct Service {
     /// Firmware upgrades, when the service runs from an A/B install.
     pub upgrader: Option<Upgrader>,
     restarts: Receiver<Restart>,
+    web: Option<Web>,
     board: Option<Board>,
     ntp: Ntp,
     events: Events,
@@ -111,6 +123,12 @@ impl Service {
         });
         leds.show_ups(UpsSignal::PowerOn);
         let boot = store.boot(&boot_id())?;
+        let mac = match options.mac {
+            Some(mac) => mac,
+            None => Mac::of_interfaces(&settings.net_interface).ok_or(
+                "the card's MAC address could not be read from any network interface; give it with --mac",
+            )?,
+        };
         // The door's own connection: the store thread keeps the other.
         let door_store = Store::open(&options.data)?;
         let health = Health::new();
@@ -133,6 +151,19 @@ impl Service {
             events.emit(Event::WatchdogReset { reason });
         }
         let clock = Clock::new(&events, options.system_clock);
+        let accounts = match Accounts::open(
+            &options.data,
+            mac,
+            Limits::from_settings(&settings),
+            events.clone(),
+        ) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                drop(events);
+                let _ = writer.join();
+                return Err(e.into());
+            }
+        };
 
         let shutdown = Shutdown::new()?;
         let mut threads = Vec::new();
@@ -144,12 +175,14 @@ impl Service {
                 Ok(started) => started,
                 Err(e) => {
                     leds.show_ups(UpsSignal::HardwareError);
-                    drop(events);
+                    // The store thread ends when the last sender of events is gone.
+                    drop((events, accounts));
                     let _ = writer.join();
                     return Err(e.into());
                 }
             };
         threads.push(("ups link", link_thread));
+        let mut web = None;
         let started = (|| -> Result<_> {
             let rs485 = match &options.rs485 {
                 Some(path) => {
@@ -205,6 +238,23 @@ impl Service {
                     None
                 }
             };
+            let web_config = WebConfig {
+                http: options.http.filter(|_| settings.http_enabled),
+                https: options.https.filter(|_| settings.https_enabled),
+            };
+            if web_config.http.is_some() || web_config.https.is_some() {
+                let parts = crate::web::Parts {
+                    accounts: accounts.clone(),
+                    link: link.status.clone(),
+                    sessions: tcp.sessions.clone(),
+                    rs485: rs485.as_ref().map(|r| r.status.clone()),
+                    events: events.clone(),
+                    data: options.data.clone(),
+                    health: health.clone(),
+                    stall,
+                };
+                web = Some(Web::start(&web_config, parts, shutdown.clone())?);
+            }
             Ok((rs485, tcp, ntp, network))
         })();
         let (rs485, tcp, ntp, network) = match started {
@@ -215,7 +265,10 @@ impl Service {
                 for (_, t) in threads {
                     let _ = t.join();
                 }
-                drop(events);
+                if let Some(web) = web {
+                    web.join();
+                }
+                drop((events, accounts));
                 let _ = writer.join();
                 return Err(e);
             }
@@ -232,8 +285,11 @@ impl Service {
         let live = Arc::new(Live::new(settings, factory, door_store, events.clone()));
         register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
         register_board(&live, &ntp, network.as_ref(), link_limit, stall);
-        // Accounts live in their own module: this hook resets them to the defaults.
-        let reset_accounts = Box::new(|| Err("accounts are not part of this firmware".into()));
+        register_accounts(&live, &accounts);
+        let reset_accounts = {
+            let accounts = accounts.clone();
+            Box::new(move || accounts.reset_to_default().map_err(|e| e.to_string()))
+        };
         let (control, restarts) = Control::new(events.clone(), live.clone(), reset_accounts);
         let mut service = Service {
             live,
@@ -241,6 +297,7 @@ impl Service {
             sessions: tcp.sessions.clone(),
             tcp,
             rs485: rs485.map(|r| r.status),
+            accounts,
             data: options.data,
             health,
             control,
@@ -248,6 +305,7 @@ impl Service {
             network,
             upgrader: None,
             restarts,
+            web,
             board: None,
             ntp,
             events,
@@ -289,7 +347,8 @@ impl Service {
             Box::new(move |e| events.emit(e)),
         ));
         let health = self.health.clone();
-        let healthy = Box::new(move || healthy(&health));
+        let web = self.http_addr().is_some() || self.https_addr().is_some();
+        let healthy = Box::new(move || healthy(&health, web));
         let trial =
             firmware::trial::start(slots, healthy, self.events.clone(), self.shutdown.clone())?;
         if let Some(thread) = trial {
@@ -350,6 +409,16 @@ impl Service {
         self.tcp.addr()
     }
 
+    /// Where plain HTTP really listens, if it does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().and_then(Web::http_addr)
+    }
+
+    /// Where HTTPS really listens, if it does.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().and_then(Web::https_addr)
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> Arc<Settings> {
         self.live.current()
@@ -364,6 +433,9 @@ impl Service {
             if thread.join().is_err() {
                 log::error!("{name} thread panicked");
             }
+        }
+        if let Some(web) = self.web {
+            web.join();
         }
         if let Some(network) = self.network {
             network.stop();
@@ -382,6 +454,7 @@ impl Service {
         drop((self.control, self.ntp, self.upgrader));
         drop(self.live);
         drop(self.link);
+        drop(self.accounts);
         let _ = self.writer.join();
         log::info!("stopped");
     }
@@ -420,6 +493,22 @@ fn rs485_config(s: &Settings, path: &std::path::Path) -> Rs485Config {
         ups_slave: s.ups_slave,
         lost_after: Duration::from_secs(u64::from(s.rs485_timeout_s)),
     }
+}
+
+/// The accounts follow the login timeout and the password lifetime at once.
+fn register_accounts(live: &Live, accounts: &Arc<Accounts>) {
+    let accounts = accounts.clone();
+    live.register(
+        "accounts",
+        Box::new(move |old, new| {
+            let limits = Limits::from_settings(new);
+            if limits == Limits::from_settings(old) {
+                return Ok(None);
+            }
+            let accounts = accounts.clone();
+            Ok(Some(Box::new(move || accounts.set_limits(limits))))
+        }),
+    );
 }
 
 /// What the link, Modbus TCP and RS485 do when their settings change.
@@ -525,12 +614,13 @@ fn register_board(
 }
 
 /// Healthy, as a new version on trial must show before it is kept: the UPS link, the
-/// Modbus TCP acceptor (its port is bound before the service starts) and the store
-/// threads running, and no thread stalled.
-fn healthy(health: &Health) -> std::result::Result<(), String> {
+/// Modbus TCP acceptor and the store threads running, and the web front when the web is
+/// served (their ports are bound before the service starts), and no thread stalled.
+fn healthy(health: &Health, web: bool) -> std::result::Result<(), String> {
     health.check().map_err(|stall| stall.to_string())?;
     let running = health.threads();
-    for thread in ["ups link", "modbus tcp", "store"] {
+    let web = web.then_some("web front");
+    for thread in ["ups link", "modbus tcp", "store"].into_iter().chain(web) {
         if !running.iter().any(|t| t == thread) {
             return Err(format!("thread '{thread}' is not running"));
         }

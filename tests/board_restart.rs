@@ -38,6 +38,7 @@ impl Run {
             .arg("--ups")
             .arg(sim.path().unwrap())
             .args(["--modbus", &format!("127.0.0.1:{port}")])
+            .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
             .args(["--set", &format!("button_device={}", button.display())])
             .args(extra)
             .env("RUST_LOG", "info")

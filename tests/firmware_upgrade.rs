@@ -18,6 +18,22 @@ const HANG: &str = "loop { std::thread::sleep(std::time::Duration::from_secs(1))
 fn a_good_image_installs_and_the_card_runs_the_new_version() {
     let card = Card::running(60);
     let before = card.pid().unwrap();
+    // Home, as the admin sees it after the first login.
+    let firmware_on_home = |b: &mut common::web::Browser| {
+        let home = b.get("/");
+        assert_eq!(home.status, 200, "{}", home.body);
+        let at = home
+            .body
+            .find("<dt>Firmware</dt><dd>")
+            .expect("Home shows the firmware")
+            + 21;
+        home.body[at..].split('<').next().unwrap().to_owned()
+    };
+    let mut admin = card.browser();
+    admin.login("admin", common::web::DEFAULT_PASSWORD);
+    admin.change_password(common::web::DEFAULT_PASSWORD, common::web::GOOD);
+    admin.login("admin", common::web::GOOD);
+    assert_eq!(firmware_on_home(&mut admin), OLD);
 
     let image = card.image_of(NEW, OLD);
     let o = card.upgrade(&image);
@@ -46,6 +62,10 @@ fn a_good_image_installs_and_the_card_runs_the_new_version() {
     );
     let log = card.log();
     assert!(log.contains("modbus-card 1.1.0 starting"), "{log}");
+    let mut admin = card.browser();
+    let p = admin.login("admin", common::web::GOOD);
+    assert_eq!(p.location(), "/", "{}", p.body);
+    assert_eq!(firmware_on_home(&mut admin), NEW);
     assert!(
         said.contains("version 1.1.0 (slot b) starts on trial"),
         "{said}"

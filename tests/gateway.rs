@@ -351,12 +351,14 @@ async fn malformed_headers_close_only_their_own_session() {
             .unwrap()
             .is_ok());
     }
-    let closed = card
-        .events()
-        .into_iter()
-        .filter(|e| e.kind == "tcp_closed")
-        .count();
-    assert!(closed >= 3);
+    // Events reach the log through the store thread.
+    wait_for("three sessions closed in the log", || {
+        card.events()
+            .iter()
+            .filter(|e| e.kind == "tcp_closed")
+            .count()
+            >= 3
+    });
 }
 
 #[tokio::test]

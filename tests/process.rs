@@ -20,6 +20,7 @@ fn run_serves_and_stops_cleanly_on_sigterm() {
         .arg("--ups")
         .arg(sim.path().unwrap())
         .args(["--modbus", "127.0.0.1:0"])
+        .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -228,6 +229,8 @@ fn the_init_script_starts_and_stops_the_service() {
             .env("UPS", sim.path().unwrap())
             .env("RS485", "")
             .env("MODBUS", format!("127.0.0.1:{port}"))
+            .env("HTTP", "127.0.0.1:0")
+            .env("HTTPS", "127.0.0.1:0")
             .env("PIDFILE", dir.path().join("pid"))
             .env("LOG", dir.path().join("log"))
             .output()
@@ -298,6 +301,10 @@ fn a_stalled_log_never_stalls_the_gateway() {
             "19200",
             "--modbus",
             &format!("127.0.0.1:{port}"),
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
             "--data",
         ])
         .arg(dir.path())

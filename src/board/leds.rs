@@ -171,7 +171,7 @@ impl Leds {
 
     /// Whether flashing LEDs are in their lit half at `now`.
     fn phase_on(&self, now: Instant) -> bool {
-        (now - self.epoch).as_millis() / HALF_PERIOD.as_millis() % 2 == 0
+        ((now - self.epoch).as_millis() / HALF_PERIOD.as_millis()).is_multiple_of(2)
     }
 
     /// The next moment a flashing LED we time ourselves must change.

@@ -25,7 +25,10 @@ pub const FILE_NAME: &str = "card.db";
 
 /// Schema changes, in order. Entry `i` takes the database from version `i` to `i + 1`
 /// (`PRAGMA user_version`). Append only: a released entry is never changed.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../sql/001_init.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../sql/001_init.sql"),
+    include_str!("../../sql/002_accounts.sql"),
+];
 
 /// Events kept; the oldest beyond this are deleted as new ones arrive, so the log can
 /// never fill the flash.
@@ -226,6 +229,16 @@ impl Store {
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
         db_error(&self.path, e)
+    }
+
+    /// The connection, for modules that keep their own tables (accounts).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A database error of this store, told apart as [`StoreError`] is.
+    pub fn error(&self, e: rusqlite::Error) -> StoreError {
+        self.err(e)
     }
 
     /// A write transaction that takes the write lock at once: a deferred one that upgrades

@@ -2,6 +2,8 @@
 //! the real service on a loopback port and a temporary data folder.
 #![allow(dead_code)]
 
+pub mod web;
+
 use modbus_card::link::LinkState;
 use modbus_card::pty::{NullModem, Pty};
 use modbus_card::service::{Options, Service};
@@ -49,6 +51,11 @@ pub struct Card {
 }
 
 pub fn start(setup: Setup) -> Card {
+    start_with(setup, Options::default())
+}
+
+/// A card with `base`'s options beyond those the setup gives (web listeners, MAC).
+pub fn start_with(setup: Setup, base: Options) -> Card {
     let _ = env_logger::builder().is_test(true).try_init();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -72,7 +79,7 @@ pub fn start(setup: Setup) -> Card {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
-        ..Options::default()
+        ..base
     })
     .unwrap();
     Card {

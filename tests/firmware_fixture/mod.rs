@@ -138,7 +138,10 @@ pub struct Card {
     pub key: KeyPair,
     pub root: PathBuf,
     pub data: PathBuf,
+    /// Modbus TCP, HTTP and HTTPS, on loopback.
     pub port: u16,
+    pub http: u16,
+    pub https: u16,
 }
 
 impl Card {
@@ -151,13 +154,14 @@ impl Card {
         let (root, data) = (dir.path().join("opt"), dir.path().join("data"));
         fs::create_dir_all(data.join(keys::TRUSTED_DIR)).unwrap();
         fs::copy(&key.public, data.join(keys::TRUSTED_DIR).join("maker.pub")).unwrap();
-        let port = free_port();
         let card = Card {
             sim,
             key,
             root,
             data,
-            port,
+            port: free_port(),
+            http: free_port(),
+            https: free_port(),
             dir,
         };
         let old = card.image_of(OLD, "0.0.0");
@@ -175,6 +179,7 @@ impl Card {
         let reboot = format!("sh {} restart >/dev/null 2>&1 &", card.init().display());
         let defaults = format!(
             "FIRMWARE={}\nDATA={}\nUPS={}\nRS485=\nMODBUS=127.0.0.1:{}\nPIDFILE={}\nLOG={}\n\
+             HTTP=127.0.0.1:{}\nHTTPS=127.0.0.1:{}\nMAC={}\n\
              TRIAL_TIME={trial_time}\nSTOP_WAIT=3\nREBOOT='{reboot}'\n",
             card.root.display(),
             card.data.display(),
@@ -182,6 +187,9 @@ impl Card {
             card.port,
             card.path("pid").display(),
             card.path("log").display(),
+            card.http,
+            card.https,
+            crate::common::web::MAC,
         );
         fs::write(card.path("default"), defaults).unwrap();
         card
@@ -335,6 +343,12 @@ impl Card {
         assert!(o.status.success());
         all.insert("(settings)".into(), o.stdout);
         all
+    }
+
+    /// The web as a browser that trusts the card's root certificate.
+    pub fn browser(&self) -> crate::common::web::Browser {
+        let root = fs::read(self.data.join("tls/ca.pem")).unwrap();
+        crate::common::web::Browser::new(&format!("https://127.0.0.1:{}", self.https), Some(&root))
     }
 
     /// Stops the service and its trial's watch, whatever state they are in.

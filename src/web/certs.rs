@@ -1,0 +1,684 @@
+//! The card's HTTPS certificates.
+//!
+//! On first start the card makes its own root CA and a server certificate signed by it, for
+//! every address HTTPS is served on, `localhost` and the host name ([`Names`]). The user
+//! downloads the root (`/config/root-ca.pem`) and trusts it once; the server certificate is
+//! made again, by the same root, whenever the card's names change or it nears its end, so
+//! the browser goes on trusting it.
+//!
+//! An uploaded certificate (with its key, and optionally the CA that issued it) is checked
+//! whole before anything is replaced ([`check_upload`]): it parses, the key matches, the
+//! dates are valid, it names the card, and the chain verifies against the given CA. It then
+//! takes the place of the card's own until reverted.
+//!
+//! Everything lives in `DATA/tls/` (folder 0700, files 0600), each file written to a
+//! temporary name and renamed, so a power cut leaves the old file or the new one.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::fs;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use time::OffsetDateTime;
+
+/// The folder inside the data folder.
+pub const FOLDER: &str = "tls";
+const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+const OWN_CERT: &str = "server.pem";
+const OWN_KEY: &str = "server.key";
+const UPLOADED_CERT: &str = "uploaded.pem";
+const UPLOADED_KEY: &str = "uploaded.key";
+
+/// Validity of the card's root.
+const CA_DAYS: i64 = 20 * 365;
+/// Validity of the server certificate: browsers refuse longer ones.
+const SERVER_DAYS: i64 = 397;
+/// The server certificate is made again when it has less than this left.
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
+
+/// The names a server certificate must carry for this card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// Addresses HTTPS is reached on (every interface address when bound to all).
+    pub ips: Vec<IpAddr>,
+    /// `localhost` and the host name.
+    pub dns: Vec<String>,
+}
+
+impl Names {
+    /// The names for HTTPS bound to `bind`: that address, or every interface's address when
+    /// it is 0.0.0.0; `localhost` and the host name.
+    pub fn for_bind(bind: IpAddr) -> Names {
+        let mut ips = if bind.is_unspecified() {
+            interface_addresses()
+        } else {
+            vec![bind]
+        };
+        ips.sort();
+        ips.dedup();
+        let mut dns = vec!["localhost".to_string()];
+        if let Some(host) = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| is_dns_name(h) && h != "localhost")
+        {
+            dns.push(host);
+        }
+        Names { ips, dns }
+    }
+
+    fn sans(&self) -> Vec<SanType> {
+        let mut sans: Vec<SanType> = self.ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
+        sans.extend(
+            self.dns
+                .iter()
+                .filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName)),
+        );
+        sans
+    }
+
+    /// As the user reads them.
+    pub fn list(&self) -> String {
+        let mut all: Vec<String> = self.ips.iter().map(IpAddr::to_string).collect();
+        all.extend(self.dns.iter().cloned());
+        all.join(", ")
+    }
+}
+
+/// The IPv4 addresses of every interface, loopback included.
+pub fn interface_addresses() -> Vec<IpAddr> {
+    nix::ifaddrs::getifaddrs()
+        .map(|addrs| {
+            addrs
+                .filter_map(|a| a.address?.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Which certificate HTTPS serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Made by the card, signed by its own root.
+    Own,
+    Uploaded,
+}
+
+/// What the pages show of the certificate in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    pub source: Source,
+    pub subject: String,
+    pub names: Vec<String>,
+    pub not_after: String,
+}
+
+#[derive(Debug)]
+pub struct CertError(String);
+
+impl std::fmt::Display for CertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CertError {}
+
+fn io_err(path: &Path, e: io::Error) -> CertError {
+    CertError(format!(
+        "{}: {e}; check that the data folder is writable",
+        path.display()
+    ))
+}
+
+/// The certificates of the card, and the resolver HTTPS asks for the one to serve.
+pub struct Certs {
+    dir: PathBuf,
+    current: parking_lot::RwLock<(Arc<CertifiedKey>, Info)>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl std::fmt::Debug for Certs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certs").field("dir", &self.dir).finish()
+    }
+}
+
+impl ResolvesServerCert for Certs {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().0.clone())
+    }
+}
+
+/// What [`Certs::open`] and [`Certs::refresh`] did, for the event log.
+pub enum Made {
+    Nothing,
+    /// The card made its server certificate for these names.
+    Server(String),
+}
+
+impl Certs {
+    /// Loads the certificates in `data/tls`, making the root and the server certificate if
+    /// they are missing, damaged, for other names or near their end.
+    pub fn open(data: &Path, names: &Names) -> Result<(Certs, Made), CertError> {
+        let dir = data.join(FOLDER);
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_err(&dir, e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let made = ensure_own(&dir, names)?;
+        let current = load_current(&dir, &provider)?;
+        Ok((
+            Certs {
+                dir,
+                current: parking_lot::RwLock::new(current),
+                provider,
+            },
+            made,
+        ))
+    }
+
+    /// Makes the server certificate again if the names changed or it nears its end, and
+    /// serves it if the card's own is in use.
+    pub fn refresh(&self, names: &Names) -> Result<Made, CertError> {
+        let made = ensure_own(&self.dir, names)?;
+        if let Made::Server(_) = made {
+            *self.current.write() = load_current(&self.dir, &self.provider)?;
+        }
+        Ok(made)
+    }
+
+    /// The card's root certificate, PEM.
+    pub fn root_pem(&self) -> Result<String, CertError> {
+        let path = self.dir.join(CA_CERT);
+        fs::read_to_string(&path).map_err(|e| io_err(&path, e))
+    }
+
+    pub fn info(&self) -> Info {
+        self.current.read().1.clone()
+    }
+
+    /// Checks an uploaded certificate (PEM, possibly with its chain), its key and the
+    /// optional CA certificate(s), and serves it if all is well; otherwise nothing changes
+    /// and the errors say what is wrong, one sentence each.
+    pub fn install(
+        &self,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        ca_pem: &[u8],
+        card: &Names,
+    ) -> Result<Info, Vec<String>> {
+        let checked = check_upload(
+            cert_pem,
+            key_pem,
+            ca_pem,
+            card,
+            &self.provider,
+            SystemTime::now(),
+        )?;
+        // As uploaded: the certificate with its chain, then the CA's certificates.
+        let mut chain_pem = cert_pem.to_vec();
+        chain_pem.push(b'\n');
+        chain_pem.extend_from_slice(ca_pem);
+        let written = write_private(&self.dir.join(UPLOADED_KEY), key_pem)
+            .and_then(|()| write_private(&self.dir.join(UPLOADED_CERT), &chain_pem));
+        if let Err(e) = written {
+            let _ = fs::remove_file(self.dir.join(UPLOADED_CERT));
+            return Err(vec![format!("The certificate could not be stored: {e}")]);
+        }
+        let info = checked.info.clone();
+        *self.current.write() = (Arc::new(checked.key), checked.info);
+        Ok(info)
+    }
+
+    /// Goes back to the card's own certificate; the uploaded one is deleted.
+    pub fn revert(&self) -> Result<(), CertError> {
+        for name in [UPLOADED_CERT, UPLOADED_KEY] {
+            let path = self.dir.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path, e)),
+            }
+        }
+        *self.current.write() = load_current(&self.dir, &self.provider)?;
+        Ok(())
+    }
+}
+
+/// The certificate to serve: the uploaded one if there is one that still loads, else the
+/// card's own.
+fn load_current(
+    dir: &Path,
+    provider: &CryptoProvider,
+) -> Result<(Arc<CertifiedKey>, Info), CertError> {
+    let uploaded = dir.join(UPLOADED_CERT);
+    if uploaded.exists() {
+        match load_pair(
+            &uploaded,
+            &dir.join(UPLOADED_KEY),
+            provider,
+            Source::Uploaded,
+        ) {
+            Ok(pair) => return Ok(pair),
+            Err(e) => log::error!(
+                "the uploaded HTTPS certificate cannot be used, serving the card's own: {e}"
+            ),
+        }
+    }
+    load_pair(
+        &dir.join(OWN_CERT),
+        &dir.join(OWN_KEY),
+        provider,
+        Source::Own,
+    )
+}
+
+fn load_pair(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+    source: Source,
+) -> Result<(Arc<CertifiedKey>, Info), CertError> {
+    let chain = read_certs(cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| CertError(format!("{}: {e}", key.display())))?;
+    let certified = CertifiedKey::from_der(chain, key_der, provider)
+        .map_err(|e| CertError(format!("{}: {e}", cert.display())))?;
+    let parsed = Parsed::of(&certified.cert[0])
+        .ok_or_else(|| CertError(format!("{}: not an X.509 certificate", cert.display())))?;
+    let info = parsed.info(source);
+    Ok((Arc::new(certified), info))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let chain: Vec<_> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| CertError(format!("{}: {e}", path.display())))?;
+    if chain.is_empty() {
+        return Err(CertError(format!(
+            "{}: no certificate in it",
+            path.display()
+        )));
+    }
+    Ok(chain)
+}
+
+/// The parts of a certificate the card looks at.
+struct Parsed {
+    subject: String,
+    not_before: i64,
+    not_after: i64,
+    sans: Vec<String>,
+    is_ca: bool,
+}
+
+impl Parsed {
+    fn of(der: &[u8]) -> Option<Parsed> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let mut sans = Vec::new();
+        if let Ok(Some(ext)) = cert.subject_alternative_name() {
+            for name in &ext.value.general_names {
+                match name {
+                    x509_parser::extensions::GeneralName::DNSName(d) => sans.push(d.to_string()),
+                    x509_parser::extensions::GeneralName::IPAddress(b) => {
+                        if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                            sans.push(IpAddr::from(a).to_string());
+                        } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                            sans.push(IpAddr::from(a).to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Some(Parsed {
+            subject: cert.subject().to_string(),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            sans,
+            is_ca: cert.is_ca(),
+        })
+    }
+
+    fn info(&self, source: Source) -> Info {
+        Info {
+            source,
+            subject: self.subject.clone(),
+            names: self.sans.clone(),
+            not_after: date(self.not_after),
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a unix time.
+fn date(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()))
+        .unwrap_or_else(|_| unix.to_string())
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Makes the root if missing or unreadable, and the server certificate if missing, for
+/// other names, near its end or not from this root.
+fn ensure_own(dir: &Path, names: &Names) -> Result<Made, CertError> {
+    let (ca_key, ca_params, new_root) = match load_root(dir) {
+        Some((key, params)) => (key, params, false),
+        None => {
+            let key =
+                KeyPair::generate().map_err(|e| CertError(format!("no key for the root: {e}")))?;
+            let params = root_params();
+            let cert = params
+                .self_signed(&key)
+                .map_err(|e| CertError(format!("cannot make the root certificate: {e}")))?;
+            write_private(&dir.join(CA_KEY), key.serialize_pem().as_bytes())
+                .map_err(|e| io_err(dir, e))?;
+            write_private(&dir.join(CA_CERT), cert.pem().as_bytes()).map_err(|e| io_err(dir, e))?;
+            (key, params, true)
+        }
+    };
+    if !new_root && own_server_fits(dir, names) {
+        return Ok(Made::Nothing);
+    }
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let key = KeyPair::generate().map_err(|e| CertError(format!("no key for the server: {e}")))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names
+            .dns
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "modbus-card".into()),
+    );
+    params.subject_alt_names = names.sans();
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(SERVER_DAYS);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(
+        &crate::accounts::random_bytes::<16>(),
+    ));
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(|e| CertError(format!("cannot make the server certificate: {e}")))?;
+    write_private(&dir.join(OWN_KEY), key.serialize_pem().as_bytes())
+        .map_err(|e| io_err(dir, e))?;
+    write_private(&dir.join(OWN_CERT), cert.pem().as_bytes()).map_err(|e| io_err(dir, e))?;
+    Ok(Made::Server(names.list()))
+}
+
+/// The root's fixed name and uses; the same on every start, so a reloaded root signs
+/// exactly as the one that was made.
+fn root_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Modbus card root CA");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Modbus card");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(CA_DAYS);
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(
+        &crate::accounts::random_bytes::<16>(),
+    ));
+    params
+}
+
+fn load_root(dir: &Path) -> Option<(KeyPair, CertificateParams)> {
+    let key_pem = fs::read_to_string(dir.join(CA_KEY)).ok()?;
+    let cert_pem = fs::read_to_string(dir.join(CA_CERT)).ok()?;
+    let key = KeyPair::from_pem(&key_pem).ok()?;
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
+    let parsed = Parsed::of(&der)?;
+    // Same key as the certificate, and the root not near its own end.
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let spki_matches = cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw();
+    let fresh = parsed.not_after - unix(SystemTime::now()) > RENEW_BEFORE.as_secs() as i64;
+    (spki_matches && parsed.is_ca && fresh).then(|| (key, root_params()))
+}
+
+/// The server certificate on disk is for exactly these names, not near its end, and its
+/// key and root are those beside it.
+fn own_server_fits(dir: &Path, names: &Names) -> bool {
+    let Ok(chain) = read_certs(&dir.join(OWN_CERT)) else {
+        return false;
+    };
+    let Ok(key) = PrivateKeyDer::from_pem_file(dir.join(OWN_KEY)) else {
+        return false;
+    };
+    let provider = rustls::crypto::ring::default_provider();
+    if CertifiedKey::from_der(chain.clone(), key, &provider).is_err() {
+        return false;
+    }
+    let Some(parsed) = Parsed::of(&chain[0]) else {
+        return false;
+    };
+    let mut want: Vec<String> = names.ips.iter().map(IpAddr::to_string).collect();
+    want.extend(names.dns.iter().cloned());
+    want.sort();
+    let mut have = parsed.sans.clone();
+    have.sort();
+    let fresh = parsed.not_after - unix(SystemTime::now()) > RENEW_BEFORE.as_secs() as i64;
+    let signed_by_root = fs::read(dir.join(CA_CERT))
+        .ok()
+        .and_then(|pem| CertificateDer::from_pem_slice(&pem).ok())
+        .is_some_and(|root| {
+            verifies(&chain[0], &[], &[root], &provider, SystemTime::now()).is_ok()
+        });
+    want == have && fresh && signed_by_root
+}
+
+/// An upload that passed every check.
+struct Checked {
+    key: CertifiedKey,
+    info: Info,
+}
+
+/// Every check of an upload, all reported at once.
+fn check_upload(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    ca_pem: &[u8],
+    card: &Names,
+    provider: &CryptoProvider,
+    now: SystemTime,
+) -> Result<Checked, Vec<String>> {
+    let mut errors = Vec::new();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    let ca: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        errors.push("The certificate file holds no PEM certificate (a block starting with -----BEGIN CERTIFICATE-----).".to_string());
+    }
+    if !ca_pem.iter().all(u8::is_ascii_whitespace) && ca.is_empty() {
+        errors.push("The CA file holds no PEM certificate.".to_string());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).ok();
+    if key.is_none() {
+        errors.push("The key file holds no private key in PEM (PKCS#8, PKCS#1 or SEC1: -----BEGIN PRIVATE KEY-----).".to_string());
+    }
+    let parsed = chain.first().map(|c| Parsed::of(c));
+    if let Some(None) = parsed {
+        errors.push("The certificate cannot be read as an X.509 certificate.".to_string());
+    }
+    let Some(Some(parsed)) = parsed else {
+        return Err(errors);
+    };
+    let now_s = unix(now);
+    if now_s < parsed.not_before {
+        errors.push(format!(
+            "The certificate is not valid before {}.",
+            date(parsed.not_before)
+        ));
+    }
+    if now_s > parsed.not_after {
+        errors.push(format!(
+            "The certificate expired on {}.",
+            date(parsed.not_after)
+        ));
+    }
+    if parsed.is_ca {
+        errors.push("This is a CA certificate; upload the server's own certificate (and the CA as the CA file).".to_string());
+    }
+    if !names_card(&chain[0], card) {
+        let named = if parsed.sans.is_empty() {
+            "no names".to_string()
+        } else {
+            parsed.sans.join(", ")
+        };
+        errors.push(format!(
+            "The certificate names {named}, but not this card ({}).",
+            card.list()
+        ));
+    }
+    if !ca.is_empty() && now_s >= parsed.not_before && now_s <= parsed.not_after {
+        if let Err(e) = verifies(&chain[0], &chain[1..], &ca, provider, now) {
+            errors.push(format!(
+                "The certificate does not verify against the CA file: {e}."
+            ));
+        }
+    }
+    let mut certified = None;
+    if let Some(key) = key {
+        match CertifiedKey::from_der(chain.clone(), key, provider) {
+            Ok(k) => certified = Some(k),
+            Err(rustls::Error::InconsistentKeys(_)) => {
+                errors.push("The key does not belong to the certificate.".to_string())
+            }
+            Err(e) => errors.push(format!(
+                "The key cannot be used ({e}); use an ECDSA P-256 or P-384, Ed25519 or RSA key."
+            )),
+        }
+    }
+    match certified {
+        Some(mut key) if errors.is_empty() => {
+            // Serve the CA's certificates after the chain, unless already there.
+            for c in ca {
+                if !key.cert.contains(&c) {
+                    key.cert.push(c);
+                }
+            }
+            Ok(Checked {
+                key,
+                info: parsed.info(Source::Uploaded),
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+/// The certificate is valid for at least one of the card's addresses or its host name
+/// (wildcards count, as browsers count them).
+fn names_card(cert: &CertificateDer<'_>, card: &Names) -> bool {
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    let ips = card
+        .ips
+        .iter()
+        .filter(|ip| !ip.is_loopback() || card.ips.iter().all(|i| i.is_loopback()));
+    let mut names: Vec<ServerName<'static>> =
+        ips.map(|ip| ServerName::IpAddress((*ip).into())).collect();
+    names.extend(
+        card.dns
+            .iter()
+            .filter(|d| *d != "localhost")
+            .filter_map(|d| ServerName::try_from(d.clone()).ok()),
+    );
+    names
+        .iter()
+        .any(|n| ee.verify_is_valid_for_subject_name(n).is_ok())
+}
+
+/// Checks that `cert` chains to one of `roots` through `intermediates` (and the roots
+/// themselves when they are intermediates), as a TLS server certificate, at `now`.
+fn verifies(
+    cert: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'static>],
+    roots: &[CertificateDer<'static>],
+    provider: &CryptoProvider,
+    now: SystemTime,
+) -> Result<(), String> {
+    let ee = webpki::EndEntityCert::try_from(cert).map_err(|e| e.to_string())?;
+    let anchors: Vec<_> = roots
+        .iter()
+        .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
+        .collect();
+    let mut all_intermediates = intermediates.to_vec();
+    all_intermediates.extend(roots.iter().cloned());
+    let time = UnixTime::since_unix_epoch(
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+    );
+    ee.verify_for_usage(
+        provider.signature_verification_algorithms.all,
+        &anchors,
+        &all_intermediates,
+        time,
+        webpki::KeyUsage::server_auth(),
+        None,
+        None,
+    )
+    .map(drop)
+    .map_err(|e| format!("{e:?}"))
+}
+
+/// Writes a file readable by the owner only, atomically: a temporary file, flushed to
+/// disk, then renamed over the old one.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

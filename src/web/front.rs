@@ -1,0 +1,677 @@
+//! The front: the only part of the web that faces the network.
+//!
+//! One thread holds every connection, non-blocking, and waits on all of them with one
+//! `ppoll`. It does the TLS handshake (rustls, TLS 1.3 only), reads a request head and its
+//! body with deadlines and size caps, and only then hands the whole request to the handler
+//! pool through a bounded queue ([`Job`]). The handler's answer comes back as bytes
+//! ([`Reply`]) and the front writes them out, again without blocking.
+//!
+//! Why one thread: a connection that sends one byte a minute, or none, costs a few hundred
+//! bytes of state here and no thread. The number of connections is capped; when the cap is
+//! reached a new connection takes the place of the oldest one that has not delivered a
+//! whole request yet (or sits idle between requests), so a crowd of slow clients cannot
+//! keep a real user out: the user's new connection is the youngest, and it completes its
+//! request in milliseconds.
+//!
+//! Nothing here waits on anything but the poll: a socket with nothing to say is not looked
+//! at, a closed one is dropped at once, so no connection can make the thread spin.
+
+use super::http::{self, Head, Refusal, MAX_BODY, MAX_HEAD};
+use crate::health::Heartbeat;
+use crate::shutdown::Shutdown;
+use crossbeam_channel::{Sender, TrySendError};
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
+use parking_lot::Mutex;
+use rustls::{ServerConfig, ServerConnection};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Connections held at once, on both ports together.
+pub const MAX_CONNECTIONS: usize = 64;
+/// From accept to a finished TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// From the first byte of a request to the end of its head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// From the end of the head to the end of the body (1 MiB at 35 kB/s).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A kept-alive connection with no new request is closed after this.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A client that does not read its answer is dropped after this.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests on one connection before it is closed (and the client opens another).
+const MAX_REQUESTS: u32 = 1000;
+/// Bytes read from a socket at a time.
+const CHUNK: usize = 16 * 1024;
+/// How often the periodic work (`tick`) runs.
+const TICK: Duration = Duration::from_secs(30);
+
+/// A whole request for the handler pool.
+pub struct Job {
+    pub conn: u64,
+    pub secure: bool,
+    pub peer: SocketAddr,
+    pub head: Head,
+    pub body: Vec<u8>,
+    /// The connection stays open after the answer.
+    pub keep_alive: bool,
+}
+
+/// A handler's whole answer, as bytes to send.
+pub struct Reply {
+    pub conn: u64,
+    pub bytes: Vec<u8>,
+    pub close: bool,
+}
+
+/// Where handlers put their replies: a list, and a pipe that wakes the front.
+#[derive(Clone)]
+pub struct Replies {
+    inner: Arc<(Mutex<Vec<Reply>>, OwnedFd)>,
+}
+
+impl Replies {
+    pub fn send(&self, reply: Reply) {
+        self.inner.0.lock().push(reply);
+        // A full pipe is already readable: the front will wake anyway.
+        let _ = nix::unistd::write(&self.inner.1, &[1]);
+    }
+}
+
+/// The listening sockets and what the front needs to serve them.
+pub struct Front {
+    listeners: Vec<(TcpListener, bool)>,
+    tls: Arc<ServerConfig>,
+    jobs: Sender<Job>,
+    replies: Replies,
+    wake: OwnedFd,
+    shutdown: Shutdown,
+    conns: Vec<Conn>,
+    next_id: u64,
+    /// After an accept error (out of descriptors), listeners rest until then.
+    accept_pause: Option<Instant>,
+    tick: Box<dyn FnMut() + Send>,
+    next_tick: Instant,
+    beat: Heartbeat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// TLS handshake under way.
+    Handshake,
+    /// Waiting for (the rest of) a request head; idle when nothing has come yet.
+    Head,
+    /// Head read, waiting for the body.
+    Body,
+    /// The request is with a handler.
+    Handler,
+    /// Sending the answer.
+    Write,
+}
+
+struct Conn {
+    id: u64,
+    sock: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Box<ServerConnection>>,
+    phase: Phase,
+    /// When the current phase began: eviction takes the oldest.
+    since: Instant,
+    deadline: Instant,
+    /// Plaintext received and not yet used.
+    input: Vec<u8>,
+    head: Option<Head>,
+    out: Vec<u8>,
+    sent: usize,
+    close_after: bool,
+    served: u32,
+    /// The current request's first byte has come (its head deadline is set).
+    started: bool,
+    closed: bool,
+}
+
+impl Front {
+    /// `listeners`: (socket, is HTTPS). `tick` runs every [`TICK`] on the front's thread
+    /// (session expiry, certificate renewal).
+    pub fn new(
+        listeners: Vec<(TcpListener, bool)>,
+        tls: Arc<ServerConfig>,
+        jobs: Sender<Job>,
+        shutdown: Shutdown,
+        tick: Box<dyn FnMut() + Send>,
+        beat: Heartbeat,
+    ) -> io::Result<(Front, Replies)> {
+        for (l, _) in &listeners {
+            l.set_nonblocking(true)?;
+        }
+        let (wake, wake_tx) = nix::unistd::pipe()?;
+        for fd in [&wake, &wake_tx] {
+            nix::fcntl::fcntl(
+                fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )?;
+        }
+        let replies = Replies {
+            inner: Arc::new((Mutex::new(Vec::new()), wake_tx)),
+        };
+        let front = Front {
+            listeners,
+            tls,
+            jobs,
+            replies: replies.clone(),
+            wake,
+            shutdown,
+            conns: Vec::with_capacity(MAX_CONNECTIONS),
+            next_id: 0,
+            accept_pause: None,
+            tick,
+            next_tick: Instant::now() + TICK,
+            beat,
+        };
+        Ok((front, replies))
+    }
+
+    /// Serves until shutdown.
+    pub fn run(mut self) {
+        // What each poll entry is.
+        enum Slot {
+            Wake,
+            Listener(usize),
+            Conn(usize),
+        }
+        loop {
+            let now = Instant::now();
+            if now >= self.next_tick {
+                (self.tick)();
+                self.next_tick = now + TICK;
+            }
+            for c in &mut self.conns {
+                if now >= c.deadline {
+                    log::debug!("web: {} dropped: {:?} deadline passed", c.peer, c.phase);
+                    c.closed = true;
+                }
+            }
+            self.conns.retain(|c| !c.closed);
+            if self.accept_pause.is_some_and(|t| now >= t) {
+                self.accept_pause = None;
+            }
+
+            let mut slots = Vec::with_capacity(2 + self.listeners.len() + self.conns.len());
+            let mut fds = Vec::with_capacity(slots.capacity());
+            fds.push(PollFd::new(self.shutdown.fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+            slots.push(Slot::Wake);
+            slots.push(Slot::Wake);
+            if self.accept_pause.is_none() && self.conns.len() <= MAX_CONNECTIONS {
+                for (i, (l, _)) in self.listeners.iter().enumerate() {
+                    fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+                    slots.push(Slot::Listener(i));
+                }
+            }
+            let mut wake_at = self.next_tick;
+            for (i, c) in self.conns.iter().enumerate() {
+                wake_at = wake_at.min(c.deadline);
+                fds.push(PollFd::new(c.sock.as_fd(), c.interest()));
+                slots.push(Slot::Conn(i));
+            }
+            if let Some(t) = self.accept_pause {
+                wake_at = wake_at.min(t);
+            }
+            let wait = TimeSpec::from_duration(wake_at.saturating_duration_since(now));
+            self.beat.idle();
+            let polled = ppoll(&mut fds, Some(wait), None);
+            self.beat.busy();
+            if let Err(e) = polled {
+                if e != nix::errno::Errno::EINTR {
+                    log::error!("web: poll failed: {e}");
+                    self.shutdown.sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
+            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                break;
+            }
+            let ready: Vec<(Slot, PollFlags)> = fds
+                .iter()
+                .zip(slots)
+                .skip(1)
+                .filter_map(|(fd, slot)| {
+                    let r = fd.revents().unwrap_or(PollFlags::empty());
+                    (!r.is_empty()).then_some((slot, r))
+                })
+                .collect();
+            drop(fds);
+            let now = Instant::now();
+            let mut accept = Vec::new();
+            for (slot, revents) in ready {
+                match slot {
+                    Slot::Wake => self.take_replies(now),
+                    Slot::Listener(i) => accept.push(i),
+                    Slot::Conn(i) => self.on_ready(i, revents, now),
+                }
+            }
+            self.conns.retain(|c| !c.closed);
+            for i in accept {
+                self.accept(i, now);
+            }
+        }
+        log::debug!("web: front stopped with {} connections", self.conns.len());
+    }
+
+    fn take_replies(&mut self, now: Instant) {
+        let mut drain = [0u8; 64];
+        while matches!(nix::unistd::read(self.wake.as_raw_fd(), &mut drain), Ok(n) if n > 0) {}
+        let replies = std::mem::take(&mut *self.replies.inner.0.lock());
+        for reply in replies {
+            // The connection may be gone (evicted by nothing: handler phases are never
+            // evicted; but a reset socket is): the reply is then dropped.
+            if let Some(i) = self.conns.iter().position(|c| c.id == reply.conn) {
+                let c = &mut self.conns[i];
+                c.start_write(reply.bytes, reply.close, now);
+                c.flush(now);
+                // A pipelined request may be waiting in the input already.
+                if !c.closed {
+                    self.advance(i, now);
+                }
+            }
+        }
+    }
+
+    fn on_ready(&mut self, i: usize, revents: PollFlags, now: Instant) {
+        let c = &mut self.conns[i];
+        if revents.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL) {
+            c.closed = true;
+            return;
+        }
+        if revents.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) && c.reading() {
+            c.receive();
+        } else if revents.contains(PollFlags::POLLHUP) {
+            c.closed = true;
+        }
+        if revents.contains(PollFlags::POLLOUT) || c.wants_tls_write() {
+            c.flush(now);
+        }
+        if !c.closed {
+            self.advance(i, now);
+        }
+    }
+
+    /// Moves a connection on with what it has received: a finished handshake, a whole head,
+    /// a whole request (handed to the pool) or a refusal.
+    fn advance(&mut self, i: usize, now: Instant) {
+        let c = &mut self.conns[i];
+        if c.phase == Phase::Handshake {
+            match &c.tls {
+                Some(tls) if !tls.is_handshaking() => c.enter(Phase::Head, HEAD_TIMEOUT, now),
+                _ => return,
+            }
+        }
+        if c.phase == Phase::Head {
+            if c.input.is_empty() {
+                return;
+            }
+            if !c.started {
+                // The first byte of a request: from now on the head has its own deadline
+                // (a kept-alive connection was on its idle one).
+                c.started = true;
+                if c.served > 0 {
+                    c.deadline = now + HEAD_TIMEOUT;
+                }
+            }
+            match http::parse_head(&c.input) {
+                Err(Refusal::Partial) => return,
+                Err(refusal) => {
+                    let (code, text) = refusal.status();
+                    log::debug!("web: {} refused: {code} {text}", c.peer);
+                    c.start_write(http::plain(code, text, false), true, now);
+                    c.flush(now);
+                    return;
+                }
+                Ok(head) => {
+                    if head
+                        .header("expect")
+                        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+                        && c.input.len() < head.len + head.content_length
+                    {
+                        c.send_now(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    c.head = Some(head);
+                    c.enter(Phase::Body, BODY_TIMEOUT, now);
+                }
+            }
+        }
+        if c.phase == Phase::Body {
+            let head = c.head.as_ref().expect("a head in the body phase");
+            let end = head.len + head.content_length;
+            if c.input.len() < end {
+                return;
+            }
+            let head = c.head.take().expect("a head in the body phase");
+            let body = c.input[head.len..end].to_vec();
+            c.input.drain(..end);
+            let keep_alive = head.keep_alive() && c.served + 1 < MAX_REQUESTS;
+            let job = Job {
+                conn: c.id,
+                secure: c.tls.is_some(),
+                peer: c.peer,
+                head,
+                body,
+                keep_alive,
+            };
+            c.enter(Phase::Handler, Duration::MAX, now);
+            match self.jobs.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job)) => {
+                    let c = &mut self.conns[i];
+                    let busy = http::plain(
+                        503,
+                        "The card is busy; try again in a moment.",
+                        job.keep_alive,
+                    );
+                    c.start_write(busy, !job.keep_alive, now);
+                    c.flush(now);
+                }
+                Err(TrySendError::Disconnected(_)) => self.conns[i].closed = true,
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize, now: Instant) {
+        for _ in 0..MAX_CONNECTIONS {
+            let (listener, secure) = &self.listeners[i];
+            let secure = *secure;
+            let (sock, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    log::warn!("web: accept failed ({e}); pausing new connections briefly");
+                    self.accept_pause = Some(now + Duration::from_millis(100));
+                    return;
+                }
+            };
+            if self.conns.len() >= MAX_CONNECTIONS && !self.evict_one() {
+                log::debug!("web: {peer} refused: {MAX_CONNECTIONS} connections busy");
+                continue;
+            }
+            if let Err(e) = sock
+                .set_nonblocking(true)
+                .and_then(|()| sock.set_nodelay(true))
+            {
+                log::debug!("web: {peer}: {e}");
+                continue;
+            }
+            let tls = if secure {
+                match ServerConnection::new(self.tls.clone()) {
+                    Ok(t) => Some(Box::new(t)),
+                    Err(e) => {
+                        log::error!("web: no TLS for {peer}: {e}");
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let (phase, limit) = if secure {
+                (Phase::Handshake, HANDSHAKE_TIMEOUT)
+            } else {
+                (Phase::Head, HEAD_TIMEOUT)
+            };
+            self.next_id += 1;
+            self.conns.push(Conn {
+                id: self.next_id,
+                sock,
+                peer,
+                tls,
+                phase,
+                since: now,
+                deadline: now + limit,
+                input: Vec::new(),
+                head: None,
+                out: Vec::new(),
+                sent: 0,
+                close_after: false,
+                served: 0,
+                started: false,
+                closed: false,
+            });
+        }
+    }
+
+    /// Drops the connection that has waited longest without delivering a request; false
+    /// when every connection is busy with a request.
+    fn evict_one(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c.phase, Phase::Handshake | Phase::Head | Phase::Body))
+            .min_by_key(|(_, c)| c.since)
+            .map(|(i, _)| i);
+        match oldest {
+            Some(i) => {
+                let c = self.conns.swap_remove(i);
+                log::debug!(
+                    "web: {} evicted ({:?}) for a new connection",
+                    c.peer,
+                    c.phase
+                );
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Conn {
+    fn enter(&mut self, phase: Phase, limit: Duration, now: Instant) {
+        if phase == Phase::Head {
+            self.started = false;
+        }
+        self.phase = phase;
+        self.since = now;
+        self.deadline = now
+            .checked_add(limit)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365));
+    }
+
+    /// Whether the front reads from this connection now. Not while a request is with a
+    /// handler or its answer goes out: the next request waits in the kernel.
+    fn reading(&self) -> bool {
+        matches!(self.phase, Phase::Handshake | Phase::Head | Phase::Body)
+    }
+
+    fn wants_tls_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    fn interest(&self) -> PollFlags {
+        let mut f = PollFlags::empty();
+        if self.reading() {
+            f |= PollFlags::POLLIN;
+        }
+        if self.phase == Phase::Write || self.wants_tls_write() {
+            f |= PollFlags::POLLOUT;
+        }
+        f
+    }
+
+    /// Reads what the socket has into `input`, through TLS if any. A closed or failed
+    /// connection is marked closed.
+    fn receive(&mut self) {
+        let cap = match (&self.phase, &self.head) {
+            (Phase::Body, Some(h)) => h.len + h.content_length,
+            _ => MAX_HEAD,
+        }
+        .min(MAX_HEAD + MAX_BODY);
+        let mut chunk = [0u8; CHUNK];
+        match &mut self.tls {
+            None => loop {
+                if self.input.len() >= cap {
+                    return;
+                }
+                match self.sock.read(&mut chunk) {
+                    Ok(0) => {
+                        self.closed = true;
+                        return;
+                    }
+                    Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        self.closed = true;
+                        return;
+                    }
+                }
+            },
+            Some(tls) => loop {
+                if self.input.len() >= cap {
+                    return;
+                }
+                let eof = match tls.read_tls(&mut self.sock) {
+                    Ok(0) => true,
+                    Ok(_) => false,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        self.closed = true;
+                        return;
+                    }
+                };
+                let state = match tls.process_new_packets() {
+                    Ok(state) => state,
+                    Err(e) => {
+                        log::debug!("web: TLS from {}: {e}", self.peer);
+                        // Tell the client why (an alert), if the socket takes it.
+                        let _ = tls.write_tls(&mut self.sock);
+                        self.closed = true;
+                        return;
+                    }
+                };
+                let mut reader = tls.reader();
+                loop {
+                    match reader.read(&mut chunk) {
+                        Ok(0) => {
+                            self.closed = true;
+                            return;
+                        }
+                        Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            self.closed = true;
+                            return;
+                        }
+                    }
+                }
+                if eof || state.peer_has_closed() {
+                    self.closed = true;
+                    return;
+                }
+                // Handshake messages to send back.
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.sock) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            self.closed = true;
+                            return;
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    fn start_write(&mut self, bytes: Vec<u8>, close: bool, now: Instant) {
+        self.out = bytes;
+        self.sent = 0;
+        self.close_after = close;
+        self.enter(Phase::Write, WRITE_TIMEOUT, now);
+    }
+
+    /// A small interim answer (100 Continue), written if the socket takes it now.
+    fn send_now(&mut self, bytes: &[u8]) {
+        match &mut self.tls {
+            None => {
+                let _ = self.sock.write(bytes);
+            }
+            Some(tls) => {
+                let _ = tls.writer().write_all(bytes);
+                let _ = tls.write_tls(&mut self.sock);
+            }
+        }
+    }
+
+    /// Writes what the socket takes; when the answer is out, closes or waits for the next
+    /// request.
+    fn flush(&mut self, now: Instant) {
+        let done = match self.write_some() {
+            Ok(done) => done,
+            Err(_) => {
+                self.closed = true;
+                return;
+            }
+        };
+        if !done || self.phase != Phase::Write {
+            return;
+        }
+        self.served += 1;
+        self.out = Vec::new();
+        if self.close_after {
+            if let Some(tls) = &mut self.tls {
+                tls.send_close_notify();
+                let _ = tls.write_tls(&mut self.sock);
+            }
+            self.closed = true;
+        } else {
+            self.enter(Phase::Head, IDLE_TIMEOUT, now);
+        }
+    }
+
+    /// Ok(true) when nothing is left to send.
+    fn write_some(&mut self) -> io::Result<bool> {
+        let pending =
+            |phase: Phase, out: &[u8], sent: usize| phase == Phase::Write && sent < out.len();
+        loop {
+            match &mut self.tls {
+                None => {
+                    if !pending(self.phase, &self.out, self.sent) {
+                        return Ok(true);
+                    }
+                    match self.sock.write(&self.out[self.sent..]) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => self.sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(tls) => {
+                    let mut progress = false;
+                    if pending(self.phase, &self.out, self.sent) {
+                        let n = tls.writer().write(&self.out[self.sent..])?;
+                        self.sent += n;
+                        progress |= n > 0;
+                    }
+                    while tls.wants_write() {
+                        match tls.write_tls(&mut self.sock) {
+                            Ok(_) => progress = true,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    if !pending(self.phase, &self.out, self.sent) {
+                        return Ok(true);
+                    }
+                    if !progress {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The way of every request through the web interface, in order:
+//!
+//! 1. Plain HTTP while HTTPS is on: redirected to HTTPS, nothing else.
+//! 2. The stylesheet, the script, `/login` (and a 404 for the icon browsers ask for) need
+//!    no session.
+//! 3. Every other path needs a live session (cookie `session`); without one it answers a
+//!    redirect to `/login`, saying why the old session ended if it did.
+//! 4. A state-changing request (POST) must come from the card's own pages: its `Origin`
+//!    (or `Referer`) is this card, and its form carries the session's CSRF token.
+//! 5. A session whose password must change reaches only `/password` and `/logout`.
+//! 6. `router!` sends the request to its page.
+//!
+//! Every answer then gets the security headers ([`secure_headers`]).
+
+use super::form::Form;
+use super::pages;
+use super::App;
+use crate::accounts::{Ended, Peer, Role, Session};
+use rouille::{router, Request, Response};
+
+/// The session cookie.
+pub const COOKIE: &str = "session";
+/// The login form's own CSRF cookie (there is no session yet to hold a token).
+pub const LOGIN_COOKIE: &str = "login_csrf";
+/// The header the Home page's script sends with its refreshes: they show the page is open,
+/// not that someone is there, so they do not keep the session alive.
+pub const REFRESH_HEADER: &str = "X-Refresh";
+
+/// What a page handler gets: the request, the session, and the posted form if any.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub req: &'a Request,
+    pub session: Session,
+    pub form: Form,
+}
+
+impl Ctx<'_> {
+    /// Admin and Read/Write users; a page refuses a change to anyone else.
+    pub fn may_change(&self) -> bool {
+        self.session.role.may_change()
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.session.role == Role::Admin
+    }
+}
+
+pub fn handle(app: &App, req: &Request) -> Response {
+    let response = route(app, req);
+    secure_headers(response, req)
+}
+
+fn route(app: &App, req: &Request) -> Response {
+    if !req.is_secure() {
+        if let Some(port) = app.https_port {
+            return to_https(req, port);
+        }
+    }
+    let path = req.raw_url().split('?').next().unwrap_or("");
+    match (req.method(), path) {
+        ("GET", "/static/style.css") => return pages::asset("text/css", pages::STYLE),
+        ("GET", "/static/home.js") => return pages::asset("text/javascript", pages::HOME_JS),
+        ("GET", "/favicon.ico") => return Response::empty_404(),
+        ("GET", "/login") => return pages::login::form(app, req, None),
+        ("POST", "/login") if !same_origin(req) => return pages::refused_origin(),
+        ("POST", "/login") => return pages::login::submit(app, req),
+        _ => {}
+    }
+
+    let touch = !(path == "/api/status" && req.header(REFRESH_HEADER).is_some());
+    let session = match cookie(req, COOKIE).map(|t| app.accounts.session(&t, touch)) {
+        Some(Ok(s)) => s,
+        Some(Err(ended)) => return to_login(Some(ended)),
+        None => return to_login(None),
+    };
+    let form = if req.method() == "POST" {
+        if !same_origin(req) {
+            return pages::refused_origin();
+        }
+        let form = Form::of(req);
+        if !crate::accounts::same_secret(form.text("csrf"), &session.csrf) {
+            return pages::refused_csrf();
+        }
+        form
+    } else {
+        Form::default()
+    };
+    if session.change.is_some() && path != "/password" && path != "/logout" {
+        return Response::redirect_303("/password");
+    }
+    let ctx = Ctx {
+        app,
+        req,
+        session,
+        form,
+    };
+    router!(req,
+        (GET) ["/"] => pages::home::page(&ctx),
+        (GET) ["/api/status"] => pages::home::api(&ctx),
+        (GET) ["/password"] => pages::password::form(&ctx, &[]),
+        (POST) ["/password"] => pages::password::submit(&ctx),
+        (POST) ["/logout"] => pages::login::logout(&ctx),
+        (GET) ["/config"] => pages::config::page(&ctx, None),
+        (GET) ["/config/root-ca.pem"] => pages::config::root_ca(&ctx),
+        (POST) ["/config/certificate"] => pages::config::upload(&ctx),
+        (POST) ["/config/certificate/revert"] => pages::config::revert(&ctx),
+        (GET) ["/users"] => pages::users::page(&ctx, None),
+        (POST) ["/users"] => pages::users::submit(&ctx),
+        _ => pages::not_found(&ctx)
+    )
+}
+
+/// The value of cookie `name`.
+pub fn cookie(req: &Request, name: &str) -> Option<String> {
+    rouille::input::cookies(req)
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Secure under HTTPS; `None` deletes it.
+pub fn set_cookie(req: &Request, name: &str, value: Option<&str>) -> String {
+    let secure = if req.is_secure() { "; Secure" } else { "" };
+    match value {
+        Some(v) => format!("{name}={v}; Path=/; HttpOnly; SameSite=Strict{secure}"),
+        None => format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"),
+    }
+}
+
+/// To the login page, saying why the session ended, and forgetting the cookie.
+fn to_login(ended: Option<Ended>) -> Response {
+    let target = match ended {
+        Some(Ended::TakenOver { by: Peer::Net(ip) }) => format!("/login?ended=taken-over&by={ip}"),
+        Some(e) => match ended_code(e) {
+            Some(code) => format!("/login?ended={code}"),
+            None => "/login".into(),
+        },
+        None => "/login".into(),
+    };
+    Response::redirect_303(target).with_additional_header(
+        "Set-Cookie",
+        format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"),
+    )
+}
+
+/// How an ended session is named in the login page's address.
+pub fn ended_code(e: Ended) -> Option<&'static str> {
+    Some(match e {
+        Ended::TakenOver { .. } => "taken-over",
+        Ended::TimedOut => "timeout",
+        Ended::LoggedOut => "logout",
+        Ended::PasswordChanged => "password-changed",
+        Ended::AccountChanged => "account-changed",
+        Ended::Unknown => return None,
+    })
+}
+
+/// Whether the request says it comes from a page of this card: `Origin`, or `Referer`
+/// when a client sends no `Origin`, names the scheme and host the request was sent to. A
+/// request that names neither is refused too.
+pub fn same_origin(req: &Request) -> bool {
+    let Some(host) = req.header("Host") else {
+        return false;
+    };
+    let scheme = if req.is_secure() { "https" } else { "http" };
+    let own = format!("{scheme}://{host}");
+    match (req.header("Origin"), req.header("Referer")) {
+        (Some(origin), _) => origin.eq_ignore_ascii_case(&own),
+        (None, Some(referer)) => {
+            referer.eq_ignore_ascii_case(&own)
+                || referer
+                    .get(..own.len() + 1)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(&format!("{own}/")))
+        }
+        (None, None) => false,
+    }
+}
+
+/// Plain HTTP while HTTPS is on: the same path on HTTPS.
+fn to_https(req: &Request, port: u16) -> Response {
+    let host = req.header("Host").unwrap_or("");
+    // The host without its port; IPv6 literals keep their brackets.
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    let plausible = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b));
+    if !plausible {
+        return Response::text("Use HTTPS.\n").with_status_code(400);
+    }
+    let authority = if port == 443 {
+        name.to_owned()
+    } else {
+        format!("{name}:{port}")
+    };
+    let target = format!("https://{authority}{}", req.raw_url());
+    if matches!(req.method(), "GET" | "HEAD") {
+        Response::redirect_301(target)
+    } else {
+        Response::redirect_308(target)
+    }
+}
+
+/// The headers every answer carries: no script but the card's own files, no framing, no
+/// type sniffing, no referrer, and no caching of anything but the two static files.
+pub fn secure_headers(response: Response, req: &Request) -> Response {
+    let cacheable = req.raw_url().starts_with("/static/") && response.status_code == 200;
+    let response = response
+        .with_unique_header(
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+        .with_unique_header("X-Frame-Options", "DENY")
+        .with_unique_header("X-Content-Type-Options", "nosniff")
+        .with_unique_header("Referrer-Policy", "same-origin");
+    if cacheable {
+        response.with_unique_header("Cache-Control", "max-age=3600")
+    } else {
+        response
+            .with_unique_header("Cache-Control", "no-store")
+            .with_unique_header("Pragma", "no-cache")
+    }
+}
