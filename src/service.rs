@@ -66,6 +66,9 @@ pub struct Options {
     pub mac: Option<Mac>,
 }
 
+/// How long after an upgrade over the network the service restarts into it.
+pub const UPGRADE_RESTART_AFTER: Duration = Duration::from_secs(2);
+
 /// Default of [`Options::stall_limit`].
 pub const STALL_LIMIT: Duration = Duration::from_secs(60);
 
@@ -359,7 +362,11 @@ impl Service {
 
     /// A firmware upgrade over the network (the `/firmware` page): `body` is the upload,
     /// streamed; `length` its Content-Length. Only while Network upgrade is on. Once the
-    /// image is installed the service restarts into it (on trial).
+    /// image is installed the service restarts into it (on trial), after
+    /// [`UPGRADE_RESTART_AFTER`] so the page can answer first. `progress` is told every
+    /// step, and while receiving at least every 64 KiB: a thread the watchdog watches
+    /// shows its progress there (`Heartbeat::busy`), since a slow upload takes longer
+    /// than a stall limit.
     pub fn upgrade(
         &self,
         body: &mut dyn std::io::Read,
@@ -385,10 +392,26 @@ impl Service {
             return refuse("Network upgrade is off (Control page): turn it on to upgrade");
         }
         let installed = upgrader.upgrade(body, length, &who.to_string(), progress)?;
-        self.control.restart(&Who {
-            user: who.user.clone(),
-            via: format!("{}, firmware upgrade to {}", who.via, installed.version),
-        });
+        // The restart stops the web at once: it follows a moment later, so the page's
+        // answer ("installed, restarting") reaches the browser first.
+        let (control, who) = (
+            self.control.clone(),
+            Who {
+                user: who.user.clone(),
+                via: format!("{}, firmware upgrade to {}", who.via, installed.version),
+            },
+        );
+        let later = (control.clone(), who.clone());
+        let spawned = std::thread::Builder::new()
+            .name("upgrade restart".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                std::thread::sleep(UPGRADE_RESTART_AFTER);
+                later.0.restart(&later.1);
+            });
+        if spawned.is_err() {
+            control.restart(&who);
+        }
         Ok(installed)
     }
 
