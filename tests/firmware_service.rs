@@ -1,7 +1,7 @@
 //! The upgrade as the `/firmware` page calls it: `Service::upgrade` with the upload's
-//! body as a stream. Refused while Network upgrade is off; streamed to disk piece by
-//! piece with progress; installed into the inactive slot; then the service asks to be
-//! restarted into it, and the events say who did what.
+//! body as a stream. Refused while Network upgrade is off or a version is on trial;
+//! streamed to disk piece by piece with progress; installed into the inactive slot; then
+//! the service asks to be restarted into it, and the events say who did what.
 
 mod common;
 mod firmware_fixture;
@@ -139,6 +139,22 @@ fn the_page_s_upgrade_streams_installs_and_asks_for_the_restart() {
         restart.by,
         "admin, web 127.0.0.1, firmware upgrade to 1.1.0"
     );
+
+    // While a new version is on trial, no other upgrade.
+    modbus_card::firmware::Slots::open(&card.root)
+        .unwrap()
+        .begin_trial()
+        .unwrap();
+    let before = card.snapshot();
+    let mut body = Trickle(std::fs::File::open(&image).unwrap());
+    let refused = service
+        .upgrade(&mut body, Some(size), &admin, &mut |_| {})
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "version 1.1.0 is on trial until it reports healthy: upgrade again after that"
+    );
+    assert_eq!(card.snapshot(), before);
     service.stop();
     let messages: Vec<String> = card.events().into_iter().map(|e| e.message).collect();
     for expected in [
