@@ -91,6 +91,32 @@ pub enum Event {
         changed: usize,
         by: String,
     },
+    /// A firmware upload or `modbus-card upgrade` began.
+    FirmwareStarted {
+        by: String,
+    },
+    /// An image was not taken; nothing was changed.
+    FirmwareRefused {
+        reason: String,
+        by: String,
+    },
+    /// A new version was written to the inactive slot; it starts on trial next.
+    FirmwareInstalled {
+        version: String,
+        previous: String,
+        slot: String,
+        by: String,
+    },
+    /// The version on trial reported healthy: it is the good one now.
+    FirmwareConfirmed {
+        version: String,
+    },
+    /// The version on trial never reported healthy: the previous one runs again.
+    FirmwareRolledBack {
+        from: String,
+        to: String,
+        reason: String,
+    },
     Stopped,
     /// A login to the web or the console; `admin` tells "admin login success" apart.
     LoginSucceeded {
@@ -184,6 +210,11 @@ impl Event {
             Event::ConfigurationLoaded { .. } => "configuration_loaded",
             Event::LogCleared { .. } => "log_cleared",
             Event::FactoryReset { .. } => "factory_reset",
+            Event::FirmwareStarted { .. } => "firmware_started",
+            Event::FirmwareRefused { .. } => "firmware_refused",
+            Event::FirmwareInstalled { .. } => "firmware_installed",
+            Event::FirmwareConfirmed { .. } => "firmware_confirmed",
+            Event::FirmwareRolledBack { .. } => "firmware_rolled_back",
             Event::Stopped => "stopped",
             Event::LoginSucceeded { admin: true, .. } => "admin_login",
             Event::LoginSucceeded { admin: false, .. } => "user_login",
@@ -269,6 +300,25 @@ impl Event {
             Event::FactoryReset { by } => format!("Configuration reset to factory settings ({by})"),
             Event::ConfigurationLoaded { changed, by } => {
                 format!("Configuration file loaded: {changed} settings changed ({by})")
+            }
+            Event::FirmwareStarted { by } => format!("Firmware upgrade started ({by})"),
+            Event::FirmwareRefused { reason, by } => {
+                format!("Firmware upgrade refused, nothing changed: {reason} ({by})")
+            }
+            Event::FirmwareInstalled {
+                version,
+                previous,
+                slot,
+                by,
+            } => format!(
+                "Firmware {version} installed in slot {slot} ({by}); it replaces {previous} \
+                 after a trial start"
+            ),
+            Event::FirmwareConfirmed { version } => {
+                format!("Firmware {version} confirmed: healthy on trial, it is the version kept")
+            }
+            Event::FirmwareRolledBack { from, to, reason } => {
+                format!("Firmware rolled back from {from} to {to}: {reason}")
             }
             Event::Stopped => "Service stopped".into(),
             Event::LoginSucceeded {

@@ -6,6 +6,7 @@ pub mod board;
 pub mod calendar;
 pub mod config_file;
 pub mod event;
+pub mod firmware;
 pub mod health;
 pub mod link;
 pub mod live;

@@ -1,6 +1,7 @@
 //! modbus-card: the service of a Modbus TCP card for UPS and STS units.
 
 use modbus_card::accounts::Mac;
+use modbus_card::firmware::{self, Slots};
 use modbus_card::pty::{NullModem, Pty};
 use modbus_card::service::{Options, Service};
 use modbus_card::sim::{Sim, SimConfig};
@@ -15,7 +16,7 @@ const USAGE: &str = "\
 usage:
   modbus-card run --data DIR --ups PATH [--baud N] [--rs485 PATH] [--modbus ADDR:PORT]
                   [--set KEY=VALUE]... [--network-script PATH] [--reboot COMMAND]
-                  [--system-clock] [--stall-limit SECONDS]
+                  [--system-clock] [--stall-limit SECONDS] [--firmware ROOT]
                   [--http ADDR:PORT] [--https ADDR:PORT] [--mac MAC]
       The service. DIR holds the database and the certificates; settings come from
       it, and the options here override them for this run. Defaults: --modbus
@@ -26,12 +27,15 @@ usage:
       (init/modbus-card-network), --reboot is how a restart reboots the board (without
       it the service restarts in place), --system-clock lets NTP and the user set the
       system clock. --stall-limit: seconds a thread may be busy without progress before
-      the watchdog is no longer fed (default 60).
+      the watchdog is no longer fed (default 60). --firmware: the A/B install the
+      service runs from (/opt/modbus-card on the card), for firmware upgrades.
   modbus-card demo [--data DIR] [--modbus ADDR:PORT] [--http ADDR:PORT] [--https ADDR:PORT]
+                   [--firmware ROOT]
       The whole card on this machine: a simulated UPS and an RS485 port on
       pseudo-terminals, Modbus TCP on 127.0.0.1 at the Modbus port setting (1502
       from the factory here), the web on http://127.0.0.1:8080 and
-      https://127.0.0.1:8443, data in ./demo-data.
+      https://127.0.0.1:8443, data in ./demo-data, with a signing key pair for
+      trying firmware images (DIR/demo-secret.key; its public key is trusted).
   modbus-card simulate-ups [PATH] [--baud N] [--paced]
       A simulated Socomec UPS (slave 1) on a serial device, or on a new
       pseudo-terminal whose path it prints. Type 'help' for its fault commands.
@@ -44,13 +48,39 @@ usage:
       Checks FILE whole (as the web page does) and stores its settings, or, with
       --dry-run, only shows what would change. A refused file changes nothing and
       the exit status is 1. The service reads them at its next start.
+  modbus-card image build --out FILE (--key SECRET_KEY | --unsigned) [--binary PATH]
+                          [--init PATH] [--replaces VERSION]
+      Makes a firmware image: the binary (default: this program; its version is the
+      image's), the init script (default: init/modbus-card as built in), signed with a
+      minisign secret key (its password is asked if it has one). --replaces: the
+      oldest version it may replace (default 0.0.0: any). --unsigned writes the part
+      to sign: `minisign -Sm FILE`, then `cat FILE FILE.minisig > IMAGE`.
+  modbus-card image verify FILE [--data DIR] [--key PUBLIC_KEY]...
+      Checks an image as the card does (signature with DIR's trusted keys, default
+      /var/lib/modbus-card, or the keys given; manifest; contents) and shows it.
+  modbus-card image install --firmware ROOT [--data DIR] [--key PUBLIC_KEY]... FILE
+      A card's first install (the factory's): the image into slot a of ROOT.
+  modbus-card upgrade [--firmware ROOT] [--data DIR] [--restart COMMAND | --no-restart]
+                      FILE
+      Upgrades the card from FILE (- for standard input) as the /firmware page does,
+      then restarts the service into it on trial with COMMAND (default
+      /etc/init.d/modbus-card restart). ROOT defaults to /opt/modbus-card, DIR to
+      /var/lib/modbus-card. A refused image changes nothing; the exit status is 1.
+  modbus-card firmware boot --firmware ROOT
+  modbus-card firmware rollback --firmware ROOT --reason TEXT
+      For the init script: which slot starts (prints SLOT, and 'trial' for a new
+      version's first start; a trial that never confirmed is rolled back first);
+      and back to the good slot when a trial fails.
   modbus-card --version
 
 settings (KEY for --set): see 'modbus-card settings --data DIR' for every key
 log detail: RUST_LOG=debug (default info)";
 
+/// The log's queue, to empty before the process ends or runs another program.
+static LOGGING: std::sync::OnceLock<modbus_card::logging::Logging> = std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
-    let logging = modbus_card::logging::init();
+    let logging = LOGGING.get_or_init(modbus_card::logging::init);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
@@ -58,8 +88,11 @@ fn main() -> ExitCode {
         Some("simulate-ups") => simulate_ups(&args[1..]),
         Some("settings") => settings(&args[1..]),
         Some("config") => config(&args[1..]),
+        Some("image") => image(&args[1..]),
+        Some("upgrade") => upgrade(&args[1..]),
+        Some("firmware") => firmware(&args[1..]),
         Some("--version" | "-V") => {
-            println!("modbus-card {}", env!("CARGO_PKG_VERSION"));
+            println!("modbus-card {}", firmware::version::current());
             Ok(())
         }
         Some("help" | "--help" | "-h") => {
@@ -167,6 +200,7 @@ fn run(args: &[String]) -> Result<(), String> {
             .transpose()?,
         network_script: a.take("--network-script").map(PathBuf::from),
         system_clock: a.flag("--system-clock"),
+        firmware: a.take("--firmware").map(PathBuf::from),
         http: Some(parse_addr(
             &a.take("--http").unwrap_or_else(|| "0.0.0.0:80".into()),
         )?),
@@ -193,6 +227,7 @@ fn serve(
 ) -> Result<(), String> {
     let signals = signal_channel()?;
     loop {
+        log::info!("modbus-card {} starting", firmware::version::current());
         let service = Service::start(options.clone()).map_err(|e| e.to_string())?;
         started(&service);
         let restarts = service.restarts().clone();
@@ -207,6 +242,9 @@ fn serve(
                 service.stop();
                 let Some(command) = reboot else {
                     log::warn!("restart asked by {by}: starting the service again");
+                    if let Some(root) = &options.firmware {
+                        exec_current_slot(root);
+                    }
                     continue;
                 };
                 log::warn!("restart asked by {by}: rebooting the board ({command})");
@@ -221,6 +259,41 @@ fn serve(
                 }
             }
         }
+    }
+}
+
+/// After a restart in place from an A/B install: when `current` is another slot than
+/// this program's (a new version was installed), runs it in this process, marking its
+/// trial as started. Returns only when there is nothing to run instead, or it cannot be
+/// run (then the trial is rolled back).
+fn exec_current_slot(root: &Path) {
+    use std::os::unix::process::CommandExt;
+    let Ok(slots) = Slots::open(root) else {
+        return;
+    };
+    let (Ok(current), Ok(good)) = (slots.current(), slots.good()) else {
+        return;
+    };
+    if slots.running_slot().as_deref() == Some(current.as_str()) {
+        return;
+    }
+    if current != good {
+        if let Err(e) = slots.begin_trial() {
+            log::error!("cannot start the trial of slot {current}: {e}");
+            return;
+        }
+    }
+    let program = slots.dir(&current).join(firmware::image::BINARY);
+    log::warn!("restarting into slot {current} ({})", program.display());
+    if let Some(logging) = LOGGING.get() {
+        logging.flush();
+    }
+    let error = std::process::Command::new(&program)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    log::error!("cannot run {}: {error}", program.display());
+    if let Err(e) = slots.rollback(&format!("it could not be started: {error}")) {
+        log::error!("rollback failed: {e}");
     }
 }
 
@@ -297,7 +370,7 @@ fn config(args: &[String]) -> Result<(), String> {
         ["export"] => {
             let origin = format!(
                 "modbus-card {}, exported from {data}",
-                env!("CARGO_PKG_VERSION")
+                firmware::version::current()
             );
             print!("{}", config_file::export(&current, &origin));
             Ok(())
@@ -339,9 +412,11 @@ fn demo(args: &[String]) -> Result<(), String> {
     // Fixed for this run if given; otherwise loopback on the stored port, which in the
     // demo is 1502 from the factory (502 needs privileges).
     let modbus = a.take("--modbus").map(|s| parse_addr(&s)).transpose()?;
+    let firmware = a.take("--firmware").map(PathBuf::from);
     let http = parse_addr(&a.take("--http").unwrap_or_else(|| "127.0.0.1:8080".into()))?;
     let https = parse_addr(&a.take("--https").unwrap_or_else(|| "127.0.0.1:8443".into()))?;
     a.finish()?;
+    let keys = firmware::keys::demo_pair(&data)?;
 
     let ups_pty = Pty::open().map_err(|e| format!("no pseudo-terminal for the UPS: {e}"))?;
     let ups_path = ups_pty.path.clone();
@@ -363,6 +438,7 @@ fn demo(args: &[String]) -> Result<(), String> {
         modbus,
         modbus_host: Some([127, 0, 0, 1].into()),
         factory: vec![("modbus_port".into(), DEMO_MODBUS_PORT.to_string())],
+        firmware,
         http: Some(http),
         https: Some(https),
         ..Options::default()
@@ -371,7 +447,7 @@ fn demo(args: &[String]) -> Result<(), String> {
     let mut first = true;
     serve(&options, None, |service| {
         if std::mem::take(&mut first) {
-            print_demo(service, &ups_path, rs485.user_side(), &data);
+            print_demo(service, &ups_path, rs485.user_side(), &data, &keys);
         } else {
             println!("\nModbus card demo: the service restarted");
         }
@@ -382,7 +458,13 @@ fn demo(args: &[String]) -> Result<(), String> {
 }
 
 /// Where to point clients at the demo.
-fn print_demo(service: &Service, ups_path: &Path, rs485: &Path, data: &Path) {
+fn print_demo(
+    service: &Service,
+    ups_path: &Path,
+    rs485: &Path,
+    data: &Path,
+    keys: &firmware::keys::DemoKeys,
+) {
     let s = service.settings();
     let port = service.modbus_addr().port();
     let web = match (service.http_addr(), service.https_addr()) {
@@ -408,6 +490,10 @@ fn print_demo(service: &Service, ups_path: &Path, rs485: &Path, data: &Path) {
          \x20              mbpoll -m rtu -b {baud} -P none -a {slave} -0 -r 4192 -c 8 -1 {rs485}\n\
          {web}\
          \x20 data         {data}\n\
+         \x20 firmware     signing key {secret} (no password: for trying upgrades only),\n\
+         \x20              trusted as {public}\n\
+         \x20              modbus-card image build --key {secret} --out new.img\n\
+         \x20              {upgrades}\n\
          \nType 'help' for the simulated UPS's commands (faults, mains failure); Ctrl-C stops.\n",
         ups = ups_path.display(),
         addr = service.modbus_addr(),
@@ -415,6 +501,13 @@ fn print_demo(service: &Service, ups_path: &Path, rs485: &Path, data: &Path) {
         baud = s.rs485_baud,
         slave = s.rs485_slave,
         data = data.display(),
+        secret = keys.secret.display(),
+        public = keys.public.display(),
+        upgrades = if service.upgrader.is_some() {
+            "upgrades install into the A/B install given with --firmware"
+        } else {
+            "(upgrades install only with --firmware ROOT, an A/B install: see the README)"
+        },
     );
 }
 
@@ -514,4 +607,274 @@ fn signal_channel() -> Result<crossbeam_channel::Receiver<i32>, String> {
         })
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     Ok(rx)
+}
+
+const DEFAULT_DATA: &str = "/var/lib/modbus-card";
+const DEFAULT_FIRMWARE: &str = "/opt/modbus-card";
+/// The init script as built in: the default of `image build --init`.
+const INIT_SCRIPT: &str = include_str!("../init/modbus-card");
+
+fn image(args: &[String]) -> Result<(), String> {
+    let mut a = Args::parse(args, &["--unsigned"])?;
+    let words = std::mem::take(&mut a.positional);
+    match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["build"] => image_build(a),
+        ["verify", file] => {
+            let keys = keys_for(&mut a)?;
+            a.finish()?;
+            let (_, verified) = verify_file(Path::new(file), &keys)?;
+            show_image(&verified);
+            Ok(())
+        }
+        ["install", file] => {
+            let root = a
+                .take("--firmware")
+                .ok_or("image install needs --firmware ROOT")?;
+            let keys = keys_for(&mut a)?;
+            a.finish()?;
+            let (mut f, verified) = verify_file(Path::new(file), &keys)?;
+            Slots::first_install(root.as_ref(), &mut f, &verified)?;
+            println!(
+                "{} installed in {root}/a; current and good point at it",
+                verified.manifest.version
+            );
+            Ok(())
+        }
+        _ => Err(format!(
+            "image takes build, verify FILE or install FILE\n\n{USAGE}"
+        )),
+    }
+}
+
+/// The public keys to check an image with: those given, else the data folder's.
+fn keys_for(a: &mut Args) -> Result<Vec<firmware::keys::TrustedKey>, String> {
+    let given = a.take_all("--key");
+    let data = a.take("--data").unwrap_or_else(|| DEFAULT_DATA.into());
+    if given.is_empty() {
+        return firmware::keys::trusted(data.as_ref());
+    }
+    given
+        .iter()
+        .map(|k| firmware::keys::read_public(k.as_ref()))
+        .collect()
+}
+
+fn verify_file(
+    path: &Path,
+    keys: &[firmware::keys::TrustedKey],
+) -> Result<(std::fs::File, firmware::image::Verified), String> {
+    let refused = |e: firmware::Refusal| format!("{} refused: {e}", path.display());
+    let verified = firmware::image::verify(path, keys).map_err(refused)?;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((file, verified))
+}
+
+fn show_image(v: &firmware::image::Verified) {
+    let m = &v.manifest;
+    println!(
+        "modbus-card firmware image, format {}",
+        firmware::image::FORMAT
+    );
+    println!("  version        {}", m.version);
+    println!("  replaces       {} and later", m.replaces);
+    println!("  for            {}", v.machine);
+    for (name, len) in &m.files {
+        println!("  file           {name} ({len} bytes)");
+    }
+    println!("  signed by      {}", v.signed_by);
+    println!("  signed comment {}", v.signed_comment);
+    println!("signature, manifest and contents are good");
+}
+
+fn image_build(mut a: Args) -> Result<(), String> {
+    use firmware::image;
+    let out = PathBuf::from(a.take("--out").ok_or("image build needs --out FILE")?);
+    let key = a.take("--key");
+    let unsigned = a.flag("--unsigned");
+    if key.is_some() == unsigned {
+        return Err("image build needs --key SECRET_KEY or --unsigned".into());
+    }
+    let binary = match a.take("--binary") {
+        Some(b) => PathBuf::from(b),
+        None => std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?,
+    };
+    let replaces = a.take("--replaces").unwrap_or_else(|| "0.0.0".into());
+    let replaces = firmware::version::Version::parse(&replaces)
+        .ok_or_else(|| format!("--replaces {replaces}: not a version such as 0.1.0"))?;
+    let init_given = a.take("--init");
+    a.finish()?;
+    // The built-in init script goes through a file like a given one.
+    let tmp_init = out.with_extension("init.tmp");
+    let init = match &init_given {
+        Some(p) => PathBuf::from(p),
+        None => {
+            std::fs::write(&tmp_init, INIT_SCRIPT)
+                .map_err(|e| format!("{}: {e}", tmp_init.display()))?;
+            tmp_init.clone()
+        }
+    };
+    let body = if unsigned {
+        out.clone()
+    } else {
+        out.with_extension("body.tmp")
+    };
+    let built = (|| {
+        let mut file =
+            std::fs::File::create(&body).map_err(|e| format!("{}: {e}", body.display()))?;
+        let manifest = image::write_body(
+            &image::Build {
+                binary: &binary,
+                init_script: &init,
+                replaces,
+            },
+            &mut file,
+        )?;
+        if let Some(key) = &key {
+            let name = out.file_name().unwrap_or_default().to_string_lossy();
+            let comment = format!(
+                "modbus-card {} image {name}, signed at {}",
+                manifest.version,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            );
+            let signature = firmware::keys::sign(key.as_ref(), &body, &comment)?;
+            std::io::Write::write_all(&mut file, signature.as_bytes())
+                .map_err(|e| format!("{}: {e}", body.display()))?;
+            file.sync_all().map_err(|e| e.to_string())?;
+            std::fs::rename(&body, &out).map_err(|e| format!("{}: {e}", out.display()))?;
+        }
+        Ok::<_, String>(manifest)
+    })();
+    let _ = std::fs::remove_file(&tmp_init);
+    if built.is_err() {
+        let _ = std::fs::remove_file(&body);
+    }
+    let manifest = built?;
+    println!(
+        "{}: modbus-card {} (replaces {} and later){}",
+        out.display(),
+        manifest.version,
+        manifest.replaces,
+        if unsigned {
+            "; unsigned: sign it with `minisign -Sm FILE`, then append FILE.minisig to it"
+        } else {
+            ", signed"
+        }
+    );
+    Ok(())
+}
+
+fn upgrade(args: &[String]) -> Result<(), String> {
+    let mut a = Args::parse(args, &["--no-restart"])?;
+    let root = PathBuf::from(
+        a.take("--firmware")
+            .unwrap_or_else(|| DEFAULT_FIRMWARE.into()),
+    );
+    let data = PathBuf::from(a.take("--data").unwrap_or_else(|| DEFAULT_DATA.into()));
+    let restart = a
+        .take("--restart")
+        .unwrap_or_else(|| "/etc/init.d/modbus-card restart".into());
+    let no_restart = a.flag("--no-restart");
+    let file = match &a.positional[..] {
+        [f] => f.clone(),
+        _ => return Err(format!("upgrade takes one FILE\n\n{USAGE}")),
+    };
+    a.positional.clear();
+    a.finish()?;
+    let mut body: Box<dyn std::io::Read> = if file == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(&file).map_err(|e| format!("{file}: {e}"))?)
+    };
+    let store = modbus_card::store::Store::open(&data).map_err(|e| e.to_string())?;
+    let store = parking_lot::Mutex::new(store);
+    let log = Box::new(move |event: modbus_card::event::Event| {
+        log::info!("event: {}", event.message());
+        let stamped = modbus_card::event::Stamped {
+            at: std::time::SystemTime::now(),
+            event,
+        };
+        if let Err(e) = store.lock().add_events(&[stamped]) {
+            log::error!("cannot log the event: {e}");
+        }
+    });
+    let upgrader = firmware::Upgrader::new(&root, &data, log);
+    let by = format!(
+        "{}, command line",
+        std::env::var("USER").unwrap_or_else(|_| "root".into())
+    );
+    let mut last = None;
+    let installed = upgrader
+        .upgrade(&mut body, None, &by, &mut |step| {
+            let name = match step {
+                firmware::Step::Receiving { .. } => "receiving",
+                firmware::Step::Verifying => "verifying signature, manifest and contents",
+                firmware::Step::Writing { .. } => "writing the inactive slot",
+                firmware::Step::Replacing => "putting the slot in place",
+                firmware::Step::Switching => "switching to it",
+            };
+            if last != Some(name) {
+                println!("{name}");
+                last = Some(name);
+            }
+        })
+        .map_err(|e| format!("{file} refused, nothing changed: {e}"))?;
+    println!(
+        "{} installed in slot {} (replacing {}); it starts on trial",
+        installed.version, installed.slot, installed.previous
+    );
+    if no_restart {
+        println!("not restarted: the next start runs it");
+        return Ok(());
+    }
+    println!("restarting: {restart}");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&restart)
+        .status()
+        .map_err(|e| format!("cannot run '{restart}': {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "'{restart}' failed ({status}): the new version starts at the next start"
+        ));
+    }
+    Ok(())
+}
+
+fn firmware(args: &[String]) -> Result<(), String> {
+    let mut a = Args::parse(args, &[])?;
+    let root = PathBuf::from(
+        a.take("--firmware")
+            .ok_or("firmware needs --firmware ROOT")?,
+    );
+    let words = std::mem::take(&mut a.positional);
+    let reason = a.take("--reason");
+    a.finish()?;
+    let slots = Slots::open(&root)?;
+    let fail = |e: std::io::Error| format!("{}: {e}", root.display());
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    match (&words[..], reason) {
+        (["boot"], None) => {
+            match slots.boot().map_err(fail)? {
+                firmware::slots::Boot::Normal(slot) => println!("{slot}"),
+                firmware::slots::Boot::Trial(slot) => println!("{slot} trial"),
+                firmware::slots::Boot::RolledBack(slot) => {
+                    eprintln!("trial failed: back to slot {slot}");
+                    println!("{slot}");
+                }
+            }
+            Ok(())
+        }
+        (["rollback"], Some(reason)) => {
+            match slots.rollback(&reason).map_err(fail)? {
+                Some(r) => println!("rolled back from {} to {}", r.from, r.to),
+                None => println!("no trial to roll back"),
+            }
+            Ok(())
+        }
+        _ => Err(format!(
+            "firmware takes boot, or rollback --reason TEXT\n\n{USAGE}"
+        )),
+    }
 }

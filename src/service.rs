@@ -10,9 +10,10 @@ use crate::board::leds::{LedNames, Leds, UpsSignal};
 use crate::board::network::{self, NetSettings, Network};
 use crate::board::{watchdog, Board, BoardConfig};
 use crate::event::{Event, Events};
+use crate::firmware::{self, Refusal, Slots, Step, Upgrader};
 use crate::health::{Health, Limit};
 use crate::link::{Link, LinkConfig};
-use crate::live::Live;
+use crate::live::{Live, Who};
 use crate::rs485::{Rs485, Rs485Config, Rs485Status};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
@@ -53,6 +54,9 @@ pub struct Options {
     /// Set the system clock when NTP or the user set the time (on the board); otherwise
     /// only the card's own clock moves.
     pub system_clock: bool,
+    /// The A/B install this service runs from (`/opt/modbus-card` on the card); None: no
+    /// firmware upgrades (the demo, tests, a desktop).
+    pub firmware: Option<PathBuf>,
     /// Where plain HTTP listens (while `http_enabled`); `None`: not served.
     pub http: Option<SocketAddr>,
     /// Where HTTPS listens (while `https_enabled`); `None`: not served.
@@ -61,6 +65,9 @@ pub struct Options {
     /// interface that has one.
     pub mac: Option<Mac>,
 }
+
+/// How long after an upgrade over the network the service restarts into it.
+pub const UPGRADE_RESTART_AFTER: Duration = Duration::from_secs(2);
 
 /// Default of [`Options::stall_limit`].
 pub const STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -84,6 +91,8 @@ pub struct Service {
     pub clock: Clock,
     /// What the network script did; None when the network is left alone.
     pub network: Option<Network>,
+    /// Firmware upgrades, when the service runs from an A/B install.
+    pub upgrader: Option<Upgrader>,
     restarts: Receiver<Restart>,
     web: Option<Web>,
     board: Option<Board>,
@@ -316,6 +325,7 @@ impl Service {
             control,
             clock,
             network,
+            upgrader: None,
             restarts,
             web,
             board: None,
@@ -338,7 +348,90 @@ impl Service {
                 return Err(e.into());
             }
         }
+        if let Err(e) = service.start_firmware(options.firmware.as_deref()) {
+            service.stop();
+            return Err(e);
+        }
         Ok(service)
+    }
+
+    /// With an A/B install: upgrades, the rollback made before this start in the log,
+    /// and the trial's confirmation when this is the version on trial.
+    fn start_firmware(&mut self, root: Option<&std::path::Path>) -> Result<()> {
+        let Some(root) = root else {
+            return Ok(());
+        };
+        let slots = Slots::open(root)?;
+        let events = self.events.clone();
+        self.upgrader = Some(Upgrader::new(
+            root,
+            &self.data,
+            Box::new(move |e| events.emit(e)),
+        ));
+        let health = self.health.clone();
+        let web = self.http_addr().is_some() || self.https_addr().is_some();
+        let healthy = Box::new(move || healthy(&health, web));
+        let trial =
+            firmware::trial::start(slots, healthy, self.events.clone(), self.shutdown.clone())?;
+        if let Some(thread) = trial {
+            self.threads.push(("trial", thread));
+        }
+        Ok(())
+    }
+
+    /// A firmware upgrade over the network (the `/firmware` page): `body` is the upload,
+    /// streamed; `length` its Content-Length. Only while Network upgrade is on. Once the
+    /// image is installed the service restarts into it (on trial), after
+    /// [`UPGRADE_RESTART_AFTER`] so the page can answer first. `progress` is told every
+    /// step, and while receiving at least every 64 KiB: a thread the watchdog watches
+    /// shows its progress there (`Heartbeat::busy`), since a slow upload takes longer
+    /// than a stall limit.
+    pub fn upgrade(
+        &self,
+        body: &mut dyn std::io::Read,
+        length: Option<u64>,
+        who: &Who,
+        progress: &mut dyn FnMut(Step),
+    ) -> std::result::Result<firmware::Installed, Refusal> {
+        let refuse = |why: &str| {
+            let refusal = Refusal::Busy(why.into());
+            self.events.emit(Event::FirmwareRefused {
+                reason: refusal.to_string(),
+                by: who.to_string(),
+            });
+            Err(refusal)
+        };
+        let Some(upgrader) = &self.upgrader else {
+            return refuse(
+                "this service runs outside an A/B install (no --firmware): it cannot be \
+                 upgraded",
+            );
+        };
+        if !self.settings().upgrade_enabled {
+            return refuse("Network upgrade is off (Control page): turn it on to upgrade");
+        }
+        let installed = upgrader.upgrade(body, length, &who.to_string(), progress)?;
+        // The restart stops the web at once: it follows a moment later, so the page's
+        // answer ("installed, restarting") reaches the browser first.
+        let (control, who) = (
+            self.control.clone(),
+            Who {
+                user: who.user.clone(),
+                via: format!("{}, firmware upgrade to {}", who.via, installed.version),
+            },
+        );
+        let later = (control.clone(), who.clone());
+        let spawned = std::thread::Builder::new()
+            .name("upgrade restart".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                std::thread::sleep(UPGRADE_RESTART_AFTER);
+                later.0.restart(&later.1);
+            });
+        if spawned.is_err() {
+            control.restart(&who);
+        }
+        Ok(installed)
     }
 
     /// Restart requests (the button, the pages, the console): whoever runs the service
@@ -400,7 +493,7 @@ impl Service {
         // The store thread ends when the last sender of events is gone: the door's too
         // (every thread that could hold it has ended).
         drop(self.events);
-        drop((self.control, self.ntp));
+        drop((self.control, self.ntp, self.upgrader));
         drop(self.live);
         drop(self.link);
         drop(self.accounts);
@@ -560,6 +653,21 @@ fn register_board(
             Ok(Some(Box::new(move || handle.set(limit))))
         }),
     );
+}
+
+/// Healthy, as a new version on trial must show before it is kept: the UPS link, the
+/// Modbus TCP acceptor and the store threads running, and the web front when the web is
+/// served (their ports are bound before the service starts), and no thread stalled.
+fn healthy(health: &Health, web: bool) -> std::result::Result<(), String> {
+    health.check().map_err(|stall| stall.to_string())?;
+    let running = health.threads();
+    let web = web.then_some("web front");
+    for thread in ["ups link", "modbus tcp", "store"].into_iter().chain(web) {
+        if !running.iter().any(|t| t == thread) {
+            return Err(format!("thread '{thread}' is not running"));
+        }
+    }
+    Ok(())
 }
 
 /// The kernel's id of this boot: a new one after every power-up, the same across service

@@ -2,7 +2,7 @@
 //! sessions, the RS485 port, the card itself and who is logged in. The page is whole
 //! without script; `www/home.js` refreshes its figures from the JSON every few seconds.
 
-use super::{html, timestamp, Layout, VERSION};
+use super::{html, timestamp, version, Layout};
 use crate::accounts::Channel;
 use crate::link::LinkState;
 use crate::web::routes::Ctx;
@@ -186,7 +186,7 @@ impl Status {
             .collect();
         let up = app.started.elapsed().as_secs();
         Status {
-            firmware: VERSION,
+            firmware: version(),
             mac: app.accounts.mac().to_string(),
             ip: if ips.is_empty() {
                 "none".into()

@@ -24,8 +24,10 @@ pub const STYLE: &str = include_str!("../../../www/style.css");
 pub const HOME_JS: &str = include_str!("../../../www/home.js");
 pub const DEBUG_JS: &str = include_str!("../../../www/debug.js");
 
-/// The firmware version the pages show.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The firmware version the pages show: this build's stamp, which an upgrade changes.
+pub fn version() -> &'static str {
+    crate::firmware::version::current()
+}
 
 /// What the frame around a page needs: title, menu, who is logged in, the logout form.
 pub struct Layout {
@@ -58,7 +60,7 @@ impl Layout {
             read_only: !ctx.may_change(),
             debug: ctx.app.live.current().debug_enabled,
             menu: ctx.session.change.is_none(),
-            version: VERSION,
+            version: version(),
         }
     }
 
@@ -74,7 +76,7 @@ impl Layout {
             read_only: false,
             debug: false,
             menu: false,
-            version: VERSION,
+            version: version(),
         }
     }
 }
