@@ -1,6 +1,6 @@
 """Drives the card's web pages in headless Chromium, as a person would, and saves screenshots.
 
-usage: web_browser.py BASE_URL DEFAULT_PASSWORD SCREENSHOT_DIR PROFILE_DIR MODBUS_PORT
+usage: web_browser.py BASE_URL DEFAULT_PASSWORD SCREENSHOT_DIR PROFILE_DIR MODBUS_PORT IMAGE
 """
 import base64
 import os
@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-BASE, DEFAULT, SHOTS, PROFILE, MODBUS = sys.argv[1:6]
+BASE, DEFAULT, SHOTS, PROFILE, MODBUS, IMAGE = sys.argv[1:7]
 NEW = "Browser12!Pass"
 SIZES = {"phone": (390, 844), "laptop": (1366, 900)}
 
@@ -252,12 +252,45 @@ try:
     wait.until(EC.url_contains("ended=logout"))
     assert "You have logged out" in text(), text()
 
+    # Last, a firmware image through the page: installed, the card restarts into it, and
+    # the new version, healthy, is kept.
+    fill({"user": "admin", "password": NEW})
+    submit()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-k='time']")))
+    driver.get(BASE + "/firmware")
+    driver.find_element(By.NAME, "image").send_keys(IMAGE)
+    click_through(form_of("image").find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert "installed" in text() and "restarts into it" in text(), text()
+    shoot("firmware-installed")
+    time.sleep(3)  # the card restarts 2 s after its answer
+    deadline = time.time() + 60
+    while True:
+        driver.get(BASE + "/login")
+        if driver.find_elements(By.NAME, "user"):
+            break
+        assert time.time() < deadline, "the card did not come back"
+        time.sleep(1)
+    fill({"user": "admin", "password": NEW})
+    submit()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-k='time']")))
+    deadline = time.time() + 60
+    while True:
+        driver.get(BASE + "/log?group=system")
+        if "confirmed" in text():
+            break
+        assert time.time() < deadline, text()
+        time.sleep(1)
+    assert "installed in slot b" in text() or "installed in slot" in driver.page_source, text()
+    driver.find_element(By.CSS_SELECTOR, "header form.who button").click()
+    wait.until(EC.url_contains("ended=logout"))
+
     # Script errors and Content-Security-Policy violations; the refused login and password
     # above are network "errors" on purpose.
     problems = [e for e in driver.get_log("browser")
                 if e["level"] == "SEVERE" and e["source"] != "network"]
     assert not problems, problems
     print("browser: first login, forced change, Home refreshing, a change on every page "
-          "and its event in the log, debug refreshing and paused, logout: ok")
+          "and its event in the log, debug refreshing and paused, a firmware upgrade, "
+          "logout: ok")
 finally:
     driver.quit()

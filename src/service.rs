@@ -92,7 +92,9 @@ pub struct Service {
     /// What the network script did; None when the network is left alone.
     pub network: Option<Network>,
     /// Firmware upgrades, when the service runs from an A/B install.
-    pub upgrader: Option<Upgrader>,
+    pub upgrader: Option<Arc<Upgrader>>,
+    /// [`Service::upgrade`], shared with the `/firmware` page.
+    network_upgrade: crate::web::Upgrade,
     restarts: Receiver<Restart>,
     web: Option<Web>,
     board: Option<Board>,
@@ -186,6 +188,21 @@ impl Service {
             reset_certificates,
         );
 
+        let upgrader = options.firmware.as_ref().map(|root| {
+            let events = events.clone();
+            Arc::new(Upgrader::new(
+                root,
+                &options.data,
+                Box::new(move |e| events.emit(e)),
+            ))
+        });
+        let network_upgrade = network_upgrade(
+            upgrader.clone(),
+            live.clone(),
+            control.clone(),
+            events.clone(),
+        );
+
         let shutdown = Shutdown::new()?;
         let mut threads = Vec::new();
         let link_config = link_config(&settings, &options.ups);
@@ -197,7 +214,7 @@ impl Service {
                 Err(e) => {
                     leds.show_ups(UpsSignal::HardwareError);
                     // The store thread ends when the last sender of events is gone.
-                    drop((events, accounts, control, live));
+                    drop((events, accounts, control, live, upgrader, network_upgrade));
                     let _ = writer.join();
                     return Err(e.into());
                 }
@@ -280,6 +297,8 @@ impl Service {
                     control: control.clone(),
                     clock: clock.clone(),
                     network: network.as_ref().map(Network::watcher),
+                    upgrade: network_upgrade.clone(),
+                    upgradable: upgrader.is_some(),
                     data: options.data.clone(),
                     health: health.clone(),
                     stall,
@@ -299,7 +318,7 @@ impl Service {
                 if let Some(web) = web {
                     web.join();
                 }
-                drop((events, accounts, control, live));
+                drop((events, accounts, control, live, upgrader, network_upgrade));
                 let _ = writer.join();
                 return Err(e);
             }
@@ -325,7 +344,8 @@ impl Service {
             control,
             clock,
             network,
-            upgrader: None,
+            upgrader,
+            network_upgrade,
             restarts,
             web,
             board: None,
@@ -355,19 +375,13 @@ impl Service {
         Ok(service)
     }
 
-    /// With an A/B install: upgrades, the rollback made before this start in the log,
-    /// and the trial's confirmation when this is the version on trial.
+    /// With an A/B install: the rollback made before this start in the log, and the
+    /// trial's confirmation when this is the version on trial.
     fn start_firmware(&mut self, root: Option<&std::path::Path>) -> Result<()> {
         let Some(root) = root else {
             return Ok(());
         };
         let slots = Slots::open(root)?;
-        let events = self.events.clone();
-        self.upgrader = Some(Upgrader::new(
-            root,
-            &self.data,
-            Box::new(move |e| events.emit(e)),
-        ));
         let health = self.health.clone();
         let web = self.http_addr().is_some() || self.https_addr().is_some();
         let healthy = Box::new(move || healthy(&health, web));
@@ -393,45 +407,7 @@ impl Service {
         who: &Who,
         progress: &mut dyn FnMut(Step),
     ) -> std::result::Result<firmware::Installed, Refusal> {
-        let refuse = |why: &str| {
-            let refusal = Refusal::Busy(why.into());
-            self.events.emit(Event::FirmwareRefused {
-                reason: refusal.to_string(),
-                by: who.to_string(),
-            });
-            Err(refusal)
-        };
-        let Some(upgrader) = &self.upgrader else {
-            return refuse(
-                "this service runs outside an A/B install (no --firmware): it cannot be \
-                 upgraded",
-            );
-        };
-        if !self.settings().upgrade_enabled {
-            return refuse("Network upgrade is off (Control page): turn it on to upgrade");
-        }
-        let installed = upgrader.upgrade(body, length, &who.to_string(), progress)?;
-        // The restart stops the web at once: it follows a moment later, so the page's
-        // answer ("installed, restarting") reaches the browser first.
-        let (control, who) = (
-            self.control.clone(),
-            Who {
-                user: who.user.clone(),
-                via: format!("{}, firmware upgrade to {}", who.via, installed.version),
-            },
-        );
-        let later = (control.clone(), who.clone());
-        let spawned = std::thread::Builder::new()
-            .name("upgrade restart".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                std::thread::sleep(UPGRADE_RESTART_AFTER);
-                later.0.restart(&later.1);
-            });
-        if spawned.is_err() {
-            control.restart(&who);
-        }
-        Ok(installed)
+        (self.network_upgrade)(body, length, who, progress)
     }
 
     /// Restart requests (the button, the pages, the console): whoever runs the service
@@ -493,7 +469,7 @@ impl Service {
         // The store thread ends when the last sender of events is gone: the door's too
         // (every thread that could hold it has ended).
         drop(self.events);
-        drop((self.control, self.ntp, self.upgrader));
+        drop((self.control, self.ntp, self.upgrader, self.network_upgrade));
         drop(self.live);
         drop(self.link);
         drop(self.accounts);
@@ -653,6 +629,55 @@ fn register_board(
             Ok(Some(Box::new(move || handle.set(limit))))
         }),
     );
+}
+
+/// [`Service::upgrade`], as a value the web keeps: refused without an A/B install or while
+/// Network upgrade is off; after an install, a restart into the new version a moment
+/// later.
+fn network_upgrade(
+    upgrader: Option<Arc<Upgrader>>,
+    live: Arc<Live>,
+    control: Control,
+    events: Events,
+) -> crate::web::Upgrade {
+    Arc::new(move |body, length, who, progress| {
+        let refuse = |why: &str| {
+            let refusal = Refusal::Busy(why.into());
+            events.emit(Event::FirmwareRefused {
+                reason: refusal.to_string(),
+                by: who.to_string(),
+            });
+            Err(refusal)
+        };
+        let Some(upgrader) = &upgrader else {
+            return refuse(
+                "this service runs outside an A/B install (no --firmware): it cannot be \
+                 upgraded",
+            );
+        };
+        if !live.current().upgrade_enabled {
+            return refuse("Network upgrade is off (Control page): turn it on to upgrade");
+        }
+        let installed = upgrader.upgrade(body, length, &who.to_string(), progress)?;
+        // The restart stops the web at once: it follows a moment later, so the page's
+        // answer ("installed, restarting") reaches the browser first.
+        let who = Who {
+            user: who.user.clone(),
+            via: format!("{}, firmware upgrade to {}", who.via, installed.version),
+        };
+        let later = (control.clone(), who.clone());
+        let spawned = std::thread::Builder::new()
+            .name("upgrade restart".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                std::thread::sleep(UPGRADE_RESTART_AFTER);
+                later.0.restart(&later.1);
+            });
+        if spawned.is_err() {
+            control.restart(&who);
+        }
+        Ok(installed)
+    })
 }
 
 /// Healthy, as a new version on trial must show before it is kept: the UPS link, the

@@ -65,7 +65,7 @@ impl Form {
 }
 
 /// The boundary parameter of a multipart Content-Type.
-fn boundary(ctype: &str) -> Option<String> {
+pub(crate) fn boundary(ctype: &str) -> Option<String> {
     ctype.split(';').skip(1).find_map(|p| {
         let (k, v) = p.trim().split_once('=')?;
         k.eq_ignore_ascii_case("boundary")
@@ -107,7 +107,7 @@ fn multipart(body: &[u8], boundary: &[u8]) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The `name` of a part's Content-Disposition.
-fn field_name(headers: &str) -> Option<String> {
+pub(crate) fn field_name(headers: &str) -> Option<String> {
     let disposition = headers.lines().find(|l| {
         l.split(':')
             .next()

@@ -16,8 +16,9 @@
 //! Nothing here waits on anything but the poll: a socket with nothing to say is not looked
 //! at, a closed one is dropped at once, so no connection can make the thread spin.
 
-use super::http::{self, Head, Refusal, MAX_BODY, MAX_HEAD};
+use super::http::{self, BodyPolicy, Head, Refusal, MAX_BODY, MAX_HEAD};
 use super::listen::{Kind, Listeners};
+use super::upload::{self, Upload};
 use crate::health::Heartbeat;
 use crate::shutdown::Shutdown;
 use crossbeam_channel::{Sender, TrySendError};
@@ -43,6 +44,10 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// A client that does not read its answer is dropped after this.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After an answer to an upload that was not wanted whole, the rest is read and dropped
+/// for this long at most, so the client, still sending, reads the answer instead of
+/// meeting a reset connection.
+pub const LINGER: Duration = Duration::from_secs(10);
 /// Requests on one connection before it is closed (and the client opens another).
 const MAX_REQUESTS: u32 = 1000;
 /// Bytes read from a socket at a time.
@@ -50,13 +55,15 @@ const CHUNK: usize = 16 * 1024;
 /// How often the periodic work (`tick`) runs.
 const TICK: Duration = Duration::from_secs(30);
 
-/// A whole request for the handler pool.
+/// A whole request for the handler pool; or, for a streamed upload, its head, with the
+/// body to follow through `upload`.
 pub struct Job {
     pub conn: u64,
     pub secure: bool,
     pub peer: SocketAddr,
     pub head: Head,
     pub body: Vec<u8>,
+    pub upload: Option<Upload>,
     /// The connection stays open after the answer.
     pub keep_alive: bool,
 }
@@ -77,6 +84,11 @@ pub struct Replies {
 impl Replies {
     pub fn send(&self, reply: Reply) {
         self.inner.0.lock().push(reply);
+        self.wake();
+    }
+
+    /// Wakes the front: an answer is ready, or a streamed upload has room again.
+    pub fn wake(&self) {
         // A full pipe is already readable: the front will wake anyway.
         let _ = nix::unistd::write(&self.inner.1, &[1]);
     }
@@ -110,10 +122,14 @@ enum Phase {
     Head,
     /// Head read, waiting for the body.
     Body,
+    /// A streamed upload: the handler has the request, the body goes to it as it comes.
+    Stream,
     /// The request is with a handler.
     Handler,
     /// Sending the answer.
     Write,
+    /// The answer is out; the rest of an upload not wanted is read and dropped.
+    Linger,
 }
 
 struct Conn {
@@ -136,6 +152,10 @@ struct Conn {
     started: bool,
     /// Its service was turned off: closed once the answer under way is out.
     retired: bool,
+    /// Where a streamed body goes, and how much of it is still to come.
+    stream: Option<(Sender<Vec<u8>>, usize)>,
+    /// Bytes of an upload no longer wanted, still to be read and dropped.
+    discard: usize,
     closed: bool,
 }
 
@@ -304,6 +324,10 @@ impl Front {
     fn take_replies(&mut self, now: Instant) {
         let mut drain = [0u8; 64];
         while matches!(nix::unistd::read(self.wake.as_raw_fd(), &mut drain), Ok(n) if n > 0) {}
+        // A handler took a piece of its upload: there is room for more.
+        for c in self.conns.iter_mut().filter(|c| c.phase == Phase::Stream) {
+            c.pump(now);
+        }
         let replies = std::mem::take(&mut *self.replies.inner.0.lock());
         for reply in replies {
             // The connection may be gone (evicted by nothing: handler phases are never
@@ -343,6 +367,15 @@ impl Front {
     /// a whole request (handed to the pool) or a refusal.
     fn advance(&mut self, i: usize, now: Instant) {
         let c = &mut self.conns[i];
+        if c.discard > 0 && c.phase != Phase::Stream {
+            let n = c.input.len().min(c.discard);
+            c.input.drain(..n);
+            c.discard -= n;
+            if c.discard == 0 && c.phase == Phase::Linger {
+                c.closed = true;
+            }
+            return;
+        }
         if c.phase == Phase::Handshake {
             match &c.tls {
                 Some(tls) if !tls.is_handshaking() => c.enter(Phase::Head, HEAD_TIMEOUT, now),
@@ -378,10 +411,18 @@ impl Front {
                     {
                         c.send_now(b"HTTP/1.1 100 Continue\r\n\r\n");
                     }
+                    if let BodyPolicy::Stream { .. } = http::body_policy(&head) {
+                        self.start_stream(i, head, now);
+                        return;
+                    }
                     c.head = Some(head);
                     c.enter(Phase::Body, BODY_TIMEOUT, now);
                 }
             }
+        }
+        if c.phase == Phase::Stream {
+            c.pump(now);
+            return;
         }
         if c.phase == Phase::Body {
             let head = c.head.as_ref().expect("a head in the body phase");
@@ -399,23 +440,56 @@ impl Front {
                 peer: c.peer,
                 head,
                 body,
+                upload: None,
                 keep_alive,
             };
             c.enter(Phase::Handler, Duration::MAX, now);
-            match self.jobs.try_send(job) {
-                Ok(()) => {}
-                Err(TrySendError::Full(job)) => {
-                    let c = &mut self.conns[i];
-                    let busy = http::plain(
-                        503,
-                        "The card is busy; try again in a moment.",
-                        job.keep_alive,
-                    );
-                    c.start_write(busy, !job.keep_alive, now);
-                    c.flush(now);
-                }
-                Err(TrySendError::Disconnected(_)) => self.conns[i].closed = true,
+            self.dispatch(i, job, now);
+        }
+    }
+
+    /// A streamed upload: the handler gets the request now, with the body's channel; the
+    /// connection is closed after the answer (whatever of the body was not read).
+    fn start_stream(&mut self, i: usize, head: Head, now: Instant) {
+        let (tx, rx) = crossbeam_channel::bounded(upload::CHUNKS);
+        let replies = self.replies.clone();
+        let c = &mut self.conns[i];
+        c.input.drain(..head.len);
+        let upload = Upload::new(
+            rx,
+            head.content_length as u64,
+            Box::new(move || replies.wake()),
+        );
+        c.stream = Some((tx, head.content_length));
+        let job = Job {
+            conn: c.id,
+            secure: c.tls.is_some(),
+            peer: c.peer,
+            head,
+            body: Vec::new(),
+            upload: Some(upload),
+            keep_alive: false,
+        };
+        c.enter(Phase::Stream, upload::IDLE, now);
+        c.pump(now);
+        self.dispatch(i, job, now);
+    }
+
+    /// Hands a job to the pool, or answers 503 when the pool's queue is full.
+    fn dispatch(&mut self, i: usize, job: Job, now: Instant) {
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                let c = &mut self.conns[i];
+                let busy = http::plain(
+                    503,
+                    "The card is busy; try again in a moment.",
+                    job.keep_alive,
+                );
+                c.start_write(busy, !job.keep_alive, now);
+                c.flush(now);
             }
+            Err(TrySendError::Disconnected(_)) => self.conns[i].closed = true,
         }
     }
 
@@ -479,6 +553,8 @@ impl Front {
                 served: 0,
                 started: false,
                 retired: false,
+                stream: None,
+                discard: 0,
                 closed: false,
             });
         }
@@ -524,7 +600,44 @@ impl Conn {
     /// Whether the front reads from this connection now. Not while a request is with a
     /// handler or its answer goes out: the next request waits in the kernel.
     fn reading(&self) -> bool {
-        matches!(self.phase, Phase::Handshake | Phase::Head | Phase::Body)
+        match self.phase {
+            Phase::Handshake | Phase::Head | Phase::Body => true,
+            // Until a few chunks wait: then the handler must take some first.
+            Phase::Stream => self.input.len() < upload::CHUNKS * CHUNK,
+            // The rest of an upload not wanted.
+            Phase::Handler | Phase::Write | Phase::Linger => self.discard > 0,
+        }
+    }
+
+    /// Moves what has come of a streamed body to its handler, as far as the channel takes
+    /// it. The whole body sent, the channel closes (the end of the upload) and the
+    /// connection waits for the answer.
+    fn pump(&mut self, now: Instant) {
+        let Some((tx, left)) = &mut self.stream else {
+            return;
+        };
+        while *left > 0 && !self.input.is_empty() {
+            let n = self.input.len().min(*left).min(CHUNK);
+            match tx.try_send(self.input[..n].to_vec()) {
+                Ok(()) => {
+                    self.input.drain(..n);
+                    *left -= n;
+                    self.deadline = now + upload::IDLE;
+                }
+                Err(TrySendError::Full(_)) => return,
+                // The handler stopped reading: its answer is on the way.
+                Err(TrySendError::Disconnected(_)) => {
+                    self.discard = *left;
+                    self.stream = None;
+                    self.enter(Phase::Handler, Duration::MAX, now);
+                    return;
+                }
+            }
+        }
+        if *left == 0 {
+            self.stream = None;
+            self.enter(Phase::Handler, Duration::MAX, now);
+        }
     }
 
     fn wants_tls_write(&self) -> bool {
@@ -547,6 +660,8 @@ impl Conn {
     fn receive(&mut self) {
         let cap = match (&self.phase, &self.head) {
             (Phase::Body, Some(h)) => h.len + h.content_length,
+            (Phase::Stream, _) => upload::CHUNKS * CHUNK,
+            _ if self.discard > 0 => upload::CHUNKS * CHUNK,
             _ => MAX_HEAD,
         }
         .min(MAX_HEAD + MAX_BODY);
@@ -629,6 +744,10 @@ impl Conn {
     }
 
     fn start_write(&mut self, bytes: Vec<u8>, close: bool, now: Instant) {
+        // An answer before the whole upload came: the rest is not wanted.
+        if let Some((_, left)) = self.stream.take() {
+            self.discard = left;
+        }
         self.out = bytes;
         self.sent = 0;
         self.close_after = close || self.retired;
@@ -663,7 +782,9 @@ impl Conn {
         }
         self.served += 1;
         self.out = Vec::new();
-        if self.close_after {
+        if self.discard > 0 {
+            self.enter(Phase::Linger, LINGER, now);
+        } else if self.close_after {
             if let Some(tls) = &mut self.tls {
                 tls.send_close_notify();
                 let _ = tls.write_tls(&mut self.sock);

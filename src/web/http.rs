@@ -12,6 +12,10 @@ pub const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Largest body of an ordinary request (form posts, certificate uploads).
 pub const MAX_BODY: usize = 1024 * 1024;
+/// The one path whose body streams to its handler: firmware images.
+pub const STREAMED: &str = "/firmware/upload";
+/// Largest streamed body: the largest image, and the form's framing around it.
+pub const MAX_STREAM: usize = crate::firmware::image::MAX_IMAGE as usize + 64 * 1024;
 
 /// A parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +65,8 @@ pub enum Refusal {
     HeadTooLarge,
     /// 413: body over the limit for its path.
     BodyTooLarge,
+    /// 413: an upload over [`MAX_STREAM`].
+    UploadTooLarge,
     /// 411: a body without a length (chunked).
     LengthRequired,
     /// 505
@@ -75,6 +81,7 @@ impl Refusal {
             Refusal::Bad(why) => (400, why),
             Refusal::HeadTooLarge => (431, "Request headers too large (16 KiB at most)."),
             Refusal::BodyTooLarge => (413, "Request body too large (1 MiB at most)."),
+            Refusal::UploadTooLarge => (413, "Upload too large: an image is 16 MiB at most."),
             Refusal::LengthRequired => (
                 411,
                 "Send the body with a Content-Length; chunked uploads are not accepted.",
@@ -85,16 +92,21 @@ impl Refusal {
 }
 
 /// How a request's body is taken in. Ordinary requests are read whole into memory, up to
-/// a limit, before a handler sees them; a route that takes large uploads (firmware) gets a
-/// variant of its own here that streams to disk on its own path.
+/// a limit, before a handler sees them; a firmware upload goes to its handler at once,
+/// and its body follows as it arrives ([`super::front`]), never whole in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyPolicy {
     InMemory { limit: usize },
+    Stream { limit: usize },
 }
 
 /// The body policy of a request, by its head.
-pub fn body_policy(_head: &Head) -> BodyPolicy {
-    BodyPolicy::InMemory { limit: MAX_BODY }
+pub fn body_policy(head: &Head) -> BodyPolicy {
+    if head.method == "POST" && head.path() == STREAMED {
+        BodyPolicy::Stream { limit: MAX_STREAM }
+    } else {
+        BodyPolicy::InMemory { limit: MAX_BODY }
+    }
 }
 
 /// Parses the head at the start of `buf`.
@@ -154,9 +166,14 @@ pub fn parse_head(buf: &[u8]) -> Result<Head, Refusal> {
     if minor == 1 && head.header("host").is_none() {
         return Err(Refusal::Bad("HTTP/1.1 requests need a Host header."));
     }
-    let BodyPolicy::InMemory { limit } = body_policy(&head);
-    if head.content_length > limit {
-        return Err(Refusal::BodyTooLarge);
+    match body_policy(&head) {
+        BodyPolicy::InMemory { limit } if head.content_length > limit => {
+            return Err(Refusal::BodyTooLarge)
+        }
+        BodyPolicy::Stream { limit } if head.content_length > limit => {
+            return Err(Refusal::UploadTooLarge)
+        }
+        _ => {}
     }
     Ok(head)
 }

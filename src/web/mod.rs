@@ -18,13 +18,14 @@ pub mod http;
 pub mod listen;
 pub mod pages;
 pub mod routes;
+pub mod upload;
 
 use crate::accounts::Accounts;
 use crate::board::clock::Clock;
 use crate::board::control::Control;
 use crate::board::network::NetStatus;
 use crate::event::{Event, Events};
-use crate::health::Health;
+use crate::health::{Health, Heartbeat};
 use crate::link::framelog::FrameLog;
 use crate::link::LinkStatus;
 use crate::live::Live;
@@ -60,6 +61,19 @@ pub struct WebConfig {
 /// What the network script did, read when a page asks.
 pub type NetWatch = Arc<dyn Fn() -> NetStatus + Send + Sync>;
 
+/// A firmware upgrade from an upload ([`crate::service::Service::upgrade`]): the body,
+/// its length if known, who, and what to tell of each step.
+pub type Upgrade = Arc<
+    dyn Fn(
+            &mut dyn std::io::Read,
+            Option<u64>,
+            &crate::live::Who,
+            &mut dyn FnMut(crate::firmware::Step),
+        ) -> std::result::Result<crate::firmware::Installed, crate::firmware::Refusal>
+        + Send
+        + Sync,
+>;
+
 /// What the handlers share: the service's state as pages show it, and the ways to change
 /// it (the settings' one door, the card's actions, the clock).
 pub struct App {
@@ -77,6 +91,10 @@ pub struct App {
     pub clock: Clock,
     /// `None` when the network is left to the system.
     pub network: Option<NetWatch>,
+    /// Firmware upgrades over the network.
+    pub upgrade: Upgrade,
+    /// The card runs from an A/B install, so it can take an upgrade at all.
+    pub upgradable: bool,
     /// The pages' own connection to the store, for the event log.
     pub store: Mutex<Store>,
     /// The names the card's certificate must carry (for uploads).
@@ -114,6 +132,8 @@ pub struct Parts {
     pub control: Control,
     pub clock: Clock,
     pub network: Option<NetWatch>,
+    pub upgrade: Upgrade,
+    pub upgradable: bool,
     pub data: std::path::PathBuf,
     /// Where the web threads report their progress (the watchdog is fed on it).
     pub health: Arc<Health>,
@@ -164,6 +184,8 @@ impl Web {
             control: parts.control,
             clock: parts.clock,
             network: parts.network,
+            upgrade: parts.upgrade,
+            upgradable: parts.upgradable,
             store: Mutex::new(Store::open(&parts.data)?),
             names: names.clone(),
             listeners: listeners.clone(),
@@ -201,7 +223,7 @@ impl Web {
                         beat.idle();
                         while let Ok(job) = jobs.recv() {
                             beat.busy();
-                            handle(&app, job, &replies);
+                            handle(&app, job, &replies, &beat);
                             beat.idle();
                         }
                     })?,
@@ -266,8 +288,9 @@ fn tls_config(certs: Arc<Certs>) -> Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(config))
 }
 
-/// Runs one request through the routes and sends the answer back to the front.
-fn handle(app: &App, job: Job, replies: &Replies) {
+/// Runs one request through the routes and sends the answer back to the front. `beat`
+/// is the handler thread's: a long upload shows its progress there.
+fn handle(app: &App, job: Job, replies: &Replies, beat: &Heartbeat) {
     let head_only = job.head.method == "HEAD";
     let headers = job.head.headers;
     let request = if job.secure {
@@ -287,7 +310,7 @@ fn handle(app: &App, job: Job, replies: &Replies) {
             job.body,
         )
     };
-    let response = routes::handle(app, &request);
+    let response = routes::handle(app, &request, job.upload, beat);
     let code = response.status_code;
     let headers: Vec<(String, String)> = response
         .headers

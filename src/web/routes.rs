@@ -13,10 +13,13 @@
 //! Every answer then gets the security headers ([`secure_headers`]).
 
 use super::form::Form;
+use super::http;
 use super::pages;
 use super::pages::fields::State;
+use super::upload::Upload;
 use super::App;
 use crate::accounts::{Ended, Peer, Role, Session};
+use crate::health::Heartbeat;
 use rouille::{router, Request, Response};
 
 /// The session cookie.
@@ -27,12 +30,15 @@ pub const LOGIN_COOKIE: &str = "login_csrf";
 /// not that someone is there, so they do not keep the session alive.
 pub const REFRESH_HEADER: &str = "X-Refresh";
 
-/// What a page handler gets: the request, the session, and the posted form if any.
+/// What a page handler gets: the request, the session, and the posted form if any; for
+/// the streamed upload, its body, and the handler thread's heartbeat to show progress on.
 pub struct Ctx<'a> {
     pub app: &'a App,
     pub req: &'a Request,
     pub session: Session,
     pub form: Form,
+    pub upload: std::cell::RefCell<Option<Upload>>,
+    pub beat: &'a Heartbeat,
 }
 
 impl Ctx<'_> {
@@ -46,12 +52,12 @@ impl Ctx<'_> {
     }
 }
 
-pub fn handle(app: &App, req: &Request) -> Response {
-    let response = route(app, req);
+pub fn handle(app: &App, req: &Request, upload: Option<Upload>, beat: &Heartbeat) -> Response {
+    let response = route(app, req, upload, beat);
     secure_headers(response, req)
 }
 
-fn route(app: &App, req: &Request) -> Response {
+fn route(app: &App, req: &Request, upload: Option<Upload>, beat: &Heartbeat) -> Response {
     if !req.is_secure() {
         if let Some(port) = app.https_port() {
             return to_https(req, port);
@@ -80,8 +86,16 @@ fn route(app: &App, req: &Request) -> Response {
         if !same_origin(req) {
             return pages::refused_origin();
         }
-        let form = Form::of(req);
-        if !crate::accounts::same_secret(form.text("csrf"), &session.csrf) {
+        // A streamed upload's body is not a form to read first: its token is in the
+        // address the page's form posts to.
+        let (form, token) = if path == http::STREAMED {
+            (Form::default(), req.get_param("csrf").unwrap_or_default())
+        } else {
+            let form = Form::of(req);
+            let token = form.text("csrf").to_owned();
+            (form, token)
+        };
+        if !crate::accounts::same_secret(&token, &session.csrf) {
             return pages::refused_csrf();
         }
         form
@@ -96,6 +110,8 @@ fn route(app: &App, req: &Request) -> Response {
         req,
         session,
         form,
+        upload: std::cell::RefCell::new(upload),
+        beat,
     };
     router!(req,
         (GET) ["/"] => pages::home::page(&ctx),
@@ -119,7 +135,7 @@ fn route(app: &App, req: &Request) -> Response {
         (POST) ["/control/factory-reset"] => pages::control::factory_reset(&ctx),
         (GET) ["/time"] => pages::date_time::page(&ctx),
         (POST) ["/time"] => pages::date_time::submit(&ctx),
-        (GET) ["/firmware"] => pages::firmware::page(&ctx),
+        (GET) ["/firmware"] => pages::firmware::page(&ctx, State::default()),
         (POST) ["/firmware/upload"] => pages::firmware::upload(&ctx),
         (GET) ["/debug"] => pages::debug::page(&ctx),
         (GET) ["/debug.json"] => pages::debug::json(&ctx),

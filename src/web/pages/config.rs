@@ -6,7 +6,7 @@
 //! (admin; read at the next start).
 
 use super::fields::{self, Field, Outcome, State};
-use super::{html, read_only, timestamp, Layout, VERSION};
+use super::{html, read_only, timestamp, version, Layout};
 use crate::board::network::NetStatus;
 use crate::config_file::{self, LineError};
 use crate::event::Event;
@@ -133,7 +133,8 @@ pub fn revert(ctx: &Ctx<'_>) -> Response {
 /// `/config/export`: every setting in force, as the configuration file.
 pub fn export(ctx: &Ctx<'_>) -> Response {
     let origin = format!(
-        "modbus-card {VERSION}, exported {} by {}",
+        "modbus-card {}, exported {} by {}",
+        version(),
         timestamp(ctx.app.clock.now()),
         ctx.session.user
     );

@@ -95,7 +95,7 @@ pub fn switch(ctx: &Ctx<'_>) -> Response {
 #[template(path = "restarting.html")]
 pub struct Restarting {
     pub layout: Layout,
-    pub heading: &'static str,
+    pub heading: String,
     pub lines: Vec<String>,
 }
 
@@ -122,7 +122,7 @@ pub fn reboot(ctx: &Ctx<'_>) -> Response {
     html(
         &Restarting {
             layout: Layout::of(ctx, "Restarting", "control"),
-            heading: "The card is restarting",
+            heading: "The card is restarting".into(),
             lines: vec![
                 "Masters reconnect on their own once it is back; this page goes to the login \
                  in a few seconds."
@@ -163,7 +163,7 @@ pub fn factory_reset(ctx: &Ctx<'_>) -> Response {
         Ok(()) => html(
             &Restarting {
                 layout: Layout::of(ctx, "Restarting", "control"),
-                heading: "Back to factory settings; the card is restarting",
+                heading: "Back to factory settings; the card is restarting".into(),
                 lines: vec![
                     "Log in as admin with the last 6 characters of the card's MAC address once \
                      it is back; with DHCP on, its address may have changed."

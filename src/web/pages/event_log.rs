@@ -74,7 +74,11 @@ pub const GROUPS: [(&str, &str, &[&str]); 6] = [
             "time_changed_by_server",
             "time_changed_by_user",
             "log_cleared",
-            "firmware_upgrade",
+            "firmware_started",
+            "firmware_refused",
+            "firmware_installed",
+            "firmware_confirmed",
+            "firmware_rolled_back",
         ],
     ),
 ];
