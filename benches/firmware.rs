@@ -6,7 +6,11 @@
 //!    the image installed, to the new version answering Modbus TCP, and to its
 //!    confirmation (5 s of health). The peak RSS of the command, which does the upload
 //!    (stream to disk, verify, install), and the service's VmRSS sampled meanwhile.
-//! 2. In the service: `Service::upgrade`, what the `/firmware` page calls, in this
+//! 2. Over HTTPS: the same card, the next version uploaded on its `/firmware` page as a
+//!    browser sends it (a multipart form), streamed through the web front to disk. Timed
+//!    to the page's answer (installed), to the new version serving, and to its
+//!    confirmation; the service's VmRSS sampled during the upload.
+//! 3. In the service: `Service::upgrade`, what the `/firmware` page calls, in this
 //!    process with the service running, the body arriving in 1400-byte reads; this
 //!    process's VmRSS sampled every millisecond during it.
 //!
@@ -25,6 +29,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_modbus-card");
 const INIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/init/modbus-card");
@@ -124,6 +131,7 @@ fn main() {
         .local_addr()
         .unwrap()
         .port();
+    let https = free_port();
     let o = Command::new(BIN)
         .args(["image", "install", "--firmware"])
         .arg(&root)
@@ -138,14 +146,14 @@ fn main() {
         d.join("default"),
         format!(
             "FIRMWARE={}\nDATA={}\nUPS={}\nRS485=\nMODBUS=127.0.0.1:{port}\nPIDFILE={}\nLOG={}\n\
-             HTTP=127.0.0.1:{}\nHTTPS=127.0.0.1:{}\n",
+             HTTP=127.0.0.1:{}\nHTTPS=127.0.0.1:{https}\nMAC={}\n",
             root.display(),
             data.display(),
             sim.path().unwrap().display(),
             d.join("pid").display(),
             d.join("log").display(),
             free_port(),
-            free_port(),
+            common::web::MAC,
         ),
     )
     .unwrap();
@@ -242,9 +250,58 @@ fn main() {
             vm(pid().unwrap(), "VmRSS:"),
         );
     }
+
+    // 2. The same, uploaded on the `/firmware` page over HTTPS.
+    let v = format!("1.0.{}", runs + 1);
+    let img = fs::read(image(d, &key, &v)).unwrap();
+    let mut admin = common::web::Browser::new(&format!("https://127.0.0.1:{https}"), None);
+    let (first, good) = (common::web::DEFAULT_PASSWORD, common::web::GOOD);
+    assert_eq!(admin.login("admin", first).location(), "/password");
+    admin.change_password(first, good);
+    assert_eq!(admin.login("admin", good).location(), "/");
+    admin.submit("/control", &[("upgrade_enabled", "true")]);
+    let page = admin.get("/firmware");
+    let at = page.body.find("action=\"/firmware/upload?csrf=").unwrap() + 8;
+    let action = common::web::unescape(page.body[at..].split('"').next().unwrap());
+    let old = pid().unwrap();
+    let before = vm(old, "VmRSS:");
+    let (seen, stop, sampler) = sample_rss(old);
+    let good_slot = fs::read_link(root.join("good")).unwrap();
+    let slot = PathBuf::from(if good_slot == Path::new("a") {
+        "b"
+    } else {
+        "a"
+    });
+    let new_exe = root.join(&slot).join("modbus-card");
+    let t0 = Instant::now();
+    let answer = admin.post_files(&action, &[("image", &img)]);
+    let installed = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert!(answer.body.contains("installed"), "{}", answer.body);
+    wait("the new version serving", || {
+        pid().is_some_and(|p| fs::read_link(format!("/proc/{p}/exe")).ok() == Some(new_exe.clone()))
+            && serving()
+    });
+    let up = t0.elapsed();
+    wait("the confirmation", || {
+        fs::read_link(root.join("good")).unwrap() == slot
+    });
+    println!(
+        "\nOver HTTPS, the /firmware page ({v}, {} bytes, slot {}): answered (installed) {}, \
+         serving {} (the restart waits 2 s for the answer to go out), confirmed {}; service \
+         VmRSS {before} KiB before, {} KiB at most during the upload (+{} KiB)",
+        img.len(),
+        slot.display(),
+        ms(installed),
+        ms(up),
+        ms(t0.elapsed()),
+        seen.load(Ordering::Relaxed),
+        seen.load(Ordering::Relaxed) - before
+    );
     assert!(service("stop").status.success());
 
-    // 2. The page's function, in the service's own process.
+    // 3. The page's function, in the service's own process.
     let img = image(d, &key, "1.1.0");
     let service = Service::start(Options {
         data: data.clone(),
