@@ -7,7 +7,7 @@
 mod common;
 mod firmware_fixture;
 
-use common::web::{Browser, Page, DEFAULT_PASSWORD, GOOD, GOOD_2, MAC};
+use common::web::{Browser, Page, DEFAULT_PASSWORD, GOOD, MAC};
 use firmware_fixture::*;
 use modbus_card::accounts::Mac;
 use modbus_card::service::{Options, Service};
@@ -130,24 +130,7 @@ fn refused_uploads_change_nothing_and_say_why() {
         Err(e) => assert!(matches!(e, ureq::Error::Io(_)), "{e:?}"),
     }
     // Not admin.
-    let mut op = {
-        let mut admin = admin(&card);
-        admin.get("/users");
-        admin.post(
-            "/users",
-            &[
-                ("action", "add"),
-                ("name", "op"),
-                ("role", "read-write"),
-                ("password", "Firstpass12!X"),
-            ],
-        );
-        let mut op = card.browser();
-        op.login("op", "Firstpass12!X");
-        op.change_password("Firstpass12!X", GOOD_2);
-        assert_eq!(op.login("op", GOOD_2).location(), "/");
-        op
-    };
+    let mut op = common::web::new_user(&mut admin(&card), card.browser(), "op", "read-write");
     op.get("/firmware")
         .shows(&["Only admin uploads new firmware"]);
     let token = op.csrf.clone();

@@ -7,6 +7,7 @@
 //! [`Upload`] is the handler's side, a `Read`; [`FilePart`] reads the file out of a
 //! browser's `multipart/form-data` around it, as a stream too.
 
+use super::form::find;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::io::{self, Read};
 use std::time::Duration;
@@ -242,13 +243,6 @@ impl<R: Read> Read for FilePart<R> {
             }
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -78,27 +78,32 @@ impl Card {
     }
 
     /// A browser logged in as a new user `name` with `role` (`read-write`, `read-only`),
-    /// added by `admin` and with its first password changed to [`GOOD_2`]. Admin's session
-    /// ends: the web has one session at a time.
+    /// added by `admin`; see [`new_user`].
     pub fn user(&self, admin: &mut Browser, name: &str, role: &str) -> Browser {
-        admin.get("/users");
-        let p = admin.post(
-            "/users",
-            &[
-                ("action", "add"),
-                ("name", name),
-                ("role", role),
-                ("password", "Firstpass12!X"),
-            ],
-        );
-        assert_eq!(p.status, 200, "{}", p.body);
-        let mut b = self.browser();
-        assert_eq!(b.login(name, "Firstpass12!X").location(), "/password");
-        b.change_password("Firstpass12!X", GOOD_2);
-        assert_eq!(b.login(name, GOOD_2).location(), "/");
-        assert_eq!(b.get("/").status, 200);
-        b
+        new_user(admin, self.browser(), name, role)
     }
+}
+
+/// `browser` logged in as a new user `name` with `role`, added by `admin` and with its
+/// first password changed to [`GOOD_2`]. Admin's session ends: the web has one session
+/// at a time.
+pub fn new_user(admin: &mut Browser, mut browser: Browser, name: &str, role: &str) -> Browser {
+    admin.get("/users");
+    let p = admin.post(
+        "/users",
+        &[
+            ("action", "add"),
+            ("name", name),
+            ("role", role),
+            ("password", "Firstpass12!X"),
+        ],
+    );
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(browser.login(name, "Firstpass12!X").location(), "/password");
+    browser.change_password("Firstpass12!X", GOOD_2);
+    assert_eq!(browser.login(name, GOOD_2).location(), "/");
+    assert_eq!(browser.get("/").status, 200);
+    browser
 }
 
 /// One answer.
