@@ -64,12 +64,15 @@ fn the_cards_own_certificates_are_private_and_follow_its_addresses() {
     );
     let mut b = Browser::new(&format!("https://{}", card.https()), Some(&root));
     assert_eq!(b.get("/login").status, 200);
-    let made = card
-        .events()
-        .iter()
-        .filter(|e| e.kind == "certificate_made")
-        .count();
-    assert_eq!(made, 2);
+    let made = || {
+        card.events()
+            .iter()
+            .filter(|e| e.kind == "certificate_made")
+            .count()
+    };
+    // Events reach the log through the store thread.
+    common::wait_for("both certificates in the log", || made() >= 2);
+    assert_eq!(made(), 2);
 }
 
 /// A CA of the site's own and a certificate it signs for `names`.
