@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod board;
 pub mod calendar;
 pub mod config_file;
+pub mod console;
 pub mod event;
 pub mod firmware;
 pub mod health;

@@ -9,6 +9,7 @@ use crate::board::control::{Control, Restart};
 use crate::board::leds::{LedNames, Leds, UpsSignal};
 use crate::board::network::{self, NetSettings, Network};
 use crate::board::{watchdog, Board, BoardConfig};
+use crate::console::Console;
 use crate::event::{Event, Events};
 use crate::firmware::{self, Refusal, Slots, Step, Upgrader};
 use crate::health::{Health, Limit};
@@ -93,6 +94,8 @@ pub struct Service {
     pub network: Option<Network>,
     /// Firmware upgrades, when the service runs from an A/B install.
     pub upgrader: Option<Arc<Upgrader>>,
+    /// The console's menu and what it acts on, for its hosts (SSH, the serial terminal).
+    pub console: Console,
     /// [`Service::upgrade`], shared with the `/firmware` page.
     network_upgrade: crate::web::Upgrade,
     restarts: Receiver<Restart>,
@@ -332,7 +335,16 @@ impl Service {
             ups_path: options.ups.clone(),
             data: options.data.clone(),
         };
+        let console = Console {
+            accounts: accounts.clone(),
+            live: live.clone(),
+            control: control.clone(),
+            clock: clock.clone(),
+            network: network.as_ref().map(Network::watcher),
+            events: events.clone(),
+        };
         let mut service = Service {
+            console,
             live,
             link,
             sessions: tcp.sessions.clone(),
@@ -470,6 +482,7 @@ impl Service {
         // (every thread that could hold it has ended).
         drop(self.events);
         drop((self.control, self.ntp, self.upgrader, self.network_upgrade));
+        drop(self.console);
         drop(self.live);
         drop(self.link);
         drop(self.accounts);
