@@ -4,6 +4,7 @@
 //! settings' one door, the accounts, the card's controls), so the checks, messages and
 //! events are the same wherever a user comes from.
 
+pub mod input;
 pub mod menu;
 
 use crate::accounts::{Accounts, Session};
