@@ -19,6 +19,9 @@ use std::time::Duration;
 /// The longest line taken, in bytes: more than any answer the console asks for.
 pub const MAX_LINE: usize = 128;
 
+/// The columns a line of output fits in: a terminal's 80, with room for the cursor.
+pub const WIDTH: usize = 79;
+
 /// How often the watch is asked while nothing is typed.
 pub const TICK: Duration = Duration::from_secs(1);
 
@@ -97,9 +100,10 @@ impl<'t> Keys<'t> {
         self.send(text.as_bytes())
     }
 
-    /// Writes `text` and a new line, `\n` inside it made `\r\n` for a raw terminal.
+    /// Writes `text` and a new line, its lines broken to fit [`WIDTH`] and `\n` made
+    /// `\r\n` for a raw terminal.
     pub fn say(&mut self, text: &str) -> Result<(), Stop> {
-        let mut out = text.replace('\n', "\r\n");
+        let mut out = wrap(text, WIDTH).replace('\n', "\r\n");
         out.push_str("\r\n");
         self.send(out.as_bytes())
     }
@@ -260,6 +264,39 @@ impl<'t> Keys<'t> {
     }
 }
 
+/// `text` with its lines longer than `width` columns broken at spaces, the breaks
+/// indented as the line.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if line.chars().count() <= width {
+            out.push_str(line);
+            continue;
+        }
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        out.push_str(indent);
+        let mut col = indent.len();
+        for (n, word) in body.split(' ').filter(|w| !w.is_empty()).enumerate() {
+            let len = word.chars().count();
+            if n > 0 && col + 1 + len > width {
+                out.push('\n');
+                out.push_str(indent);
+                col = indent.len();
+            } else if n > 0 {
+                out.push(' ');
+                col += 1;
+            }
+            out.push_str(word);
+            col += len;
+        }
+    }
+    out
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
@@ -378,6 +415,19 @@ mod tests {
         assert!(out.len() < MAX_LINE + 16, "echo stops at the cap");
         let (got, _) = lines(&[&[b'y'; MAX_LINE], b"\r"], true);
         assert_eq!(got, [text(&"y".repeat(MAX_LINE))]);
+    }
+
+    #[test]
+    fn long_lines_break_at_spaces() {
+        let text = format!("{} end\n  short", "word ".repeat(30).trim_end());
+        let wrapped = wrap(&text, 20);
+        assert!(
+            wrapped.lines().all(|l| l.chars().count() <= 20),
+            "{wrapped}"
+        );
+        assert_eq!(wrapped.replace('\n', " ").split_whitespace().count(), 32);
+        assert!(wrapped.ends_with("\n  short"));
+        assert_eq!(wrap("a b", 79), "a b");
     }
 
     #[test]

@@ -442,7 +442,7 @@ impl Menu<'_, '_> {
     }
 
     fn say(&mut self, text: &str) -> Step {
-        self.keys.say(&wrap(text, 79))
+        self.keys.say(text)
     }
 
     fn too_long(&mut self) -> Step {
@@ -521,55 +521,9 @@ fn in_words(key: &str, message: &str) -> String {
     format!("{}: {text}", label(key))
 }
 
-/// `text` with its lines longer than `width` columns broken at spaces, the breaks
-/// indented as the line.
-fn wrap(text: &str, width: usize) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        if line.chars().count() <= width {
-            out.push_str(line);
-            continue;
-        }
-        let body = line.trim_start();
-        let indent = &line[..line.len() - body.len()];
-        out.push_str(indent);
-        let mut col = indent.len();
-        for (n, word) in body.split(' ').filter(|w| !w.is_empty()).enumerate() {
-            let len = word.chars().count();
-            if n > 0 && col + 1 + len > width {
-                out.push('\n');
-                out.push_str(indent);
-                col = indent.len();
-            } else if n > 0 {
-                out.push(' ');
-                col += 1;
-            }
-            out.push_str(word);
-            col += len;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_lines_break_at_spaces() {
-        let text = format!("{} end\n  short", "word ".repeat(30).trim_end());
-        let wrapped = wrap(&text, 20);
-        assert!(
-            wrapped.lines().all(|l| l.chars().count() <= 20),
-            "{wrapped}"
-        );
-        assert_eq!(wrapped.replace('\n', " ").split_whitespace().count(), 32);
-        assert!(wrapped.ends_with("\n  short"));
-        assert_eq!(wrap("a b", 79), "a b");
-    }
 
     #[test]
     fn refusals_read_as_on_the_pages() {

@@ -6,6 +6,8 @@
 
 pub mod input;
 pub mod menu;
+pub mod relay;
+pub mod serial;
 
 use crate::accounts::{Accounts, Session};
 use crate::board::clock::Clock;
