@@ -34,6 +34,19 @@ fn a_good_image_installs_and_the_card_runs_the_new_version() {
     admin.change_password(common::web::DEFAULT_PASSWORD, common::web::GOOD);
     admin.login("admin", common::web::GOOD);
     assert_eq!(firmware_on_home(&mut admin), OLD);
+    // The console's title, as the serial terminal shows it.
+    let console_title = |card: &Card| {
+        let mut screen = common::console::Screen::console_at(&card.data);
+        screen.login("admin", common::web::GOOD);
+        let title = screen.expect(common::console::PROMPT);
+        screen.send("0\r");
+        title
+    };
+    let title = console_title(&card);
+    assert!(
+        title.contains(&format!("Modbus Interface Configuration Utility  [{OLD}]")),
+        "{title}"
+    );
 
     let image = card.image_of(NEW, OLD);
     let o = card.upgrade(&image);
@@ -66,6 +79,11 @@ fn a_good_image_installs_and_the_card_runs_the_new_version() {
     let p = admin.login("admin", common::web::GOOD);
     assert_eq!(p.location(), "/", "{}", p.body);
     assert_eq!(firmware_on_home(&mut admin), NEW);
+    let title = console_title(&card);
+    assert!(
+        title.contains(&format!("Modbus Interface Configuration Utility  [{NEW}]")),
+        "{title}"
+    );
     assert!(
         said.contains("version 1.1.0 (slot b) starts on trial"),
         "{said}"

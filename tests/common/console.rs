@@ -75,8 +75,12 @@ impl Screen {
 
     /// Connected to `card`'s console socket, as the serial relay is.
     pub fn console(card: &Card) -> Screen {
-        let stream =
-            std::os::unix::net::UnixStream::connect(card.data.join("console.sock")).unwrap();
+        Screen::console_at(&card.data)
+    }
+
+    /// Connected to the console socket of the service whose data folder is `data`.
+    pub fn console_at(data: &std::path::Path) -> Screen {
+        let stream = std::os::unix::net::UnixStream::connect(data.join("console.sock")).unwrap();
         let handle = stream.try_clone().unwrap();
         let mut screen = Screen::new(stream.try_clone().unwrap(), stream);
         screen.hang_up = Some(Box::new(move || {
