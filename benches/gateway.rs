@@ -116,6 +116,8 @@ struct Service {
     child: Child,
     addr: String,
     https: String,
+    /// The link's turnaround trace lines, when started with it on.
+    trace: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -130,6 +132,21 @@ impl Service {
         baud: u32,
         extra: &[&str],
         args: &[&str],
+    ) -> (Service, Duration, Duration) {
+        Service::launch(ups, baud, extra, args, "info")
+    }
+
+    /// With the UPS link's turnaround trace on ([`Service::trace`]).
+    fn start_traced(ups: &std::path::Path, baud: u32) -> Service {
+        Service::launch(ups, baud, &[], &[], "info,modbus_card::link=trace").0
+    }
+
+    fn launch(
+        ups: &std::path::Path,
+        baud: u32,
+        extra: &[&str],
+        args: &[&str],
+        log: &str,
     ) -> (Service, Duration, Duration) {
         let dir = tempfile::tempdir().unwrap();
         let started = Instant::now();
@@ -150,7 +167,7 @@ impl Service {
             .args(args)
             .args(["--set", "poll_rate_s=0"])
             .args(extra.iter().flat_map(|kv| ["--set", kv]))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -170,11 +187,22 @@ impl Service {
                 detected = Some(started.elapsed());
             }
         }
-        std::thread::spawn(move || for _ in lines {});
+        let trace = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        std::thread::spawn({
+            let trace = trace.clone();
+            move || {
+                for line in lines.map_while(Result::ok) {
+                    if line.contains("turnaround (monotonic ns)") {
+                        trace.lock().unwrap().push(line);
+                    }
+                }
+            }
+        });
         let service = Service {
             child,
             addr: addr.unwrap(),
             https: https.expect("https listening"),
+            trace,
             _dir: dir,
         };
         (service, listening.unwrap(), detected.unwrap())
@@ -377,39 +405,38 @@ fn main() {
     println!("- start-up: Modbus TCP listening after {:.0} ms; UPS found (fixed 19200 baud, one probe) after {:.0} ms", listening.as_secs_f64() * 1e3, detected.as_secs_f64() * 1e3);
 }
 
-/// Part 2: the card against the wire-speed floor, per rate and number of clients.
+/// Part 2: the card against the wire-speed floor, per rate and number of clients; then the
+/// trace of one exchange.
 fn paced(run_for: Duration) {
     println!(
         "\n## turnaround on the UPS line: the simulated UPS at wire speed ({run_for:?} per run)\n"
     );
     println!("| baud | clients | line-rate exchanges/s | floor exchanges/s | card exchanges/s | card / floor | card / line rate | overshoot median µs | p99 µs | max µs | early frames | service CPU |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut bed = vec![];
     for baud in [57600, 19200, 9600] {
-        let sim = Sim::on_pty(
-            Pty::open().unwrap(),
-            SimConfig {
-                baud,
-                paced: true,
-                ..SimConfig::default()
-            },
-        )
-        .unwrap();
+        let sim = paced_sim(baud);
         let path = sim.path().unwrap().to_path_buf();
         let line = 1.0 / line_rate_time(baud).as_secs_f64();
         // Sends at once: every request is early, and the simulator starts it as soon as
-        // the line is free.
+        // the line is free. Its turnarounds are the bed's own: two pty hops, two wake-ups.
         let fl = floor(&path, baud, Duration::ZERO, |_, t| t >= run_for);
+        let mut own: Vec<Duration> = sim
+            .take_turnarounds()
+            .iter()
+            .map(|t| t.arrival - t.last_byte)
+            .collect();
+        own.sort();
+        bed.push((baud, own[own.len() / 2], own[own.len() * 99 / 100]));
         let (service, _, _) = Service::start(&path, baud, &[]);
         for clients in [1, 3] {
-            sim.take_overshoots();
+            sim.take_turnarounds();
             let early = sim.stats().early;
             let (cpu0, _) = service.usage();
             let st = tcp_load(&service.addr, clients, |_, t| t >= run_for);
             let (cpu1, _) = service.usage();
-            let mut over = sim.take_overshoots();
-            // The first request of the run follows an idle line, not a turnaround.
-            over.remove(0);
             let early = sim.stats().early - early;
+            let mut over = overshoots(&sim);
             let cpu = (cpu1 - cpu0).as_secs_f64() / st.elapsed.as_secs_f64() * 100.0;
             over.sort();
             let at = |q: f64| us(over[((over.len() as f64 * q) as usize).min(over.len() - 1)]);
@@ -426,6 +453,117 @@ fn paced(run_for: Duration) {
         }
         service.stop();
     }
+    println!("\nThe bed's own turnaround (the floor master's answer's last byte to its next request, no silence kept):");
+    for (baud, median, p99) in bed {
+        println!(
+            "- {baud} baud: median {:.0} µs, p99 {:.0} µs",
+            us(median),
+            us(p99)
+        );
+    }
+    trace(run_for.min(Duration::from_secs(5)));
+}
+
+/// The simulated UPS on a new pseudo-terminal, emulating the wire at `baud`.
+fn paced_sim(baud: u32) -> Sim {
+    Sim::on_pty(
+        Pty::open().unwrap(),
+        SimConfig {
+            baud,
+            paced: true,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The overshoots of the turnarounds recorded since the last take, but the first: it
+/// follows the idle line before a run, not an answer the master waited for.
+fn overshoots(sim: &Sim) -> Vec<Duration> {
+    let turnarounds = sim.take_turnarounds();
+    turnarounds
+        .iter()
+        .skip(1)
+        .map(|t| t.overshoot().expect("the card sent inside the silence"))
+        .collect()
+}
+
+/// One exchange at 57600 baud, 1 client, with the link's trace on: where the overshoot of
+/// the median turnaround goes. The simulator's and the card's timestamps are lined up on
+/// the monotonic clock.
+fn trace(run_for: Duration) {
+    let baud = 57600;
+    let sim = paced_sim(baud);
+    let service = Service::start_traced(sim.path().unwrap(), baud);
+    sim.take_turnarounds();
+    tcp_load(&service.addr, 1, |_, t| t >= run_for);
+    let turnarounds: Vec<_> = sim.take_turnarounds().into_iter().skip(1).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = std::mem::take(&mut *service.trace.lock().unwrap());
+    service.stop();
+    // Per exchange: silence ends, the silence, request taken, woke, sent.
+    let card: Vec<[i64; 5]> = lines
+        .iter()
+        .filter_map(|l| {
+            let numbers: Vec<i64> = l
+                .split_whitespace()
+                .filter_map(|w| w.trim_matches(|c| c == '(' || c == ',').parse().ok())
+                .collect();
+            numbers.try_into().ok()
+        })
+        .collect();
+    let mut by_overshoot: Vec<_> = turnarounds
+        .iter()
+        .filter_map(|t| t.overshoot().map(|o| (o, t)))
+        .collect();
+    by_overshoot.sort_by_key(|(o, _)| *o);
+    let (overshoot, t) = by_overshoot[by_overshoot.len() / 2];
+    let last_byte = modbus_card::rt::monotonic_ns(t.last_byte);
+    let arrival = modbus_card::rt::monotonic_ns(t.arrival);
+    let Some(c) = card.iter().rev().find(|c| c[4] <= arrival) else {
+        println!("\n(no trace line for the median exchange)");
+        return;
+    };
+    let [ends, gap, taken, woke, sent] = *c;
+    let at = |ns: i64| (ns - last_byte) as f64 / 1000.0;
+    println!(
+        "\n### one exchange traced (57600 baud, 1 client; the median overshoot of {} turnarounds: {:.0} µs)\n",
+        by_overshoot.len(),
+        us(overshoot)
+    );
+    println!("| event | µs after the answer's last byte was written |");
+    println!("|---|---|");
+    println!("| simulated UPS writes the answer's last byte | 0.0 |");
+    println!(
+        "| card finds it (its poll wakes; the silence counts from here) | {:.1} |",
+        at(ends - gap)
+    );
+    println!(
+        "| card takes the next request from its queue | {:.1} |",
+        at(taken)
+    );
+    println!(
+        "| silence ends (found + {:.0} µs) | {:.1} |",
+        gap as f64 / 1000.0,
+        at(ends)
+    );
+    println!(
+        "| card wakes from its absolute-deadline sleep | {:.1} |",
+        at(woke)
+    );
+    println!("| card has written the request | {:.1} |", at(sent));
+    println!(
+        "| simulated UPS finds the request (its poll wakes) | {:.1} |",
+        at(arrival)
+    );
+    println!(
+        "\novershoot {:.1} µs = finding the last byte {:.1} + waking late {:.1} + writing {:.1} + the request reaching the simulated UPS {:.1}",
+        us(overshoot),
+        at(ends - gap),
+        (woke - ends) as f64 / 1000.0,
+        (sent - woke) as f64 / 1000.0,
+        (arrival - sent) as f64 / 1000.0
+    );
 }
 
 fn machine() -> String {

@@ -391,10 +391,8 @@ fn paced_line_holds_back_a_frame_sent_too_early_and_counts_it() {
     let least = exchange + rtu::wire_time(9600, 8 + 5 + 24) + t35 * 3;
     assert!(took >= least, "{took:?} < {least:?}");
     assert_eq!(sim.stats().early, 1);
-    assert!(
-        sim.take_overshoots().is_empty(),
-        "an early frame has no overshoot"
-    );
+    // It came before the first answer ended: no turnaround.
+    assert!(sim.take_turnarounds().is_empty());
 
     // A master that keeps the silence (and 10 ms more) is not early; its turnaround is
     // measured from the answer's last byte.
@@ -402,12 +400,14 @@ fn paced_line_holds_back_a_frame_sent_too_early_and_counts_it() {
     send(&mut port, 1, &READ_IDENT);
     answer(&mut port, &READ_IDENT, Duration::from_secs(3)).unwrap();
     assert_eq!(sim.stats().early, 1);
-    let overshoots = sim.take_overshoots();
-    assert_eq!(overshoots.len(), 1);
+    let turnarounds = sim.take_turnarounds();
+    assert_eq!(turnarounds.len(), 1);
+    assert_eq!(turnarounds[0].silence, t35);
+    let overshoot = turnarounds[0].overshoot().unwrap();
     let floor = Duration::from_millis(10) - t35;
     assert!(
-        overshoots[0] >= floor && overshoots[0] < Duration::from_secs(5),
-        "{overshoots:?}"
+        overshoot >= floor && overshoot < Duration::from_secs(5),
+        "{turnarounds:?}"
     );
     assert!(sim.command("stats").unwrap().ends_with("early 1"));
 }

@@ -154,6 +154,26 @@ impl fmt::Display for SimStats {
     }
 }
 
+/// A frame that followed an answer on the paced line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Turnaround {
+    /// When the answer's last byte was written (taken just before the write).
+    pub last_byte: Instant,
+    /// When the frame's first byte came (taken as the wait for it ended).
+    pub arrival: Instant,
+    /// The silence the line requires between them: 3.5 characters.
+    pub silence: Duration,
+}
+
+impl Turnaround {
+    /// How long after the end of the silence the frame came; `None` if it came inside it
+    /// (an early frame).
+    pub fn overshoot(&self) -> Option<Duration> {
+        self.arrival
+            .checked_duration_since(self.last_byte + self.silence)
+    }
+}
+
 const HELP: &str = "commands:
   fault none|silent|late MS|bad-crc|wrong-slave|wrong-function|truncated|noise
   mains on|off
@@ -180,9 +200,8 @@ struct State {
     baud: u32,
     paced: bool,
     stats: SimStats,
-    /// Paced: for each request that followed an answer, how long after the required
-    /// silence it came (see [`Sim::take_overshoots`]).
-    overshoots: Vec<Duration>,
+    /// Paced: each frame that followed an answer (see [`Sim::take_turnarounds`]).
+    turnarounds: Vec<Turnaround>,
 }
 
 struct Shared {
@@ -238,7 +257,7 @@ impl Sim {
                 baud: config.baud.max(1),
                 paced: config.paced,
                 stats: SimStats::default(),
-                overshoots: Vec::new(),
+                turnarounds: Vec::new(),
             }),
         });
         let worker = Worker::new(port, shared.clone(), config.slave);
@@ -272,8 +291,8 @@ impl Sim {
     /// The line is half-duplex, and after each frame it must stay silent for 3.5
     /// characters. A frame whose first byte comes while the line is busy or inside that
     /// silence waits for the line to be free, and is counted in [`SimStats::early`]. For a
-    /// request that follows an answer, how late it came after the silence is recorded
-    /// ([`Sim::take_overshoots`]).
+    /// frame that follows an answer, the turnaround is recorded
+    /// ([`Sim::take_turnarounds`]).
     pub fn set_paced(&self, paced: bool) {
         self.shared.state.lock().paced = paced;
     }
@@ -286,11 +305,9 @@ impl Sim {
         self.shared.state.lock().stats
     }
 
-    /// The turnaround overshoots recorded since the last call, in order: for each frame
-    /// that followed an answer (paced), its arrival minus the answer's last byte minus the
-    /// 3.5-character silence. Early frames are not in it: they are counted instead.
-    pub fn take_overshoots(&self) -> Vec<Duration> {
-        std::mem::take(&mut self.shared.state.lock().overshoots)
+    /// The turnarounds recorded since the last call, in order (paced only).
+    pub fn take_turnarounds(&self) -> Vec<Turnaround> {
+        std::mem::take(&mut self.shared.state.lock().turnarounds)
     }
 
     /// The UPS's register at `addr` (see [`Ups::register`]).
@@ -491,25 +508,24 @@ struct Line {
 
 impl Line {
     /// A frame whose first byte came at `arrival`: when it starts on the line. One that
-    /// came too early waits for the line and is counted; for one that follows an answer,
-    /// how late it came is recorded.
+    /// follows an answer is recorded; one that came too early waits for the line and is
+    /// counted.
     fn frame_in(&mut self, arrival: Instant, silence: Duration, state: &mut State) -> Instant {
-        let answered = self.answered_at.take();
+        if let Some(last_byte) = self.answered_at.take() {
+            if state.turnarounds.len() < MAX_TURNAROUNDS {
+                state.turnarounds.push(Turnaround {
+                    last_byte,
+                    arrival,
+                    silence,
+                });
+            }
+        }
         match self.free_at {
             Some(free) if arrival < free => {
                 state.stats.early += 1;
                 free
             }
-            _ => {
-                if let Some(end) = answered {
-                    if state.overshoots.len() < MAX_TURNAROUNDS {
-                        state
-                            .overshoots
-                            .push(arrival.saturating_duration_since(end + silence));
-                    }
-                }
-                arrival
-            }
+            _ => arrival,
         }
     }
 }
