@@ -488,9 +488,33 @@ fn overshoots(sim: &Sim) -> Vec<Duration> {
         .collect()
 }
 
+/// One turnaround as the simulator and the card's trace saw it, in monotonic nanoseconds.
+#[derive(Clone, Copy)]
+struct Traced {
+    /// The simulator wrote the answer's last byte.
+    last_byte: i64,
+    /// The card's silence: it ends at `found` + `gap`.
+    gap: i64,
+    found: i64,
+    /// The card took the next request from its queue.
+    taken: i64,
+    /// The card woke from its sleep to the silence's end.
+    woke: i64,
+    /// The card had written the request.
+    sent: i64,
+    /// The simulator found the request.
+    arrival: i64,
+}
+
+impl Traced {
+    fn overshoot(&self) -> i64 {
+        self.arrival - self.last_byte - self.gap
+    }
+}
+
 /// One exchange at 57600 baud, 1 client, with the link's trace on: where the overshoot of
-/// the median turnaround goes. The simulator's and the card's timestamps are lined up on
-/// the monotonic clock.
+/// the median turnaround goes, and its parts over every exchange. The simulator's and the
+/// card's timestamps are lined up on the monotonic clock.
 fn trace(run_for: Duration) {
     let baud = 57600;
     let sim = paced_sim(baud);
@@ -512,57 +536,105 @@ fn trace(run_for: Duration) {
             numbers.try_into().ok()
         })
         .collect();
-    let mut by_overshoot: Vec<_> = turnarounds
+    // Each turnaround with the card's line for the request that ended it: the last one
+    // written before the simulator found the request.
+    let mut traced: Vec<Traced> = turnarounds
         .iter()
-        .filter_map(|t| t.overshoot().map(|o| (o, t)))
+        .filter_map(|t| {
+            let last_byte = modbus_card::rt::monotonic_ns(t.last_byte);
+            let arrival = modbus_card::rt::monotonic_ns(t.arrival);
+            let [ends, gap, taken, woke, sent] = *card.iter().rev().find(|c| c[4] <= arrival)?;
+            // Not the line of an earlier exchange.
+            (ends - gap >= last_byte).then_some(Traced {
+                last_byte,
+                gap,
+                found: ends - gap,
+                taken,
+                woke,
+                sent,
+                arrival,
+            })
+        })
         .collect();
-    by_overshoot.sort_by_key(|(o, _)| *o);
-    let (overshoot, t) = by_overshoot[by_overshoot.len() / 2];
-    let last_byte = modbus_card::rt::monotonic_ns(t.last_byte);
-    let arrival = modbus_card::rt::monotonic_ns(t.arrival);
-    let Some(c) = card.iter().rev().find(|c| c[4] <= arrival) else {
-        println!("\n(no trace line for the median exchange)");
+    if traced.is_empty() {
+        println!("\n(no trace lines matched the simulator's turnarounds)");
         return;
-    };
-    let [ends, gap, taken, woke, sent] = *c;
-    let at = |ns: i64| (ns - last_byte) as f64 / 1000.0;
+    }
+    traced.sort_by_key(Traced::overshoot);
+    let t = traced[traced.len() / 2];
+    let at = |ns: i64| (ns - t.last_byte) as f64 / 1000.0;
     println!(
         "\n### one exchange traced (57600 baud, 1 client; the median overshoot of {} turnarounds: {:.0} µs)\n",
-        by_overshoot.len(),
-        us(overshoot)
+        traced.len(),
+        t.overshoot() as f64 / 1000.0
     );
     println!("| event | µs after the answer's last byte was written |");
     println!("|---|---|");
     println!("| simulated UPS writes the answer's last byte | 0.0 |");
     println!(
         "| card finds it (its poll wakes; the silence counts from here) | {:.1} |",
-        at(ends - gap)
+        at(t.found)
     );
     println!(
         "| card takes the next request from its queue | {:.1} |",
-        at(taken)
+        at(t.taken)
     );
     println!(
         "| silence ends (found + {:.0} µs) | {:.1} |",
-        gap as f64 / 1000.0,
-        at(ends)
+        t.gap as f64 / 1000.0,
+        at(t.found + t.gap)
     );
     println!(
         "| card wakes from its absolute-deadline sleep | {:.1} |",
-        at(woke)
+        at(t.woke)
     );
-    println!("| card has written the request | {:.1} |", at(sent));
+    println!("| card has written the request | {:.1} |", at(t.sent));
     println!(
         "| simulated UPS finds the request (its poll wakes) | {:.1} |",
-        at(arrival)
+        at(t.arrival)
     );
+
     println!(
-        "\novershoot {:.1} µs = finding the last byte {:.1} + waking late {:.1} + writing {:.1} + the request reaching the simulated UPS {:.1}",
-        us(overshoot),
-        at(ends - gap),
-        (woke - ends) as f64 / 1000.0,
-        (sent - woke) as f64 / 1000.0,
-        (arrival - sent) as f64 / 1000.0
+        "\nThe parts of the overshoot over all {} traced turnarounds (µs):\n",
+        traced.len()
+    );
+    println!("| part | median | p99 | max |");
+    println!("|---|---|---|---|");
+    type Part = (&'static str, fn(&Traced) -> i64);
+    let parts: [Part; 6] = [
+        ("finding the last byte (pty hop, wake-up)", |t| {
+            t.found - t.last_byte
+        }),
+        (
+            "the request coming after the silence ended (the master's round trip)",
+            |t| (t.taken - t.found - t.gap).max(0),
+        ),
+        ("waking after the silence's end (timer latency)", |t| {
+            t.woke - (t.found + t.gap).max(t.taken)
+        }),
+        ("draining the port and writing the request", |t| {
+            t.sent - t.woke
+        }),
+        (
+            "the request reaching the simulated UPS (pty hop, wake-up)",
+            |t| t.arrival - t.sent,
+        ),
+        ("overshoot", Traced::overshoot),
+    ];
+    for (name, part) in parts {
+        let mut v: Vec<f64> = traced.iter().map(|t| part(t) as f64 / 1000.0).collect();
+        v.sort_by(f64::total_cmp);
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} |",
+            v[v.len() / 2],
+            v[(v.len() * 99 / 100).min(v.len() - 1)],
+            v[v.len() - 1]
+        );
+    }
+    let late = traced.iter().filter(|t| t.taken > t.found + t.gap).count();
+    println!(
+        "\n{late} of {} requests were taken from the queue after the silence had ended.",
+        traced.len()
     );
 }
 

@@ -15,6 +15,11 @@
 //! - exception 0x0B at once while the UPS is known lost, and 0x0A at once while no baud
 //!   rate has been found, without touching the line.
 //!
+//! On the line, every frame keeps the silence after the last byte (3.5 characters, or the
+//! `frame_gap_us` setting), counted from the moment that byte was found, and leaves as
+//! soon after it as the machine allows: the next request is taken and encoded during the
+//! silence, and the thread sleeps to its end with an absolute deadline.
+//!
 //! "Lost" is decided by the control frame alone, which a healthy UPS always answers: a
 //! master asking for something the UPS ignores only fails its own requests. When a request
 //! to the UPS fails, the control frame goes next, at once, to find out; when it fails, the

@@ -8,7 +8,8 @@
 //! On a pty the bytes of a frame arrive all at once, whatever the speed. Two things keep
 //! that honest: the simulator answers only when the speed the card set on its side of the
 //! pty equals the simulator's own (so baud detection is really exercised), and *paced* mode
-//! delays and spreads the answer as a wire at that speed would.
+//! delays and spreads the answer as a wire at that speed would, holds back a frame sent
+//! inside the silence that must follow every frame, and measures each turnaround.
 
 pub mod ups;
 
@@ -806,11 +807,12 @@ impl Worker {
                 if due == p.bytes.len() {
                     self.shared.state.lock().stats.answered += 1;
                     if p.char_time.is_some() {
-                        // Taken before the write: the master cannot have the last byte
-                        // sooner, so its silence cannot end sooner either.
-                        let end = now + p.silence;
+                        // Taken just before the write: the master cannot have the last
+                        // byte sooner, so its silence cannot end sooner either.
+                        let last_byte = Instant::now();
+                        let end = last_byte + p.silence;
                         self.line.free_at = Some(self.line.free_at.map_or(end, |f| f.max(end)));
-                        self.line.answered_at = Some(now);
+                        self.line.answered_at = Some(last_byte);
                     }
                 }
                 self.port.send(&p.bytes[p.sent..due]);
