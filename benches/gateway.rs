@@ -6,9 +6,14 @@
 //! 1. Unpaced, over pseudo-terminals: requests/s and round-trip latency for 1 and 3 Modbus
 //!    TCP clients, against the floor: an RTU master talking straight to the simulated UPS
 //!    over the same kind of pty. There is no wire, so both keep no inter-frame gap.
-//! 2. Paced: the simulated UPS emulates the wire at 57600, 19200 and 9600 baud; throughput
-//!    against the theoretical line rate and against the paced floor; the service's CPU.
-//!    Both masters keep the 3.5-character gap, as on a real line.
+//! 2. Paced: the simulated UPS emulates the half-duplex wire at 57600, 19200 and 9600 baud
+//!    and holds back a frame sent inside the 3.5-character silence until the line is free.
+//!    The floor master sends its next request the moment it has the answer, so it loses no
+//!    line time at all; the card, which must keep the silence itself, is compared with it,
+//!    with 1 and 3 clients: throughput against the floor and the line rate, the turnaround
+//!    overshoot the simulator measures (request arrival − answer's last byte − silence),
+//!    frames sent too early (must be 0) and the service's CPU. `BENCH_PACED_ONLY=1` runs
+//!    only this part.
 //! 3. Resident memory after 100,000 requests from 3 clients, and whether it grows.
 //! 4. Stripped binary size and start-up time.
 //! 5. The web under a few hundred HTTPS pages a second from a second process: Modbus
@@ -111,6 +116,8 @@ struct Service {
     child: Child,
     addr: String,
     https: String,
+    /// The link's turnaround trace lines, when started with it on.
+    trace: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -125,6 +132,21 @@ impl Service {
         baud: u32,
         extra: &[&str],
         args: &[&str],
+    ) -> (Service, Duration, Duration) {
+        Service::launch(ups, baud, extra, args, "info")
+    }
+
+    /// With the UPS link's turnaround trace on ([`Service::trace`]).
+    fn start_traced(ups: &std::path::Path, baud: u32) -> Service {
+        Service::launch(ups, baud, &[], &[], "info,modbus_card::link=trace").0
+    }
+
+    fn launch(
+        ups: &std::path::Path,
+        baud: u32,
+        extra: &[&str],
+        args: &[&str],
+        log: &str,
     ) -> (Service, Duration, Duration) {
         let dir = tempfile::tempdir().unwrap();
         let started = Instant::now();
@@ -145,7 +167,7 @@ impl Service {
             .args(args)
             .args(["--set", "poll_rate_s=0"])
             .args(extra.iter().flat_map(|kv| ["--set", kv]))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -165,11 +187,22 @@ impl Service {
                 detected = Some(started.elapsed());
             }
         }
-        std::thread::spawn(move || for _ in lines {});
+        let trace = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        std::thread::spawn({
+            let trace = trace.clone();
+            move || {
+                for line in lines.map_while(Result::ok) {
+                    if line.contains("turnaround (monotonic ns)") {
+                        trace.lock().unwrap().push(line);
+                    }
+                }
+            }
+        });
         let service = Service {
             child,
             addr: addr.unwrap(),
             https: https.expect("https listening"),
+            trace,
             _dir: dir,
         };
         (service, listening.unwrap(), detected.unwrap())
@@ -294,6 +327,9 @@ fn main() {
     if std::env::var("BENCH_WEB_ONLY").is_ok() {
         return web(n);
     }
+    if std::env::var("BENCH_PACED_ONLY").is_ok() {
+        return paced(paced_for);
+    }
 
     // 1. Unpaced.
     let sim = unpaced_sim();
@@ -355,34 +391,7 @@ fn main() {
     service.stop();
     drop(sim);
 
-    // 2. Paced.
-    println!("\n## paced: the simulated UPS at wire speed ({paced_for:?} per run)\n");
-    println!("| baud | line-rate exchanges/s | floor exchanges/s | card exchanges/s | card / floor | card / line rate | card median ms | service CPU |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for baud in [57600, 19200, 9600] {
-        let sim = Sim::on_pty(
-            Pty::open().unwrap(),
-            SimConfig {
-                baud,
-                paced: true,
-                ..SimConfig::default()
-            },
-        )
-        .unwrap();
-        let path = sim.path().unwrap().to_path_buf();
-        let line = 1.0 / line_rate_time(baud).as_secs_f64();
-        let fl = floor(&path, baud, rtu::t35(baud), |_, t| t >= paced_for);
-        let (service, _, _) = Service::start(&path, baud, &[]);
-        let (cpu0, _) = service.usage();
-        let st = tcp_load(&service.addr, 1, |_, t| t >= paced_for);
-        let (cpu1, _) = service.usage();
-        let cpu = (cpu1 - cpu0).as_secs_f64() / st.elapsed.as_secs_f64() * 100.0;
-        println!(
-            "| {baud} | {line:.2} | {:.2} | {:.2} | {:.1} % | {:.1} % | {:.2} | {cpu:.1} % of a core |",
-            fl.rate(), st.rate(), st.rate() / fl.rate() * 100.0, st.rate() / line * 100.0, us(st.median) / 1000.0
-        );
-        service.stop();
-    }
+    paced(paced_for);
 
     web(n);
 
@@ -394,6 +403,239 @@ fn main() {
         size as f64 / 1048576.0
     );
     println!("- start-up: Modbus TCP listening after {:.0} ms; UPS found (fixed 19200 baud, one probe) after {:.0} ms", listening.as_secs_f64() * 1e3, detected.as_secs_f64() * 1e3);
+}
+
+/// Part 2: the card against the wire-speed floor, per rate and number of clients; then the
+/// trace of one exchange.
+fn paced(run_for: Duration) {
+    println!(
+        "\n## turnaround on the UPS line: the simulated UPS at wire speed ({run_for:?} per run)\n"
+    );
+    println!("| baud | clients | line-rate exchanges/s | floor exchanges/s | card exchanges/s | card / floor | card / line rate | overshoot median µs | p99 µs | max µs | early frames | service CPU |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut bed = vec![];
+    for baud in [57600, 19200, 9600] {
+        let sim = paced_sim(baud);
+        let path = sim.path().unwrap().to_path_buf();
+        let line = 1.0 / line_rate_time(baud).as_secs_f64();
+        // Sends at once: every request is early, and the simulator starts it as soon as
+        // the line is free. Its turnarounds are the bed's own: two pty hops, two wake-ups.
+        let fl = floor(&path, baud, Duration::ZERO, |_, t| t >= run_for);
+        let mut own: Vec<Duration> = sim
+            .take_turnarounds()
+            .iter()
+            .map(|t| t.arrival - t.last_byte)
+            .collect();
+        own.sort();
+        bed.push((baud, own[own.len() / 2], own[own.len() * 99 / 100]));
+        let (service, _, _) = Service::start(&path, baud, &[]);
+        for clients in [1, 3] {
+            sim.take_turnarounds();
+            let early = sim.stats().early;
+            let (cpu0, _) = service.usage();
+            let st = tcp_load(&service.addr, clients, |_, t| t >= run_for);
+            let (cpu1, _) = service.usage();
+            let early = sim.stats().early - early;
+            let mut over = overshoots(&sim);
+            let cpu = (cpu1 - cpu0).as_secs_f64() / st.elapsed.as_secs_f64() * 100.0;
+            over.sort();
+            let at = |q: f64| us(over[((over.len() as f64 * q) as usize).min(over.len() - 1)]);
+            println!(
+                "| {baud} | {clients} | {line:.2} | {:.2} | {:.2} | {:.2} % | {:.2} % | {:.0} | {:.0} | {:.0} | {early} | {cpu:.1} % of a core |",
+                fl.rate(),
+                st.rate(),
+                st.rate() / fl.rate() * 100.0,
+                st.rate() / line * 100.0,
+                at(0.5),
+                at(0.99),
+                us(*over.last().unwrap()),
+            );
+        }
+        service.stop();
+    }
+    println!("\nThe bed's own turnaround (the floor master's answer's last byte to its next request, no silence kept):");
+    for (baud, median, p99) in bed {
+        println!(
+            "- {baud} baud: median {:.0} µs, p99 {:.0} µs",
+            us(median),
+            us(p99)
+        );
+    }
+    trace(run_for.min(Duration::from_secs(5)));
+}
+
+/// The simulated UPS on a new pseudo-terminal, emulating the wire at `baud`.
+fn paced_sim(baud: u32) -> Sim {
+    Sim::on_pty(
+        Pty::open().unwrap(),
+        SimConfig {
+            baud,
+            paced: true,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The overshoots of the turnarounds recorded since the last take, but the first: it
+/// follows the idle line before a run, not an answer the master waited for.
+fn overshoots(sim: &Sim) -> Vec<Duration> {
+    let turnarounds = sim.take_turnarounds();
+    turnarounds
+        .iter()
+        .skip(1)
+        .map(|t| t.overshoot().expect("the card sent inside the silence"))
+        .collect()
+}
+
+/// One turnaround as the simulator and the card's trace saw it, in monotonic nanoseconds.
+#[derive(Clone, Copy)]
+struct Traced {
+    /// The simulator wrote the answer's last byte.
+    last_byte: i64,
+    /// The card's silence: it ends at `found` + `gap`.
+    gap: i64,
+    found: i64,
+    /// The card took the next request from its queue.
+    taken: i64,
+    /// The card woke from its sleep to the silence's end.
+    woke: i64,
+    /// The card had written the request.
+    sent: i64,
+    /// The simulator found the request.
+    arrival: i64,
+}
+
+impl Traced {
+    fn overshoot(&self) -> i64 {
+        self.arrival - self.last_byte - self.gap
+    }
+}
+
+/// One exchange at 57600 baud, 1 client, with the link's trace on: where the overshoot of
+/// the median turnaround goes, and its parts over every exchange. The simulator's and the
+/// card's timestamps are lined up on the monotonic clock.
+fn trace(run_for: Duration) {
+    let baud = 57600;
+    let sim = paced_sim(baud);
+    let service = Service::start_traced(sim.path().unwrap(), baud);
+    sim.take_turnarounds();
+    tcp_load(&service.addr, 1, |_, t| t >= run_for);
+    let turnarounds: Vec<_> = sim.take_turnarounds().into_iter().skip(1).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = std::mem::take(&mut *service.trace.lock().unwrap());
+    service.stop();
+    // Per exchange: silence ends, the silence, request taken, woke, sent.
+    let card: Vec<[i64; 5]> = lines
+        .iter()
+        .filter_map(|l| {
+            let numbers: Vec<i64> = l
+                .split_whitespace()
+                .filter_map(|w| w.trim_matches(|c| c == '(' || c == ',').parse().ok())
+                .collect();
+            numbers.try_into().ok()
+        })
+        .collect();
+    // Each turnaround with the card's line for the request that ended it: the last one
+    // written before the simulator found the request.
+    let mut traced: Vec<Traced> = turnarounds
+        .iter()
+        .filter_map(|t| {
+            let last_byte = modbus_card::rt::monotonic_ns(t.last_byte);
+            let arrival = modbus_card::rt::monotonic_ns(t.arrival);
+            let [ends, gap, taken, woke, sent] = *card.iter().rev().find(|c| c[4] <= arrival)?;
+            // Not the line of an earlier exchange.
+            (ends - gap >= last_byte).then_some(Traced {
+                last_byte,
+                gap,
+                found: ends - gap,
+                taken,
+                woke,
+                sent,
+                arrival,
+            })
+        })
+        .collect();
+    if traced.is_empty() {
+        println!("\n(no trace lines matched the simulator's turnarounds)");
+        return;
+    }
+    traced.sort_by_key(Traced::overshoot);
+    let t = traced[traced.len() / 2];
+    let at = |ns: i64| (ns - t.last_byte) as f64 / 1000.0;
+    println!(
+        "\n### one exchange traced (57600 baud, 1 client; the median overshoot of {} turnarounds: {:.0} µs)\n",
+        traced.len(),
+        t.overshoot() as f64 / 1000.0
+    );
+    println!("| event | µs after the answer's last byte was written |");
+    println!("|---|---|");
+    println!("| simulated UPS writes the answer's last byte | 0.0 |");
+    println!(
+        "| card finds it (its poll wakes; the silence counts from here) | {:.1} |",
+        at(t.found)
+    );
+    println!(
+        "| card takes the next request from its queue | {:.1} |",
+        at(t.taken)
+    );
+    println!(
+        "| silence ends (found + {:.0} µs) | {:.1} |",
+        t.gap as f64 / 1000.0,
+        at(t.found + t.gap)
+    );
+    println!(
+        "| card wakes from its absolute-deadline sleep | {:.1} |",
+        at(t.woke)
+    );
+    println!("| card has written the request | {:.1} |", at(t.sent));
+    println!(
+        "| simulated UPS finds the request (its poll wakes) | {:.1} |",
+        at(t.arrival)
+    );
+
+    println!(
+        "\nThe parts of the overshoot over all {} traced turnarounds (µs):\n",
+        traced.len()
+    );
+    println!("| part | median | p99 | max |");
+    println!("|---|---|---|---|");
+    type Part = (&'static str, fn(&Traced) -> i64);
+    let parts: [Part; 6] = [
+        ("finding the last byte (pty hop, wake-up)", |t| {
+            t.found - t.last_byte
+        }),
+        (
+            "the request coming after the silence ended (the master's round trip)",
+            |t| (t.taken - t.found - t.gap).max(0),
+        ),
+        ("waking after the silence's end (timer latency)", |t| {
+            t.woke - (t.found + t.gap).max(t.taken)
+        }),
+        ("draining the port and writing the request", |t| {
+            t.sent - t.woke
+        }),
+        (
+            "the request reaching the simulated UPS (pty hop, wake-up)",
+            |t| t.arrival - t.sent,
+        ),
+        ("overshoot", Traced::overshoot),
+    ];
+    for (name, part) in parts {
+        let mut v: Vec<f64> = traced.iter().map(|t| part(t) as f64 / 1000.0).collect();
+        v.sort_by(f64::total_cmp);
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} |",
+            v[v.len() / 2],
+            v[(v.len() * 99 / 100).min(v.len() - 1)],
+            v[v.len() - 1]
+        );
+    }
+    let late = traced.iter().filter(|t| t.taken > t.found + t.gap).count();
+    println!(
+        "\n{late} of {} requests were taken from the queue after the silence had ended.",
+        traced.len()
+    );
 }
 
 fn machine() -> String {

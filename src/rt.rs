@@ -1,10 +1,12 @@
-//! Real-time priority and locked memory, where the process may have them.
+//! Real-time priority, exact sleeps and locked memory, where the process may have them.
 //!
 //! On the card the service runs as root and the serial threads get SCHED_FIFO so a busy web
 //! page never delays a Modbus answer. Tests and the demo run unprivileged: one warning
 //! line, then normal priority.
 
+use nix::sys::time::TimeSpec;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 static WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -62,5 +64,40 @@ pub fn limit_allocator_arenas() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
+/// Sleeps until `deadline`, given as an absolute time on the monotonic clock, so nothing
+/// is lost between reading the clock and starting the sleep and an interrupted sleep
+/// resumes towards the same instant. Returns at once if the deadline has passed.
+pub fn sleep_until(deadline: Instant) {
+    use nix::time::{clock_gettime, clock_nanosleep, ClockId, ClockNanosleepFlags};
+    // An Instant has no public timespec: it is paired with a reading of the clock, the
+    // Instant first, so the computed instant is never before `deadline` (at most the
+    // nanoseconds between the two readings after it).
+    let now = Instant::now();
+    let Some(left) = deadline.checked_duration_since(now) else {
+        return;
+    };
+    let Ok(clock) = clock_gettime(ClockId::CLOCK_MONOTONIC) else {
+        return std::thread::sleep(left);
+    };
+    let at = clock + TimeSpec::from_duration(left);
+    while let Err(nix::errno::Errno::EINTR) = clock_nanosleep(
+        ClockId::CLOCK_MONOTONIC,
+        ClockNanosleepFlags::TIMER_ABSTIME,
+        &at,
+    ) {}
+}
+
+/// `t` on the monotonic clock, in nanoseconds since its origin: timestamps of different
+/// processes (the link's trace, a simulator's records) line up on it.
+pub fn monotonic_ns(t: Instant) -> i64 {
+    let now = Instant::now();
+    let clock = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |c| c.tv_sec() * 1_000_000_000 + c.tv_nsec());
+    match now.checked_duration_since(t) {
+        Some(ago) => clock - ago.as_nanos() as i64,
+        None => clock + (t - now).as_nanos() as i64,
     }
 }

@@ -20,6 +20,8 @@ pub struct Port {
     io: File,
     path: PathBuf,
     baud: u32,
+    /// When [`Port::read_until`] last found bytes.
+    data_at: Instant,
 }
 
 /// What a wait for input ended with.
@@ -55,6 +57,7 @@ impl Port {
             io,
             path: path.to_owned(),
             baud,
+            data_at: Instant::now(),
         })
     }
 
@@ -87,6 +90,14 @@ impl Port {
         self.io.as_fd()
     }
 
+    /// When the last bytes [`Port::read_until`] returned were found: the moment its wait
+    /// ended, taken before the read. The bytes were there by then, so a silence counted
+    /// from it never ends too soon, and it is as close to their arrival as the thread
+    /// can know.
+    pub fn data_at(&self) -> Instant {
+        self.data_at
+    }
+
     /// Waits until `deadline` for bytes, appending what arrives to `buf` (up to its
     /// capacity); a shutdown ends the wait at once.
     pub fn read_until(
@@ -102,11 +113,15 @@ impl Port {
                 Ready::Timeout => return Ok(Wait::Timeout),
                 Ready::Readable => {}
             }
+            let woke = Instant::now();
             match read_into(&mut self.io, buf) {
                 // Readable yet nothing to read: the device hung up (a USB adapter
                 // unplugged, the far end of a pty closed).
                 Ok(0) => return Err(io::Error::other(format!("{} hung up", self.path.display()))),
-                Ok(n) => return Ok(Wait::Data(n)),
+                Ok(n) => {
+                    self.data_at = woke;
+                    return Ok(Wait::Data(n));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

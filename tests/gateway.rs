@@ -152,8 +152,12 @@ async fn wrong_answers_give_exception_0b() {
         card.sim.set_fault(fault);
         let r = c.read_holding_registers(0x1060, 2).await.unwrap();
         assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice), "{fault:?}");
+        // The control frame checks the UPS at once, meets the same fault, and the UPS
+        // is lost until it answers properly again.
+        card.wait_state(LinkState::Lost);
         card.sim.set_fault(Fault::None);
-        // Nothing of the wrong answer lingers into the next request.
+        card.wait_state(LinkState::Up);
+        // Nothing of the wrong answers lingers into the next request.
         let ok = c.read_holding_registers(0x1060, 2).await.unwrap();
         assert!(ok.is_ok(), "after {fault:?}: {ok:?}");
     }

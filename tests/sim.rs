@@ -363,6 +363,56 @@ fn paced_exchange_takes_the_wire_time() {
 }
 
 #[test]
+fn paced_line_holds_back_a_frame_sent_too_early_and_counts_it() {
+    let sim = sim(SimConfig {
+        baud: 9600,
+        slave: 1,
+        paced: true,
+    });
+    let mut port = open(sim.path().unwrap(), 9600);
+    let (t35, exchange) = (rtu::t35(9600), rtu::wire_time(9600, 8 + 5 + 96));
+
+    // The second request goes while the first answer is still on the line (it takes
+    // 105 ms): it waits for the line to be free and the silence after it.
+    let start = Instant::now();
+    send(&mut port, 1, &READ_MEASUREMENTS);
+    std::thread::sleep(Duration::from_millis(5));
+    send(&mut port, 1, &READ_IDENT);
+    let both = collect_up_to(&mut port, 101 + 29, Duration::from_secs(3));
+    let took = start.elapsed();
+    assert_eq!(
+        rtu::check_response(1, &READ_MEASUREMENTS, &both),
+        Ok(Status::Complete(101))
+    );
+    assert_eq!(
+        rtu::check_response(1, &READ_IDENT, &both[101..]),
+        Ok(Status::Complete(29))
+    );
+    let least = exchange + rtu::wire_time(9600, 8 + 5 + 24) + t35 * 3;
+    assert!(took >= least, "{took:?} < {least:?}");
+    assert_eq!(sim.stats().early, 1);
+    // It came before the first answer ended: no turnaround.
+    assert!(sim.take_turnarounds().is_empty());
+
+    // A master that keeps the silence (and 10 ms more) is not early; its turnaround is
+    // measured from the answer's last byte.
+    std::thread::sleep(Duration::from_millis(10));
+    send(&mut port, 1, &READ_IDENT);
+    answer(&mut port, &READ_IDENT, Duration::from_secs(3)).unwrap();
+    assert_eq!(sim.stats().early, 1);
+    let turnarounds = sim.take_turnarounds();
+    assert_eq!(turnarounds.len(), 1);
+    assert_eq!(turnarounds[0].silence, t35);
+    let overshoot = turnarounds[0].overshoot().unwrap();
+    let floor = Duration::from_millis(10) - t35;
+    assert!(
+        overshoot >= floor && overshoot < Duration::from_secs(5),
+        "{turnarounds:?}"
+    );
+    assert!(sim.command("stats").unwrap().ends_with("early 1"));
+}
+
+#[test]
 fn mains_failure_shows_on_the_line() {
     let sim = sim(SimConfig::default());
     let mut port = open(sim.path().unwrap(), 19200);

@@ -15,6 +15,11 @@
 //! - exception 0x0B at once while the UPS is known lost, and 0x0A at once while no baud
 //!   rate has been found, without touching the line.
 //!
+//! On the line, every frame keeps the silence after the last byte (3.5 characters, or the
+//! `frame_gap_us` setting), counted from the moment that byte was found, and leaves as
+//! soon after it as the machine allows: the next request is taken and encoded during the
+//! silence, and the thread sleeps to its end with an absolute deadline.
+//!
 //! "Lost" is decided by the control frame alone, which a healthy UPS always answers: a
 //! master asking for something the UPS ignores only fails its own requests. When a request
 //! to the UPS fails, the control frame goes next, at once, to find out; when it fails, the
@@ -57,6 +62,8 @@ const BROADCAST_TURNAROUND: Duration = Duration::from_millis(20);
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 /// Shorter waits for the rest of a frame are not worth a sleep.
 const MIN_NAP: Duration = Duration::from_micros(300);
+/// Waits for the line longer than this watch for shutdown until this much is left.
+const WATCHED_WAIT: Duration = Duration::from_millis(5);
 /// How often the control frame checks a UPS that is lost.
 const PROBE_WHILE_LOST: Duration = Duration::from_secs(1);
 /// Requests whose answer did not come are forgotten after this many serial timeouts
@@ -337,7 +344,8 @@ struct Engine {
     rx_buf: Vec<u8>,
     scratch: Vec<u8>,
     tx_buf: Vec<u8>,
-    /// No frame goes out before this: the inter-frame silence after the last byte.
+    /// No frame goes out before this: the inter-frame silence after the last byte on the
+    /// line, counted from when that byte was found.
     quiet_until: Instant,
     /// When the UPS last answered (a request or the control frame).
     last_good: Option<Instant>,
@@ -604,19 +612,43 @@ impl Engine {
         Ok(())
     }
 
+    /// Waits out the silence after the last frame, to the instant it ends, so the next
+    /// frame loses no line time. True on shutdown.
+    fn wait_quiet(&self) -> bool {
+        let left = self.quiet_until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if left > WATCHED_WAIT && self.shutdown.sleep(left - WATCHED_WAIT) {
+            return true;
+        }
+        crate::rt::sleep_until(self.quiet_until);
+        self.shutdown.is_fired()
+    }
+
     /// One request on the wire and its answer.
     fn exchange(&mut self, source: Source, slave: u8, pdu: &[u8]) -> Result<PduBuf, Failure> {
-        let now = Instant::now();
-        if now < self.quiet_until && self.shutdown.sleep(self.quiet_until - now) {
+        // All that can be done before the line is free is done during the silence.
+        let taken = Instant::now();
+        rtu::encode(slave, pdu, &mut self.tx_buf);
+        self.outstanding
+            .expire(taken, self.config.timeout * LATE_WINDOW_TIMEOUTS);
+        if self.wait_quiet() {
             return Err(Failure::Shutdown);
         }
-        self.outstanding
-            .expire(Instant::now(), self.config.timeout * LATE_WINDOW_TIMEOUTS);
+        let woke = Instant::now();
         self.drain_stale()?;
-
-        rtu::encode(slave, pdu, &mut self.tx_buf);
         self.port.write_all(&self.tx_buf).map_err(Failure::Io)?;
         let sent = Instant::now();
+        // Where the turnaround's time goes, on the monotonic clock (for the benchmark).
+        log::trace!(
+            "turnaround (monotonic ns): silence ends {} ({} ns), request taken {}, woke {}, sent {}",
+            crate::rt::monotonic_ns(self.quiet_until),
+            self.gap().as_nanos(),
+            crate::rt::monotonic_ns(taken),
+            crate::rt::monotonic_ns(woke),
+            crate::rt::monotonic_ns(sent)
+        );
         bump(&self.status.requests, 1);
         let baud = self.port.baud();
         if slave == rtu::BROADCAST {
@@ -644,9 +676,13 @@ impl Engine {
                     // Part of a frame of known length is in: the rest cannot come sooner
                     // than the wire brings it, so sleep until then instead of waking up
                     // for every byte (a 101-byte answer at 9600 baud trickles for 105 ms).
+                    // The wait for the last byte starts half a character before it can
+                    // come, so the time it is found is the time it came, which the
+                    // silence after it counts from.
                     let missing = need.saturating_sub(self.rx_buf.len());
                     if !self.rx_buf.is_empty() && missing > 1 {
-                        let due = Instant::now() + rtu::wire_time(baud, missing - 1);
+                        let due = last_byte + rtu::wire_time(baud, missing - 1)
+                            - rtu::char_time(baud) / 2;
                         let nap = due.min(deadline).saturating_duration_since(Instant::now());
                         if nap >= MIN_NAP && self.shutdown.sleep(nap) {
                             break Err(Failure::Shutdown);
@@ -660,7 +696,7 @@ impl Engine {
                 .port
                 .read_until(&mut self.rx_buf, silent_by, &self.shutdown)
             {
-                Ok(Wait::Data(_)) => last_byte = Instant::now(),
+                Ok(Wait::Data(_)) => last_byte = self.port.data_at(),
                 Ok(Wait::Shutdown) => break Err(Failure::Shutdown),
                 Ok(Wait::Timeout) if Instant::now() < deadline && !self.rx_buf.is_empty() => {
                     // Silence ended a frame of unknown length.
@@ -708,19 +744,20 @@ impl Engine {
                     self.frames
                         .push(source, Direction::FromUps, &self.rx_buf[n..], Note::Stale);
                 }
-                self.quiet_until = Instant::now() + self.gap();
+                self.quiet_until = last_byte + self.gap();
                 Ok(answer)
             }
             Err(Failure::Invalid(e)) => {
                 bump(&self.status.bad_answers, 1);
                 self.outstanding.add(slave, pdu, sent);
                 // Let the rest of the bad frame pass so it does not spoil the next one.
-                let mut settle = Instant::now() + self.gap();
-                while let Ok(Wait::Data(_)) =
-                    self.port
-                        .read_until(&mut self.rx_buf, settle.min(deadline), &self.shutdown)
-                {
-                    settle = Instant::now() + self.gap();
+                let gap = self.gap();
+                while let Ok(Wait::Data(_)) = self.port.read_until(
+                    &mut self.rx_buf,
+                    (last_byte + gap).min(deadline),
+                    &self.shutdown,
+                ) {
+                    last_byte = self.port.data_at();
                     if self.rx_buf.len() >= self.rx_buf.capacity() {
                         self.rx_buf.clear();
                     }
@@ -728,7 +765,7 @@ impl Engine {
                 self.frames
                     .push(source, Direction::FromUps, &self.rx_buf, Note::Invalid(e));
                 log::debug!("ups answer refused: {e}: {:02X?}", self.rx_buf);
-                self.quiet_until = Instant::now() + self.gap();
+                self.quiet_until = last_byte + gap;
                 Err(Failure::Invalid(e))
             }
             Err(Failure::Timeout(n)) => {
@@ -739,7 +776,9 @@ impl Engine {
                 if n > 0 {
                     log::debug!("ups answer truncated: {:02X?}", self.rx_buf);
                 }
-                self.quiet_until = Instant::now() + self.gap();
+                // The request itself may be the last frame on the line.
+                let request_end = sent + rtu::wire_time(baud, self.tx_buf.len());
+                self.quiet_until = last_byte.max(request_end) + self.gap();
                 Err(Failure::Timeout(n))
             }
             Err(other) => Err(other),

@@ -8,7 +8,8 @@
 //! On a pty the bytes of a frame arrive all at once, whatever the speed. Two things keep
 //! that honest: the simulator answers only when the speed the card set on its side of the
 //! pty equals the simulator's own (so baud detection is really exercised), and *paced* mode
-//! delays and spreads the answer as a wire at that speed would.
+//! delays and spreads the answer as a wire at that speed would, holds back a frame sent
+//! inside the silence that must follow every frame, and measures each turnaround.
 
 pub mod ups;
 
@@ -133,20 +134,44 @@ pub struct SimStats {
     pub broadcasts: u64,
     /// Valid frames for another slave address, ignored.
     pub other_slave: u64,
+    /// Paced: frames whose first byte came while the line was busy or inside the silence
+    /// after the frame before; a correct master never sends one.
+    pub early: u64,
 }
 
 impl fmt::Display for SimStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "requests {}, answered {}, wrong speed {}, bad frames {}, broadcasts {}, other slave {}",
+            "requests {}, answered {}, wrong speed {}, bad frames {}, broadcasts {}, other slave {}, early {}",
             self.requests,
             self.answered,
             self.wrong_speed,
             self.bad_frames,
             self.broadcasts,
-            self.other_slave
+            self.other_slave,
+            self.early
         )
+    }
+}
+
+/// A frame that followed an answer on the paced line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Turnaround {
+    /// When the answer's last byte was written (taken just before the write).
+    pub last_byte: Instant,
+    /// When the frame's first byte came (taken as the wait for it ended).
+    pub arrival: Instant,
+    /// The silence the line requires between them: 3.5 characters.
+    pub silence: Duration,
+}
+
+impl Turnaround {
+    /// How long after the end of the silence the frame came; `None` if it came inside it
+    /// (an early frame).
+    pub fn overshoot(&self) -> Option<Duration> {
+        self.arrival
+            .checked_duration_since(self.last_byte + self.silence)
     }
 }
 
@@ -167,6 +192,8 @@ const TICK_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_BUFFERED: usize = 4 * MAX_RTU;
 /// Answers waiting for their time (late or paced) beyond this many are dropped.
 const MAX_PENDING: usize = 64;
+/// Turnarounds kept until someone takes them; later ones are not recorded.
+const MAX_TURNAROUNDS: usize = 100_000;
 
 struct State {
     ups: Ups,
@@ -174,6 +201,8 @@ struct State {
     baud: u32,
     paced: bool,
     stats: SimStats,
+    /// Paced: each frame that followed an answer (see [`Sim::take_turnarounds`]).
+    turnarounds: Vec<Turnaround>,
 }
 
 struct Shared {
@@ -229,6 +258,7 @@ impl Sim {
                 baud: config.baud.max(1),
                 paced: config.paced,
                 stats: SimStats::default(),
+                turnarounds: Vec::new(),
             }),
         });
         let worker = Worker::new(port, shared.clone(), config.slave);
@@ -258,6 +288,12 @@ impl Sim {
 
     /// Paced mode emulates the wire on a pty: the answer starts when the request would have
     /// ended on a wire plus a 3.5-character silence, and goes out byte by byte at line speed.
+    ///
+    /// The line is half-duplex, and after each frame it must stay silent for 3.5
+    /// characters. A frame whose first byte comes while the line is busy or inside that
+    /// silence waits for the line to be free, and is counted in [`SimStats::early`]. For a
+    /// frame that follows an answer, the turnaround is recorded
+    /// ([`Sim::take_turnarounds`]).
     pub fn set_paced(&self, paced: bool) {
         self.shared.state.lock().paced = paced;
     }
@@ -268,6 +304,11 @@ impl Sim {
 
     pub fn stats(&self) -> SimStats {
         self.shared.state.lock().stats
+    }
+
+    /// The turnarounds recorded since the last call, in order (paced only).
+    pub fn take_turnarounds(&self) -> Vec<Turnaround> {
+        std::mem::take(&mut self.shared.state.lock().turnarounds)
     }
 
     /// The UPS's register at `addr` (see [`Ups::register`]).
@@ -426,6 +467,8 @@ struct Pending {
     at: Instant,
     /// Paced: each byte is written once it would have been received whole.
     char_time: Option<Duration>,
+    /// Paced: the silence the line keeps after the answer.
+    silence: Duration,
     bytes: Vec<u8>,
     sent: usize,
 }
@@ -454,6 +497,40 @@ impl Pending {
     }
 }
 
+/// The line in paced mode, as the master must use it: half-duplex, and silent for 3.5
+/// characters after every frame.
+#[derive(Default)]
+struct Line {
+    /// No frame may start before this.
+    free_at: Option<Instant>,
+    /// When the last answer's last byte was written, if no frame has come since.
+    answered_at: Option<Instant>,
+}
+
+impl Line {
+    /// A frame whose first byte came at `arrival`: when it starts on the line. One that
+    /// follows an answer is recorded; one that came too early waits for the line and is
+    /// counted.
+    fn frame_in(&mut self, arrival: Instant, silence: Duration, state: &mut State) -> Instant {
+        if let Some(last_byte) = self.answered_at.take() {
+            if state.turnarounds.len() < MAX_TURNAROUNDS {
+                state.turnarounds.push(Turnaround {
+                    last_byte,
+                    arrival,
+                    silence,
+                });
+            }
+        }
+        match self.free_at {
+            Some(free) if arrival < free => {
+                state.stats.early += 1;
+                free
+            }
+            _ => arrival,
+        }
+    }
+}
+
 /// The shared settings, copied once per request.
 #[derive(Clone, Copy)]
 struct Settings {
@@ -468,8 +545,11 @@ struct Worker {
     slave: u8,
     /// Bytes received and not yet framed.
     rx: Vec<u8>,
+    /// When the first of them arrived.
+    rx_first: Instant,
     /// When the last bytes arrived.
     last_rx: Instant,
+    line: Line,
     last_tick: Instant,
     /// Reused for every answer, so the unpaced path does not allocate.
     answer: Vec<u8>,
@@ -486,7 +566,9 @@ impl Worker {
             shared,
             slave,
             rx: Vec::with_capacity(MAX_BUFFERED),
+            rx_first: now,
             last_rx: now,
+            line: Line::default(),
             last_tick: now,
             answer: Vec::with_capacity(MAX_PDU),
             frame: Vec::with_capacity(MAX_RTU),
@@ -500,10 +582,9 @@ impl Worker {
     }
 
     fn run(mut self) {
-        // Wake-ups within microseconds of the deadline: the default 50 µs slack would blur
-        // paced bytes and the silence that ends a frame.
-        // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack.
-        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+        // Wake-ups within microseconds of the deadline, as a device's would be: paced bytes
+        // and the timestamps of the line's frames are only as exact as the thread's timing.
+        crate::rt::make_realtime("simulated UPS");
         let mut chunk = [0u8; 512];
         while !self.shared.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -515,7 +596,10 @@ impl Worker {
                 deadline = deadline.min(p.next_due());
             }
             if self.wait_readable(deadline.saturating_duration_since(now)) {
-                self.receive(&mut chunk);
+                // The bytes were there by the time the wait ended: the closest upper bound
+                // of their arrival.
+                let woke = Instant::now();
+                self.receive(&mut chunk, woke);
             }
 
             // Settings may have changed during the wait: a request that arrives right after
@@ -545,15 +629,18 @@ impl Worker {
         }
     }
 
-    fn receive(&mut self, chunk: &mut [u8]) {
+    fn receive(&mut self, chunk: &mut [u8], woke: Instant) {
         match nix::unistd::read(self.port.fd().as_raw_fd(), chunk) {
             Ok(0) => {
                 // End of file: a device that went away. Do not spin on it.
                 std::thread::sleep(POLL_INTERVAL);
             }
             Ok(n) => {
+                if self.rx.is_empty() {
+                    self.rx_first = woke;
+                }
                 self.rx.extend_from_slice(&chunk[..n]);
-                self.last_rx = Instant::now();
+                self.last_rx = woke;
                 if self.rx.len() > MAX_BUFFERED {
                     self.rx.clear();
                     self.shared.state.lock().stats.bad_frames += 1;
@@ -593,12 +680,23 @@ impl Worker {
     /// Acts on the valid frame of `len` bytes at the front of the buffer.
     fn on_frame(&mut self, len: usize) {
         let address = self.rx[0];
-        let settings = {
+        let (settings, start) = {
             let mut state = self.shared.state.lock();
             let settings = Settings {
                 fault: state.fault,
                 baud: state.baud,
                 paced: state.paced,
+            };
+            // The request reached the UPS when its last byte did. Paced, it starts on the
+            // line when its first byte came, or when the line was free if that was later:
+            // every frame takes the line, whoever it is for.
+            let start = if settings.paced {
+                let silence = rtu::t35(settings.baud);
+                let start = self.line.frame_in(self.rx_first, silence, &mut state);
+                self.line.free_at = Some(start + rtu::wire_time(settings.baud, len) + silence);
+                start
+            } else {
+                self.last_rx
             };
             if !self.port.speed_matches(settings.baud) {
                 state.stats.wrong_speed += 1;
@@ -620,18 +718,18 @@ impl Worker {
                 return;
             }
             state.stats.requests += 1;
-            settings
+            (settings, start)
         };
         if !self.build_answer(settings.fault) {
             return;
         }
 
-        // The request reached the UPS when its last byte did; paced, that is when it would
-        // have ended on the wire, and the UPS answers after the silence that ends it.
-        let mut at = self.last_rx;
+        // Paced, the UPS answers after the silence that ends the request on the wire.
+        let mut at = start;
         let char_time = rtu::char_time(settings.baud);
+        let silence = rtu::t35(settings.baud);
         if settings.paced {
-            at += char_time * len as u32 + rtu::t35(settings.baud);
+            at += char_time * len as u32 + silence;
         }
         if let Fault::Late(delay) = settings.fault {
             at += delay;
@@ -642,9 +740,16 @@ impl Worker {
             self.shared.state.lock().stats.answered += 1;
             self.port.send(&self.frame);
         } else if self.pending.len() < MAX_PENDING {
+            if settings.paced {
+                // The answer takes the line; the time its last byte is written sets the
+                // end of the silence after it (see send_due).
+                let end = at + char_time * self.frame.len() as u32;
+                self.line.free_at = Some(end + silence);
+            }
             self.pending.push_back(Pending {
                 at,
                 char_time: settings.paced.then_some(char_time),
+                silence,
                 bytes: self.frame.clone(),
                 sent: 0,
             });
@@ -701,6 +806,14 @@ impl Worker {
             if due > p.sent {
                 if due == p.bytes.len() {
                     self.shared.state.lock().stats.answered += 1;
+                    if p.char_time.is_some() {
+                        // Taken just before the write: the master cannot have the last
+                        // byte sooner, so its silence cannot end sooner either.
+                        let last_byte = Instant::now();
+                        let end = last_byte + p.silence;
+                        self.line.free_at = Some(self.line.free_at.map_or(end, |f| f.max(end)));
+                        self.line.answered_at = Some(last_byte);
+                    }
                 }
                 self.port.send(&p.bytes[p.sent..due]);
                 p.sent = due;
@@ -709,6 +822,11 @@ impl Worker {
                 return;
             }
             self.pending.pop_front();
+            if !self.pending.is_empty() {
+                // A frame came while this answer was on its way: the next turnaround is
+                // not from this answer.
+                self.line.answered_at = None;
+            }
             // An answer never overlaps the one before it on the line.
             if let Some(next) = self.pending.front_mut() {
                 next.at = next.at.max(now);
