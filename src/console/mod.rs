@@ -5,6 +5,7 @@
 //! events are the same wherever a user comes from.
 
 pub mod menu;
+pub mod ssh;
 
 use crate::accounts::{Accounts, Session};
 use crate::board::clock::Clock;
