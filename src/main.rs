@@ -72,6 +72,12 @@ usage:
       For the init script: which slot starts (prints SLOT, and 'trial' for a new
       version's first start; a trial that never confirmed is rolled back first);
       and back to the good slot when a trial fails.
+  modbus-card console [--data DIR] [--tty PATH]
+      The serial console (init/inittab runs it on the USB gadget's tty): the terminal
+      in raw mode, relayed to the running service's menu (DIR/console.sock; DIR
+      defaults to /var/lib/modbus-card). With --tty it serves that terminal for ever:
+      the Enter prompt, a login, the menu, and again; without, one login on standard
+      input and output (under BusyBox's askfirst, which asks for Enter itself).
   modbus-card --version
 
 settings (KEY for --set): see 'modbus-card settings --data DIR' for every key
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
         Some("image") => image(&args[1..]),
         Some("upgrade") => upgrade(&args[1..]),
         Some("firmware") => firmware(&args[1..]),
+        Some("console") => console(&args[1..]),
         Some("--version" | "-V") => {
             println!("modbus-card {}", firmware::version::current());
             Ok(())
@@ -527,6 +534,14 @@ fn print_demo(
             "(upgrades install only with --firmware ROOT, an A/B install: see the README)"
         },
     );
+}
+
+fn console(args: &[String]) -> Result<(), String> {
+    let mut a = Args::parse(args, &[])?;
+    let data = PathBuf::from(a.take("--data").unwrap_or_else(|| DEFAULT_DATA.into()));
+    let tty = a.take("--tty").map(PathBuf::from);
+    a.finish()?;
+    modbus_card::console::relay::run(&data, tty.as_deref())
 }
 
 fn simulate_ups(args: &[String]) -> Result<(), String> {

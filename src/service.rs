@@ -349,6 +349,13 @@ impl Service {
             network: network.as_ref().map(Network::watcher),
             events: events.clone(),
         };
+        // The serial terminal's way in; the card runs on without it, said in the log.
+        let beat = health.register("console", stall);
+        match crate::console::serial::spawn(console.clone(), &options.data, shutdown.clone(), beat)
+        {
+            Ok(thread) => threads.push(("console", thread)),
+            Err(e) => log::error!("no serial console: {e}"),
+        }
         let mut service = Service {
             console,
             live,

@@ -4,7 +4,10 @@
 //! settings' one door, the accounts, the card's controls), so the checks, messages and
 //! events are the same wherever a user comes from.
 
+pub mod input;
 pub mod menu;
+pub mod relay;
+pub mod serial;
 pub mod ssh;
 
 use crate::accounts::{Accounts, Session};

@@ -2,6 +2,7 @@
 //! the real service on a loopback port and a temporary data folder.
 #![allow(dead_code)]
 
+pub mod console;
 pub mod web;
 
 use modbus_card::link::LinkState;
