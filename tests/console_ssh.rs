@@ -1,22 +1,26 @@
 //! The SSH console against an independent client (libssh2, through the `ssh2` crate): the
-//! real service on loopback, logins against its accounts, what is refused, one session at
-//! a time, the bounds before login, and the service switched off and on live.
+//! real service on loopback, logins against its accounts, the forced change of the default
+//! password, each menu item and what it leaves in the store and the event log, what is
+//! refused, one session at a time, the bounds before login, and the service switched off
+//! and on live.
 
 mod common;
 
+use common::console::{Screen, PROMPT};
+use common::web::{DEFAULT_PASSWORD as DEFAULT, GOOD, MAC};
 use common::{start_with, wait_for, Card, Setup, PATIENCE};
 use modbus_card::accounts::Mac;
 use modbus_card::live::Who;
 use modbus_card::service::Options;
+use modbus_card::settings::Settings;
+use modbus_card::store::Store;
 use ssh2::Session;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-const MAC: &str = "00:1a:2b:3c:4d:5e";
-/// The default admin password of that MAC.
-const DEFAULT: &str = "3C4D5E";
 const TITLE: &str = "Modbus Interface Configuration Utility";
+const FIRST_LOGIN: &str = "valid for this first login only";
 
 fn card() -> Card {
     card_with(Setup::default())
@@ -37,9 +41,19 @@ fn ssh_addr(card: &Card) -> SocketAddr {
     card.service().ssh_addr().expect("the SSH console listens")
 }
 
+fn stored(card: &Card) -> Settings {
+    Store::open(&card.data)
+        .unwrap()
+        .load_settings_over(Settings::default())
+        .unwrap()
+}
+
 /// A client connection with the key exchange done, not logged in.
 fn connect(addr: SocketAddr) -> Session {
-    let tcp = TcpStream::connect(addr).unwrap();
+    on(TcpStream::connect(addr).unwrap())
+}
+
+fn on(tcp: TcpStream) -> Session {
     let mut s = Session::new().unwrap();
     s.set_timeout(PATIENCE.as_millis() as u32);
     s.set_tcp_stream(tcp);
@@ -62,28 +76,50 @@ fn shell(s: &Session) -> ssh2::Channel {
     ch
 }
 
-/// Reads the channel until `text` shows, or fails the test; returns all read so far.
-fn read_until(ch: &mut ssh2::Channel, text: &str) -> String {
-    let start = Instant::now();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains(text) {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "no {text:?} in {:?}",
-            String::from_utf8_lossy(&seen)
-        );
-        match ch.read(&mut buf) {
-            Ok(0) => panic!(
-                "channel closed before {text:?}: {:?}",
-                String::from_utf8_lossy(&seen)
-            ),
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("{e}: {:?}", String::from_utf8_lossy(&seen)),
+/// The channel's output, waiting through libssh2's timeouts (short, so that keys can be
+/// typed between two reads of the one session).
+struct Output(ssh2::Stream);
+
+impl Read for Output {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                other => return other,
+            }
         }
     }
-    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// The menu's terminal as a person at `ssh` sees it.
+fn screen(s: Session) -> Screen {
+    let ch = shell(&s);
+    s.set_timeout(100);
+    let (output, keys) = (Output(ch.stream(0)), ch.stream(0));
+    // The session and channel live as long as their streams.
+    drop((ch, s));
+    Screen::new(output, keys)
+}
+
+/// Logs in with `password` and opens the menu's terminal.
+fn terminal(addr: SocketAddr, password: &str) -> Screen {
+    screen(logged_in(addr, "admin", password))
+}
+
+/// The first login: the default password changed to [`GOOD`]; returns at the menu.
+fn first_login(addr: SocketAddr) -> Screen {
+    let mut t = terminal(addr, DEFAULT);
+    t.expect(FIRST_LOGIN);
+    t.change_password(DEFAULT, GOOD);
+    t.expect(PROMPT);
+    t
 }
 
 fn count(card: &Card, kind: &str) -> usize {
@@ -91,7 +127,7 @@ fn count(card: &Card, kind: &str) -> usize {
 }
 
 #[test]
-fn the_right_password_gives_the_menu_and_none_never_logs_in() {
+fn the_default_password_is_changed_first_then_the_menu() {
     let card = card();
     let addr = ssh_addr(&card);
     let s = connect(addr);
@@ -101,12 +137,36 @@ fn the_right_password_gives_the_menu_and_none_never_logs_in() {
     assert_eq!(methods, "password,keyboard-interactive");
     s.userauth_password("admin", DEFAULT).unwrap();
     assert!(s.authenticated());
-    let mut ch = shell(&s);
-    let seen = read_until(&mut ch, TITLE);
-    assert!(seen.contains("admin"), "{seen}");
+    let mut t = screen(s);
+    t.expect(FIRST_LOGIN);
     let row = card.wait_event("admin_login");
-    assert!(row.message.contains("127.0.0.1"), "{}", row.message);
-    assert!(row.message.contains("console"), "{}", row.message);
+    assert!(
+        row.message.contains("console, from 127.0.0.1"),
+        "{}",
+        row.message
+    );
+    t.change_password(DEFAULT, GOOD);
+    let menu = t.expect(PROMPT);
+    for line in [
+        &format!("{TITLE}  [{}]", modbus_card::firmware::version::current()),
+        "1. Card Settings",
+        "2. Reset Accounts/Passwords to Default",
+        "3. Reset Configuration to Default",
+        "4. Restart Card",
+        "0. Exit",
+    ] {
+        assert!(menu.contains(line), "{line}: {menu}");
+    }
+    card.wait_event("password_changed");
+    t.send("0\r");
+    t.expect("Goodbye.");
+    t.expect_closed(PATIENCE);
+    card.wait_event("logout");
+
+    // The default password is gone; the new one gives the menu at once.
+    assert!(connect(addr).userauth_password("admin", DEFAULT).is_err());
+    let mut t = terminal(addr, GOOD);
+    t.expect(PROMPT);
 }
 
 #[test]
@@ -134,8 +194,7 @@ fn keyboard_interactive_logs_in_too() {
     s.userauth_keyboard_interactive("admin", &mut Typist(DEFAULT))
         .unwrap();
     assert!(s.authenticated());
-    let mut ch = shell(&s);
-    read_until(&mut ch, TITLE);
+    screen(s).expect(FIRST_LOGIN);
     wait_for("the failed login in the log", || {
         count(&card, "login_failed") == 1
     });
@@ -170,7 +229,11 @@ fn wrong_passwords_are_refused_and_slowed_never_locked_out() {
         count(&card, "login_failed") == 6
     });
     let failed = card.wait_event("login_failed");
-    assert!(failed.message.contains("127.0.0.1"), "{}", failed.message);
+    assert!(
+        failed.message.contains("console, from 127.0.0.1"),
+        "{}",
+        failed.message
+    );
 
     // Past the free tries each failure doubles the wait (the sixth: 4 s). The right
     // password then waits its turn, and gets in: slowed, not locked out.
@@ -188,7 +251,6 @@ fn only_the_menu_exec_sftp_forwarding_and_agent_are_refused() {
     let card = card();
     let addr = ssh_addr(&card);
     let s = logged_in(addr, "admin", DEFAULT);
-
     let mut ch = s.channel_session().unwrap();
     assert!(ch.exec("id").is_err(), "exec refused");
     let mut said = String::new();
@@ -221,30 +283,123 @@ fn only_the_menu_exec_sftp_forwarding_and_agent_are_refused() {
     assert!(ch.shell().is_err(), "shell without a pty refused");
     drop(ch);
 
-    // After all that, the menu is still there for whoever asks properly.
-    let s = logged_in(addr, "admin", DEFAULT);
-    let mut ch = shell(&s);
-    read_until(&mut ch, TITLE);
+    // After all that, the menu is there for whoever asks properly.
+    first_login(addr);
+    assert!(card.service().health.check().is_ok());
+}
+
+#[test]
+fn each_menu_item_does_what_it_says_over_ssh() {
+    let card = card();
+    let addr = ssh_addr(&card);
+    let mut t = first_login(addr);
+    let before = stored(&card);
+
+    // 1. Card Settings: a bad address is refused with nothing changed, then a good one.
+    t.send("1\r");
+    t.answer("Change them? (y/n)", "y");
+    t.answer("Use DHCP (BootP) for the address? (y/n) [y]: ", "n");
+    t.answer("IP address [192.168.7.18]: ", "300.1.1.1");
+    let said = t.expect("IP address [192.168.7.18]: ");
+    assert!(
+        said.contains("'300.1.1.1' is not an IPv4 address"),
+        "{said}"
+    );
+    t.send("10.1.2.3\r");
+    t.answer("Subnet mask [255.255.255.0]: ", "255.0.255.0");
+    t.expect("Subnet mask: 255.0.255.0 is not a subnet mask");
+    assert_eq!(stored(&card), before);
+    assert_eq!(count(&card, "setting_changed"), 0);
+    t.answer("Subnet mask [255.255.255.0]: ", "255.255.0.0");
+    t.answer("Gateway [none]: ", "10.1.0.1");
+    t.answer("DNS server [none]: ", "");
+    t.answer("Apply these settings? (y/n)", "y");
+    t.expect("Saved and in force:");
+    t.expect(PROMPT);
+    let s = stored(&card);
+    assert!(!s.dhcp_enabled);
+    assert_eq!(s.ip_address.to_string(), "10.1.2.3");
+    assert_eq!(s.netmask.to_string(), "255.255.0.0");
+    assert_eq!(*card.service().settings(), s);
+    wait_for("four changes logged", || {
+        count(&card, "setting_changed") == 4
+    });
+    assert!(card.events().iter().any(|e| e.kind == "setting_changed"
+        && e.message == "IP address changed from 192.168.7.18 to 10.1.2.3 (admin, ssh 127.0.0.1)"));
+
+    // 4. Restart Card and 3. Reset Configuration: "n" changes nothing.
+    t.send("4\r");
+    t.answer("Restart the card? (y/n)", "n");
+    t.expect("Nothing was changed.");
+    t.answer(PROMPT, "3");
+    t.answer("Reset the configuration to factory settings? (y/n)", "n");
+    t.expect("Nothing was changed.");
+    assert!(card.service().restarts().try_recv().is_err());
+
+    // 2. Reset Accounts/Passwords: the default password is back, and this session ends.
+    t.answer(PROMPT, "2");
+    t.answer("Reset accounts and passwords to default? (y/n)", "y");
+    t.expect("Accounts and passwords are back to their defaults");
+    t.expect_closed(PATIENCE);
+    let reset = card.wait_event("accounts_reset");
+    assert!(
+        reset.message.contains("(admin, ssh 127.0.0.1)"),
+        "{}",
+        reset.message
+    );
+    assert!(connect(addr).userauth_password("admin", GOOD).is_err());
+
+    // 4. Restart Card, confirmed.
+    let mut t = first_login(addr);
+    t.send("4\r");
+    t.answer("Restart the card? (y/n)", "y");
+    t.expect("The card is restarting");
+    t.expect_closed(PATIENCE);
+    let restart = card.service().restarts().recv_timeout(PATIENCE).unwrap();
+    assert_eq!(restart.by, "admin, ssh 127.0.0.1");
+    let event = card.wait_event("restart");
+    assert_eq!(event.message, "Restart (admin, ssh 127.0.0.1)");
+
+    // 3. Reset Configuration, confirmed: factory settings, and a restart.
+    let mut t = terminal(addr, GOOD);
+    t.answer(PROMPT, "3");
+    t.answer("Reset the configuration to factory settings? (y/n)", "y");
+    t.expect("Back to factory settings; the card is restarting.");
+    t.expect_closed(PATIENCE);
+    assert!(stored(&card).dhcp_enabled);
+    let reset = card.wait_event("factory_reset");
+    assert!(
+        reset.message.contains("(admin, ssh 127.0.0.1)"),
+        "{}",
+        reset.message
+    );
+    assert!(card.service().restarts().recv_timeout(PATIENCE).is_ok());
 }
 
 #[test]
 fn a_second_login_ends_the_first_and_is_told_so() {
     let card = card();
     let addr = ssh_addr(&card);
-    let first = logged_in(addr, "admin", DEFAULT);
-    let second = logged_in(addr, "admin", DEFAULT);
-    let mut ch = shell(&second);
-    let seen = read_until(&mut ch, TITLE);
+    let mut first = first_login(addr);
+    let mut second = terminal(addr, GOOD);
+    let seen = second.expect(PROMPT);
     assert!(
         seen.contains(
             "The console session of admin from 127.0.0.1 has been ended: one console session at a time."
         ),
         "{seen}"
     );
+    first.expect("Your session ended because someone logged in from 127.0.0.1");
+    first.expect_closed(PATIENCE);
     card.wait_event("session_taken_over");
-    // The first connection was closed: it cannot open the console any more.
+    second.send("1\r");
+    second.expect("Change them? (y/n)");
+
+    // A connection logged in without opening the console is closed as well.
+    let idle = logged_in(addr, "admin", GOOD);
+    let _third = logged_in(addr, "admin", GOOD);
     let start = Instant::now();
-    assert!(first.channel_session().is_err());
+    assert!(idle.channel_session().is_err());
     assert!(start.elapsed() < PATIENCE);
 }
 
@@ -252,7 +407,8 @@ fn a_second_login_ends_the_first_and_is_told_so() {
 fn ssh_switched_off_stops_accepting_and_on_again_serves_the_same_port() {
     let card = card();
     let addr = ssh_addr(&card);
-    let idle = logged_in(addr, "admin", DEFAULT);
+    let mut t = first_login(addr);
+    let idle = logged_in(addr, "admin", GOOD);
     let who = Who {
         user: "admin".into(),
         via: "test".into(),
@@ -265,7 +421,9 @@ fn ssh_switched_off_stops_accepting_and_on_again_serves_the_same_port() {
         TcpStream::connect(addr).is_err(),
         "nothing listens once SSH is off"
     );
-    // Connections already there end too: no SSH console means none.
+    // The connections there end too: no SSH console means none.
+    t.expect("The SSH console has been turned off.");
+    t.expect_closed(PATIENCE);
     assert!(idle.channel_session().is_err());
     let row = card.wait_event("setting_changed");
     assert!(row.message.contains("SSH"), "{}", row.message);
@@ -273,9 +431,7 @@ fn ssh_switched_off_stops_accepting_and_on_again_serves_the_same_port() {
     live.change(&[("ssh_enabled", "true")], &who, false)
         .unwrap();
     assert_eq!(card.service().ssh_addr(), Some(addr));
-    let s = logged_in(addr, "admin", DEFAULT);
-    let mut ch = shell(&s);
-    read_until(&mut ch, TITLE);
+    terminal(addr, GOOD).expect(PROMPT);
 }
 
 #[test]
@@ -347,15 +503,9 @@ fn connections_that_never_log_in_cannot_lock_out_a_user() {
         .sum::<usize>();
     assert!(waiting <= MAX_WAITING, "{waiting} connections waiting");
     // A user from another address logs in at once, the flood still there.
-    let s = logged_in(addr, "admin", DEFAULT);
-    let mut ch = shell(&s);
-    read_until(&mut ch, TITLE);
+    terminal(addr, DEFAULT).expect(FIRST_LOGIN);
     // And one from the flood's own address too: the newest pushes out the flood's oldest.
-    let tcp = connect_from([127, 0, 0, 2], addr);
-    let mut s = Session::new().unwrap();
-    s.set_timeout(PATIENCE.as_millis() as u32);
-    s.set_tcp_stream(tcp);
-    s.handshake().unwrap();
+    let s = on(connect_from([127, 0, 0, 2], addr));
     s.userauth_password("admin", DEFAULT).unwrap();
     assert!(s.authenticated());
 }
@@ -382,6 +532,5 @@ fn a_connection_that_does_not_log_in_is_closed_after_the_grace_time() {
     let took = start.elapsed();
     assert!(took >= LOGIN_GRACE - Duration::from_secs(1), "{took:?}");
     // The grace time is for logging in: a user logged in meanwhile stays.
-    let mut ch = shell(&user);
-    read_until(&mut ch, TITLE);
+    screen(user).expect(FIRST_LOGIN);
 }

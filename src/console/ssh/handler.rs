@@ -145,6 +145,9 @@ impl Handler {
                 if let Some(why) = conn.farewell() {
                     let _ = write!(terminal, "\r\n{why}\r\n");
                 }
+                // The channel closes, and the connection with it: it had one console.
+                drop(terminal);
+                conn.end("The console session has ended.");
             })
             .map_err(|e| e.to_string())?;
         self.shared.add_menu(thread);

@@ -8,7 +8,8 @@
 //! - Only a pty and a shell, which is the menu: exec, subsystems (sftp), port and agent
 //!   forwarding and X11 are refused ([`handler`]).
 //! - One console session at a time: a new login ends the one before (the accounts say so)
-//!   and the connection that held it is told why and closed.
+//!   and the connection that held it is told why and closed (by its menu, which watches
+//!   its session); the new user is told whose session ended.
 //! - Pre-authentication is bounded: at most [`MAX_WAITING`] connections waiting to log in
 //!   (when full, the address that holds the most loses its oldest, so a flood from one
 //!   address never pushes out somebody else), each for at most [`LOGIN_GRACE`].
@@ -258,10 +259,12 @@ impl Shared {
         self.conns.lock().retain(|c| c.id != id);
     }
 
-    /// Ends every other logged-in connection: its console session was taken over.
+    /// Ends every other logged-in connection that has no menu: its console session was
+    /// taken over. A menu sees that itself within a second, says so and ends, and its
+    /// connection with it.
     fn taken_over(&self, by: u64, why: &str) {
         for c in self.conns.lock().iter() {
-            if c.id != by && c.logged_in() {
+            if c.id != by && c.logged_in() && !c.has_menu() {
                 c.end(why);
             }
         }
@@ -303,6 +306,10 @@ impl Conn {
 
     fn ending(&self) -> bool {
         self.end.lock().why.is_some()
+    }
+
+    fn has_menu(&self) -> bool {
+        self.end.lock().menu
     }
 
     /// Asks the connection to end, telling the user `why` if a menu runs.
@@ -481,7 +488,7 @@ async fn serve(shared: Arc<Shared>, conn: Arc<Conn>, stream: tokio::net::TcpStre
                 }
                 _ = conn.kick.notified() => {
                     // A menu says why and closes its channel itself: give it a moment.
-                    if conn.end.lock().menu {
+                    if conn.has_menu() {
                         done = tokio::time::timeout(GOODBYE, &mut session).await.is_ok();
                     }
                     break conn.farewell();
