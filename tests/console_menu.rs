@@ -128,7 +128,8 @@ fn three_wrong_logins_end_the_terminal_and_the_service_goes_on() {
     // Past the free tries, each failure makes the next try wait, as on the web.
     let mut t = Screen::console(&card);
     t.login("admin", "nope");
-    t.expect("Too many failed logins from your address: the next try is possible in");
+    t.expect("Too many failed logins from your address: the next");
+    t.expect("possible in 1 s.");
     t.expect("Please Enter User Name :");
 }
 
@@ -521,6 +522,9 @@ fn an_idle_console_is_logged_out() {
     // 30 s is the shortest login timeout the settings allow.
     assert!(Settings::default().set("login_timeout_s", "29").is_err());
     let (card, mut t) = admin_at_menu(Setup::default().set("login_timeout_s", 30));
+    // A terminal left at the login prompt starts over, too.
+    let mut at_login = Screen::console(&card);
+    at_login.expect("Please Enter User Name :");
     // Keys keep it alive: a question half-answered is activity.
     std::thread::sleep(Duration::from_secs(20));
     t.send("1\r");
@@ -542,4 +546,26 @@ fn an_idle_console_is_logged_out() {
         event.message
     );
     assert_eq!(count(&card, "setting_changed"), 0);
+    at_login.expect("No login for a while: the console starts over.");
+    at_login.expect_closed(common::PATIENCE);
+}
+
+#[test]
+fn a_flood_of_terminals_is_turned_away() {
+    let card = card(Setup::default());
+    let mut open: Vec<Screen> = (0..4).map(|_| Screen::console(&card)).collect();
+    for t in &mut open {
+        t.expect("Please Enter User Name :");
+    }
+    let mut fifth = Screen::console(&card);
+    fifth.expect("The console is busy: try again later.");
+    fifth.expect_closed(common::PATIENCE);
+    // One gone, one more is served.
+    drop(open.pop());
+    common::wait_for("a place for a terminal", || {
+        let mut t = Screen::console(&card);
+        t.expect("\r\n");
+        let said = t.collect(Duration::from_millis(300));
+        said.contains("Please Enter User Name :")
+    });
 }

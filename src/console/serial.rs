@@ -123,7 +123,8 @@ fn listen(
                 let console = console.clone();
                 let thread = std::thread::Builder::new()
                     .name("console terminal".into())
-                    .stack_size(256 * 1024)
+                    // As a web handler's: the same hashing, store and door work.
+                    .stack_size(512 * 1024)
                     .spawn(move || terminal(&console, stream))?;
                 Ok((handle, thread))
             });
