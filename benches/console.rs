@@ -238,7 +238,7 @@ fn main() {
     println!("|---|---|");
     println!("| VmRSS, SSH off | {rss_off} KiB |");
     println!(
-        "| VmRSS, SSH on, idle | {rss_idle} KiB (+{} KiB) |",
+        "| VmRSS, SSH on, idle | {rss_idle} KiB ({:+} KiB) |",
         rss_idle as i64 - rss_off as i64
     );
     println!(
@@ -246,7 +246,7 @@ fn main() {
         WATCH.as_secs()
     );
     println!(
-        "| VmRSS, one session at the menu | {rss_session} KiB (+{} KiB over idle) |",
+        "| VmRSS, one session at the menu | {rss_session} KiB ({:+} KiB over idle) |",
         rss_session as i64 - rss_idle as i64
     );
     println!("| CPU, one session at the menu, idle | {cpu_session:.2} % of a core |");
