@@ -46,7 +46,7 @@ pub const MAX_AUTH_TRIES: usize = 6;
 /// Threads hashing passwords at once (the hasher itself takes one at a time).
 pub const LOGIN_THREADS: usize = 2;
 /// How long a connection that must end has to say goodbye before it is cut.
-const GOODBYE: Duration = Duration::from_secs(2);
+const GOODBYE: Duration = Duration::from_secs(1);
 /// How often the thread tells the watchdog it is alive.
 const BEAT: Duration = Duration::from_secs(5);
 
