@@ -146,7 +146,7 @@ fn main() {
         d.join("default"),
         format!(
             "FIRMWARE={}\nDATA={}\nUPS={}\nRS485=\nMODBUS=127.0.0.1:{port}\nPIDFILE={}\nLOG={}\n\
-             HTTP=127.0.0.1:{}\nHTTPS=127.0.0.1:{https}\nMAC={}\n",
+             HTTP=127.0.0.1:{}\nHTTPS=127.0.0.1:{https}\nSSH=127.0.0.1:0\nMAC={}\n",
             root.display(),
             data.display(),
             sim.path().unwrap().display(),

@@ -17,10 +17,11 @@ usage:
   modbus-card run --data DIR --ups PATH [--baud N] [--rs485 PATH] [--modbus ADDR:PORT]
                   [--set KEY=VALUE]... [--network-script PATH] [--reboot COMMAND]
                   [--system-clock] [--stall-limit SECONDS] [--firmware ROOT]
-                  [--http ADDR:PORT] [--https ADDR:PORT] [--mac MAC]
-      The service. DIR holds the database and the certificates; settings come from
-      it, and the options here override them for this run. Defaults: --modbus
-      0.0.0.0:502, --http 0.0.0.0:80, --https 0.0.0.0:443, --mac that of net_interface
+                  [--http ADDR:PORT] [--https ADDR:PORT] [--ssh ADDR:PORT] [--mac MAC]
+      The service. DIR holds the database, the certificates and the SSH host key;
+      settings come from it, and the options here override them for this run.
+      Defaults: --modbus 0.0.0.0:502, --http 0.0.0.0:80, --https 0.0.0.0:443,
+      --ssh 0.0.0.0:22, --mac that of net_interface
       (eth0), else of the first other interface (the default admin password is its
       last 6 hex digits, upper case).
       On the board: --network-script applies the network settings with that script
@@ -30,11 +31,11 @@ usage:
       the watchdog is no longer fed (default 60). --firmware: the A/B install the
       service runs from (/opt/modbus-card on the card), for firmware upgrades.
   modbus-card demo [--data DIR] [--modbus ADDR:PORT] [--http ADDR:PORT] [--https ADDR:PORT]
-                   [--firmware ROOT]
+                   [--ssh ADDR:PORT] [--firmware ROOT]
       The whole card on this machine: a simulated UPS and an RS485 port on
       pseudo-terminals, Modbus TCP on 127.0.0.1 at the Modbus port setting (1502
       from the factory here), the web on http://127.0.0.1:8080 and
-      https://127.0.0.1:8443, data in ./demo-data, with a signing key pair for
+      https://127.0.0.1:8443, the SSH console on 127.0.0.1:2222, data in ./demo-data, with a signing key pair for
       trying firmware images (DIR/demo-secret.key; its public key is trusted).
   modbus-card simulate-ups [PATH] [--baud N] [--paced]
       A simulated Socomec UPS (slave 1) on a serial device, or on a new
@@ -213,6 +214,9 @@ fn run(args: &[String]) -> Result<(), String> {
         )?),
         https: Some(parse_addr(
             &a.take("--https").unwrap_or_else(|| "0.0.0.0:443".into()),
+        )?),
+        ssh: Some(parse_addr(
+            &a.take("--ssh").unwrap_or_else(|| "0.0.0.0:22".into()),
         )?),
         mac: a.take("--mac").map(|m| m.parse::<Mac>()).transpose()?,
         ..Options::default()
@@ -422,6 +426,7 @@ fn demo(args: &[String]) -> Result<(), String> {
     let firmware = a.take("--firmware").map(PathBuf::from);
     let http = parse_addr(&a.take("--http").unwrap_or_else(|| "127.0.0.1:8080".into()))?;
     let https = parse_addr(&a.take("--https").unwrap_or_else(|| "127.0.0.1:8443".into()))?;
+    let ssh = parse_addr(&a.take("--ssh").unwrap_or_else(|| "127.0.0.1:2222".into()))?;
     a.finish()?;
     let keys = firmware::keys::demo_pair(&data)?;
 
@@ -448,6 +453,7 @@ fn demo(args: &[String]) -> Result<(), String> {
         firmware,
         http: Some(http),
         https: Some(https),
+        ssh: Some(ssh),
         ..Options::default()
     };
     spawn_console(sim_commands(&sim));
@@ -488,6 +494,17 @@ fn print_demo(
             data.display(),
         ),
     };
+    let ssh = match service.ssh_addr() {
+        Some(a) => format!(
+            "  SSH console  ssh -p {} admin@{}\n\
+             \x20              (the same accounts; the host key is {}/{})\n",
+            a.port(),
+            a.ip(),
+            data.display(),
+            modbus_card::console::ssh::host_key::FILE,
+        ),
+        None => "  SSH console  off (ssh_enabled is false)\n".to_string(),
+    };
     println!(
         "\nModbus card demo: a simulated UPS (19200 baud, found by baud detection) on {ups}\n\
          \n  Modbus TCP   {addr}\n\
@@ -496,6 +513,7 @@ fn print_demo(
          \x20 RS485 RTU    {rs485} at {baud} baud 8N1, card slave number {slave}\n\
          \x20              mbpoll -m rtu -b {baud} -P none -a {slave} -0 -r 4192 -c 8 -1 {rs485}\n\
          {web}\
+         {ssh}\
          \x20 data         {data}\n\
          \x20 firmware     signing key {secret} (no password: for trying upgrades only),\n\
          \x20              trusted as {public}\n\

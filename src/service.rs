@@ -9,7 +9,7 @@ use crate::board::control::{Control, Restart};
 use crate::board::leds::{LedNames, Leds, UpsSignal};
 use crate::board::network::{self, NetSettings, Network};
 use crate::board::{watchdog, Board, BoardConfig};
-use crate::console::Console;
+use crate::console::{ssh, Console};
 use crate::event::{Event, Events};
 use crate::firmware::{self, Refusal, Slots, Step, Upgrader};
 use crate::health::{Health, Limit};
@@ -62,6 +62,8 @@ pub struct Options {
     pub http: Option<SocketAddr>,
     /// Where HTTPS listens (while `https_enabled`); `None`: not served.
     pub https: Option<SocketAddr>,
+    /// Where the SSH console listens (while `ssh_enabled`); `None`: not served.
+    pub ssh: Option<SocketAddr>,
     /// The card's MAC address; `None`: that of `net_interface`, else of the first other
     /// interface that has one.
     pub mac: Option<Mac>,
@@ -98,6 +100,8 @@ pub struct Service {
     pub console: Console,
     /// [`Service::upgrade`], shared with the `/firmware` page.
     network_upgrade: crate::web::Upgrade,
+    /// Where the SSH console listens, when the card serves it.
+    ssh: Option<Arc<ssh::Place>>,
     restarts: Receiver<Restart>,
     web: Option<Web>,
     board: Option<Board>,
@@ -207,6 +211,7 @@ impl Service {
         );
 
         let shutdown = Shutdown::new()?;
+        let ssh_place = options.ssh.map(ssh::Place::new);
         let mut threads = Vec::new();
         let link_config = link_config(&settings, &options.ups);
         let link_beat = health.register("ups link", stall + link_config.timeout * 2);
@@ -305,6 +310,7 @@ impl Service {
                     data: options.data.clone(),
                     health: health.clone(),
                     stall,
+                    ssh: ssh_place.clone(),
                 };
                 web = Some(Web::start(&web_config, parts, shutdown.clone())?);
             }
@@ -365,6 +371,7 @@ impl Service {
             network,
             upgrader,
             network_upgrade,
+            ssh: ssh_place,
             restarts,
             web,
             board: None,
@@ -391,6 +398,10 @@ impl Service {
             service.stop();
             return Err(e);
         }
+        if let Err(e) = service.start_ssh(stall) {
+            service.stop();
+            return Err(e);
+        }
         Ok(service)
     }
 
@@ -409,6 +420,23 @@ impl Service {
         if let Some(thread) = trial {
             self.threads.push(("trial", thread));
         }
+        Ok(())
+    }
+
+    /// The SSH console's thread, when the card serves it.
+    fn start_ssh(&mut self, stall: Duration) -> Result<()> {
+        let Some(place) = self.ssh.clone() else {
+            return Ok(());
+        };
+        let beat = self.health.register("ssh", stall);
+        let thread = ssh::spawn(
+            place,
+            &self.data,
+            self.console.clone(),
+            beat,
+            self.shutdown.clone(),
+        )?;
+        self.threads.push(("ssh", thread));
         Ok(())
     }
 
@@ -454,6 +482,11 @@ impl Service {
     /// Where HTTPS really listens, if it does.
     pub fn https_addr(&self) -> Option<SocketAddr> {
         self.web.as_ref().and_then(Web::https_addr)
+    }
+
+    /// Where the SSH console really listens, if it does (off: None).
+    pub fn ssh_addr(&self) -> Option<SocketAddr> {
+        self.ssh.as_ref().and_then(|s| s.addr())
     }
 
     /// The settings in force.

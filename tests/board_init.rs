@@ -31,6 +31,7 @@ fn init(dir: &Path, ups: &Path, action: &str) -> Output {
         .env("MODBUS", "127.0.0.1:0")
         .env("HTTP", "127.0.0.1:0")
         .env("HTTPS", "127.0.0.1:0")
+        .env("SSH", "127.0.0.1:0")
         .env("PIDFILE", dir.join("pid"))
         .env("LOG", dir.join("log"))
         .env(

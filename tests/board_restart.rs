@@ -39,6 +39,7 @@ impl Run {
             .arg(sim.path().unwrap())
             .args(["--modbus", &format!("127.0.0.1:{port}")])
             .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(["--ssh", "127.0.0.1:0"])
             .args(["--set", &format!("button_device={}", button.display())])
             .args(extra)
             .env("RUST_LOG", "info")

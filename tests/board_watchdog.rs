@@ -98,6 +98,7 @@ fn run(data: &Path, ups: &Path, wd: &Path, log: &Path, port: u16) -> Child {
         .arg(ups)
         .args(["--modbus", &format!("127.0.0.1:{port}")])
         .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+        .args(["--ssh", "127.0.0.1:0"])
         .args(["--set", &format!("watchdog_device={}", wd.display())])
         .env("RUST_LOG", "info")
         .stderr(Stdio::from(std::fs::File::create(log).unwrap()))

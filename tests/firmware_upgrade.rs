@@ -313,6 +313,8 @@ fn without_a_reboot_command_the_restart_runs_the_new_slot_in_place() {
         .args([
             "--modbus",
             &format!("127.0.0.1:{}", card.port),
+            "--ssh",
+            "127.0.0.1:0",
             "--firmware",
         ])
         .arg(&card.root)

@@ -686,6 +686,8 @@ async fn late_answers_while_the_ups_is_lost_are_no_sign_of_life() {
     card.wait_state(LinkState::Up);
     let r = c.read_holding_registers(0x0072, 1).await.unwrap().unwrap();
     assert_eq!(r, vec![0x0C0C], "a late answer was delivered to C");
+    // The event reaches the store a moment after the state.
+    card.wait_event("ups_restored");
     assert_eq!(
         card.events()
             .iter()

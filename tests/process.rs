@@ -21,6 +21,7 @@ fn run_serves_and_stops_cleanly_on_sigterm() {
         .arg(sim.path().unwrap())
         .args(["--modbus", "127.0.0.1:0"])
         .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+        .args(["--ssh", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -231,6 +232,7 @@ fn the_init_script_starts_and_stops_the_service() {
             .env("MODBUS", format!("127.0.0.1:{port}"))
             .env("HTTP", "127.0.0.1:0")
             .env("HTTPS", "127.0.0.1:0")
+            .env("SSH", "127.0.0.1:0")
             .env("PIDFILE", dir.path().join("pid"))
             .env("LOG", dir.path().join("log"))
             .output()
@@ -304,6 +306,8 @@ fn a_stalled_log_never_stalls_the_gateway() {
             "--http",
             "127.0.0.1:0",
             "--https",
+            "127.0.0.1:0",
+            "--ssh",
             "127.0.0.1:0",
             "--data",
         ])

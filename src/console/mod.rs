@@ -8,6 +8,7 @@ pub mod input;
 pub mod menu;
 pub mod relay;
 pub mod serial;
+pub mod ssh;
 
 use crate::accounts::{Accounts, Session};
 use crate::board::clock::Clock;

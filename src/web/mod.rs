@@ -101,6 +101,8 @@ pub struct App {
     pub names: Names,
     /// Where HTTP and HTTPS listen: plain HTTP redirects to HTTPS while it is on.
     pub listeners: Arc<Listeners>,
+    /// Where the SSH console listens, if the card serves it.
+    pub ssh: Option<Arc<crate::console::ssh::Place>>,
     pub started: Instant,
 }
 
@@ -139,6 +141,8 @@ pub struct Parts {
     pub health: Arc<Health>,
     /// How long a web thread may be busy without progress.
     pub stall: Duration,
+    /// Where the SSH console listens, if the card serves it (for the Control page).
+    pub ssh: Option<Arc<crate::console::ssh::Place>>,
 }
 
 impl Web {
@@ -189,6 +193,7 @@ impl Web {
             store: Mutex::new(Store::open(&parts.data)?),
             names: names.clone(),
             listeners: listeners.clone(),
+            ssh: parts.ssh,
             started: Instant::now(),
         });
 

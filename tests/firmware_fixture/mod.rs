@@ -179,7 +179,7 @@ impl Card {
         let reboot = format!("sh {} restart >/dev/null 2>&1 &", card.init().display());
         let defaults = format!(
             "FIRMWARE={}\nDATA={}\nUPS={}\nRS485=\nMODBUS=127.0.0.1:{}\nPIDFILE={}\nLOG={}\n\
-             HTTP=127.0.0.1:{}\nHTTPS=127.0.0.1:{}\nMAC={}\n\
+             HTTP=127.0.0.1:{}\nHTTPS=127.0.0.1:{}\nSSH=127.0.0.1:0\nMAC={}\n\
              TRIAL_TIME={trial_time}\nSTOP_WAIT=3\nREBOOT='{reboot}'\n",
             card.root.display(),
             card.data.display(),

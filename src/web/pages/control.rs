@@ -59,7 +59,11 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
         .iter()
         .map(|&(key, kind, port, off_means)| {
             let def = def_of(key).expect("a declared setting");
-            let port = match kind.and_then(|k| ctx.app.listeners.home(k)) {
+            let home = match (key, &ctx.app.ssh) {
+                ("ssh_enabled", Some(ssh)) => Some(ssh.home()),
+                _ => kind.and_then(|k| ctx.app.listeners.home(k)),
+            };
+            let port = match home {
                 Some(addr) => format!("TCP {}", addr.port()),
                 None => port.to_string(),
             };
