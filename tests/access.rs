@@ -46,7 +46,10 @@ async fn only_allowed_masters_get_in() {
         .unwrap();
     assert!(r.is_err(), "{r:?}");
     let tcp = &card.service().tcp;
-    assert!(tcp.refused.connections.load(Relaxed) >= 1);
+    // Counted just after the connection is closed.
+    wait_for("the refusal counted", || {
+        tcp.refused.connections.load(Relaxed) >= 1
+    });
     let event = card.wait_event("tcp_not_allowed");
     assert!(event.message.contains("127.0.0.2"), "{}", event.message);
     // It never took a session slot.

@@ -107,10 +107,10 @@ impl Handler {
         self.channel.as_ref().is_some_and(|c| c.id == channel)
     }
 
-    /// Refuses a request on the channel, saying why on its error stream.
+    /// Refuses a request on the channel; the client says so ("exec request failed"), and
+    /// the service's log says why.
     fn refuse(&self, channel: ChannelId, why: &str, session: &mut SshSession) {
         log::info!("ssh: refused for {}: {why}", self.conn.ip);
-        let _ = session.extended_data(channel, 1, format!("{why}\r\n").into_bytes());
         let _ = session.channel_failure(channel);
     }
 
