@@ -9,6 +9,7 @@
 //!    on the card), pty, shell, the menu drawn; median and worst of N.
 //! 3. The service's CPU and memory while 40 connections sit without logging in: 40 that
 //!    sent the SSH banner only, then 40 that finished the key exchange and stop there.
+mod usage;
 
 use modbus_card::pty::Pty;
 use modbus_card::sim::{Sim, SimConfig};
@@ -71,25 +72,7 @@ impl Card {
 
     /// CPU time used so far (user + system) and resident memory in KiB.
     fn usage(&self) -> (Duration, u64) {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf takes an integer name and returns an integer.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let rss = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap();
-        (Duration::from_millis(ticks * 1000 / hz), rss)
+        usage::of(self.child.id())
     }
 
     /// CPU used over `d` (percent of one core) and the resident memory at its end.

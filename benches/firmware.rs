@@ -17,6 +17,9 @@
 //! A build of the next version is the release binary with its version stamp set, as
 //! `MODBUS_CARD_VERSION` sets it.
 
+#[allow(dead_code)] // this benchmark reads memory only
+mod usage;
+
 use modbus_card::firmware::{keys, version, Step};
 use modbus_card::live::Who;
 use modbus_card::pty::Pty;
@@ -77,12 +80,7 @@ fn free_port() -> u16 {
 }
 
 fn vm(pid: u32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+    usage::vm(pid, field).unwrap_or(0)
 }
 
 /// The highest VmRSS of `pid`, sampled every millisecond until `stop`.

@@ -19,6 +19,7 @@
 //! 5. The web under a few hundred HTTPS pages a second from a second process: Modbus
 //!    latency with and without it, resident memory with every service on, login time.
 //!    `BENCH_WEB_ONLY=1` runs only this part.
+mod usage;
 
 use modbus_card::modbus::{mbap, rtu};
 use modbus_card::pty::Pty;
@@ -210,26 +211,9 @@ impl Service {
         (service, listening.unwrap(), detected.unwrap())
     }
 
-    /// CPU time used so far (user + system) and resident memory.
+    /// CPU time used so far (user + system) and resident memory in KiB.
     fn usage(&self) -> (Duration, u64) {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf takes an integer name and returns an integer.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let rss = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap();
-        (Duration::from_millis(ticks * 1000 / hz), rss)
+        usage::of(self.child.id())
     }
 
     fn stop(mut self) {

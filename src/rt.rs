@@ -71,18 +71,13 @@ pub fn limit_allocator_arenas() {
 /// is lost between reading the clock and starting the sleep and an interrupted sleep
 /// resumes towards the same instant. Returns at once if the deadline has passed.
 pub fn sleep_until(deadline: Instant) {
-    use nix::time::{clock_gettime, clock_nanosleep, ClockId, ClockNanosleepFlags};
-    // An Instant has no public timespec: it is paired with a reading of the clock, the
-    // Instant first, so the computed instant is never before `deadline` (at most the
-    // nanoseconds between the two readings after it).
-    let now = Instant::now();
-    let Some(left) = deadline.checked_duration_since(now) else {
+    use nix::time::{clock_nanosleep, ClockId, ClockNanosleepFlags};
+    if deadline <= Instant::now() {
         return;
+    }
+    let Some(at) = on_clock(deadline) else {
+        return std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
     };
-    let Ok(clock) = clock_gettime(ClockId::CLOCK_MONOTONIC) else {
-        return std::thread::sleep(left);
-    };
-    let at = clock + TimeSpec::from_duration(left);
     while let Err(nix::errno::Errno::EINTR) = clock_nanosleep(
         ClockId::CLOCK_MONOTONIC,
         ClockNanosleepFlags::TIMER_ABSTIME,
@@ -93,11 +88,17 @@ pub fn sleep_until(deadline: Instant) {
 /// `t` on the monotonic clock, in nanoseconds since its origin: timestamps of different
 /// processes (the link's trace, a simulator's records) line up on it.
 pub fn monotonic_ns(t: Instant) -> i64 {
+    on_clock(t).map_or(0, |c| c.tv_sec() * 1_000_000_000 + c.tv_nsec())
+}
+
+/// `t` as a CLOCK_MONOTONIC time. An Instant has no public timespec: it is paired with a
+/// reading of the clock, the Instant first, so a future `t` is never placed before itself
+/// (at most the nanoseconds between the two readings after it).
+fn on_clock(t: Instant) -> Option<TimeSpec> {
     let now = Instant::now();
-    let clock = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map_or(0, |c| c.tv_sec() * 1_000_000_000 + c.tv_nsec());
-    match now.checked_duration_since(t) {
-        Some(ago) => clock - ago.as_nanos() as i64,
-        None => clock + (t - now).as_nanos() as i64,
-    }
+    let clock = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    Some(match t.checked_duration_since(now) {
+        Some(ahead) => clock + TimeSpec::from_duration(ahead),
+        None => clock - TimeSpec::from_duration(now - t),
+    })
 }

@@ -240,6 +240,25 @@ pub fn def_of(key: &str) -> Option<&'static Def> {
     DEFS.iter().find(|d| d.key == key)
 }
 
+/// The label of `key`, as the pages and the console name it.
+pub fn label(key: &str) -> &'static str {
+    def_of(key).map_or("?", |d| d.label)
+}
+
+/// A refusal's rule as a person reads it beside the setting's label: without the key the
+/// message starts with, capitalised.
+pub fn rule(key: &str, message: &str) -> String {
+    let text = message
+        .strip_prefix(key)
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or(message);
+    let mut c = text.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 /// Every key, in the order pages list them.
 pub fn keys() -> impl Iterator<Item = &'static str> {
     DEFS.iter().map(|d| d.key)

@@ -14,7 +14,7 @@ use crate::accounts::password::{MIN_LENGTH, SPECIALS};
 use crate::accounts::{AccountError, Change, Channel, Role, Session};
 use crate::board::clock;
 use crate::live::{Refused, Who};
-use crate::settings::{def_of, Diff};
+use crate::settings::{label, rule, Diff};
 
 /// The settings of item 1, in the order they are asked.
 const NETWORK: [&str; 5] = ["dhcp_enabled", "ip_address", "netmask", "gateway", "dns"];
@@ -478,10 +478,6 @@ impl Menu<'_, '_> {
     }
 }
 
-fn label(key: &str) -> &'static str {
-    def_of(key).map_or("?", |d| d.label)
-}
-
 /// A value as a person reads it.
 fn shown(key: &str, value: &str) -> String {
     match (key, value) {
@@ -509,16 +505,7 @@ fn summary(diffs: &[Diff]) -> Vec<String> {
 
 /// A refusal as the pages word it: the setting's label, then the rule.
 fn in_words(key: &str, message: &str) -> String {
-    let text = message
-        .strip_prefix(key)
-        .and_then(|m| m.strip_prefix(": "))
-        .unwrap_or(message);
-    let mut c = text.chars();
-    let text: String = match c.next() {
-        Some(first) => first.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    };
-    format!("{}: {text}", label(key))
+    format!("{}: {}", label(key), rule(key, message))
 }
 
 #[cfg(test)]

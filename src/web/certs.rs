@@ -686,8 +686,8 @@ fn verifies(
 }
 
 /// Writes a file readable by the owner only, atomically: a temporary file, flushed to
-/// disk, then renamed over the old one.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// disk, then renamed over the old one. Keys of other services (the SSH host key) too.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = fs::OpenOptions::new()
         .write(true)

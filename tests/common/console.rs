@@ -13,6 +13,15 @@ use std::time::{Duration, Instant};
 /// The menu's prompt: the menu is shown and waits for a choice.
 pub const PROMPT: &str = "Please Enter Your Choice =>";
 
+/// The menu's items, as SPEC §9 lists them.
+pub const ITEMS: [&str; 5] = [
+    "1. Card Settings",
+    "2. Reset Accounts/Passwords to Default",
+    "3. Reset Configuration to Default",
+    "4. Restart Card",
+    "0. Exit",
+];
+
 /// A card with the console (and the test MAC, so the default password is known).
 pub fn card(setup: Setup) -> Card {
     start_with(

@@ -4,8 +4,6 @@
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{HashAlg, PrivateKey};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub const FILE: &str = "ssh_host_ed25519_key";
@@ -48,16 +46,7 @@ fn store(key: &PrivateKey, path: &Path) -> std::io::Result<()> {
     let text = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::web::certs::write_private(path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -230,7 +230,7 @@ fn preview(
     let changes = diffs
         .iter()
         .map(|d| Change {
-            label: fields::label(d.key),
+            label: crate::settings::label(d.key),
             key: d.key,
             old: d.old.clone(),
             new: d.new.clone(),

@@ -10,7 +10,7 @@
 use super::{html, only_admin, read_only, Layout};
 use crate::live::{Refused, Who};
 use crate::settings::{
-    def_of, min_serial_timeout, Diff, Refusal, Settings, RS485_BAUDS, UPS_BAUDS,
+    def_of, label, min_serial_timeout, rule, Diff, Refusal, Settings, RS485_BAUDS, UPS_BAUDS,
 };
 use crate::web::listen::Kind;
 use crate::web::routes::Ctx;
@@ -115,7 +115,7 @@ pub fn fields(ctx: &Ctx<'_>, keys: &[&'static str], state: &State) -> Vec<Field>
                 .errors
                 .iter()
                 .find(|r| r.key == key)
-                .map(|r| in_words(key, &r.message));
+                .map(|r| rule(key, &r.message));
             Some(Field {
                 key,
                 label: def.label,
@@ -130,15 +130,6 @@ pub fn fields(ctx: &Ctx<'_>, keys: &[&'static str], state: &State) -> Vec<Field>
             })
         })
         .collect()
-}
-
-/// A refusal as shown next to its field: without the key the message starts with.
-fn in_words(key: &str, message: &str) -> String {
-    let text = message
-        .strip_prefix(key)
-        .and_then(|m| m.strip_prefix(": "))
-        .unwrap_or(message);
-    capitalise(text)
 }
 
 fn capitalise(s: &str) -> String {
@@ -232,11 +223,6 @@ pub fn who(ctx: &Ctx<'_>) -> Who {
     }
 }
 
-/// The label of `key`, for summaries.
-pub fn label(key: &str) -> &'static str {
-    def_of(key).map_or("?", |d| d.label)
-}
-
 /// A value as the page shows it: the choice's words where the field offers choices.
 fn shown(key: &str, value: &str) -> String {
     if value.is_empty() {
@@ -323,7 +309,7 @@ pub fn submit(ctx: &Ctx<'_>, allowed: &[&'static str]) -> Result<State, Response
         Err(Refused::Invalid(errors)) => {
             let lines = errors
                 .iter()
-                .map(|r| format!("{}: {}", label(&r.key), in_words(&r.key, &r.message)))
+                .map(|r| format!("{}: {}", label(&r.key), rule(&r.key, &r.message)))
                 .collect();
             Ok(State {
                 errors,
