@@ -72,6 +72,9 @@ impl NetSettings {
     }
 }
 
+/// What the network script did, read when a page or the console asks.
+pub type NetWatch = Arc<dyn Fn() -> NetStatus + Send + Sync>;
+
 /// What the Home page shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetStatus {
@@ -155,8 +158,8 @@ impl Network {
         }
     }
 
-    /// [`Network::status`] as a value to keep, for the pages.
-    pub fn watcher(&self) -> Arc<dyn Fn() -> NetStatus + Send + Sync> {
+    /// [`Network::status`] as a value to keep, for the pages and the console.
+    pub fn watcher(&self) -> NetWatch {
         let (state, applied) = (self.state.clone(), self.applied.clone());
         Arc::new(move || NetStatus {
             applied: applied.lock().clone(),

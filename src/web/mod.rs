@@ -23,7 +23,6 @@ pub mod upload;
 use crate::accounts::Accounts;
 use crate::board::clock::Clock;
 use crate::board::control::Control;
-use crate::board::network::NetStatus;
 use crate::event::{Event, Events};
 use crate::health::{Health, Heartbeat};
 use crate::link::framelog::FrameLog;
@@ -58,8 +57,7 @@ pub struct WebConfig {
     pub https: Option<SocketAddr>,
 }
 
-/// What the network script did, read when a page asks.
-pub type NetWatch = Arc<dyn Fn() -> NetStatus + Send + Sync>;
+pub use crate::board::network::NetWatch;
 
 /// A firmware upgrade from an upload ([`crate::service::Service::upgrade`]): the body,
 /// its length if known, who, and what to tell of each step.
