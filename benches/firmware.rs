@@ -324,6 +324,7 @@ fn main() {
     let who = Who {
         user: "bench".into(),
         via: "in process".into(),
+        role: modbus_card::accounts::Role::Admin,
     };
     let t0 = Instant::now();
     let mut steps = 0;

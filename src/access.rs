@@ -3,7 +3,7 @@
 //! its own, so this is what keeps a stray master on the plant network from switching the
 //! UPS to bypass.
 //!
-//! Pure logic: the networks, and which function codes write.
+//! Pure logic: the networks, and which requests only read.
 
 use crate::modbus::pdu::function::*;
 use std::fmt;
@@ -93,20 +93,30 @@ pub enum Writers {
     Nobody,
 }
 
-/// Requests that change something in the UPS: writes, and diagnostics other than the
-/// echo (sub-function 0), which restart or clear counters.
-pub fn writes(pdu: &[u8]) -> bool {
+/// MEI type of Read Device Identification, the one encapsulated request that only reads.
+const READ_DEVICE_ID: u8 = 0x0E;
+
+/// Requests that only read: what a master that may not write is allowed to send. An
+/// allow-list, not a list of known writes, because a UPS may act on codes no list knows
+/// (user-defined codes 0x41-0x48 and 0x64-0x6E, other MEI types): whatever is not known to
+/// read is taken to write. Diagnostics pass only as the echo (sub-function 0); the others
+/// restart the port, clear counters or force listen-only mode.
+pub fn reads(pdu: &[u8]) -> bool {
     match pdu.first() {
         Some(
-            &(WRITE_SINGLE_COIL
-            | WRITE_SINGLE_REGISTER
-            | WRITE_MULTIPLE_COILS
-            | WRITE_MULTIPLE_REGISTERS
-            | WRITE_FILE_RECORD
-            | MASK_WRITE_REGISTER
-            | READ_WRITE_MULTIPLE_REGISTERS),
+            &(READ_COILS
+            | READ_DISCRETE_INPUTS
+            | READ_HOLDING_REGISTERS
+            | READ_INPUT_REGISTERS
+            | READ_EXCEPTION_STATUS
+            | GET_COMM_EVENT_COUNTER
+            | GET_COMM_EVENT_LOG
+            | REPORT_SERVER_ID
+            | READ_FILE_RECORD
+            | READ_FIFO_QUEUE),
         ) => true,
-        Some(&DIAGNOSTICS) => pdu.get(1..3) != Some(&[0, 0]),
+        Some(&DIAGNOSTICS) => pdu.get(1..3) == Some(&[0, 0]),
+        Some(&ENCAPSULATED_INTERFACE) => pdu.get(1) == Some(&READ_DEVICE_ID),
         _ => false,
     }
 }
@@ -141,13 +151,24 @@ mod tests {
     }
 
     #[test]
-    fn writes_are_told_from_reads() {
-        assert!(writes(&[0x06, 0x05, 0xB0, 0x00, 0x0A]));
-        assert!(writes(&[0x10, 0, 0, 0, 1, 2, 0, 0]));
-        assert!(writes(&[0x17, 0, 0, 0, 1, 0, 0, 0, 1, 2, 0, 0]));
-        assert!(!writes(&[0x03, 0x10, 0x60, 0x00, 0x01]));
-        assert!(!writes(&[0x2B, 0x0E, 0x01, 0x00]));
-        assert!(!writes(&[0x08, 0x00, 0x00, 0x12, 0x34]));
-        assert!(writes(&[0x08, 0x00, 0x01, 0x00, 0x00]));
+    fn only_known_reads_are_reads() {
+        let reads_fc = |fc: u8| reads(&[fc, 0, 0, 0, 1]);
+        // Sub-function 0 of diagnostics (08) is the echo.
+        let listed = [
+            0x01, 0x02, 0x03, 0x04, 0x07, 0x08, 0x0B, 0x0C, 0x11, 0x14, 0x18,
+        ];
+        for fc in 0..=0xFFu8 {
+            assert_eq!(reads_fc(fc), listed.contains(&fc), "function {fc:#04x}");
+        }
+        // Diagnostics: the echo only.
+        assert!(reads(&[0x08, 0x00, 0x00, 0x12, 0x34]));
+        assert!(!reads(&[0x08, 0x00, 0x01, 0x00, 0x00]));
+        assert!(!reads(&[0x08, 0x00, 0x04, 0x00, 0x00]));
+        assert!(!reads(&[0x08]));
+        // Encapsulated: Read Device Identification only.
+        assert!(reads(&[0x2B, 0x0E, 0x01, 0x00]));
+        assert!(!reads(&[0x2B, 0x0D, 0x00]));
+        assert!(!reads(&[0x2B]));
+        assert!(!reads(&[]));
     }
 }

@@ -10,21 +10,26 @@
 //! (both web services off, a new address) is refused until confirmed, with what will
 //! happen.
 
+use crate::accounts::Role;
 use crate::event::{Event, Events};
-use crate::settings::{def_of, Diff, Refusal, Section, Settings, DEFS};
+use crate::settings::{admin_reason, def_of, Diff, Refusal, Section, Settings, DEFS};
 use crate::store::Store;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::{Mutex, RwLock};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
-/// Who makes a change, for the event log: a user and how they came.
+/// Who makes a change, for the event log and for the door's own check of who may make
+/// it: a user, how they came, and their role.
 #[derive(Debug, Clone)]
 pub struct Who {
     /// The account, or the part of the card acting by itself ("button").
     pub user: String,
     /// How: "web 192.168.1.20", "ssh 192.168.1.20", "console", "configuration file" …
     pub via: String,
+    /// What the user may do. Whoever stands at the card (the button, the command line)
+    /// acts as admin.
+    pub role: Role,
 }
 
 impl std::fmt::Display for Who {
@@ -74,6 +79,10 @@ pub type Commit = Box<dyn FnOnce() + Send>;
 pub type Prepare =
     Box<dyn Fn(&Settings, &Settings) -> Result<Option<Commit>, String> + Send + Sync>;
 
+/// What a change would do to a running part's users (the open sessions it would close),
+/// in words, for the user to confirm first; empty if nothing.
+pub type Warn = Box<dyn Fn(&Settings, &Settings) -> Vec<String> + Send + Sync>;
+
 pub struct Live {
     current: RwLock<Arc<Settings>>,
     /// What a reset to factory settings goes back to.
@@ -81,6 +90,7 @@ pub struct Live {
     store: Mutex<Store>,
     events: Events,
     parts: RwLock<Vec<(&'static str, Prepare)>>,
+    warners: RwLock<Vec<Warn>>,
     /// One change at a time.
     gate: Mutex<()>,
 }
@@ -94,6 +104,7 @@ impl Live {
             store: Mutex::new(store),
             events,
             parts: RwLock::new(vec![]),
+            warners: RwLock::new(vec![]),
             gate: Mutex::new(()),
         }
     }
@@ -108,6 +119,20 @@ impl Live {
         self.parts.write().push((name, prepare));
     }
 
+    /// Adds a running part that says what a change would do to its users.
+    pub fn warn_with(&self, warn: Warn) {
+        self.warners.write().push(warn);
+    }
+
+    /// What going from `old` to `new` would do to whoever is connected.
+    fn warnings(&self, old: &Settings, new: &Settings) -> Vec<String> {
+        let mut warnings = cut_off(old, new);
+        for warn in self.warners.read().iter() {
+            warnings.extend(warn(old, new));
+        }
+        warnings
+    }
+
     /// What `changes` would alter, and what they would do to whoever is connected (the
     /// warnings [`Refused::Confirm`] would give), without making them: for a preview.
     pub fn preview(
@@ -116,7 +141,8 @@ impl Live {
     ) -> Result<(Vec<Diff>, Vec<String>), Vec<Refusal>> {
         let old = self.current();
         let (new, diffs) = old.change(changes)?;
-        Ok((diffs, cut_off(&old, &new)))
+        let warnings = self.warnings(&old, &new);
+        Ok((diffs, warnings))
     }
 
     /// Makes `changes` (key, value), all or nothing; see the module's doc.
@@ -141,6 +167,23 @@ impl Live {
         let _one_at_a_time = self.gate.lock();
         let old = self.current();
         let (new, diffs) = old.change(changes).map_err(Refused::Invalid)?;
+        // Checked here, whichever door the change came through (a page, a configuration
+        // file, the console): who can reach the card is the admin's decision alone.
+        if who.role != Role::Admin {
+            let locked: Vec<Refusal> = diffs
+                .iter()
+                .filter_map(|d| {
+                    let def = def_of(d.key).filter(|def| def.admin_only)?;
+                    Some(Refusal {
+                        key: d.key.to_string(),
+                        message: format!("{}: {}", d.key, admin_reason(def)),
+                    })
+                })
+                .collect();
+            if !locked.is_empty() {
+                return Err(Refused::Invalid(locked));
+            }
+        }
         if diffs.is_empty() {
             if let Some(event) = first {
                 self.events.emit(event);
@@ -150,7 +193,7 @@ impl Live {
                 next_start: vec![],
             });
         }
-        let warnings = cut_off(&old, &new);
+        let warnings = self.warnings(&old, &new);
         if !warnings.is_empty() && !confirmed {
             return Err(Refused::Confirm(warnings));
         }
@@ -213,7 +256,16 @@ impl Live {
 fn cut_off(old: &Settings, new: &Settings) -> Vec<String> {
     let mut warnings = vec![];
     let web = |s: &Settings| s.http_enabled || s.https_enabled;
-    if web(old) && !web(new) {
+    let remote = |s: &Settings| web(s) || s.ssh_enabled;
+    if remote(old) && !remote(new) {
+        warnings.push(
+            "With HTTP, HTTPS and SSH all off, the card cannot be reached over the network \
+             at all, this page included. The ways back are at the card: the USB console \
+             (its menu's reset of the configuration turns them on again), or the reset \
+             button held over 6 s (factory settings)."
+                .into(),
+        );
+    } else if web(old) && !web(new) {
         warnings.push(
             "With both HTTP and HTTPS off the web pages go away, this one included: turn one \
              on again from the SSH console's reset of the configuration, or with the reset \

@@ -596,6 +596,10 @@ fn register_parts(live: &Live, link: &Link, tcp: &Tcp, rs485: Option<&Rs485>, op
             Ok(Some(Box::new(move || link.reconfigure(config))))
         }),
     );
+    let sessions = tcp.clone();
+    live.warn_with(Box::new(move |old, new| {
+        sessions.closed_by(&old.modbus_allow, &new.modbus_allow)
+    }));
     let tcp = tcp.clone();
     live.register(
         "modbus tcp",
@@ -717,6 +721,7 @@ fn network_upgrade(
         let who = Who {
             user: who.user.clone(),
             via: format!("{}, firmware upgrade to {}", who.via, installed.version),
+            role: who.role,
         };
         let later = (control.clone(), who.clone());
         let spawned = std::thread::Builder::new()

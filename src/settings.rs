@@ -180,6 +180,23 @@ const fn def(
     }
 }
 
+/// A setting only the admin changes: who can reach the card.
+const fn admin(
+    key: &'static str,
+    label: &'static str,
+    help: &'static str,
+    section: Section,
+) -> Def {
+    Def {
+        key,
+        label,
+        help,
+        section,
+        live: true,
+        admin_only: true,
+    }
+}
+
 const fn board(key: &'static str, label: &'static str, help: &'static str) -> Def {
     Def {
         key,
@@ -208,14 +225,14 @@ pub const DEFS: [Def; 37] = [
     def("rs485_timeout_s", "RS485 silence before RTU lost (s)", "\"RTU communication lost\" after this long without a frame; 0 = never", Modbus, true),
     def("frame_gap_us", "UPS link frame gap (µs)", "silence between frames on the UPS link; auto = 3.5 characters", Modbus, true),
     def("modbus_evict_idle_s", "Idle session gives way after (s)", "with all 3 sessions in use, a new master takes the slot of a session idle this long; 0 = never", Modbus, true),
-    def("modbus_allow", "Masters allowed", "networks that may connect to Modbus TCP, e.g. 192.168.1.0/24, 10.0.0.5; empty = everyone", Modbus, true),
-    def("modbus_write", "Writes allowed from", "everyone, listed (only the networks below) or nobody: others get exception 01 for any write", Modbus, true),
-    def("modbus_writers", "Masters that may write", "networks that may write when writes are allowed from listed ones", Modbus, true),
+    admin("modbus_allow", "Masters allowed", "networks that may connect to Modbus TCP, e.g. 192.168.1.0/24, 10.0.0.5; empty = everyone", Modbus),
+    admin("modbus_write", "Writes allowed from", "everyone, listed (only the networks below) or nobody: others may only read, anything else gets exception 01", Modbus),
+    admin("modbus_writers", "Masters that may write", "networks that may write when writes are allowed from listed ones", Modbus),
     def("login_timeout_s", "Login timeout (s)", "a web or console session ends after this long without activity; at least 30", Accounts, true),
     def("password_days", "First login reset (days)", "a password must be changed after this many days; 0 = never", Accounts, true),
-    def("http_enabled", "HTTP", "plain web access", Services, true),
-    def("https_enabled", "HTTPS", "secure web access", Services, true),
-    def("ssh_enabled", "SSH", "the SSH console", Services, true),
+    admin("http_enabled", "HTTP", "plain web access", Services),
+    admin("https_enabled", "HTTPS", "secure web access", Services),
+    admin("ssh_enabled", "SSH", "the SSH console", Services),
     def("dhcp_enabled", "BootP/DHCP", "take the address from a DHCP server; off: the static address", Services, true),
     def("ping_enabled", "PING echo", "answer ping", Services, true),
     def("upgrade_enabled", "Network upgrade", "firmware may be uploaded over the network", Services, true),
@@ -238,6 +255,15 @@ pub const DEFS: [Def; 37] = [
 /// The declaration of `key`.
 pub fn def_of(key: &str) -> Option<&'static Def> {
     DEFS.iter().find(|d| d.key == key)
+}
+
+/// Why a user who is not admin may not change `def` (an admin-only setting), in words.
+pub fn admin_reason(def: &Def) -> &'static str {
+    if def.section == Section::Board {
+        "only admin changes the board's devices"
+    } else {
+        "only admin decides who can reach the card"
+    }
 }
 
 /// The label of `key`, as the pages and the console name it.

@@ -134,6 +134,7 @@ fn the_event_log_follows_the_ntp_server() {
     let who = Who {
         user: "admin".into(),
         via: "test".into(),
+        role: modbus_card::accounts::Role::Admin,
     };
     card.service()
         .live

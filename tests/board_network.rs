@@ -102,6 +102,7 @@ echo "static address $a""#,
     let who = Who {
         user: "admin".into(),
         via: "test".into(),
+        role: modbus_card::accounts::Role::Admin,
     };
     service
         .live

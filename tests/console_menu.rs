@@ -356,6 +356,7 @@ fn reset_configuration_goes_back_to_factory_settings_and_restarts() {
     let who = Who {
         user: "admin".into(),
         via: "test".into(),
+        role: modbus_card::accounts::Role::Admin,
     };
     card.service()
         .live

@@ -405,6 +405,7 @@ fn ssh_switched_off_stops_accepting_and_on_again_serves_the_same_port() {
     let who = Who {
         user: "admin".into(),
         via: "test".into(),
+        role: modbus_card::accounts::Role::Admin,
     };
     let live = &card.service().live;
     live.change(&[("ssh_enabled", "false")], &who, false)

@@ -43,6 +43,7 @@ fn the_page_s_upgrade_streams_installs_and_asks_for_the_restart() {
     let admin = Who {
         user: "admin".into(),
         via: "web 127.0.0.1".into(),
+        role: modbus_card::accounts::Role::Admin,
     };
 
     // Network upgrade off: refused before a byte is read.

@@ -19,6 +19,7 @@ fn admin() -> Who {
     Who {
         user: "admin".into(),
         via: "test".into(),
+        role: modbus_card::accounts::Role::Admin,
     }
 }
 

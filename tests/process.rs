@@ -415,3 +415,60 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// Password hashes, keys and the event log are the service's alone: the data folder is
+/// 0700 and the database with its journal files 0600, on a first start and on a folder an
+/// older firmware left open.
+#[test]
+fn the_data_folder_is_the_services_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let root = tempfile::tempdir().unwrap();
+    let fresh = root.path().join("fresh");
+    let old = root.path().join("old");
+    drop(Store::open(&old).unwrap());
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(old.join("card.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(mode(&old.join("card.db")), 0o644);
+    for data in [fresh, old] {
+        let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["run", "--data"])
+            .arg(&data)
+            .arg("--ups")
+            .arg(sim.path().unwrap())
+            .args(["--modbus", "127.0.0.1:0", "--ssh", "127.0.0.1:0"])
+            .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let started = Instant::now();
+        while !lines
+            .next()
+            .unwrap()
+            .unwrap()
+            .contains("modbus tcp listening on")
+        {
+            assert!(started.elapsed() < Duration::from_secs(20), "no start");
+        }
+        // While it runs, with the write-ahead log open.
+        assert_eq!(mode(&data), 0o700, "{}", data.display());
+        for file in ["card.db", "card.db-wal", "card.db-shm"] {
+            assert_eq!(
+                mode(&data.join(file)),
+                0o600,
+                "{file} in {}",
+                data.display()
+            );
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success());
+        for _ in lines {}
+    }
+}

@@ -216,4 +216,23 @@ fn broken_and_hostile_files_are_refused_with_nothing_changed() {
     assert_eq!(p.status, 400);
     p.shows(&["only admin changes the board"]);
     assert_eq!(*card.service().settings(), *before);
+    // Nor who can reach the card: the services and the Modbus access rules.
+    for (line, changed) in [
+        ("\nhttps_enabled = true\n", "\nhttps_enabled = false\n"),
+        ("\nssh_enabled = true\n", "\nssh_enabled = false\n"),
+        (
+            "\nmodbus_write = \"everyone\"\n",
+            "\nmodbus_write = \"nobody\"\n",
+        ),
+        (
+            "\nmodbus_allow = \"\"\n",
+            "\nmodbus_allow = \"10.0.0.0/8\"\n",
+        ),
+    ] {
+        assert!(good.contains(line), "{line} in the exported file");
+        let p = upload(&mut op, good.replace(line, changed).as_bytes());
+        assert_eq!(p.status, 400, "{changed}");
+        p.shows(&["only admin decides who can reach the card"]);
+    }
+    assert_eq!(*card.service().settings(), *before);
 }

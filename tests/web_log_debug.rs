@@ -111,6 +111,7 @@ fn the_log_is_paged_filtered_saved_and_cleared() {
     let who = Who {
         user: "admin".into(),
         via: "test".into(),
+        role: modbus_card::accounts::Role::Admin,
     };
     for rate in 1..=60 {
         card.service()

@@ -228,6 +228,62 @@ fn read_only_users_see_every_page_and_change_nothing() {
     assert_eq!(card.service().settings().net_interface, "eth0");
 }
 
+/// Who can reach the card (the web and SSH services, the Modbus access rules) is the
+/// admin's decision: a Read/Write user sees those fields locked, and the server refuses
+/// them whatever is posted.
+#[test]
+fn only_admin_decides_who_can_reach_the_card() {
+    let card = start_web(Setup::default());
+    let before = card.service().settings();
+    let mut admin = card.admin();
+    let mut op = card.user(&mut admin, "op", "read-write");
+    let page = op.get("/control");
+    // Three services are admin's; the others the Read/Write user may switch.
+    assert_eq!(page.body.matches("admin only").count(), 3, "{}", page.body);
+    for (path, key, value) in [
+        ("/control", "http_enabled", "false"),
+        ("/control", "https_enabled", "false"),
+        ("/control", "ssh_enabled", "false"),
+        ("/modbus", "modbus_allow", "10.0.0.0/8"),
+        ("/modbus", "modbus_write", "nobody"),
+    ] {
+        op.get(path);
+        let p = op.post(path, &[(key, value), ("confirm", "yes")]);
+        assert_eq!(p.status, 403, "{key}: {}", p.body);
+        p.shows(&["Only admin decides who can reach the card"]);
+    }
+    assert_eq!(*card.service().settings(), *before);
+    assert!(changes(&card).is_empty());
+    // What the Read/Write user may change still goes through beside a locked field posted
+    // as it is.
+    op.get("/control");
+    let p = op.post(
+        "/control",
+        &[("ping_enabled", "false"), ("ssh_enabled", "true")],
+    );
+    p.shows(&["PING echo: On → Off"]);
+
+    // Turning off the last way in over the network names the ways back at the card (a
+    // new login: op's took over the first one).
+    let mut admin = card.browser();
+    admin.login("admin", GOOD);
+    admin.get("/control");
+    let p = admin.post(
+        "/control",
+        &[
+            ("http_enabled", "false"),
+            ("https_enabled", "false"),
+            ("ssh_enabled", "false"),
+        ],
+    );
+    p.shows(&["Confirm the change", "USB console", "reset button"]);
+    let s = card.service().settings();
+    assert!(
+        s.http_enabled && s.https_enabled && s.ssh_enabled,
+        "not yet"
+    );
+}
+
 #[test]
 fn https_and_http_start_and_stop_from_the_control_page() {
     let card = start_web(Setup::default());
@@ -299,8 +355,12 @@ async fn access_control_set_on_the_modbus_page_holds_at_once() {
     let card = start_web(Setup::default());
     card.wait_state(modbus_card::link::LinkState::Up);
     let mut admin = card.admin();
+    // The factory setting lets anyone write; Home says so and points to the MODBUS page.
+    let open = "Any host on the network can send the UPS commands";
+    admin.get("/").shows(&[open, "href=\"/modbus\""]);
     let p = admin.submit("/modbus", &[("modbus_allow", "127.0.0.1")]);
     p.shows(&["Masters allowed: (none) → 127.0.0.1"]);
+    assert!(!admin.get("/").body.contains(open), "decided: no banner");
     let mut inside = master(card.addr(), "127.0.0.1").await.unwrap();
     assert!(inside
         .read_holding_registers(0x1060, 1)

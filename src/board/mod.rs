@@ -191,6 +191,7 @@ impl Worker {
         let who = Who {
             user: "button".into(),
             via: format!("held {secs:.1} s"),
+            role: crate::accounts::Role::Admin,
         };
         let result = match action {
             Action::Restart => {

@@ -438,6 +438,7 @@ impl Menu<'_, '_> {
         Who {
             user: self.session.user.clone(),
             via: self.via.clone(),
+            role: self.session.role,
         }
     }
 

@@ -215,6 +215,11 @@ impl Store {
         access(dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| folder(e.into()))?;
 
         let path = dir.join(FILE_NAME);
+        if let Err(e) = private(dir, &path) {
+            // Not fatal (a folder of another owner, a file system without modes); SQLite
+            // says so itself if the file cannot be opened at all.
+            log::warn!("data folder {}: cannot make it private: {e}", dir.display());
+        }
         let conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
         configure(&conn, &path)?;
         check(&conn, &path)?;
@@ -482,6 +487,29 @@ impl Store {
             Boot::Cold
         })
     }
+}
+
+/// The data folder (password hashes, keys, the event log) is the service's alone: the
+/// folder 0700, the database and its journal files 0600. Made so before SQLite first
+/// creates the file (it gives its journals the database's mode), and again at every
+/// start, so a folder made by an older firmware or by hand is closed too.
+fn private(dir: &Path, db: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// Connection settings that make every commit durable and let readers and the writer share

@@ -144,6 +144,16 @@ impl Sessions {
         }
     }
 
+    /// Wakes every session whose master `allow` leaves out: it sees the list at once,
+    /// answers the request it may be relaying (the reading half alone is shut), and ends.
+    fn wake_not_allowed(&self, allow: &[Cidr]) {
+        for s in self.slots.lock().iter().flatten() {
+            if !access::allowed(allow, s.peer.ip()) {
+                let _ = s.stream.shutdown(Both::Read);
+            }
+        }
+    }
+
     /// Ends the session idle the longest, if it has been idle at least `min`: returns its
     /// number and how long it was idle. Its thread still has to finish.
     fn evict_idle(&self, min: Duration) -> Option<(u8, Duration)> {
@@ -194,9 +204,30 @@ impl Tcp {
         self.config.lock().clone()
     }
 
-    /// New timeouts and routing: each session takes them at its next turn.
+    /// New timeouts and routing: each session takes them at its next turn. A session
+    /// whose master is no longer allowed ends after the answer it may be waiting for.
     pub fn reconfigure(&self, config: TcpConfig) {
+        let allow = config.allow.clone();
         *self.config.lock() = config;
+        self.sessions.wake_not_allowed(&allow);
+    }
+
+    /// What a new allow-list would do to the open sessions, in words, for the user to
+    /// confirm before it is saved.
+    pub fn closed_by(&self, old: &[Cidr], new: &[Cidr]) -> Vec<String> {
+        self.sessions
+            .list()
+            .into_iter()
+            .filter(|s| access::allowed(old, s.peer.ip()) && !access::allowed(new, s.peer.ip()))
+            .map(|s| {
+                format!(
+                    "Modbus TCP session {} from {} will be closed: that master is not among \
+                     the masters allowed any more.",
+                    s.number,
+                    s.peer.ip()
+                )
+            })
+            .collect()
     }
 
     /// Listens on `listener` from now on; open sessions go on.

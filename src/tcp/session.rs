@@ -47,6 +47,9 @@ impl Session {
             // Answer every whole frame already here, in order.
             let mut used = 0;
             loop {
+                if let Some(reason) = self.not_allowed() {
+                    return reason;
+                }
                 match mbap::check(&buf[used..len]) {
                     Ok(Some(n)) => {
                         // Idle means neither asking nor being answered.
@@ -98,7 +101,11 @@ impl Session {
                 let left = PARTIAL_FRAME_DEADLINE - waited;
                 wait = Some(wait.map_or(left, |w| w.min(left)));
             }
-            match wait_readable(self.stream.as_fd(), &self.shutdown, wait) {
+            let ready = wait_readable(self.stream.as_fd(), &self.shutdown, wait);
+            if let Some(reason) = self.not_allowed() {
+                return reason;
+            }
+            match ready {
                 Ok(Ready::Readable) => {}
                 Ok(Ready::Timeout) => continue,
                 Ok(Ready::Shutdown) => return "service stopping".into(),
@@ -118,7 +125,7 @@ impl Session {
     fn relay(&self, unit: u8, pdu: &[u8]) -> Option<PduBuf> {
         let slave = {
             let config = self.config.lock();
-            if access::writes(pdu) && !self.may_write(&config) {
+            if !access::reads(pdu) && !self.may_write(&config) {
                 drop(config);
                 self.refused.writes.fetch_add(1, Relaxed);
                 self.log.emit(Event::WriteRefused {
@@ -145,6 +152,13 @@ impl Session {
         };
         let answer = self.caller.call(slave, pdu);
         (slave != BROADCAST).then_some(answer)
+    }
+
+    /// Why the session must end if its master was taken off the allow-list (checked
+    /// between requests: an exchange with the UPS is never cut).
+    fn not_allowed(&self) -> Option<String> {
+        let allowed = access::allowed(&self.config.lock().allow, self.peer.ip());
+        (!allowed).then(|| "its master is no longer among the masters allowed".into())
     }
 
     fn may_write(&self, config: &TcpConfig) -> bool {

@@ -193,7 +193,11 @@ fn check_file(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Checked, Vec<LineError>> {
             .filter(|d| def_of(d.key).is_some_and(|def| def.admin_only))
             .map(|d| LineError {
                 line: line_of(d.key),
-                message: format!("{}: only admin changes the board's devices", d.key),
+                message: format!(
+                    "{}: {}",
+                    d.key,
+                    crate::settings::admin_reason(def_of(d.key).expect("a declared key"))
+                ),
             })
             .collect();
         if !locked.is_empty() {
@@ -310,6 +314,7 @@ pub fn apply_file(ctx: &Ctx<'_>) -> Response {
     let who = Who {
         user: ctx.session.user.clone(),
         via: format!("web {}, configuration file", ctx.req.remote_addr().ip()),
+        role: ctx.session.role,
     };
     match ctx.app.live.change(&pairs, &who, true) {
         Ok(applied) => {

@@ -43,6 +43,8 @@ pub struct Service {
     pub port: String,
     pub off_means: &'static str,
     pub on: bool,
+    /// Only admin may switch it (who can reach the card).
+    pub locked: bool,
 }
 
 #[derive(Template)]
@@ -73,6 +75,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
                 port,
                 off_means,
                 on: settings.get(key).as_deref() == Some("true"),
+                locked: def.admin_only && !ctx.is_admin(),
             }
         })
         .collect();

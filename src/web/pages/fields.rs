@@ -10,7 +10,7 @@
 use super::{html, only_admin, read_only, Layout};
 use crate::live::{Refused, Who};
 use crate::settings::{
-    def_of, label, min_serial_timeout, rule, Diff, Refusal, Settings, RS485_BAUDS, UPS_BAUDS,
+    self, def_of, label, min_serial_timeout, rule, Diff, Refusal, Settings, RS485_BAUDS, UPS_BAUDS,
 };
 use crate::web::listen::Kind;
 use crate::web::routes::Ctx;
@@ -220,6 +220,7 @@ pub fn who(ctx: &Ctx<'_>) -> Who {
     Who {
         user: ctx.session.user.clone(),
         via: format!("web {}", ctx.req.remote_addr().ip()),
+        role: ctx.session.role,
     }
 }
 
@@ -263,12 +264,18 @@ pub fn submit(ctx: &Ctx<'_>, allowed: &[&'static str]) -> Result<State, Response
         .iter()
         .filter_map(|&k| ctx.form.field(k).map(|v| (k.to_string(), v.to_string())))
         .collect();
-    if !ctx.is_admin()
-        && posted
-            .iter()
-            .any(|(k, _)| def_of(k).is_some_and(|d| d.admin_only))
-    {
-        return Err(only_admin(ctx, "Only admin changes the board's devices."));
+    if !ctx.is_admin() {
+        // A locked field posted unchanged is no change; the door refuses a changed one
+        // too, this only says it as a page of its own.
+        let current = ctx.app.live.current();
+        let locked = posted.iter().find_map(|(k, v)| {
+            let def = def_of(k).filter(|d| d.admin_only)?;
+            (current.get(k).as_deref() != Some(v.as_str())).then_some(def)
+        });
+        if let Some(def) = locked {
+            let reason = rule(def.key, settings::admin_reason(def));
+            return Err(only_admin(ctx, &format!("{reason} ({}).", def.label)));
+        }
     }
     let pairs: Vec<(&str, &str)> = posted
         .iter()

@@ -225,6 +225,9 @@ pub struct HomePage {
     pub layout: Layout,
     pub s: Status,
     pub counters: [(&'static str, &'static str); 7],
+    /// Any host that reaches the card may write to the UPS (the factory setting): said
+    /// on Home until someone who may change it decides.
+    pub open_writes: bool,
 }
 
 pub fn page(ctx: &Ctx<'_>) -> Response {
@@ -232,6 +235,10 @@ pub fn page(ctx: &Ctx<'_>) -> Response {
         layout: Layout::of(ctx, "Home", "home"),
         s: Status::of(ctx.app),
         counters: COUNTERS,
+        open_writes: {
+            let s = ctx.app.live.current();
+            s.modbus_write == crate::access::Writers::Everyone && s.modbus_allow.is_empty()
+        },
     };
     html(&page, 200)
 }
