@@ -18,6 +18,11 @@ pub enum Event {
     UpsDetected {
         baud: u32,
     },
+    /// A whole round of baud detection got no answer (logged once per start).
+    UpsNotFound {
+        bauds: Vec<u32>,
+        slave: u8,
+    },
     UpsLost,
     UpsRestored,
     RtuLost,
@@ -190,6 +195,7 @@ impl Event {
             Event::ColdBoot => "cold_boot",
             Event::WarmBoot => "warm_boot",
             Event::UpsDetected { .. } => "ups_detected",
+            Event::UpsNotFound { .. } => "ups_not_found",
             Event::UpsLost => "ups_lost",
             Event::UpsRestored => "ups_restored",
             Event::RtuLost => "rtu_lost",
@@ -240,6 +246,14 @@ impl Event {
             Event::ColdBoot => "Cold boot".into(),
             Event::WarmBoot => "Warm boot".into(),
             Event::UpsDetected { baud } => format!("UPS detected at {baud} baud"),
+            Event::UpsNotFound { bauds, slave } => format!(
+                "UPS not found: check that its COM-slot port is enabled ({}, slave {slave})",
+                bauds
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ),
             Event::UpsLost => "UPS communication lost".into(),
             Event::UpsRestored => "UPS communication restored".into(),
             Event::RtuLost => "RTU communication lost".into(),

@@ -220,18 +220,21 @@ fn baud_rate_is_detected_at_each_rate() {
     }
 }
 
+/// A UPS not found yet (its COM-slot port not enabled, the commonest installation
+/// mistake) is a UPS that does not answer: 0x0B at once, and the log says what to check,
+/// once per start.
 #[tokio::test]
-async fn requests_get_0a_while_no_baud_rate_is_found() {
+async fn requests_get_0b_at_once_while_the_ups_is_not_found() {
     let card = start(Setup {
         sim_fault: Fault::Silent,
         ..Setup::default().set("serial_timeout_ms", 2000)
     });
     let mut c = client(card.addr(), 1).await;
-    // Not found yet: exception 0x0A, at once (well inside one serial timeout).
+    // Not found yet: exception 0x0B, at once (well inside one serial timeout).
     for _ in 0..3 {
         let started = Instant::now();
         let r = c.read_holding_registers(0x1060, 1).await.unwrap();
-        assert_eq!(r, Err(ExceptionCode::GatewayPathUnavailable));
+        assert_eq!(r, Err(ExceptionCode::GatewayTargetDevice));
         assert!(
             started.elapsed() < Duration::from_millis(1000),
             "{:?}",
@@ -239,9 +242,24 @@ async fn requests_get_0a_while_no_baud_rate_is_found() {
         );
     }
     assert_eq!(card.service().link.status.state(), LinkState::Detecting);
+    // After a whole round (3 rates × 2 s), and only once however long it goes on.
+    let event = card.wait_event("ups_not_found");
+    assert_eq!(
+        event.message,
+        "UPS not found: check that its COM-slot port is enabled (57600/19200/9600, slave 1)"
+    );
+    assert!(card.service().link.status.not_found());
+    // A unit id the card does not route is still 0x0A.
+    let mut other = client(card.addr(), 7).await;
+    let r = other.read_holding_registers(0x1060, 1).await.unwrap();
+    assert_eq!(r, Err(ExceptionCode::GatewayPathUnavailable));
     card.sim.set_fault(Fault::None);
     card.wait_state(LinkState::Up);
     assert!(c.read_holding_registers(0x1060, 1).await.unwrap().is_ok());
+    assert!(!card.service().link.status.not_found());
+    let kinds: Vec<String> = card.events().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "ups_not_found").count(), 1);
+    assert!(kinds.contains(&"ups_detected".to_string()));
 }
 
 #[tokio::test]

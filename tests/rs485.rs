@@ -230,3 +230,27 @@ async fn the_rs485_port_works_at_its_slowest_and_fastest_rates() {
         assert_eq!(card.sim.register(0x0011), Some(baud as u16));
     }
 }
+
+/// While the UPS is not found, an RTU master gets 0x0B at once, as while it is lost: it
+/// is told the UPS does not answer instead of waiting out its own timeout.
+#[test]
+fn an_rtu_master_gets_0b_at_once_while_the_ups_is_not_found() {
+    let card = common::start(Setup {
+        rs485: true,
+        sim_fault: modbus_card::sim::Fault::Silent,
+        ..Setup::default().set("serial_timeout_ms", 2000)
+    });
+    let mut port = raw(&card);
+    let mut frame = vec![];
+    let read = [0x03, 0x10, 0x60, 0x00, 0x01];
+    rtu::encode(1, &read, &mut frame);
+    let started = Instant::now();
+    port.write_all(&frame).unwrap();
+    let answer = read_frame(&mut port, &read, 1).expect("an answer");
+    assert_eq!(&answer[1..3], &[0x83, 0x0B], "{answer:02X?}");
+    assert!(started.elapsed() < Duration::from_millis(1000), "at once");
+    assert_eq!(
+        card.service().link.status.state(),
+        modbus_card::link::LinkState::Detecting
+    );
+}

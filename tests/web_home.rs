@@ -66,3 +66,24 @@ fn home_and_the_status_api_show_the_card() {
     assert_eq!(s["ups"]["state"], "lost");
     assert_eq!(s["tcp"][0]["peer"], serde_json::Value::Null);
 }
+
+/// A UPS never found (its COM-slot port off) is said in words on Home, with what to check.
+#[test]
+fn home_says_when_the_ups_is_not_found() {
+    let card = start_web(Setup {
+        sim_fault: modbus_card::sim::Fault::Silent,
+        ..Setup::default().set("serial_timeout_ms", 300)
+    });
+    let mut admin = card.admin();
+    wait_for("a whole round of detection", || {
+        card.service().link.status.not_found()
+    });
+    admin
+        .get("/")
+        .shows(&["UPS not found: check that its COM-slot port is enabled"]);
+    card.sim.set_fault(modbus_card::sim::Fault::None);
+    card.wait_state(modbus_card::link::LinkState::Up);
+    let home = admin.get("/");
+    assert!(!home.body.contains("UPS not found"));
+    home.shows(&["Communicating"]);
+}

@@ -12,8 +12,9 @@
 //! - exception 0x0B when the UPS is silent or answers wrongly, at the serial timeout after
 //!   the request went on the line; a genuine exception from the UPS as soon as its 5 bytes
 //!   are in;
-//! - exception 0x0B at once while the UPS is known lost, and 0x0A at once while no baud
-//!   rate has been found, without touching the line.
+//! - exception 0x0B at once, without touching the line, while the UPS is known lost or
+//!   not found yet (no baud rate answers): to a master, both are a UPS that does not
+//!   answer (0x0A would mean a gateway set up wrongly).
 //!
 //! On the line, every frame keeps the silence after the last byte (3.5 characters, or the
 //! `frame_gap_us` setting), counted from the moment that byte was found, and leaves as
@@ -171,6 +172,7 @@ impl Link {
             last_probe: Instant::now(),
             check_now: false,
             lost: false,
+            not_found_logged: false,
             outstanding: Outstanding::default(),
             last_reopen: Instant::now(),
         };
@@ -277,8 +279,11 @@ impl Caller {
             }
         };
         let state = self.link.status.state();
-        if matches!(state, LinkState::Detecting | LinkState::Stopped) {
+        if state == LinkState::Stopped {
             return at_once(Exception::GatewayPathUnavailable);
+        }
+        if state == LinkState::Detecting {
+            return at_once(Exception::GatewayTargetFailedToRespond);
         }
         let Some(pdu) = PduBuf::new(pdu).filter(|p| !p.is_empty()) else {
             return at_once(Exception::GatewayPathUnavailable);
@@ -354,6 +359,8 @@ struct Engine {
     /// A request to the UPS failed: the control frame goes next, at once.
     check_now: bool,
     lost: bool,
+    /// "UPS not found" was logged: once per start.
+    not_found_logged: bool,
     /// Requests whose answers may still come.
     outstanding: Outstanding,
     last_reopen: Instant,
@@ -408,6 +415,7 @@ impl Engine {
                 let probe = self.outstanding.probe(self.config.ups_slave);
                 match self.exchange(Source::Control, self.config.ups_slave, &probe) {
                     Ok(_) => {
+                        self.status.set_not_found(false);
                         self.status.set_baud(baud);
                         self.status.set_state(LinkState::Up);
                         self.alive(Instant::now());
@@ -425,9 +433,15 @@ impl Engine {
                     }
                     Err(_) => {}
                 }
-                // Requests that came in meanwhile: no path to the UPS yet (dropping a
-                // request answers it 0x0A).
-                while queue.try_pop().is_some() {}
+                // Requests that came in just before detection began: the UPS is not
+                // found yet, as if it did not answer.
+                while let Some(request) = queue.try_pop() {
+                    let function = request.pdu.first().copied().unwrap_or(0);
+                    request.answer(PduBuf::exception(
+                        function,
+                        Exception::GatewayTargetFailedToRespond,
+                    ));
+                }
                 if self.shutdown.is_fired() {
                     return false;
                 }
@@ -435,6 +449,14 @@ impl Engine {
             rounds += 1;
             if rounds == 1 {
                 log::warn!("no answer from the UPS at {candidates:?} baud; still trying");
+                self.status.set_not_found(true);
+                if !self.not_found_logged {
+                    self.not_found_logged = true;
+                    self.events.emit(Event::UpsNotFound {
+                        bauds: candidates.clone(),
+                        slave: self.config.ups_slave,
+                    });
+                }
             }
         }
     }

@@ -1,12 +1,12 @@
 //! What the link thread tells everyone else: its state and counters, as atomics so readers
 //! (pages, console, LEDs, tests) never hold it up.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
-    /// Searching for the UPS's baud rate; requests get exception 0x0A.
+    /// Searching for the UPS's baud rate; requests get exception 0x0B.
     Detecting,
     /// The UPS answers.
     Up,
@@ -20,6 +20,8 @@ pub enum LinkState {
 pub struct LinkStatus {
     state: AtomicU8,
     baud: AtomicU32,
+    /// A whole round of detection got no answer, and none has come since.
+    not_found: AtomicBool,
     /// The configuration in force, for the sources: the serial timeout, the UPS's address.
     timeout_ms: AtomicU32,
     ups_slave: AtomicU8,
@@ -64,6 +66,16 @@ impl LinkStatus {
             LinkState::Stopped => 3,
         };
         self.state.store(v, Relaxed);
+    }
+
+    /// Detecting, and a whole round of it went unanswered: the UPS's port is off, or
+    /// another cable or address is wrong.
+    pub fn not_found(&self) -> bool {
+        self.not_found.load(Relaxed)
+    }
+
+    pub(super) fn set_not_found(&self, not_found: bool) {
+        self.not_found.store(not_found, Relaxed);
     }
 
     /// The detected (or fixed) baud rate; 0 while none has been found.

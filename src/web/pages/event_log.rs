@@ -16,7 +16,11 @@ pub const PAGE: usize = 50;
 /// The groups a person filters by: `?group=` value, name, and the kinds of events in it
 /// ([`Event::kind`]).
 pub const GROUPS: [(&str, &str, &[&str]); 6] = [
-    ("ups", "UPS", &["ups_detected", "ups_lost", "ups_restored"]),
+    (
+        "ups",
+        "UPS",
+        &["ups_detected", "ups_not_found", "ups_lost", "ups_restored"],
+    ),
     ("rtu", "RTU (RS485)", &["rtu_lost", "rtu_restored"]),
     (
         "tcp",

@@ -111,6 +111,11 @@ impl Status {
         let link = &app.link;
         let c = link.counters();
         let (state, state_text) = match link.state() {
+            LinkState::Detecting if link.not_found() => (
+                "detecting",
+                "UPS not found: check that its COM-slot port is enabled (57600, 19200 or \
+                 9600 baud, slave 1); still looking",
+            ),
             LinkState::Detecting => ("detecting", "Detecting the baud rate"),
             LinkState::Up => ("up", "Communicating"),
             LinkState::Lost => ("lost", "Communication lost"),
