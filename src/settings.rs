@@ -12,6 +12,31 @@ pub const UPS_BAUDS: [u32; 3] = [57600, 19200, 9600];
 /// Baud rates of the RS485 port.
 pub const RS485_BAUDS: [u32; 5] = [1200, 2400, 9600, 19200, 57600];
 
+/// The numeric settings and the bounds a value alone must be within (`min`, `max`); a
+/// refusal names these bounds. How values go together is checked beyond this (the
+/// serial timeout's lowest sane value at the baud rate).
+pub const NUMBERS: [(&str, u64, u64); 11] = [
+    ("ups_slave", 1, 247),
+    ("serial_timeout_ms", 0, 60_000),
+    ("poll_rate_s", 0, 86_400),
+    ("modbus_port", 1, 65535),
+    ("modbus_timeout_s", 0, 86_400),
+    ("rs485_slave", 1, 174),
+    ("rs485_timeout_s", 0, 86_400),
+    ("frame_gap_us", 0, 100_000),
+    ("modbus_evict_idle_s", 0, 86_400),
+    ("login_timeout_s", 30, 86_400),
+    ("password_days", 0, 3650),
+];
+
+/// The bounds of a numeric setting.
+pub fn range(key: &str) -> Option<(u64, u64)> {
+    NUMBERS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
 /// How unit ids of Modbus TCP requests reach the serial link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routing {
@@ -456,40 +481,37 @@ impl Settings {
     /// what is allowed. Rules between settings are [`Settings::check`]'s.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         let value = value.trim();
-        let num = |max: u64| -> Result<u64, String> {
+        // The message names the very bounds the check uses: those of [`NUMBERS`].
+        let num = || -> Result<u64, String> {
+            let (min, max) = range(key).expect("a numeric setting is in NUMBERS");
             value
                 .parse::<u64>()
                 .ok()
-                .filter(|v| *v <= max)
-                .ok_or_else(|| format!("{key}: '{value}' is not a number from 0 to {max}"))
+                .filter(|v| (min..=max).contains(v))
+                .ok_or_else(|| format!("{key}: '{value}' is not a number from {min} to {max}"))
         };
         match key {
             "ups_baud" => {
-                let v = num(u64::from(u32::MAX))? as u32;
-                if v != 0 && !UPS_BAUDS.contains(&v) {
+                let v = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|v| *v == 0 || UPS_BAUDS.contains(v));
+                let Some(v) = v else {
                     return Err(format!(
-                        "ups_baud: {v} is not 0 (detect) or one of {UPS_BAUDS:?}"
+                        "ups_baud: '{value}' is not 0 (detect) or one of {UPS_BAUDS:?}"
                     ));
-                }
+                };
                 self.ups_baud = v;
             }
             "ups_slave" => {
-                let v = num(247)? as u8;
-                if v == 0 {
-                    return Err("ups_slave: must be 1 to 247".into());
-                }
-                self.ups_slave = v;
+                self.ups_slave = num()? as u8;
             }
-            "serial_timeout_ms" => self.serial_timeout_ms = num(60_000)? as u32,
-            "poll_rate_s" => self.poll_rate_s = num(86_400)? as u32,
+            "serial_timeout_ms" => self.serial_timeout_ms = num()? as u32,
+            "poll_rate_s" => self.poll_rate_s = num()? as u32,
             "modbus_port" => {
-                let v = num(65535)? as u16;
-                if v == 0 {
-                    return Err("modbus_port: must be 1 to 65535".into());
-                }
-                self.modbus_port = v;
+                self.modbus_port = num()? as u16;
             }
-            "modbus_timeout_s" => self.modbus_timeout_s = num(86_400)? as u32,
+            "modbus_timeout_s" => self.modbus_timeout_s = num()? as u32,
             "routing" => {
                 self.routing = match value {
                     "ups" => Routing::Ups,
@@ -498,28 +520,29 @@ impl Settings {
                 }
             }
             "rs485_slave" => {
-                let v = num(174)? as u8;
-                if v == 0 {
-                    return Err("rs485_slave: must be 1 to 174".into());
-                }
-                self.rs485_slave = v;
+                self.rs485_slave = num()? as u8;
             }
             "rs485_baud" => {
-                let v = num(u64::from(u32::MAX))? as u32;
-                if !RS485_BAUDS.contains(&v) {
-                    return Err(format!("rs485_baud: {v} is not one of {RS485_BAUDS:?}"));
-                }
+                let v = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|v| RS485_BAUDS.contains(v));
+                let Some(v) = v else {
+                    return Err(format!(
+                        "rs485_baud: '{value}' is not one of {RS485_BAUDS:?}"
+                    ));
+                };
                 self.rs485_baud = v;
             }
-            "rs485_timeout_s" => self.rs485_timeout_s = num(86_400)? as u32,
+            "rs485_timeout_s" => self.rs485_timeout_s = num()? as u32,
             "frame_gap_us" => {
                 self.frame_gap_us = if value == "auto" {
                     None
                 } else {
-                    Some(num(100_000)? as u32)
+                    Some(num()? as u32)
                 }
             }
-            "modbus_evict_idle_s" => self.modbus_evict_idle_s = num(86_400)? as u32,
+            "modbus_evict_idle_s" => self.modbus_evict_idle_s = num()? as u32,
             "modbus_allow" => {
                 self.modbus_allow = access::parse_list(value).map_err(|e| format!("{key}: {e}"))?
             }
@@ -540,13 +563,9 @@ impl Settings {
                     access::parse_list(value).map_err(|e| format!("{key}: {e}"))?
             }
             "login_timeout_s" => {
-                let v = num(86_400)? as u32;
-                if v < 30 {
-                    return Err(format!("login_timeout_s: {v} s is too short; at least 30"));
-                }
-                self.login_timeout_s = v;
+                self.login_timeout_s = num()? as u32;
             }
-            "password_days" => self.password_days = num(3650)? as u32,
+            "password_days" => self.password_days = num()? as u32,
             "http_enabled" => self.http_enabled = flag(key, value)?,
             "https_enabled" => self.https_enabled = flag(key, value)?,
             "ssh_enabled" => self.ssh_enabled = flag(key, value)?,
@@ -718,6 +737,34 @@ pub fn min_serial_timeout(baud: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every numeric setting, at min−1, min, max and max+1: the refusal names the bounds
+    /// that the check uses.
+    #[test]
+    fn numbers_are_refused_with_the_bounds_they_are_checked_against() {
+        for def in DEFS.iter() {
+            let default = Settings::default().get(def.key).unwrap();
+            let numeric = default.parse::<u64>().is_ok() || def.key == "frame_gap_us";
+            let choices = def.key.ends_with("_baud");
+            assert_eq!(
+                range(def.key).is_some(),
+                numeric && !choices,
+                "{} in NUMBERS",
+                def.key
+            );
+        }
+        for (key, min, max) in NUMBERS {
+            let bounds = format!("is not a number from {min} to {max}");
+            let mut s = Settings::default();
+            s.set(key, &min.to_string()).unwrap();
+            s.set(key, &max.to_string()).unwrap();
+            let below = min.checked_sub(1).map_or("-1".into(), |v| v.to_string());
+            for bad in [below, (max + 1).to_string(), "x".into()] {
+                let e = s.set(key, &bad).unwrap_err();
+                assert!(e.contains(&bounds), "{key} = {bad}: {e}");
+            }
+        }
+    }
 
     #[test]
     fn every_key_round_trips() {

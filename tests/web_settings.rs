@@ -126,15 +126,25 @@ fn bad_values_come_back_next_to_their_field_and_change_nothing() {
     // Each error beside its field, and what was typed kept in it.
     assert!(
         p.body
-            .contains("Modbus TCP port: &#39;abc&#39; is not a number from 0 to 65535")
+            .contains("Modbus TCP port: &#39;abc&#39; is not a number from 1 to 65535")
             || p.body
-                .contains("Modbus TCP port: &#x27;abc&#x27; is not a number from 0 to 65535"),
+                .contains("Modbus TCP port: &#x27;abc&#x27; is not a number from 1 to 65535"),
         "{}",
         p.body
     );
     assert!(p.body.contains("name=\"modbus_port\" value=\"abc\""));
-    assert!(p.body.contains("Must be 1 to 174"));
+    assert!(
+        p.body.contains("&#39;0&#39; is not a number from 1 to 174")
+            || p.body
+                .contains("&#x27;0&#x27; is not a number from 1 to 174"),
+        "{}",
+        p.body
+    );
     assert_eq!(p.body.matches("class=\"field-error\"").count(), 2);
+    // Past the top, the same bounds.
+    let p = admin.post("/modbus", &[("rs485_slave", "175")]);
+    assert_eq!(p.status, 400);
+    p.shows(&["is not a number from 1 to 174"]);
     // The rule between settings, named beside the timeout.
     let p = admin.post("/modbus", &[("serial_timeout_ms", "100")]);
     assert_eq!(p.status, 400);
