@@ -114,6 +114,19 @@ impl Live {
         self.current.read().clone()
     }
 
+    /// The settings as stored, without this run's command-line overrides (`--set`,
+    /// `--baud`): what the configuration file exports, and what the pages show beside a
+    /// value in force that differs.
+    pub fn stored(&self) -> Arc<Settings> {
+        match self.store.lock().load_settings_over(self.factory.clone()) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                log::error!("stored settings: {e}; showing those in force");
+                self.current()
+            }
+        }
+    }
+
     /// Adds a running part that applies changes (`name` for errors and logs).
     pub fn register(&self, name: &'static str, prepare: Prepare) {
         self.parts.write().push((name, prepare));

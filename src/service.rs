@@ -299,6 +299,7 @@ impl Service {
                     frames: link.frames.clone(),
                     sessions: tcp.sessions.clone(),
                     refused: tcp.refused.clone(),
+                    modbus: tcp.clone(),
                     rs485: rs485.as_ref().map(|r| r.status.clone()),
                     events: events.clone(),
                     live: live.clone(),

@@ -87,3 +87,28 @@ fn home_says_when_the_ups_is_not_found() {
     assert!(!home.body.contains("UPS not found"));
     home.shows(&["Communicating"]);
 }
+
+/// The pages show the values in force, with the stored value beside them where this run's
+/// command line put another (`--modbus`, `--set`); the configuration file keeps the
+/// stored ones.
+#[test]
+fn the_pages_show_the_values_in_force_and_export_the_stored_ones() {
+    let card = start_web(Setup::default().set("poll_rate_s", 1));
+    let port = card.addr().port();
+    assert_ne!(port, 502);
+    let mut admin = card.admin();
+    let s: serde_json::Value = serde_json::from_str(&admin.get("/api/status").body).unwrap();
+    assert_eq!(s["modbus"]["port"], port);
+    assert_eq!(s["modbus"]["stored_port"], 502);
+    let shown =
+        format!("port {port} (given on the command line for this run; the stored setting is 502)");
+    admin.get("/").shows(&[&shown]);
+    let modbus = admin.get("/modbus");
+    modbus.shows(&[&format!("Listening on {shown}")]);
+    modbus.shows(&[
+        "In force for this run: 1 (given on the command line); the stored setting is 10.",
+    ]);
+    let file = admin.get("/config/export").body;
+    assert!(file.contains("\npoll_rate_s = 10\n"), "{file}");
+    assert!(file.contains("\nmodbus_port = 502\n"), "{file}");
+}

@@ -82,6 +82,8 @@ pub struct App {
     pub sessions: Arc<Sessions>,
     /// What Modbus TCP access control turned away.
     pub refused: Arc<Refused>,
+    /// Modbus TCP, for the address it really listens on.
+    pub modbus: crate::tcp::Tcp,
     pub rs485: Option<Arc<Rs485Status>>,
     pub events: Events,
     pub live: Arc<Live>,
@@ -126,6 +128,8 @@ pub struct Parts {
     pub frames: Arc<FrameLog>,
     pub sessions: Arc<Sessions>,
     pub refused: Arc<Refused>,
+    /// Modbus TCP, for the address it really listens on.
+    pub modbus: crate::tcp::Tcp,
     pub rs485: Option<Arc<Rs485Status>>,
     pub events: Events,
     pub live: Arc<Live>,
@@ -180,6 +184,7 @@ impl Web {
             frames: parts.frames,
             sessions: parts.sessions,
             refused: parts.refused,
+            modbus: parts.modbus,
             rs485: parts.rs485,
             events: parts.events.clone(),
             live: parts.live.clone(),

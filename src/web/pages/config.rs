@@ -130,7 +130,7 @@ pub fn revert(ctx: &Ctx<'_>) -> Response {
     }
 }
 
-/// `/config/export`: every setting in force, as the configuration file.
+/// `/config/export`: every setting as stored, as the configuration file.
 pub fn export(ctx: &Ctx<'_>) -> Response {
     let origin = format!(
         "modbus-card {}, exported {} by {}",
@@ -138,7 +138,8 @@ pub fn export(ctx: &Ctx<'_>) -> Response {
         timestamp(ctx.app.clock.now()),
         ctx.session.user
     );
-    let file = config_file::export(&ctx.app.live.current(), &origin);
+    // The stored values: a command-line override holds for one run, not in a backup.
+    let file = config_file::export(&ctx.app.live.stored(), &origin);
     Response::from_data("application/toml; charset=utf-8", file).with_unique_header(
         "Content-Disposition",
         "attachment; filename=\"modbus-card.toml\"",

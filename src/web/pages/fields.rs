@@ -107,6 +107,7 @@ impl Field {
 /// The fields of `keys`, with the values in force, or those just typed and refused.
 pub fn fields(ctx: &Ctx<'_>, keys: &[&'static str], state: &State) -> Vec<Field> {
     let settings = ctx.app.live.current();
+    let stored = ctx.app.live.stored();
     keys.iter()
         .filter_map(|&key| {
             let def = def_of(key)?;
@@ -119,7 +120,17 @@ pub fn fields(ctx: &Ctx<'_>, keys: &[&'static str], state: &State) -> Vec<Field>
             Some(Field {
                 key,
                 label: def.label,
-                help: help(key, def.help, &settings),
+                help: match (settings.get(key), stored.get(key)) {
+                    // A command-line override (`--set`) holds for this run only.
+                    (Some(now), Some(kept)) if now != kept => format!(
+                        "{} In force for this run: {} (given on the command line); the \
+                         stored setting is {}.",
+                        help(key, def.help, &settings),
+                        shown(key, &now),
+                        shown(key, &kept)
+                    ),
+                    _ => help(key, def.help, &settings),
+                },
                 value: posted
                     .map(|(_, v)| v.clone())
                     .or_else(|| settings.get(key))

@@ -22,9 +22,19 @@ pub struct Status {
     pub time: String,
     pub uptime: String,
     pub ups: Ups,
+    /// Where Modbus TCP listens in this run, and the stored port (they differ when the
+    /// command line put it elsewhere).
+    pub modbus: Modbus,
     pub tcp: Vec<TcpSession>,
     pub rs485: Rs485,
     pub login: Login,
+}
+
+#[derive(Serialize)]
+pub struct Modbus {
+    pub port: u16,
+    pub stored_port: u16,
+    pub text: String,
 }
 
 #[derive(Serialize)]
@@ -190,6 +200,12 @@ impl Status {
             .map(|a| a.to_string())
             .collect();
         let up = app.started.elapsed().as_secs();
+        let (port, stored_port) = (app.modbus.addr().port(), app.live.stored().modbus_port);
+        let modbus = Modbus {
+            port,
+            stored_port,
+            text: super::modbus::in_force(port, stored_port),
+        };
         Status {
             firmware: version(),
             mac: app.accounts.mac().to_string(),
@@ -206,6 +222,7 @@ impl Status {
                 up / 60 % 60,
                 up % 60
             ),
+            modbus,
             ups: Ups {
                 state,
                 state_text,

@@ -46,7 +46,6 @@ pub struct ModbusPage {
 
 pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
     let app = ctx.app;
-    let settings = app.live.current();
     let baud = match app.link.baud() {
         0 => "not found yet".to_string(),
         b => format!("{b} baud"),
@@ -57,7 +56,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
         ups: fields::fields(ctx, &UPS, &state),
         rs485: fields::fields(ctx, &RS485, &state),
         access: fields::fields(ctx, &ACCESS, &state),
-        listening: format!("port {}", settings.modbus_port),
+        listening: in_force(app.modbus.addr().port(), app.live.stored().modbus_port),
         sessions: app.sessions.open(),
         baud,
         rs485_state: match &app.rs485 {
@@ -72,6 +71,18 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
         outcome: state.outcome.clone(),
     };
     html(&page, state.status())
+}
+
+/// The port Modbus TCP listens on, and the stored one beside it when the command line
+/// (`--modbus`) put it elsewhere for this run.
+pub fn in_force(port: u16, stored: u16) -> String {
+    if port == stored {
+        format!("port {port}")
+    } else {
+        format!(
+            "port {port} (given on the command line for this run; the stored setting is {stored})"
+        )
+    }
 }
 
 pub fn submit(ctx: &Ctx<'_>) -> Response {
