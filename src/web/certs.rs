@@ -102,12 +102,16 @@ impl Names {
                 dns.push(format!("{local}.local"));
             }
         }
-        let mut subnets = vec![
-            Subnet::new(Ipv4Addr::LOCALHOST.into(), 8),
-            Subnet::new(FALLBACK.0.into(), FALLBACK.1),
-        ];
-        subnets.extend(interface_subnets());
-        let mut names = Names { ips, dns, subnets };
+        let mut names = Names {
+            ips,
+            dns,
+            subnets: vec![],
+        };
+        names.add_subnet(Subnet::new(Ipv4Addr::LOCALHOST.into(), 8));
+        names.add_subnet(Subnet::new(FALLBACK.0.into(), FALLBACK.1));
+        for net in interface_subnets() {
+            names.add_subnet(net);
+        }
         for ip in names.ips.clone() {
             names.add_subnet(Subnet::new(ip, if ip.is_ipv4() { 32 } else { 128 }));
         }

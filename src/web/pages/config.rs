@@ -152,7 +152,9 @@ pub fn new_root(ctx: &Ctx<'_>) -> Response {
             ctx,
             "Make a new root certificate?",
             vec![
-                "Browsers, systems and scripts that trust the card's current root no longer                  trust the card: download the new root and trust it in their place (and remove                  the old one)."
+                "Browsers, systems and scripts that trust the card's current root no longer \
+                 trust the card: download the new root and trust it in their place (and remove \
+                 the old one)."
                     .into(),
                 "The current root's key is deleted: it can sign nothing more.".into(),
                 format!("The new root signs only for {}.", scope.join(", ")),
@@ -171,7 +173,8 @@ pub fn new_root(ctx: &Ctx<'_>) -> Response {
             if let Made::Server(names) = made {
                 ctx.app.events.emit(Event::CertificateMade { names });
             }
-            let text = "The card has a new root, and a certificate from it. Download the new                         root and trust it in browsers and scripts in place of the old one.";
+            let text = "The card has a new root, and a certificate from it. Download the new \
+                        root and trust it in browsers and scripts in place of the old one.";
             page(ctx, State::with(Outcome::ok(text, vec![])))
         }
         Err(e) => page(ctx, State::with(Outcome::refused(vec![e.to_string()]))),
