@@ -1052,3 +1052,61 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_subnet_holds_its_range_only() {
+        let net = Subnet::new(ip("192.168.7.18"), 24);
+        assert_eq!(net.to_string(), "192.168.7.0/24");
+        assert!(net.contains(ip("192.168.7.1")) && net.contains(ip("192.168.7.255")));
+        assert!(!net.contains(ip("192.168.8.1")) && !net.contains(ip("::1")));
+        assert!(Subnet::new(ip("0.0.0.0"), 0).contains(ip("203.0.113.5")));
+        assert!(net.holds(&Subnet::new(ip("192.168.7.18"), 32)));
+        assert!(!net.holds(&Subnet::new(ip("192.168.0.0"), 16)));
+        // As a name constraint writes it: address then mask.
+        let read = Subnet::from_constraint(&[10, 1, 0, 0, 255, 255, 0, 0]).unwrap();
+        assert_eq!(read, Subnet::new(ip("10.1.2.3"), 16));
+    }
+
+    #[test]
+    fn a_dns_constraint_permits_the_name_and_names_under_it() {
+        let scope = Scope::Only {
+            dns: Some(vec!["localhost".into(), "card".into()]),
+            subnets: Some(vec![Subnet::new(ip("127.0.0.0"), 8)]),
+        };
+        assert!(scope.permits_dns("localhost") && scope.permits_dns("CARD"));
+        assert!(scope.permits_dns("a.localhost"));
+        assert!(!scope.permits_dns("evillocalhost") && !scope.permits_dns("card.example"));
+        assert!(scope.permits_ip(ip("127.3.2.1")) && !scope.permits_ip(ip("10.0.0.1")));
+        assert!(Scope::Any.permits_dns("example.com") && Scope::Any.permits_ip(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn a_host_is_the_cards_own_only_when_it_is_one_of_its_names() {
+        let names = Names {
+            ips: vec![ip("192.168.7.18"), ip("::1")],
+            dns: vec!["localhost".into(), "card".into(), "card.local".into()],
+            subnets: vec![],
+        };
+        for own in ["card", "CARD.local", "card.local.", "192.168.7.18", "[::1]"] {
+            assert!(names.is_own(own), "{own}");
+        }
+        for other in [
+            "evil.example",
+            "card.evil",
+            "192.168.7.19",
+            "",
+            "[::2]",
+            "::1]",
+        ] {
+            assert!(!names.is_own(other), "{other}");
+        }
+    }
+}
