@@ -7,16 +7,17 @@
 //! the browser goes on trusting it.
 //!
 //! The root signs only for the card: its name constraints (critical) permit the card's DNS
-//! names (`localhost`, the host name and `HOST.local`) and the subnets of its addresses
-//! (loopback, the fallback 192.168.7.0/24, each interface's subnet and the static address's
-//! subnet), so its key, taken from one card, cannot vouch for any other site. The root is
-//! kept across restarts and upgrades, including a root made before it carried constraints
-//! ([`Scope::Any`]); a new root is made only when an administrator asks for one
-//! ([`Certs::new_root`]), at first start, or when the root is missing, damaged or near its
-//! end. A name the root does not permit (the card moved to another subnet, the host was
-//! renamed) is left out of the server certificate, since a single name outside the
-//! constraints would make browsers refuse the whole certificate; the Configuration page
-//! names it and offers the new root.
+//! names (`localhost`, `HOST.local`, and the host name if it has a dot: a constraint also
+//! permits the names under it, so a bare `bank` would cover a top-level domain) and the
+//! subnets of its addresses (loopback, the fallback 192.168.7.0/24, each interface's subnet
+//! and the static address's subnet), so its key, taken from one card, cannot vouch for any
+//! other site. The root is kept across restarts and upgrades, including a root made before
+//! it carried constraints ([`Scope::Any`]); a new root is made only when an administrator
+//! asks for one ([`Certs::new_root`]), at first start, or when the root is missing, damaged
+//! or near its end. A name the root does not permit (the card moved to another subnet, the
+//! host was renamed) is left out of the server certificate, since a single name outside
+//! the constraints would make browsers refuse the whole certificate; the Configuration
+//! page names it and offers the new root.
 //!
 //! An uploaded certificate (with its key, and optionally the CA that issued it) is checked
 //! whole before anything is replaced ([`check_upload`]): it parses, the key matches, the
@@ -148,6 +149,24 @@ impl Names {
             Ok(ip) => self.ips.contains(&ip),
             Err(_) => self.dns.iter().any(|d| d.eq_ignore_ascii_case(host)),
         }
+    }
+
+    /// The DNS names a new root permits: `localhost` and the names with a dot. A DNS name
+    /// constraint permits the names under it too, so a bare host name (`vm`, `bank`) would
+    /// let the root sign for a whole top-level domain; its `HOST.local` stands in for it.
+    fn root_dns(&self) -> Vec<String> {
+        self.dns
+            .iter()
+            .filter(|d| is_dns_name(d) && (*d == "localhost" || d.contains('.')))
+            .cloned()
+            .collect()
+    }
+
+    /// What a new root made for these names signs for, as the user reads it.
+    pub fn root_scope(&self) -> Vec<String> {
+        let mut all = self.root_dns();
+        all.extend(self.subnets.iter().map(Subnet::to_string));
+        all
     }
 
     fn sans(&self) -> Vec<SanType> {
@@ -326,8 +345,11 @@ impl Scope {
             names.ips.iter().partition(|ip| self.permits_ip(**ip));
         let (dns, out_dns): (Vec<String>, Vec<String>) =
             names.dns.iter().cloned().partition(|d| self.permits_dns(d));
+        // A bare host name no root of the card covers is left out without a word: a new
+        // root would not bring it back.
+        let coverable = names.root_dns();
         let mut outside: Vec<String> = out_ips.iter().map(IpAddr::to_string).collect();
-        outside.extend(out_dns);
+        outside.extend(out_dns.into_iter().filter(|d| coverable.contains(d)));
         let fit = Names {
             ips,
             dns,
@@ -805,10 +827,9 @@ fn root_params(names: &Names) -> CertificateParams {
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let mut permitted: Vec<GeneralSubtree> = names
-        .dns
-        .iter()
-        .filter(|d| is_dns_name(d))
-        .map(|d| GeneralSubtree::DnsName(d.clone()))
+        .root_dns()
+        .into_iter()
+        .map(GeneralSubtree::DnsName)
         .collect();
     permitted.extend(
         names
@@ -1108,5 +1129,8 @@ mod tests {
         ] {
             assert!(!names.is_own(other), "{other}");
         }
+        // A bare host name is the card's, but a root does not permit it: it would permit
+        // every name under it.
+        assert_eq!(names.root_dns(), ["localhost", "card.local"]);
     }
 }

@@ -141,12 +141,7 @@ pub fn new_root(ctx: &Ctx<'_>) -> Response {
         return only_admin(ctx, "Only admin makes a new root certificate.");
     }
     let names = ctx.app.card_names();
-    let scope: Vec<String> = names
-        .dns
-        .iter()
-        .cloned()
-        .chain(names.subnets.iter().map(|s| s.to_string()))
-        .collect();
+    let scope = names.root_scope();
     if ctx.form.text("confirm") != "yes" {
         return fields::ask(
             ctx,
