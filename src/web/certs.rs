@@ -124,7 +124,7 @@ impl Names {
     pub fn with_static(mut self, address: Ipv4Addr, netmask: Ipv4Addr) -> Names {
         if !address.is_unspecified() {
             let prefix = u32::from(netmask).leading_ones() as u8;
-            self.add_subnet(Subnet::new(address.into(), prefix));
+            self.add_subnet(Subnet::around(address.into(), prefix));
         }
         self
     }
@@ -181,13 +181,9 @@ impl Names {
 
     /// As the user reads them.
     pub fn list(&self) -> String {
-        self.all().join(", ")
-    }
-
-    fn all(&self) -> Vec<String> {
         let mut all: Vec<String> = self.ips.iter().map(IpAddr::to_string).collect();
         all.extend(self.dns.iter().cloned());
-        all
+        all.join(", ")
     }
 }
 
@@ -212,6 +208,14 @@ impl Subnet {
         };
         let prefix = prefix.min(if addr.is_ipv4() { 32 } else { 128 });
         Subnet { addr, prefix }
+    }
+
+    /// The subnet of the card's address `ip` with `prefix`, or `ip` alone when that subnet
+    /// is wider than a /8 (IPv4) or /32 (IPv6): a stray interface's 0.0.0.0/0 must not let
+    /// the root sign for much of the internet.
+    fn around(ip: IpAddr, prefix: u8) -> Subnet {
+        let (widest, host) = if ip.is_ipv4() { (8, 32) } else { (32, 128) };
+        Subnet::new(ip, if prefix < widest { host } else { prefix })
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -379,7 +383,10 @@ fn interface_subnets() -> Vec<Subnet> {
                 .filter_map(|a| {
                     let ip = a.address?.as_sockaddr_in()?.ip();
                     let mask = a.netmask?.as_sockaddr_in()?.ip();
-                    Some(Subnet::new(ip.into(), u32::from(mask).leading_ones() as u8))
+                    Some(Subnet::around(
+                        ip.into(),
+                        u32::from(mask).leading_ones() as u8,
+                    ))
                 })
                 .collect()
         })
@@ -1089,6 +1096,9 @@ mod tests {
         assert!(net.contains(ip("192.168.7.1")) && net.contains(ip("192.168.7.255")));
         assert!(!net.contains(ip("192.168.8.1")) && !net.contains(ip("::1")));
         assert!(Subnet::new(ip("0.0.0.0"), 0).contains(ip("203.0.113.5")));
+        // Never wider than a /8 around one of the card's addresses.
+        assert_eq!(Subnet::around(ip("10.1.2.3"), 8).to_string(), "10.0.0.0/8");
+        assert_eq!(Subnet::around(ip("10.1.2.3"), 0).to_string(), "10.1.2.3/32");
         assert!(net.holds(&Subnet::new(ip("192.168.7.18"), 32)));
         assert!(!net.holds(&Subnet::new(ip("192.168.0.0"), 16)));
         // As a name constraint writes it: address then mask.
