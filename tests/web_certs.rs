@@ -584,6 +584,17 @@ fn names_the_root_does_not_cover_are_left_out_and_said() {
     let mut admin = card.admin();
     let page = admin.get("/config");
     page.shows(&["Root signs for", "localhost, 127.0.0.1/32 only"]);
+    if !hosts.is_empty() {
+        common::wait_for("the certificate's event", || {
+            card.events().iter().any(|e| {
+                e.kind == "certificate_made"
+                    && e.message.contains(&format!(
+                        "(not for {}: the card's root does not cover them)",
+                        hosts.join(", ")
+                    ))
+            })
+        });
+    }
     if hosts.is_empty() {
         assert!(!page.body.contains("does not sign for"));
     } else {

@@ -817,7 +817,14 @@ fn ensure_own(dir: &Path, names: &Names, new_root: bool) -> Result<(Made, Own), 
     write_private(&dir.join(OWN_KEY), key.serialize_pem().as_bytes())
         .map_err(|e| io_err(dir, e))?;
     write_private(&dir.join(OWN_CERT), cert.pem().as_bytes()).map_err(|e| io_err(dir, e))?;
-    Ok((Made::Server(fit.list()), own))
+    let mut made = fit.list();
+    if !own.outside.is_empty() {
+        made += &format!(
+            " (not for {}: the card's root does not cover them)",
+            own.outside.join(", ")
+        );
+    }
+    Ok((Made::Server(made), own))
 }
 
 /// A new root: a fixed name, pathlen 0, and name constraints (critical) permitting only
