@@ -186,6 +186,11 @@ pub enum Event {
     CertificateReverted {
         by: String,
     },
+    /// An administrator had the card make a new root; the old one's key is gone.
+    RootMade {
+        scope: String,
+        by: String,
+    },
 }
 
 impl Event {
@@ -237,6 +242,7 @@ impl Event {
             Event::CertificateMade { .. } => "certificate_made",
             Event::CertificateInstalled { .. } => "certificate_installed",
             Event::CertificateReverted { .. } => "certificate_reverted",
+            Event::RootMade { .. } => "root_made",
         }
     }
 
@@ -386,6 +392,9 @@ impl Event {
             }
             Event::CertificateReverted { by } => {
                 format!("HTTPS certificate reverted to the card's own by {by}")
+            }
+            Event::RootMade { scope, by } => {
+                format!("New root certificate made by {by}, signing only for {scope}")
             }
         }
     }

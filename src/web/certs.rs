@@ -6,6 +6,19 @@
 //! made again, by the same root, whenever the card's names change or it nears its end, so
 //! the browser goes on trusting it.
 //!
+//! The root signs only for the card: its name constraints (critical) permit the card's DNS
+//! names (`localhost`, `HOST.local`, and the host name if it has a dot: a constraint also
+//! permits the names under it, so a bare `bank` would cover a top-level domain) and the
+//! subnets of its addresses (loopback, the fallback 192.168.7.0/24, each interface's subnet
+//! and the static address's subnet), so its key, taken from one card, cannot vouch for any
+//! other site. The root is kept across restarts and upgrades, including a root made before
+//! it carried constraints ([`Scope::Any`]); a new root is made only when an administrator
+//! asks for one ([`Certs::new_root`]), at first start, or when the root is missing, damaged
+//! or near its end. A name the root does not permit (the card moved to another subnet, the
+//! host was renamed) is left out of the server certificate, since a single name outside
+//! the constraints would make browsers refuse the whole certificate; the Configuration
+//! page names it and offers the new root.
+//!
 //! An uploaded certificate (with its key, and optionally the CA that issued it) is checked
 //! whole before anything is replaced ([`check_upload`]): it parses, the key matches, the
 //! dates are valid, it names the card, and the chain verifies against the given CA. It then
@@ -15,8 +28,9 @@
 //! temporary name and renamed, so a power cut leaves the old file or the new one.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    NameConstraints, SanType,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -25,7 +39,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::fs;
 use std::io::{self, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,18 +62,26 @@ const SERVER_DAYS: i64 = 397;
 /// The server certificate is made again when it has less than this left.
 const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 
-/// The names a server certificate must carry for this card.
+/// The fallback address the network script takes when no DHCP server answers
+/// (`init/modbus-card-network`): its subnet is always in the root's constraints.
+const FALLBACK: (Ipv4Addr, u8) = (Ipv4Addr::new(192, 168, 7, 18), 24);
+
+/// The card's names: those its server certificate carries, and the subnets a new root is
+/// made to cover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     /// Addresses HTTPS is reached on (every interface address when bound to all).
     pub ips: Vec<IpAddr>,
-    /// `localhost` and the host name.
+    /// `localhost`, the host name and `HOST.local` (its mDNS name).
     pub dns: Vec<String>,
+    /// Loopback, the fallback subnet, each interface's subnet, the static address's subnet
+    /// ([`Names::with_static`]), and each of `ips` not in any of them.
+    pub subnets: Vec<Subnet>,
 }
 
 impl Names {
     /// The names for HTTPS bound to `bind`: that address, or every interface's address when
-    /// it is 0.0.0.0; `localhost` and the host name.
+    /// it is 0.0.0.0; `localhost`, the host name and `HOST.local`.
     pub fn for_bind(bind: IpAddr) -> Names {
         let mut ips = if bind.is_unspecified() {
             interface_addresses()
@@ -72,11 +94,79 @@ impl Names {
         if let Some(host) = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
+            .map(|h| h.to_ascii_lowercase())
             .filter(|h| is_dns_name(h) && h != "localhost")
         {
-            dns.push(host);
+            let local = host.strip_suffix(".local").unwrap_or(&host).to_string();
+            if !local.is_empty() {
+                dns.push(local.clone());
+                dns.push(format!("{local}.local"));
+            }
         }
-        Names { ips, dns }
+        let mut names = Names {
+            ips,
+            dns,
+            subnets: vec![],
+        };
+        names.add_subnet(Subnet::new(Ipv4Addr::LOCALHOST.into(), 8));
+        names.add_subnet(Subnet::new(FALLBACK.0.into(), FALLBACK.1));
+        for net in interface_subnets() {
+            names.add_subnet(net);
+        }
+        for ip in names.ips.clone() {
+            names.add_subnet(Subnet::new(ip, if ip.is_ipv4() { 32 } else { 128 }));
+        }
+        names
+    }
+
+    /// With the subnet of the static address the settings hold (used while DHCP is off),
+    /// so a root made now still covers the card once it goes back to it.
+    pub fn with_static(mut self, address: Ipv4Addr, netmask: Ipv4Addr) -> Names {
+        if !address.is_unspecified() {
+            let prefix = u32::from(netmask).leading_ones() as u8;
+            self.add_subnet(Subnet::around(address.into(), prefix));
+        }
+        self
+    }
+
+    /// Adds `net` unless a subnet already there holds it.
+    fn add_subnet(&mut self, net: Subnet) {
+        if !self.subnets.iter().any(|s| s.holds(&net)) {
+            self.subnets.retain(|s| !net.holds(s));
+            self.subnets.push(net);
+        }
+    }
+
+    /// Whether `host` (a `Host` header's name, without its port; IPv6 in brackets) is one
+    /// of the card's names or addresses.
+    pub fn is_own(&self, host: &str) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => self.ips.contains(&ip),
+            Err(_) => self.dns.iter().any(|d| d.eq_ignore_ascii_case(host)),
+        }
+    }
+
+    /// The DNS names a new root permits: `localhost` and the names with a dot. A DNS name
+    /// constraint permits the names under it too, so a bare host name (`vm`, `bank`) would
+    /// let the root sign for a whole top-level domain; its `HOST.local` stands in for it.
+    fn root_dns(&self) -> Vec<String> {
+        self.dns
+            .iter()
+            .filter(|d| is_dns_name(d) && (*d == "localhost" || d.contains('.')))
+            .cloned()
+            .collect()
+    }
+
+    /// What a new root made for these names signs for, as the user reads it.
+    pub fn root_scope(&self) -> Vec<String> {
+        let mut all = self.root_dns();
+        all.extend(self.subnets.iter().map(Subnet::to_string));
+        all
     }
 
     fn sans(&self) -> Vec<SanType> {
@@ -95,6 +185,212 @@ impl Names {
         all.extend(self.dns.iter().cloned());
         all.join(", ")
     }
+}
+
+/// An IP address range: an address and its prefix length, the host bits zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Subnet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Subnet {
+    pub fn new(addr: IpAddr, prefix: u8) -> Subnet {
+        let addr = match addr {
+            IpAddr::V4(a) => {
+                let prefix = prefix.min(32);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask_v4(prefix)))
+            }
+            IpAddr::V6(a) => {
+                let prefix = prefix.min(128);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask_v6(prefix)))
+            }
+        };
+        let prefix = prefix.min(if addr.is_ipv4() { 32 } else { 128 });
+        Subnet { addr, prefix }
+    }
+
+    /// The subnet of the card's address `ip` with `prefix`, or `ip` alone when that subnet
+    /// is wider than a /8 (IPv4) or /32 (IPv6): a stray interface's 0.0.0.0/0 must not let
+    /// the root sign for much of the internet.
+    fn around(ip: IpAddr, prefix: u8) -> Subnet {
+        let (widest, host) = if ip.is_ipv4() { (8, 32) } else { (32, 128) };
+        Subnet::new(ip, if prefix < widest { host } else { prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                u32::from(ip) & mask_v4(self.prefix) == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                u128::from(ip) & mask_v6(self.prefix) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+
+    /// `other` lies wholly inside this subnet.
+    fn holds(&self, other: &Subnet) -> bool {
+        other.prefix >= self.prefix && self.contains(other.addr)
+    }
+
+    /// From a name constraint's address and mask (8 or 32 bytes).
+    fn from_constraint(bytes: &[u8]) -> Option<Subnet> {
+        let (addr, prefix) = match bytes.len() {
+            8 => {
+                let a = <[u8; 4]>::try_from(&bytes[..4]).ok()?;
+                let m = <[u8; 4]>::try_from(&bytes[4..]).ok()?;
+                (IpAddr::from(a), u32::from_be_bytes(m).leading_ones())
+            }
+            32 => {
+                let a = <[u8; 16]>::try_from(&bytes[..16]).ok()?;
+                let m = <[u8; 16]>::try_from(&bytes[16..]).ok()?;
+                (IpAddr::from(a), u128::from_be_bytes(m).leading_ones())
+            }
+            _ => return None,
+        };
+        Some(Subnet::new(addr, prefix as u8))
+    }
+
+    fn constraint(&self) -> CidrSubnet {
+        CidrSubnet::from_addr_prefix(self.addr, self.prefix)
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+fn mask_v4(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn mask_v6(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+/// What a root may sign for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Anything: a root without name constraints (made by firmware before they came).
+    Any,
+    /// What its name constraints permit; `None` leaves that kind of name free.
+    Only {
+        dns: Option<Vec<String>>,
+        subnets: Option<Vec<Subnet>>,
+    },
+}
+
+impl Scope {
+    /// The scope of a root certificate, from its permitted subtrees. (Excluded subtrees
+    /// only narrow it further; the card's own roots have none.)
+    fn of(der: &[u8]) -> Scope {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return Scope::Any;
+        };
+        let permitted = match cert.name_constraints() {
+            Ok(Some(nc)) => nc.value.permitted_subtrees.clone().unwrap_or_default(),
+            // A constraint the card cannot read: assume it permits none of its names.
+            Err(_) => {
+                return Scope::Only {
+                    dns: Some(vec![]),
+                    subnets: Some(vec![]),
+                }
+            }
+            Ok(None) => return Scope::Any,
+        };
+        let (mut dns, mut subnets) = (None::<Vec<String>>, None::<Vec<Subnet>>);
+        for sub in permitted {
+            match sub.base {
+                x509_parser::extensions::GeneralName::DNSName(d) => {
+                    dns.get_or_insert_with(Vec::new).push(d.to_string())
+                }
+                x509_parser::extensions::GeneralName::IPAddress(b) => {
+                    let list = subnets.get_or_insert_with(Vec::new);
+                    list.extend(Subnet::from_constraint(b));
+                }
+                _ => {}
+            }
+        }
+        Scope::Only { dns, subnets }
+    }
+
+    fn permits_ip(&self, ip: IpAddr) -> bool {
+        match self {
+            Scope::Any | Scope::Only { subnets: None, .. } => true,
+            Scope::Only {
+                subnets: Some(nets),
+                ..
+            } => nets.iter().any(|n| n.contains(ip)),
+        }
+    }
+
+    /// As RFC 5280 matches a dNSName constraint: the name itself or any name under it.
+    fn permits_dns(&self, name: &str) -> bool {
+        match self {
+            Scope::Any | Scope::Only { dns: None, .. } => true,
+            Scope::Only {
+                dns: Some(list), ..
+            } => list.iter().any(|c| {
+                let c = c.trim_start_matches('.');
+                let name = name.to_ascii_lowercase();
+                let c = c.to_ascii_lowercase();
+                c.is_empty() || name == c || name.ends_with(&format!(".{c}"))
+            }),
+        }
+    }
+
+    /// The names of `names` this scope permits, and the others as the user reads them.
+    fn split(&self, names: &Names) -> (Names, Vec<String>) {
+        let (ips, out_ips): (Vec<IpAddr>, Vec<IpAddr>) =
+            names.ips.iter().partition(|ip| self.permits_ip(**ip));
+        let (dns, out_dns): (Vec<String>, Vec<String>) =
+            names.dns.iter().cloned().partition(|d| self.permits_dns(d));
+        // A bare host name no root of the card covers is left out without a word: a new
+        // root would not bring it back.
+        let coverable = names.root_dns();
+        let mut outside: Vec<String> = out_ips.iter().map(IpAddr::to_string).collect();
+        outside.extend(out_dns.into_iter().filter(|d| coverable.contains(d)));
+        let fit = Names {
+            ips,
+            dns,
+            subnets: names.subnets.clone(),
+        };
+        (fit, outside)
+    }
+
+    /// What the root signs for, as the user reads it; empty for [`Scope::Any`].
+    fn list(&self) -> Vec<String> {
+        match self {
+            Scope::Any => vec![],
+            Scope::Only { dns, subnets } => {
+                let mut all = dns.clone().unwrap_or_default();
+                all.extend(subnets.iter().flatten().map(Subnet::to_string));
+                all
+            }
+        }
+    }
+}
+
+/// The IPv4 subnets of every interface, loopback included.
+fn interface_subnets() -> Vec<Subnet> {
+    nix::ifaddrs::getifaddrs()
+        .map(|addrs| {
+            addrs
+                .filter_map(|a| {
+                    let ip = a.address?.as_sockaddr_in()?.ip();
+                    let mask = a.netmask?.as_sockaddr_in()?.ip();
+                    Some(Subnet::around(
+                        ip.into(),
+                        u32::from(mask).leading_ones() as u8,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The IPv4 addresses of every interface, loopback included.
@@ -159,6 +455,28 @@ pub struct Certs {
     dir: PathBuf,
     current: parking_lot::RwLock<(Arc<CertifiedKey>, Info)>,
     provider: Arc<CryptoProvider>,
+    /// The card's names and what its root makes of them; held while a certificate is made,
+    /// so the periodic check and an administrator's new root never interleave.
+    own: parking_lot::Mutex<Own>,
+}
+
+/// The card's names as last checked, and what the root permits of them.
+struct Own {
+    names: Names,
+    scope: Scope,
+    /// The card's names the root does not permit, left out of the server certificate.
+    outside: Vec<String>,
+    root_not_after: String,
+}
+
+/// What the Configuration page shows of the card's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootInfo {
+    /// The names and subnets it signs for; empty when it signs for any site.
+    pub scope: Vec<String>,
+    /// The card's names it does not sign for (left out of the server certificate).
+    pub outside: Vec<String>,
+    pub not_after: String,
 }
 
 impl std::fmt::Debug for Certs {
@@ -189,13 +507,14 @@ impl Certs {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| io_err(&dir, e))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let made = ensure_own(&dir, names)?;
+        let (made, own) = ensure_own(&dir, names, false)?;
         let current = load_current(&dir, &provider)?;
         Ok((
             Certs {
                 dir,
                 current: parking_lot::RwLock::new(current),
                 provider,
+                own: parking_lot::Mutex::new(own),
             },
             made,
         ))
@@ -204,11 +523,38 @@ impl Certs {
     /// Makes the server certificate again if the names changed or it nears its end, and
     /// serves it if the card's own is in use.
     pub fn refresh(&self, names: &Names) -> Result<Made, CertError> {
-        let made = ensure_own(&self.dir, names)?;
+        let mut own = self.own.lock();
+        let (made, now) = ensure_own(&self.dir, names, false)?;
+        *own = now;
         if let Made::Server(_) = made {
             *self.current.write() = load_current(&self.dir, &self.provider)?;
         }
         Ok(made)
+    }
+
+    /// Makes a new root for `names` (an administrator confirmed it), its key written over
+    /// the old one's, and a server certificate from it. Clients that trusted the old root
+    /// no longer trust the card until they trust the new one.
+    pub fn new_root(&self, names: &Names) -> Result<Made, CertError> {
+        let mut own = self.own.lock();
+        let (made, now) = ensure_own(&self.dir, names, true)?;
+        *own = now;
+        *self.current.write() = load_current(&self.dir, &self.provider)?;
+        Ok(made)
+    }
+
+    /// The card's names as last checked.
+    pub fn names(&self) -> Names {
+        self.own.lock().names.clone()
+    }
+
+    pub fn root_info(&self) -> RootInfo {
+        let own = self.own.lock();
+        RootInfo {
+            scope: own.scope.list(),
+            outside: own.outside.clone(),
+            not_after: own.root_not_after.clone(),
+        }
     }
 
     /// The card's root certificate, PEM.
@@ -409,40 +755,53 @@ fn unix(t: SystemTime) -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Makes the root if missing or unreadable, and the server certificate if missing, for
-/// other names, near its end or not from this root.
-fn ensure_own(dir: &Path, names: &Names) -> Result<Made, CertError> {
-    let (ca_key, ca_params, new_root) = match load_root(dir) {
-        Some((key, params)) => (key, params, false),
+/// Makes the root if missing, unreadable or near its end (or `new_root`), and the server
+/// certificate if missing, for other names, near its end or not from this root. The
+/// server certificate carries the names the root permits.
+fn ensure_own(dir: &Path, names: &Names, new_root: bool) -> Result<(Made, Own), CertError> {
+    let loaded = if new_root { None } else { load_root(dir) };
+    let (ca_key, root, new_root) = match loaded {
+        Some((key, root)) => (key, root, false),
         None => {
             let key =
                 KeyPair::generate().map_err(|e| CertError(format!("no key for the root: {e}")))?;
-            let params = root_params();
-            let cert = params
+            let cert = root_params(names)
                 .self_signed(&key)
                 .map_err(|e| CertError(format!("cannot make the root certificate: {e}")))?;
+            // The key first: a cut between the two leaves a pair that does not match, and
+            // a new root is made at the next start.
             write_private(&dir.join(CA_KEY), key.serialize_pem().as_bytes())
                 .map_err(|e| io_err(dir, e))?;
             write_private(&dir.join(CA_CERT), cert.pem().as_bytes()).map_err(|e| io_err(dir, e))?;
-            (key, params, true)
+            (key, cert.der().clone(), true)
         }
     };
-    if !new_root && own_server_fits(dir, names) {
-        return Ok(Made::Nothing);
+    let scope = Scope::of(&root);
+    let (fit, outside) = scope.split(names);
+    let own = Own {
+        names: names.clone(),
+        root_not_after: Parsed::of(&root).map_or_else(String::new, |p| date(p.not_after)),
+        scope,
+        outside,
+    };
+    if !new_root && own_server_fits(dir, &fit) {
+        return Ok((Made::Nothing, own));
     }
-    let issuer = Issuer::new(ca_params, &ca_key);
+    let issuer = Issuer::from_ca_cert_der(&root, &ca_key)
+        .map_err(|e| CertError(format!("cannot read the root certificate: {e}")))?;
     let key = KeyPair::generate().map_err(|e| CertError(format!("no key for the server: {e}")))?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(
         DnType::CommonName,
-        names
-            .dns
-            .last()
+        fit.dns
+            .iter()
+            .find(|d| *d != "localhost")
+            .or(fit.dns.first())
             .cloned()
             .unwrap_or_else(|| "modbus-card".into()),
     );
-    params.subject_alt_names = names.sans();
+    params.subject_alt_names = fit.sans();
     let now = OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(SERVER_DAYS);
@@ -458,12 +817,19 @@ fn ensure_own(dir: &Path, names: &Names) -> Result<Made, CertError> {
     write_private(&dir.join(OWN_KEY), key.serialize_pem().as_bytes())
         .map_err(|e| io_err(dir, e))?;
     write_private(&dir.join(OWN_CERT), cert.pem().as_bytes()).map_err(|e| io_err(dir, e))?;
-    Ok(Made::Server(names.list()))
+    let mut made = fit.list();
+    if !own.outside.is_empty() {
+        made += &format!(
+            " (not for {}: the card's root does not cover them)",
+            own.outside.join(", ")
+        );
+    }
+    Ok((Made::Server(made), own))
 }
 
-/// The root's fixed name and uses; the same on every start, so a reloaded root signs
-/// exactly as the one that was made.
-fn root_params() -> CertificateParams {
+/// A new root: a fixed name, pathlen 0, and name constraints (critical) permitting only
+/// the card's DNS names and subnets.
+fn root_params(names: &Names) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params
@@ -474,6 +840,21 @@ fn root_params() -> CertificateParams {
         .push(DnType::OrganizationName, "Modbus card");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let mut permitted: Vec<GeneralSubtree> = names
+        .root_dns()
+        .into_iter()
+        .map(GeneralSubtree::DnsName)
+        .collect();
+    permitted.extend(
+        names
+            .subnets
+            .iter()
+            .map(|s| GeneralSubtree::IpAddress(s.constraint())),
+    );
+    params.name_constraints = Some(NameConstraints {
+        permitted_subtrees: permitted,
+        excluded_subtrees: vec![],
+    });
     let now = OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(CA_DAYS);
@@ -483,17 +864,18 @@ fn root_params() -> CertificateParams {
     params
 }
 
-fn load_root(dir: &Path) -> Option<(KeyPair, CertificateParams)> {
+/// The root on disk, kept whatever its constraints (or lack of them), if its key matches,
+/// it is a CA, and it is not near its end.
+fn load_root(dir: &Path) -> Option<(KeyPair, CertificateDer<'static>)> {
     let key_pem = fs::read_to_string(dir.join(CA_KEY)).ok()?;
     let cert_pem = fs::read_to_string(dir.join(CA_CERT)).ok()?;
     let key = KeyPair::from_pem(&key_pem).ok()?;
     let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
     let parsed = Parsed::of(&der)?;
-    // Same key as the certificate, and the root not near its own end.
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
     let spki_matches = cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw();
     let fresh = parsed.not_after - unix(SystemTime::now()) > RENEW_BEFORE.as_secs() as i64;
-    (spki_matches && parsed.is_ca && fresh).then(|| (key, root_params()))
+    (spki_matches && parsed.is_ca && fresh).then_some((key, der))
 }
 
 /// The server certificate on disk is for exactly these names, not near its end, and its
@@ -704,4 +1086,68 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_subnet_holds_its_range_only() {
+        let net = Subnet::new(ip("192.168.7.18"), 24);
+        assert_eq!(net.to_string(), "192.168.7.0/24");
+        assert!(net.contains(ip("192.168.7.1")) && net.contains(ip("192.168.7.255")));
+        assert!(!net.contains(ip("192.168.8.1")) && !net.contains(ip("::1")));
+        assert!(Subnet::new(ip("0.0.0.0"), 0).contains(ip("203.0.113.5")));
+        // Never wider than a /8 around one of the card's addresses.
+        assert_eq!(Subnet::around(ip("10.1.2.3"), 8).to_string(), "10.0.0.0/8");
+        assert_eq!(Subnet::around(ip("10.1.2.3"), 0).to_string(), "10.1.2.3/32");
+        assert!(net.holds(&Subnet::new(ip("192.168.7.18"), 32)));
+        assert!(!net.holds(&Subnet::new(ip("192.168.0.0"), 16)));
+        // As a name constraint writes it: address then mask.
+        let read = Subnet::from_constraint(&[10, 1, 0, 0, 255, 255, 0, 0]).unwrap();
+        assert_eq!(read, Subnet::new(ip("10.1.2.3"), 16));
+    }
+
+    #[test]
+    fn a_dns_constraint_permits_the_name_and_names_under_it() {
+        let scope = Scope::Only {
+            dns: Some(vec!["localhost".into(), "card".into()]),
+            subnets: Some(vec![Subnet::new(ip("127.0.0.0"), 8)]),
+        };
+        assert!(scope.permits_dns("localhost") && scope.permits_dns("CARD"));
+        assert!(scope.permits_dns("a.localhost"));
+        assert!(!scope.permits_dns("evillocalhost") && !scope.permits_dns("card.example"));
+        assert!(scope.permits_ip(ip("127.3.2.1")) && !scope.permits_ip(ip("10.0.0.1")));
+        assert!(Scope::Any.permits_dns("example.com") && Scope::Any.permits_ip(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn a_host_is_the_cards_own_only_when_it_is_one_of_its_names() {
+        let names = Names {
+            ips: vec![ip("192.168.7.18"), ip("::1")],
+            dns: vec!["localhost".into(), "card".into(), "card.local".into()],
+            subnets: vec![],
+        };
+        for own in ["card", "CARD.local", "card.local.", "192.168.7.18", "[::1]"] {
+            assert!(names.is_own(own), "{own}");
+        }
+        for other in [
+            "evil.example",
+            "card.evil",
+            "192.168.7.19",
+            "",
+            "[::2]",
+            "::1]",
+        ] {
+            assert!(!names.is_own(other), "{other}");
+        }
+        // A bare host name is the card's, but a root does not permit it: it would permit
+        // every name under it.
+        assert_eq!(names.root_dns(), ["localhost", "card.local"]);
+    }
 }

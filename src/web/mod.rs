@@ -97,16 +97,22 @@ pub struct App {
     pub upgradable: bool,
     /// The pages' own connection to the store, for the event log.
     pub store: Mutex<Store>,
-    /// The names the card's certificate must carry (for uploads).
-    pub names: Names,
     /// Where HTTP and HTTPS listen: plain HTTP redirects to HTTPS while it is on.
     pub listeners: Arc<Listeners>,
+    /// The address HTTPS is bound to (0.0.0.0 for every interface): the card's names
+    /// follow from it.
+    pub https_bind: std::net::IpAddr,
     /// Where the SSH console listens, if the card serves it.
     pub ssh: Option<Arc<crate::console::ssh::Place>>,
     pub started: Instant,
 }
 
 impl App {
+    /// The card's names as they are now (addresses, host name, static address).
+    pub fn card_names(&self) -> Names {
+        card_names(self.https_bind, &self.live)
+    }
+
     /// The HTTPS port while HTTPS is on.
     pub fn https_port(&self) -> Option<u16> {
         self.listeners.addr(Kind::Https).map(|a| a.port())
@@ -165,11 +171,10 @@ impl Web {
         }
         listeners.put(first);
 
-        let names = Names::for_bind(
-            config
-                .https
-                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip()),
-        );
+        let bind = config
+            .https
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+        let names = card_names(bind, &parts.live);
         let (certs, made) = Certs::open(&parts.data, &names)?;
         if let Made::Server(names) = made {
             parts.events.emit(Event::CertificateMade { names });
@@ -194,8 +199,8 @@ impl Web {
             upgrade: parts.upgrade,
             upgradable: parts.upgradable,
             store: Mutex::new(Store::open(&parts.data)?),
-            names: names.clone(),
             listeners: listeners.clone(),
+            https_bind: bind,
             ssh: parts.ssh,
             started: Instant::now(),
         });
@@ -206,9 +211,12 @@ impl Web {
             let mut last_cert_check = Instant::now();
             Box::new(move || {
                 app.accounts.expire_idle();
-                if last_cert_check.elapsed() >= CERT_CHECK {
+                // New addresses (DHCP, a static address applied, an interface up) get a
+                // server certificate within a tick; expiry is looked at less often.
+                let names = app.card_names();
+                if names != app.certs.names() || last_cert_check.elapsed() >= CERT_CHECK {
                     last_cert_check = Instant::now();
-                    match app.certs.refresh(&app.names) {
+                    match app.certs.refresh(&names) {
                         Ok(Made::Server(names)) => events.emit(Event::CertificateMade { names }),
                         Ok(Made::Nothing) => {}
                         Err(e) => log::error!("HTTPS certificate: {e}"),
@@ -270,6 +278,12 @@ impl Web {
     }
 }
 
+/// The card's names for HTTPS bound to `bind`, with the static address the settings hold.
+fn card_names(bind: std::net::IpAddr, live: &Live) -> Names {
+    let settings = live.current();
+    Names::for_bind(bind).with_static(settings.ip_address, settings.netmask)
+}
+
 /// Runs the calling web thread at a lower priority (nice 10) than the Modbus threads, so
 /// pages under load wait for a Modbus exchange, never the other way round. (Linux keeps
 /// the nice value per thread.)
@@ -318,7 +332,7 @@ fn handle(app: &App, job: Job, replies: &Replies, beat: &Heartbeat) {
             job.body,
         )
     };
-    let response = routes::handle(app, &request, job.upload, beat);
+    let response = routes::handle(app, &request, job.local, job.upload, beat);
     let code = response.status_code;
     let headers: Vec<(String, String)> = response
         .headers

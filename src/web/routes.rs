@@ -21,6 +21,7 @@ use super::App;
 use crate::accounts::{Ended, Peer, Role, Session};
 use crate::health::Heartbeat;
 use rouille::{router, Request, Response};
+use std::net::SocketAddr;
 
 /// The session cookie.
 pub const COOKIE: &str = "session";
@@ -52,15 +53,28 @@ impl Ctx<'_> {
     }
 }
 
-pub fn handle(app: &App, req: &Request, upload: Option<Upload>, beat: &Heartbeat) -> Response {
-    let response = route(app, req, upload, beat);
+/// `local`: the card's address the request came in on (for the redirect to HTTPS).
+pub fn handle(
+    app: &App,
+    req: &Request,
+    local: Option<SocketAddr>,
+    upload: Option<Upload>,
+    beat: &Heartbeat,
+) -> Response {
+    let response = route(app, req, local, upload, beat);
     secure_headers(response, req)
 }
 
-fn route(app: &App, req: &Request, upload: Option<Upload>, beat: &Heartbeat) -> Response {
+fn route(
+    app: &App,
+    req: &Request,
+    local: Option<SocketAddr>,
+    upload: Option<Upload>,
+    beat: &Heartbeat,
+) -> Response {
     if !req.is_secure() {
-        if let Some(port) = app.https_port() {
-            return to_https(req, port);
+        if let Some(https) = app.listeners.addr(super::listen::Kind::Https) {
+            return to_https(app, req, https, local);
         }
     }
     let path = req.raw_url().split('?').next().unwrap_or("");
@@ -127,6 +141,7 @@ fn route(app: &App, req: &Request, upload: Option<Upload>, beat: &Heartbeat) -> 
         (POST) ["/config/file/apply"] => pages::config::apply_file(&ctx),
         (POST) ["/config/certificate"] => pages::config::upload(&ctx),
         (POST) ["/config/certificate/revert"] => pages::config::revert(&ctx),
+        (POST) ["/config/certificate/root"] => pages::config::new_root(&ctx),
         (GET) ["/modbus"] => pages::modbus::page(&ctx, State::default()),
         (POST) ["/modbus"] => pages::modbus::submit(&ctx),
         (GET) ["/control"] => pages::control::page(&ctx, State::default()),
@@ -213,23 +228,39 @@ pub fn same_origin(req: &Request) -> bool {
     }
 }
 
-/// Plain HTTP while HTTPS is on: the same path on HTTPS.
-fn to_https(req: &Request, port: u16) -> Response {
+/// Plain HTTP while HTTPS is on: the same path on HTTPS, at the name the client used if it
+/// is one of the card's own (its names, its addresses, the address HTTPS listens on or the
+/// connection came in on), else at an address of the card: a forged `Host` never sends a
+/// browser to another site.
+fn to_https(app: &App, req: &Request, https: SocketAddr, local: Option<SocketAddr>) -> Response {
     let host = req.header("Host").unwrap_or("");
     // The host without its port; IPv6 literals keep their brackets.
     let name = match host.rfind(':') {
         Some(i) if !host[i..].contains(']') => &host[..i],
         _ => host,
     };
-    let plausible = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b));
-    if !plausible {
-        return Response::text("Use HTTPS.\n").with_status_code(400);
-    }
-    let authority = if port == 443 {
+    let addrs = [Some(https.ip()), local.map(|l| l.ip())];
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    let own = app.certs.names().is_own(name)
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| !ip.is_unspecified() && addrs.contains(&Some(ip)));
+    let name = if own {
         name.to_owned()
+    } else {
+        // HTTPS on one address answers there only; on every address, where this came in.
+        let ip = Some(https.ip())
+            .filter(|ip| !ip.is_unspecified())
+            .or(local.map(|l| l.ip()));
+        match ip {
+            Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            Some(ip) => ip.to_string(),
+            None => return Response::text("Use HTTPS.\n").with_status_code(400),
+        }
+    };
+    let port = https.port();
+    let authority = if port == 443 {
+        name
     } else {
         format!("{name}:{port}")
     };

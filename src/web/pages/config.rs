@@ -1,18 +1,19 @@
 //! `/config`: Configuration. The network (DHCP or the static address, and what the card
 //! made of it), the UPS link, logins, the user's own password, the configuration file
 //! (download; upload shown as a preview of what would change, applied only once
-//! confirmed), the HTTPS certificate (the card's root to download, an upload checked whole
-//! before it replaces anything, the way back to the card's own) and the board's devices
-//! (admin; read at the next start).
+//! confirmed), the HTTPS certificate (the card's root to download and what it signs for, a
+//! new root on an administrator's confirmation, an upload checked whole before it replaces
+//! anything, the way back to the card's own) and the board's devices (admin; read at the
+//! next start).
 
 use super::fields::{self, Field, Outcome, State};
-use super::{html, read_only, timestamp, version, Layout};
+use super::{html, only_admin, read_only, timestamp, version, Layout};
 use crate::board::network::NetStatus;
 use crate::config_file::{self, LineError};
 use crate::event::Event;
 use crate::live::{Refused, Who};
 use crate::settings::{def_of, Diff, Section, DEFS};
-use crate::web::certs::{Info, Source};
+use crate::web::certs::{Info, Made, RootInfo, Source};
 use crate::web::routes::Ctx;
 use askama::Template;
 use rouille::Response;
@@ -41,6 +42,7 @@ pub struct ConfigPage {
     pub net: Option<NetStatus>,
     pub net_applied: String,
     pub cert: Info,
+    pub root: RootInfo,
     pub uploaded: bool,
     pub may_change: bool,
 }
@@ -63,6 +65,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
         net_applied,
         uploaded: cert.source == Source::Uploaded,
         cert,
+        root: ctx.app.certs.root_info(),
         may_change: ctx.may_change(),
         outcome: state.outcome.clone(),
     };
@@ -97,7 +100,7 @@ pub fn upload(ctx: &Ctx<'_>) -> Response {
         f.bytes("certificate"),
         f.bytes("key"),
         f.bytes("ca"),
-        &ctx.app.names,
+        &ctx.app.certs.names(),
     ) {
         Ok(info) => {
             ctx.app.events.emit(Event::CertificateInstalled {
@@ -124,6 +127,49 @@ pub fn revert(ctx: &Ctx<'_>) -> Response {
                 by: ctx.session.user.clone(),
             });
             let text = "The card's own certificate is in use again.";
+            page(ctx, State::with(Outcome::ok(text, vec![])))
+        }
+        Err(e) => page(ctx, State::with(Outcome::refused(vec![e.to_string()]))),
+    }
+}
+
+/// `POST /config/certificate/root`: a new root that signs only for the card, once an
+/// administrator has confirmed that clients must trust it in place of the old one, whose
+/// key is then gone.
+pub fn new_root(ctx: &Ctx<'_>) -> Response {
+    if !ctx.is_admin() {
+        return only_admin(ctx, "Only admin makes a new root certificate.");
+    }
+    let names = ctx.app.card_names();
+    let scope = names.root_scope();
+    if ctx.form.text("confirm") != "yes" {
+        return fields::ask(
+            ctx,
+            "Make a new root certificate?",
+            vec![
+                "Browsers, systems and scripts that trust the card's current root no longer \
+                 trust the card: download the new root and trust it in their place (and remove \
+                 the old one)."
+                    .into(),
+                "The current root's key is deleted: it can sign nothing more.".into(),
+                format!("The new root signs only for {}.", scope.join(", ")),
+            ],
+            &[],
+            "Yes, make a new root",
+            "/config",
+        );
+    }
+    match ctx.app.certs.new_root(&names) {
+        Ok(made) => {
+            ctx.app.events.emit(Event::RootMade {
+                scope: scope.join(", "),
+                by: ctx.session.user.clone(),
+            });
+            if let Made::Server(names) = made {
+                ctx.app.events.emit(Event::CertificateMade { names });
+            }
+            let text = "The card has a new root, and a certificate from it. Download the new \
+                        root and trust it in browsers and scripts in place of the old one.";
             page(ctx, State::with(Outcome::ok(text, vec![])))
         }
         Err(e) => page(ctx, State::with(Outcome::refused(vec![e.to_string()]))),

@@ -63,6 +63,7 @@ pub const GROUPS: [(&str, &str, &[&str]); 6] = [
             "certificate_made",
             "certificate_installed",
             "certificate_reverted",
+            "root_made",
         ],
     ),
     (
