@@ -26,12 +26,12 @@ pub fn form(app: &App, req: &Request, failed: Option<(String, String, u16)>) -> 
     // session's cookie and told once; the cookie is then forgotten. A page's script that
     // followed the redirect (it says X-Refresh) leaves both for the page it opens next.
     let refresh = req.header(routes::REFRESH_HEADER).is_some();
-    let ended = routes::cookie(req, COOKIE)
-        .filter(|_| !refresh)
-        .map(|token| app.accounts.ended(&token));
-    let notice = match ended {
-        Some(Ended::Unknown) | None => None,
-        Some(e) => Some(e.message()),
+    let notice = match routes::cookie(req, COOKIE).filter(|_| !refresh) {
+        Some(token) => match app.accounts.ended(&token) {
+            Ended::Unknown => None,
+            e => Some(e.message()),
+        },
+        None => None,
     };
     let (user, error, status) = match failed {
         Some((user, error, status)) => (user, Some(error), status),
@@ -47,13 +47,13 @@ pub fn form(app: &App, req: &Request, failed: Option<(String, String, u16)>) -> 
         csrf: csrf.clone(),
         user,
         error,
-        notice,
+        notice: notice.clone(),
     };
     let answer = html(&page, status).with_additional_header(
         "Set-Cookie",
         routes::set_cookie(req, LOGIN_COOKIE, Some(&csrf)),
     );
-    match ended {
+    match notice {
         Some(_) => {
             answer.with_additional_header("Set-Cookie", routes::set_cookie(req, COOKIE, None))
         }
