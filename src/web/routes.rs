@@ -167,7 +167,7 @@ pub fn set_cookie(req: &Request, name: &str, value: Option<&str>) -> String {
 /// To the login page. When the session ended for a reason the card recorded, the cookie
 /// stays, so that the login page can look the reason up by it and tell it (once); nothing
 /// in the address says why, so nobody can make the page say what did not happen.
-fn to_login(ended: Option<Ended>) -> Response {
+pub fn to_login(ended: Option<Ended>) -> Response {
     let to = Response::redirect_303("/login");
     match ended {
         Some(Ended::Unknown) | None => to.with_additional_header(
