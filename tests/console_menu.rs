@@ -305,7 +305,7 @@ fn ctrl_c_or_a_closed_terminal_in_the_middle_changes_nothing() {
 
 #[test]
 fn reset_accounts_brings_back_the_default_admin_password() {
-    let (card, mut t) = admin_at_menu(Setup::default());
+    let (card, mut first) = admin_at_menu(Setup::default());
     let admin = card
         .service()
         .accounts
@@ -320,6 +320,11 @@ fn reset_accounts_brings_back_the_default_admin_password() {
         .accounts
         .add_user(&admin, "bob", Role::ReadWrite, "Firstpass12!X")
         .unwrap();
+    // One session at a time: that login ended the console's; log in there again.
+    first.expect_closed(common::PATIENCE);
+    let mut t = Screen::console(&card);
+    t.login("admin", GOOD);
+    t.expect(PROMPT);
     t.send("2\r");
     t.answer("Reset accounts and passwords to default? (y/n)", "n");
     t.expect("Nothing was changed.");
@@ -509,7 +514,7 @@ fn a_second_console_login_ends_the_first() {
     let mut second = Screen::console(&card);
     second.login("admin", GOOD);
     second.expect(PROMPT);
-    first.expect("Your session ended because someone logged in from the serial console");
+    first.expect("Your session ended because someone logged in on the serial console");
     first.expect_closed(common::PATIENCE);
     card.wait_event("session_taken_over");
     second.send("1\r");

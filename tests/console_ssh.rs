@@ -230,8 +230,9 @@ fn wrong_passwords_are_refused_and_slowed_never_locked_out() {
         failed.message
     );
 
-    // Past the free tries each failure doubles the wait (the sixth: 4 s). The right
-    // password then waits its turn, and gets in: slowed, not locked out.
+    // Past an account's free tries from an address each failure doubles the wait (admin's
+    // fifth: 2 s). The right password then waits its turn, and gets in: slowed, not
+    // locked out.
     let s = connect(addr);
     let start = Instant::now();
     s.userauth_password("admin", DEFAULT).unwrap();
@@ -378,7 +379,7 @@ fn a_second_login_ends_the_first_and_is_told_so() {
     let seen = second.expect(PROMPT);
     assert!(
         seen.contains(
-            "The console session of admin from 127.0.0.1 has been ended: one console session at a time."
+            "The console session of admin from 127.0.0.1 has been ended: one session at a time."
         ),
         "{seen}"
     );

@@ -9,12 +9,13 @@
 //!   it opens must change it ([`Change::FirstLogin`]) and nothing else.
 //! - Read/Write and Read-only users are added by admin. A password older than
 //!   `password_days` must be changed at the next login ([`Change::Expired`]).
-//! - One session per channel: a new login ends the previous one, whose holder is told why
-//!   at its next request ([`Ended`]). A session ends after `login_timeout_s` without
-//!   activity.
+//! - One session at a time, web and console alike: a new login on either ends the previous
+//!   one, whose holder is told why and by whom at its next request ([`Ended`]). A session
+//!   ends after `login_timeout_s` without activity.
 //! - Hashes are Argon2id, one at a time ([`password::Hasher`]). Failed logins slow the
-//!   address they come from ([`throttle`]); a wrong user name costs the same time as a
-//!   wrong password.
+//!   address they come from for that account, and the account from everywhere but the
+//!   addresses it logged in from ([`throttle`]), never locking anyone out; a wrong user
+//!   name costs the same time as a wrong password.
 //!
 //! Users live in the `users` table of the card's database (sql/002_accounts.sql); sessions
 //! live in memory only, so a restart logs everyone out.
@@ -37,7 +38,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use throttle::Throttle;
+use throttle::{By, Throttle};
 
 /// The one administrator account.
 pub const ADMIN: &str = "admin";
@@ -206,35 +207,61 @@ pub struct User {
 
 #[derive(Debug)]
 pub enum LoginError {
-    /// Too many failures from this address: try again after the wait; the password was not
-    /// checked.
+    /// Too many failures from this address, or against this account: try again after the
+    /// wait; the password was not checked.
     Throttled {
         wait: Duration,
+        by: By,
     },
     /// Wrong user name or password (never told apart); `wait` is the throttle the failure
     /// started, if any.
     Refused {
         wait: Duration,
+        by: By,
     },
     Store(StoreError),
 }
 
+impl LoginError {
+    fn throttled(w: throttle::Wait) -> LoginError {
+        LoginError::Throttled {
+            wait: w.left,
+            by: w.by,
+        }
+    }
+
+    fn refused(w: throttle::Wait) -> LoginError {
+        LoginError::Refused {
+            wait: w.left,
+            by: w.by,
+        }
+    }
+}
+
+/// Whose failures a wait comes from, as the user reads it.
+fn too_many(by: By) -> &'static str {
+    match by {
+        By::Address => "Too many failed logins from your address",
+        By::Account => "Too many failed logins for this user",
+    }
+}
+
 impl fmt::Display for LoginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A wait is shown in whole seconds, rounded up: trying at the time said works.
+        let secs = |w: &Duration| w.as_secs() + u64::from(w.subsec_nanos() > 0);
         match self {
-            LoginError::Throttled { wait } => write!(
-                f,
-                "Too many failed logins from your address: try again in {} s.",
-                wait.as_secs().max(1)
-            ),
-            LoginError::Refused { wait } if wait.is_zero() => {
+            LoginError::Throttled { wait, by } => {
+                write!(f, "{}: try again in {} s.", too_many(*by), secs(wait))
+            }
+            LoginError::Refused { wait, .. } if wait.is_zero() => {
                 f.write_str("Wrong user name or password.")
             }
-            LoginError::Refused { wait } => write!(
+            LoginError::Refused { wait, by } => write!(
                 f,
-                "Wrong user name or password. Too many failed logins from your address: \
-                 the next try is possible in {} s.",
-                wait.as_secs().max(1)
+                "Wrong user name or password. {}: the next try is possible in {} s.",
+                too_many(*by),
+                secs(wait)
             ),
             LoginError::Store(e) => write!(f, "The account database cannot be read: {e}"),
         }
@@ -342,25 +369,34 @@ impl Accounts {
         peer: Peer,
         channel: Channel,
     ) -> Result<Session, LoginError> {
-        let wait = self.throttle.lock().wait(&peer, Instant::now());
-        if !wait.is_zero() {
-            return Err(LoginError::Throttled { wait });
-        }
-        let row = self.row(name).map_err(LoginError::Store)?;
+        // The try takes its place before the hash, so tries made at once cannot overrun
+        // the allowance.
+        let tried = self
+            .throttle
+            .lock()
+            .begin(peer, name, Instant::now())
+            .map_err(LoginError::throttled)?;
+        let row = match self.row(name) {
+            Ok(row) => row,
+            Err(e) => {
+                self.throttle.lock().release(tried);
+                return Err(LoginError::Store(e));
+            }
+        };
         if !self
             .hasher
             .verify(password, row.as_ref().map(|r| r.hash.as_str()))
         {
-            let wait = self.throttle.lock().fail(&peer, Instant::now());
+            let wait = self.throttle.lock().failed(tried, Instant::now());
             self.events.emit(Event::LoginFailed {
                 user: shown_name(name),
                 peer: peer.to_string(),
                 channel: channel.name(),
             });
-            return Err(LoginError::Refused { wait });
+            return Err(LoginError::refused(wait));
         }
         let row = row.expect("verified against a stored hash");
-        self.throttle.lock().clear(&peer);
+        self.throttle.lock().succeeded(tried, Instant::now());
         let change = if row.must_change {
             Some(Change::FirstLogin)
         } else if self.expired(row.changed_at_ms) {
@@ -387,8 +423,8 @@ impl Accounts {
         if let Some(old) = old {
             self.events.emit(Event::SessionTakenOver {
                 user: old.user,
-                channel: channel.name(),
-                by: peer.to_string(),
+                channel: old.channel.name(),
+                by: format!("{peer} ({})", channel.name()),
             });
         }
         self.events.emit(Event::LoginSucceeded {
@@ -407,10 +443,23 @@ impl Accounts {
         self.sessions.lock().get(token, touch, Instant::now())
     }
 
+    /// Why the session with `token` ended, told once (the login page's notice); nothing
+    /// ([`Ended::Unknown`]) for a token that never was or whose reason was already told.
+    pub fn ended(&self, token: &str) -> Ended {
+        self.expire_idle();
+        self.sessions.lock().take_ended(token)
+    }
+
     /// Who is logged in on `channel`.
     pub fn logged_in(&self, channel: Channel) -> Option<Session> {
         self.expire_idle();
         self.sessions.lock().live(channel).cloned()
+    }
+
+    /// Who is logged in, on whichever channel: the session a new login would end.
+    pub fn current(&self) -> Option<Session> {
+        self.expire_idle();
+        self.sessions.lock().current().cloned()
     }
 
     /// Ends sessions idle for the login timeout, logging each. Cheap; call it often.
@@ -449,22 +498,32 @@ impl Accounts {
         new: &str,
     ) -> Result<(), AccountError> {
         let session = self.session(token, true).map_err(AccountError::Session)?;
-        let wait = self.throttle.lock().wait(&session.peer, Instant::now());
-        if !wait.is_zero() {
-            return Err(AccountError::WrongPassword(LoginError::Throttled { wait }));
-        }
-        let row = self
-            .row(&session.user)?
-            .ok_or(AccountError::Session(Ended::AccountChanged))?;
+        let tried = self
+            .throttle
+            .lock()
+            .begin(session.peer, &session.user, Instant::now())
+            .map_err(|w| AccountError::WrongPassword(LoginError::throttled(w)))?;
+        let row = match self.row(&session.user) {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                self.throttle.lock().release(tried);
+                return Err(AccountError::Session(Ended::AccountChanged));
+            }
+            Err(e) => {
+                self.throttle.lock().release(tried);
+                return Err(e.into());
+            }
+        };
         if !self.hasher.verify(current, Some(&row.hash)) {
-            let wait = self.throttle.lock().fail(&session.peer, Instant::now());
+            let wait = self.throttle.lock().failed(tried, Instant::now());
             self.events.emit(Event::LoginFailed {
                 user: session.user.clone(),
                 peer: session.peer.to_string(),
                 channel: session.channel.name(),
             });
-            return Err(AccountError::WrongPassword(LoginError::Refused { wait }));
+            return Err(AccountError::WrongPassword(LoginError::refused(wait)));
         }
+        self.throttle.lock().succeeded(tried, Instant::now());
         let mut rules = password::check(new);
         if rules.is_empty() && new == current {
             rules.push("The new password must differ from the current one.".into());

@@ -1,6 +1,8 @@
-//! Who is logged in: at most one session per [`Channel`], ended by a new login, by
-//! inactivity, by logout or by a change to the account. The reason a session ended is kept
-//! for a while, so the old browser (or terminal) can be told why at its next request.
+//! Who is logged in: one session at a time, on the web or the console alike, ended by a new
+//! login on either, by inactivity, by logout or by a change to the account. The reason a
+//! session ended is kept, under its token, for the last few sessions: the old browser (or
+//! terminal) is told why at its next request, from this record and nothing it sends but
+//! its token, and the login page shows it once.
 
 use super::{same_secret, Channel, Peer, Role};
 use std::collections::VecDeque;
@@ -21,6 +23,18 @@ pub struct Session {
     pub since: SystemTime,
 }
 
+impl Session {
+    /// What the user of a new login is told of this session, which the login ended.
+    pub fn ended_notice(&self) -> String {
+        format!(
+            "The {} session of {} from {} has been ended: one session at a time.",
+            self.channel.name(),
+            self.user,
+            self.peer
+        )
+    }
+}
+
 /// Why a password must be changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -33,9 +47,10 @@ pub enum Change {
 /// Why a session is no longer there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
-    /// A new login (only one session at a time).
+    /// A new login from `by` on `on` (only one session at a time).
     TakenOver {
         by: Peer,
+        on: Channel,
     },
     /// No activity for the login timeout.
     TimedOut,
@@ -52,13 +67,24 @@ impl Ended {
     /// What the user reads.
     pub fn message(&self) -> String {
         match self {
-            Ended::TakenOver { by } => format!(
-                "Your session ended because someone logged in from {by}: the card allows one session at a time."
-            ),
+            Ended::TakenOver { by, on } => {
+                let from = match (by, on) {
+                    (Peer::Serial, _) => "on the serial console".to_owned(),
+                    (Peer::Net(ip), Channel::Console) => format!("from {ip} on the SSH console"),
+                    (Peer::Net(ip), Channel::Web) => format!("from {ip} on the web interface"),
+                };
+                format!(
+                    "Your session ended because someone logged in {from}: the card allows one session at a time."
+                )
+            }
             Ended::TimedOut => "Your session ended after a period without activity.".into(),
             Ended::LoggedOut => "You have logged out.".into(),
-            Ended::PasswordChanged => "Your password has been changed: log in with the new one.".into(),
-            Ended::AccountChanged => "Your session ended because an administrator changed your account.".into(),
+            Ended::PasswordChanged => {
+                "Your password has been changed: log in with the new one.".into()
+            }
+            Ended::AccountChanged => {
+                "Your session ended because an administrator changed your account.".into()
+            }
             Ended::Unknown => "Please log in.".into(),
         }
     }
@@ -79,16 +105,14 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Opens `session`, ending the one of the same channel if there is one (returned).
+    /// Opens `session`, ending the one open before on any channel, if there is one
+    /// (returned).
     pub fn open(&mut self, session: Session, now: Instant) -> Option<Session> {
-        let old = self
-            .live
-            .iter()
-            .position(|l| l.session.channel == session.channel)
-            .map(|i| self.live.remove(i).session);
-        if let Some(old) = &old {
-            self.remember(&old.token, Ended::TakenOver { by: session.peer });
-        }
+        let why = Ended::TakenOver {
+            by: session.peer,
+            on: session.channel,
+        };
+        let old = self.end(|_| true, why).pop();
         self.live.push(Live {
             session,
             last_seen: now,
@@ -96,7 +120,8 @@ impl Sessions {
         old
     }
 
-    /// The live session with `token`, marked active now if `touch`; or why there is none.
+    /// The live session with `token`, marked active now if `touch`; or why there is none
+    /// (the record stays, for [`Sessions::take_ended`]).
     pub fn get(&mut self, token: &str, touch: bool, now: Instant) -> Result<Session, Ended> {
         if let Some(live) = self
             .live
@@ -108,9 +133,18 @@ impl Sessions {
             }
             return Ok(live.session.clone());
         }
+        Err(self
+            .ended
+            .iter()
+            .find(|(t, _)| same_secret(t, token))
+            .map_or(Ended::Unknown, |(_, e)| *e))
+    }
+
+    /// Why the session with `token` ended, told once: the record is forgotten.
+    pub fn take_ended(&mut self, token: &str) -> Ended {
         match self.ended.iter().position(|(t, _)| same_secret(t, token)) {
-            Some(i) => Err(self.ended.remove(i).map_or(Ended::Unknown, |(_, e)| e)),
-            None => Err(Ended::Unknown),
+            Some(i) => self.ended.remove(i).map_or(Ended::Unknown, |(_, e)| e),
+            None => Ended::Unknown,
         }
     }
 
@@ -147,6 +181,11 @@ impl Sessions {
             .iter()
             .map(|l| &l.session)
             .find(|s| s.channel == channel)
+    }
+
+    /// The one live session, if any.
+    pub fn current(&self) -> Option<&Session> {
+        self.live.first().map(|l| &l.session)
     }
 
     fn remember(&mut self, token: &str, why: Ended) {

@@ -197,11 +197,17 @@ fn login(console: &Console, keys: &mut Keys<'_>) -> Result<Option<Session>, Stop
                 continue;
             }
         };
+        let before = console.accounts.current();
         match console
             .accounts
             .login(&user, &password, Peer::Serial, Channel::Console)
         {
-            Ok(session) => return Ok(Some(session)),
+            Ok(session) => {
+                if let Some(old) = before.filter(|old| old.token != session.token) {
+                    keys.say(&old.ended_notice())?;
+                }
+                return Ok(Some(session));
+            }
             Err(e @ LoginError::Refused { .. }) => {
                 failed += 1;
                 keys.say(&e.to_string())?;

@@ -4,7 +4,7 @@
 //! 2. The stylesheet, the script, `/login` (and a 404 for the icon browsers ask for) need
 //!    no session.
 //! 3. Every other path needs a live session (cookie `session`); without one it answers a
-//!    redirect to `/login`, saying why the old session ended if it did.
+//!    redirect to `/login`, where the page says why the old session ended if it did.
 //! 4. A state-changing request (POST) must come from the card's own pages: its `Origin`
 //!    (or `Referer`) is this card, and its form carries the session's CSRF token.
 //! 5. A session whose password must change reaches only `/password` and `/logout`.
@@ -18,7 +18,7 @@ use super::pages;
 use super::pages::fields::State;
 use super::upload::Upload;
 use super::App;
-use crate::accounts::{Ended, Peer, Role, Session};
+use crate::accounts::{Ended, Role, Session};
 use crate::health::Heartbeat;
 use rouille::{router, Request, Response};
 use std::net::SocketAddr;
@@ -179,32 +179,18 @@ pub fn set_cookie(req: &Request, name: &str, value: Option<&str>) -> String {
     }
 }
 
-/// To the login page, saying why the session ended, and forgetting the cookie.
-fn to_login(ended: Option<Ended>) -> Response {
-    let target = match ended {
-        Some(Ended::TakenOver { by: Peer::Net(ip) }) => format!("/login?ended=taken-over&by={ip}"),
-        Some(e) => match ended_code(e) {
-            Some(code) => format!("/login?ended={code}"),
-            None => "/login".into(),
-        },
-        None => "/login".into(),
-    };
-    Response::redirect_303(target).with_additional_header(
-        "Set-Cookie",
-        format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"),
-    )
-}
-
-/// How an ended session is named in the login page's address.
-pub fn ended_code(e: Ended) -> Option<&'static str> {
-    Some(match e {
-        Ended::TakenOver { .. } => "taken-over",
-        Ended::TimedOut => "timeout",
-        Ended::LoggedOut => "logout",
-        Ended::PasswordChanged => "password-changed",
-        Ended::AccountChanged => "account-changed",
-        Ended::Unknown => return None,
-    })
+/// To the login page. When the session ended for a reason the card recorded, the cookie
+/// stays, so that the login page can look the reason up by it and tell it (once); nothing
+/// in the address says why, so nobody can make the page say what did not happen.
+pub fn to_login(ended: Option<Ended>) -> Response {
+    let to = Response::redirect_303("/login");
+    match ended {
+        Some(Ended::Unknown) | None => to.with_additional_header(
+            "Set-Cookie",
+            format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"),
+        ),
+        Some(_) => to,
+    }
 }
 
 /// Whether the request says it comes from a page of this card: `Origin`, or `Referer`

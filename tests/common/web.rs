@@ -66,15 +66,12 @@ impl Card {
 
     /// A browser that has logged in as admin and set its own password ([`GOOD`]).
     pub fn admin(&self) -> Browser {
-        let mut b = self.browser();
-        let p = b.login("admin", DEFAULT_PASSWORD);
-        assert_eq!(p.location(), "/password", "{}", p.body);
-        let p = b.change_password(DEFAULT_PASSWORD, GOOD);
-        assert_eq!(p.location(), "/login?ended=password-changed", "{}", p.body);
-        let p = b.login("admin", GOOD);
-        assert_eq!(p.location(), "/", "{}", p.body);
-        assert_eq!(b.get("/").status, 200, "Home, and the session's CSRF token");
-        b
+        admin_in(self.browser())
+    }
+
+    /// A browser on plain HTTP (for a card whose HTTPS is off).
+    pub fn plain_browser(&self) -> Browser {
+        Browser::new(&format!("http://{}", self.http()), None)
     }
 
     /// A browser logged in as a new user `name` with `role` (`read-write`, `read-only`),
@@ -82,6 +79,18 @@ impl Card {
     pub fn user(&self, admin: &mut Browser, name: &str, role: &str) -> Browser {
         new_user(admin, self.browser(), name, role)
     }
+}
+
+/// `b` logged in as admin, with admin's own password ([`GOOD`]) set.
+pub fn admin_in(mut b: Browser) -> Browser {
+    let p = b.login("admin", DEFAULT_PASSWORD);
+    assert_eq!(p.location(), "/password", "{}", p.body);
+    let p = b.change_password(DEFAULT_PASSWORD, GOOD);
+    assert!(p.location().starts_with("/login"), "{}", p.body);
+    let p = b.login("admin", GOOD);
+    assert_eq!(p.location(), "/", "{}", p.body);
+    assert_eq!(b.get("/").status, 200, "Home, and the session's CSRF token");
+    b
 }
 
 /// `browser` logged in as a new user `name` with `role`, added by `admin` and with its

@@ -16,7 +16,7 @@ pub struct Handler {
     /// The end of the login grace time: a throttled try waits no longer than this.
     deadline: tokio::time::Instant,
     session: Option<Session>,
-    /// Said first in the menu: whose console session this login ended.
+    /// Said first in the menu: whose session (web or console) this login ended.
     took_over: Option<String>,
     channel: Option<Open>,
 }
@@ -57,7 +57,7 @@ impl Handler {
     async fn login(&mut self, user: &str, password: &str) -> Auth {
         let accounts = self.shared.console.accounts.clone();
         let peer = Peer::Net(self.conn.ip);
-        let before = accounts.logged_in(On::Console);
+        let before = accounts.current();
         for _ in 0..2 {
             let (a, u, p) = (accounts.clone(), user.to_owned(), password.to_owned());
             let tried = tokio::task::spawn_blocking(move || a.login(&u, &p, peer, On::Console));
@@ -66,7 +66,7 @@ impl Handler {
                     self.logged_in(session, before);
                     return Auth::Accept;
                 }
-                Ok(Err(LoginError::Throttled { wait })) => {
+                Ok(Err(LoginError::Throttled { wait, .. })) => {
                     let left = self
                         .deadline
                         .saturating_duration_since(tokio::time::Instant::now());
@@ -93,12 +93,13 @@ impl Handler {
         *self.conn.token.lock() = Some(session.token.clone());
         self.conn.logged_in.store(true, Relaxed);
         if let Some(old) = before.filter(|old| old.token != session.token) {
-            self.took_over = Some(format!(
-                "The console session of {} from {} has been ended: one console session at a time.",
-                old.user, old.peer
-            ));
+            self.took_over = Some(old.ended_notice());
         }
-        let why = Ended::TakenOver { by: session.peer }.message();
+        let why = Ended::TakenOver {
+            by: session.peer,
+            on: On::Console,
+        }
+        .message();
         self.shared.taken_over(self.conn.id, &why);
         self.session = Some(session);
     }

@@ -21,20 +21,18 @@ pub struct LoginPage {
 }
 
 /// The login form, with a fresh CSRF token in a cookie and in the form.
-pub fn form(_app: &App, req: &Request, failed: Option<(String, String, u16)>) -> Response {
-    let notice = req.get_param("ended").and_then(|code| {
-        let ended = match code.as_str() {
-            "taken-over" => Ended::TakenOver {
-                by: Peer::Net(req.get_param("by")?.parse().ok()?),
-            },
-            "timeout" => Ended::TimedOut,
-            "logout" => Ended::LoggedOut,
-            "password-changed" => Ended::PasswordChanged,
-            "account-changed" => Ended::AccountChanged,
-            _ => return None,
-        };
-        Some(ended.message())
-    });
+pub fn form(app: &App, req: &Request, failed: Option<(String, String, u16)>) -> Response {
+    // Why the last session ended, from the card's own record of it, found by the ended
+    // session's cookie and told once; the cookie is then forgotten. A page's script that
+    // followed the redirect (it says X-Refresh) leaves both for the page it opens next.
+    let refresh = req.header(routes::REFRESH_HEADER).is_some();
+    let notice = match routes::cookie(req, COOKIE).filter(|_| !refresh) {
+        Some(token) => match app.accounts.ended(&token) {
+            Ended::Unknown => None,
+            e => Some(e.message()),
+        },
+        None => None,
+    };
     let (user, error, status) = match failed {
         Some((user, error, status)) => (user, Some(error), status),
         None => (String::new(), None, 200),
@@ -49,12 +47,18 @@ pub fn form(_app: &App, req: &Request, failed: Option<(String, String, u16)>) ->
         csrf: csrf.clone(),
         user,
         error,
-        notice,
+        notice: notice.clone(),
     };
-    html(&page, status).with_additional_header(
+    let answer = html(&page, status).with_additional_header(
         "Set-Cookie",
         routes::set_cookie(req, LOGIN_COOKIE, Some(&csrf)),
-    )
+    );
+    match notice {
+        Some(_) => {
+            answer.with_additional_header("Set-Cookie", routes::set_cookie(req, COOKIE, None))
+        }
+        None => answer,
+    }
 }
 
 pub fn submit(app: &App, req: &Request) -> Response {
@@ -96,6 +100,6 @@ pub fn submit(app: &App, req: &Request) -> Response {
 
 pub fn logout(ctx: &Ctx<'_>) -> Response {
     ctx.app.accounts.logout(&ctx.session.token);
-    Response::redirect_303("/login?ended=logout")
-        .with_additional_header("Set-Cookie", routes::set_cookie(ctx.req, COOKIE, None))
+    // The cookie stays for the login page, which says "You have logged out" by it.
+    Response::redirect_303("/login")
 }

@@ -4,7 +4,7 @@
 use super::{html, Layout};
 use crate::accounts::password::{MIN_LENGTH, SPECIALS};
 use crate::accounts::{AccountError, Change};
-use crate::web::routes::{self, Ctx, COOKIE};
+use crate::web::routes::Ctx;
 use askama::Template;
 use rouille::Response;
 
@@ -56,8 +56,8 @@ pub fn submit(ctx: &Ctx<'_>) -> Response {
         .accounts
         .change_password(&ctx.session.token, current, new)
     {
-        Ok(()) => Response::redirect_303("/login?ended=password-changed")
-            .with_additional_header("Set-Cookie", routes::set_cookie(ctx.req, COOKIE, None)),
+        // The cookie stays for the login page, which tells why the session ended by it.
+        Ok(()) => Response::redirect_303("/login"),
         Err(AccountError::Policy(rules)) => form(ctx, &rules),
         Err(e) => form(ctx, &[e.to_string()]),
     }
