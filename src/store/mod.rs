@@ -496,11 +496,20 @@ impl Store {
 fn private(dir: &Path, db: &Path) -> io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(db)?;
+    // Only a file that is not there yet is opened here: closing a descriptor of a database
+    // that SQLite has open in this process would drop SQLite's POSIX locks on it. The
+    // modes of existing files are set by path.
+    if !db.exists() {
+        let created = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(db);
+        match created {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
