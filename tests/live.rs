@@ -236,8 +236,14 @@ fn a_factory_reset_brings_the_settings_back_but_not_the_board_devices() {
     let stored = Store::open(&card.data).unwrap().load_settings().unwrap();
     assert_eq!(stored.poll_rate_s, 10);
     // The reset is in the log before the changes it made.
+    // Both written (the store may commit them in two batches).
     wait_for("the reset's events", || {
-        card.events().iter().any(|e| e.kind == "factory_reset")
+        let events = card.events();
+        events.iter().any(|e| e.kind == "factory_reset")
+            && events.iter().any(|e| {
+                e.message
+                    .starts_with("Polling rate (s) changed from 3 to 10")
+            })
     });
     let events = card.events();
     let reset = events
