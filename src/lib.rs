@@ -4,6 +4,7 @@ pub mod access;
 pub mod accounts;
 pub mod board;
 pub mod calendar;
+pub mod cli;
 pub mod config_file;
 pub mod console;
 pub mod event;

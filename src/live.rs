@@ -11,7 +11,7 @@
 //! happen.
 
 use crate::accounts::Role;
-use crate::event::{Event, Events};
+use crate::event::{Event, Events, Stamped};
 use crate::settings::{admin_reason, def_of, Diff, Refusal, Section, Settings, DEFS};
 use crate::store::Store;
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -179,24 +179,7 @@ impl Live {
     ) -> Result<Applied, Refused> {
         let _one_at_a_time = self.gate.lock();
         let old = self.current();
-        let (new, diffs) = old.change(changes).map_err(Refused::Invalid)?;
-        // Checked here, whichever door the change came through (a page, a configuration
-        // file, the console): who can reach the card is the admin's decision alone.
-        if who.role != Role::Admin {
-            let locked: Vec<Refusal> = diffs
-                .iter()
-                .filter_map(|d| {
-                    let def = def_of(d.key).filter(|def| def.admin_only)?;
-                    Some(Refusal {
-                        key: d.key.to_string(),
-                        message: format!("{}: {}", d.key, admin_reason(def)),
-                    })
-                })
-                .collect();
-            if !locked.is_empty() {
-                return Err(Refused::Invalid(locked));
-            }
-        }
+        let (new, diffs) = check(&old, changes, who.role)?;
         if diffs.is_empty() {
             if let Some(event) = first {
                 self.events.emit(event);
@@ -236,12 +219,7 @@ impl Live {
                 next_start.push(d.key);
             }
             log::info!("setting {} = {} (was {}) by {who}", d.key, d.new, d.old);
-            self.events.emit(Event::SettingChanged {
-                label: def.label,
-                old: d.old.clone(),
-                new: d.new.clone(),
-                by: who.to_string(),
-            });
+            self.events.emit(changed(d, who.to_string()));
         }
         Ok(Applied { diffs, next_start })
     }
@@ -263,6 +241,71 @@ impl Live {
         };
         self.change_logged(&pairs, who, true, Some(reset))
     }
+}
+
+/// `changes` checked as a whole against `old`, and refused if they touch what only an
+/// admin may change and `role` is not admin. Checked here, whichever door the change came
+/// through (a page, a configuration file, the console, the command line): who can reach
+/// the card is the admin's decision alone.
+fn check(
+    old: &Settings,
+    changes: &[(&str, &str)],
+    role: Role,
+) -> Result<(Settings, Vec<Diff>), Refused> {
+    let (new, diffs) = old.change(changes).map_err(Refused::Invalid)?;
+    if role != Role::Admin {
+        let locked: Vec<Refusal> = diffs
+            .iter()
+            .filter_map(|d| {
+                let def = def_of(d.key).filter(|def| def.admin_only)?;
+                Some(Refusal {
+                    key: d.key.to_string(),
+                    message: format!("{}: {}", d.key, admin_reason(def)),
+                })
+            })
+            .collect();
+        if !locked.is_empty() {
+            return Err(Refused::Invalid(locked));
+        }
+    }
+    Ok((new, diffs))
+}
+
+/// The event that logs a setting's change, in the same words whichever door it came
+/// through.
+fn changed(d: &Diff, by: String) -> Event {
+    Event::SettingChanged {
+        label: def_of(d.key).map_or(d.key, |def| def.label),
+        old: d.old.clone(),
+        new: d.new.clone(),
+        by,
+    }
+}
+
+/// Makes `changes` in the store of a card whose service is not running (the command
+/// line's `settings` and `config import`): checked as [`Live::change`] checks them, for
+/// whoever stands at the card (an admin), written in one transaction and logged in the
+/// same words, by `by`. The service reads them at its next start; no running part makes
+/// ready or warns.
+pub fn change_stored(
+    store: &mut Store,
+    changes: &[(&str, &str)],
+    by: &str,
+) -> Result<Vec<Diff>, Refused> {
+    let failed = |e: crate::store::StoreError| Refused::Failed(e.to_string());
+    let old = store.load_settings().map_err(failed)?;
+    let (_, diffs) = check(&old, changes, Role::Admin)?;
+    store.save_settings(&diffs).map_err(failed)?;
+    let at = std::time::SystemTime::now();
+    let events: Vec<Stamped> = diffs
+        .iter()
+        .map(|d| Stamped {
+            at,
+            event: changed(d, by.to_string()),
+        })
+        .collect();
+    store.add_events(&events).map_err(failed)?;
+    Ok(diffs)
 }
 
 /// What a change would do to whoever is connected, in words; empty if nothing.

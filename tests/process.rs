@@ -144,6 +144,49 @@ fn settings_are_stored_checked_and_shown() {
     assert!(shown.contains("serial_timeout_ms=500\n") && shown.contains("rs485_slave=17\n"));
 }
 
+/// A change from the command line passes the settings' door: the same checks (whoever
+/// stands at the card may change what only an admin may) and the same words in the log.
+#[test]
+fn settings_changed_from_the_command_line_are_logged_as_the_door_logs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["settings", "--data"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = settings(&["poll_rate_s=7", "http_enabled=false"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = settings(&["poll_rate_s=2", "rs485_baud=4800"]);
+    assert!(!out.status.success());
+    let messages: Vec<String> = modbus_card::store::Store::open(dir.path())
+        .unwrap()
+        .events(100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert!(
+        messages.contains(&"Polling rate (s) changed from 10 to 7 (command line)".to_string()),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"HTTP changed from true to false (command line)".to_string()),
+        "{messages:?}"
+    );
+    // The refused change is not logged.
+    assert!(
+        !messages.iter().any(|m| m.contains("from 7 to 2")),
+        "{messages:?}"
+    );
+}
+
 #[test]
 fn the_configuration_file_goes_out_and_back_in_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
