@@ -219,7 +219,7 @@ impl Clock {
 #[allow(clippy::useless_conversion)]
 pub fn set_system_clock(unix_ns: i64) -> Result<(), String> {
     let (secs, nanos) = (unix_ns.div_euclid(NANOS), unix_ns.rem_euclid(NANOS));
-    #[cfg(all(target_os = "linux", target_pointer_width = "32"))]
+    #[cfg(all(target_os = "linux", any(target_arch = "arm", target_arch = "x86")))]
     {
         /// The kernel's `struct __kernel_timespec`: 64-bit fields on every architecture.
         #[repr(C)]
@@ -227,7 +227,7 @@ pub fn set_system_clock(unix_ns: i64) -> Result<(), String> {
             tv_sec: i64,
             tv_nsec: i64,
         }
-        /// `clock_settime64`: the same number on every 32-bit architecture since Linux 5.1.
+        /// `clock_settime64` (Linux 5.1) on 32-bit Arm and x86; MIPS, say, offsets it.
         const SYS_CLOCK_SETTIME64: libc::c_long = 404;
         let ts = KernelTimespec {
             tv_sec: secs,
