@@ -87,8 +87,13 @@ pub fn sleep_until(deadline: Instant) {
 
 /// `t` on the monotonic clock, in nanoseconds since its origin: timestamps of different
 /// processes (the link's trace, a simulator's records) line up on it.
+// The conversions widen on 32-bit targets and do nothing on 64-bit ones.
+#[allow(clippy::useless_conversion)]
 pub fn monotonic_ns(t: Instant) -> i64 {
-    on_clock(t).map_or(0, |c| c.tv_sec() * 1_000_000_000 + c.tv_nsec())
+    // i64 from either width of time_t (32 bits on 32-bit Arm).
+    on_clock(t).map_or(0, |c| {
+        i64::from(c.tv_sec()) * 1_000_000_000 + i64::from(c.tv_nsec())
+    })
 }
 
 /// `t` as a CLOCK_MONOTONIC time. An Instant has no public timespec: it is paired with a

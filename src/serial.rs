@@ -4,14 +4,21 @@
 //! to the file descriptor with ppoll, so waits have microsecond resolution (the 3.5-character
 //! silence at 57600 baud is 1.75 ms) and a thread waits on its port and the shutdown signal
 //! at once instead of waking up to check.
+//!
+//! The serialport crate configures a tty with termios2 (TCGETS2/TCSETS2, for any rate).
+//! Where that is missing (older board kernels, qemu-user, which does not translate it), the
+//! port is configured with the classic calls and the rate's standard constant instead:
+//! every rate the card uses has one.
 
 use crate::shutdown::Shutdown;
+use nix::fcntl::OFlag;
 use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::termios::{self, BaudRate, ControlFlags, SetArg};
 use nix::sys::time::TimeSpec;
 use serialport::{ClearBuffer, DataBits, FlowControl, Parity, SerialPort, StopBits, TTYPort};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -37,13 +44,24 @@ pub enum Wait {
 
 impl Port {
     pub fn open(path: &Path, baud: u32) -> io::Result<Port> {
-        let tty = serialport::new(path.to_string_lossy(), baud)
+        let tty = match serialport::new(path.to_string_lossy(), baud)
             .data_bits(DataBits::Eight)
             .parity(Parity::None)
             .stop_bits(StopBits::One)
             .flow_control(FlowControl::None)
             .open_native()
-            .map_err(|e| io::Error::other(format!("cannot open {}: {e}", path.display())))?;
+        {
+            Ok(tty) => Ok(tty),
+            Err(e) if termios2_missing(&e) => {
+                log::info!(
+                    "{}: no termios2 ({e}); configured with the classic calls",
+                    path.display()
+                );
+                open_classic(path, baud)
+            }
+            Err(e) => Err(io::Error::from(e)),
+        }
+        .map_err(|e| io::Error::other(format!("cannot open {}: {e}", path.display())))?;
         // SAFETY: fcntl returns a new descriptor we own (close-on-exec, so children the
         // service starts never hold the port), or -1 which we check.
         let fd = unsafe { libc::fcntl(tty.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
@@ -70,7 +88,11 @@ impl Port {
     }
 
     pub fn set_baud(&mut self, baud: u32) -> io::Result<()> {
-        self.tty.set_baud_rate(baud).map_err(io::Error::other)?;
+        match self.tty.set_baud_rate(baud) {
+            Ok(()) => {}
+            Err(e) if termios2_missing(&e) => set_speed_classic(&self.io, baud)?,
+            Err(e) => return Err(io::Error::other(e)),
+        }
         self.baud = baud;
         Ok(())
     }
@@ -209,6 +231,73 @@ impl Port {
     }
 }
 
+/// The serialport crate's error for a missing termios2: it keeps only the errno's text.
+fn termios2_missing(e: &serialport::Error) -> bool {
+    use nix::errno::Errno;
+    e.kind == serialport::ErrorKind::Unknown
+        && [Errno::ENOSYS, Errno::ENOTTY, Errno::EINVAL]
+            .iter()
+            .any(|errno| e.description == errno.desc())
+}
+
+/// Opens a tty as serialport would (exclusive, 8N1 raw, no flow control), with the classic
+/// termios calls.
+fn open_classic(path: &Path, baud: u32) -> io::Result<TTYPort> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)?;
+    let mut attrs = termios::tcgetattr(&file)?;
+    termios::cfmakeraw(&mut attrs);
+    attrs.control_flags |= ControlFlags::CREAD | ControlFlags::CLOCAL;
+    attrs.control_flags &= !(ControlFlags::CSTOPB | ControlFlags::CRTSCTS);
+    termios::cfsetspeed(&mut attrs, standard_rate(baud)?)?;
+    termios::tcsetattr(&file, SetArg::TCSANOW, &attrs)?;
+    // Blocking from here, as serialport leaves its ports: reads follow a ppoll.
+    nix::fcntl::fcntl(
+        file.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()),
+    )?;
+    // SAFETY: the descriptor is ours to give; from_raw_fd takes it and makes it exclusive
+    // (TIOCEXCL and flock), as serialport's own open does.
+    Ok(unsafe { TTYPort::from_raw_fd(file.into_raw_fd()) })
+}
+
+/// Changes only the speed, with the classic calls.
+fn set_speed_classic(tty: &File, baud: u32) -> io::Result<()> {
+    let mut attrs = termios::tcgetattr(tty)?;
+    termios::cfsetspeed(&mut attrs, standard_rate(baud)?)?;
+    termios::tcsetattr(tty, SetArg::TCSANOW, &attrs)?;
+    Ok(())
+}
+
+/// The rates the card's links use, with their classic constants.
+pub const STANDARD_RATES: [(u32, BaudRate); 9] = [
+    (1200, BaudRate::B1200),
+    (2400, BaudRate::B2400),
+    (4800, BaudRate::B4800),
+    (9600, BaudRate::B9600),
+    (19_200, BaudRate::B19200),
+    (38_400, BaudRate::B38400),
+    (57_600, BaudRate::B57600),
+    (115_200, BaudRate::B115200),
+    (230_400, BaudRate::B230400),
+];
+
+fn standard_rate(baud: u32) -> io::Result<BaudRate> {
+    STANDARD_RATES
+        .iter()
+        .find(|(b, _)| *b == baud)
+        .map(|(_, rate)| *rate)
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "{baud} baud needs termios2, which this system lacks"
+            ))
+        })
+}
+
 fn read_into(file: &mut File, buf: &mut Vec<u8>) -> io::Result<usize> {
     let start = buf.len();
     let room = buf.capacity() - start;
@@ -278,4 +367,41 @@ pub fn wait_readable(
         return Ok(Ready::Shutdown);
     }
     Ok(Ready::Readable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pty::{slave_speed, Pty};
+
+    /// The path taken where termios2 is missing (qemu-user; .ci/board runs it there): the
+    /// port it opens is exclusive, raw 8N1, at the rate asked, and its rate can change.
+    #[test]
+    fn the_classic_open_configures_the_port_as_serialport_does() {
+        let pty = Pty::open().unwrap();
+        let tty = open_classic(&pty.path, 19_200).unwrap();
+        assert_eq!(slave_speed(&pty.master).unwrap(), 19_200);
+        let attrs = termios::tcgetattr(&pty.master).unwrap();
+        assert!(attrs.control_flags.contains(ControlFlags::CS8));
+        assert!(!attrs
+            .control_flags
+            .intersects(ControlFlags::PARENB | ControlFlags::CSTOPB));
+        assert!(!attrs
+            .local_flags
+            .intersects(termios::LocalFlags::ICANON | termios::LocalFlags::ECHO));
+        // Exclusive: another opener cannot lock it (TIOCEXCL binds only the unprivileged).
+        let other = std::fs::OpenOptions::new()
+            .read(true)
+            .open(&pty.path)
+            .unwrap();
+        // SAFETY: flock on a descriptor open for the call's duration.
+        let rc = unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(rc, -1, "a second exclusive lock was granted");
+        // SAFETY: a new descriptor of the same tty, owned by the File.
+        let file = unsafe { File::from_raw_fd(libc::dup(tty.as_raw_fd())) };
+        set_speed_classic(&file, 57_600).unwrap();
+        assert_eq!(slave_speed(&pty.master).unwrap(), 57_600);
+        let err = set_speed_classic(&file, 12_345).unwrap_err();
+        assert!(err.to_string().contains("12345 baud"), "{err}");
+    }
 }

@@ -8,6 +8,7 @@ mod common;
 mod firmware_fixture;
 
 use firmware_fixture::*;
+use modbus_card::firmware::image::Abi;
 use std::fs;
 use std::process::Command;
 
@@ -159,6 +160,25 @@ fn refused_images_change_nothing() {
     let foreign_bin = dir.join("foreign");
     write_exe(&foreign_bin, &foreign);
     let foreign = image(dir, &foreign_bin, INIT.as_ref(), &card.key, OLD);
+    // The same program asking for a loader this card lacks (as one built for another C
+    // library would): its PT_INTERP renamed in place.
+    let mut other_libc = fs::read(build_of(dir, NEW)).unwrap();
+    let loader = Abi::this()
+        .unwrap()
+        .interpreter
+        .expect("a dynamic test build");
+    let at = other_libc
+        .windows(loader.len() + 1)
+        .position(|w| w[..loader.len()] == *loader.as_bytes() && w[loader.len()] == 0)
+        .expect("the loader's name in the binary");
+    other_libc[at + loader.len() - 1] = b'9';
+    let missing = format!("{}9", &loader[..loader.len() - 1]);
+    assert!(!std::path::Path::new(&missing).exists());
+    let other_libc_bin = dir.join("other-libc");
+    write_exe(&other_libc_bin, &other_libc);
+    let other_libc = image(dir, &other_libc_bin, INIT.as_ref(), &card.key, OLD);
+    let needs_loader =
+        format!("the program needs the loader {missing}, which this card does not have");
     let cases: Vec<(&str, std::path::PathBuf, &str)> = vec![
         (
             "tampered",
@@ -196,6 +216,7 @@ fn refused_images_change_nothing() {
             "larger than the 16 MiB an image may be",
         ),
         ("another processor", foreign, "the program is built for"),
+        ("another C library", other_libc, &needs_loader),
         (
             "not an image",
             write("junk.img", b"PK\x03\x04 a zip file, say"),

@@ -207,10 +207,57 @@ impl Clock {
             return Ok(());
         }
         let target = unix_ns(SystemTime::now()).saturating_add(step_ns);
-        let ts = nix::sys::time::TimeSpec::new(target.div_euclid(NANOS), target.rem_euclid(NANOS));
-        nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
-            .map_err(|e| format!("cannot set the system clock: {e}"))
+        set_system_clock(target).map_err(|e| format!("cannot set the system clock: {e}"))
     }
+}
+
+/// Sets CLOCK_REALTIME to `unix_ns`. On 32-bit Arm the Rust bindings' `time_t` has 32 bits
+/// (README, "Building for the board"), so the clock is set with the kernel's 64-bit call
+/// (Linux 5.1 and later), right after 2038-01-19; an older kernel takes the classic call
+/// for dates it can hold and a clear refusal for the others.
+// The conversions to time_t and c_long do nothing on 64-bit targets, and narrow on 32-bit.
+#[allow(clippy::useless_conversion)]
+pub fn set_system_clock(unix_ns: i64) -> Result<(), String> {
+    let (secs, nanos) = (unix_ns.div_euclid(NANOS), unix_ns.rem_euclid(NANOS));
+    #[cfg(all(target_os = "linux", any(target_arch = "arm", target_arch = "x86")))]
+    {
+        /// The kernel's `struct __kernel_timespec`: 64-bit fields on every architecture.
+        #[repr(C)]
+        struct KernelTimespec {
+            tv_sec: i64,
+            tv_nsec: i64,
+        }
+        /// `clock_settime64` (Linux 5.1) on 32-bit Arm and x86; MIPS, say, offsets it.
+        const SYS_CLOCK_SETTIME64: libc::c_long = 404;
+        let ts = KernelTimespec {
+            tv_sec: secs,
+            tv_nsec: nanos,
+        };
+        // SAFETY: the syscall reads one __kernel_timespec from a valid pointer.
+        let rc = unsafe {
+            libc::syscall(
+                SYS_CLOCK_SETTIME64,
+                libc::CLOCK_REALTIME,
+                &ts as *const KernelTimespec,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = nix::errno::Errno::last();
+        if e != nix::errno::Errno::ENOSYS {
+            return Err(e.to_string());
+        }
+    }
+    let secs: libc::time_t = secs.try_into().map_err(|_| {
+        format!(
+            "{} is past what this kernel's clock can hold (64-bit time needs Linux 5.1)",
+            utc(unix_ns)
+        )
+    })?;
+    let nanos: libc::c_long = nanos.try_into().map_err(|_| "bad nanoseconds".to_owned())?;
+    let ts = nix::sys::time::TimeSpec::new(secs, nanos);
+    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(|e| e.to_string())
 }
 
 /// How the NTP thread polls.

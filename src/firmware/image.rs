@@ -258,6 +258,8 @@ pub struct Verified {
     pub signed_comment: String,
     /// ELF class, byte order and machine of the binary.
     pub machine: Machine,
+    /// Its ABI flags and dynamic loader.
+    pub abi: Abi,
 }
 
 /// Reads the whole image file at `path` and checks it: form, signature with one of
@@ -333,19 +335,25 @@ pub fn verify(path: &Path, keys: &[TrustedKey]) -> Result<Verified, Refusal> {
     let mut text = vec![0u8; header.manifest_len as usize];
     read_at(&mut file, HEADER_LEN, &mut text).map_err(|e| Refusal::Failed(e.to_string()))?;
     let manifest = Manifest::decode(&text).map_err(Refusal::Contents)?;
-    let machine = check_contents(&mut file, &header, &manifest)?;
+    let (machine, abi) = check_contents(&mut file, &header, &manifest)?;
     Ok(Verified {
         header,
         manifest,
         signed_by: format!("{} ({})", key.name, key.id),
         signed_comment: signature.trusted_comment().to_owned(),
         machine,
+        abi,
     })
 }
 
 /// The files are the expected ones, their lengths fill the payload, the binary is an
-/// executable of the version the manifest says, the init script is a shell script.
-fn check_contents(file: &mut File, header: &Header, m: &Manifest) -> Result<Machine, Refusal> {
+/// executable of the version the manifest says with whole ELF headers, the init script is a
+/// shell script.
+fn check_contents(
+    file: &mut File,
+    header: &Header,
+    m: &Manifest,
+) -> Result<(Machine, Abi), Refusal> {
     let names: Vec<&str> = m.files.iter().map(|(n, _)| n.as_str()).collect();
     if names != FILES {
         return Err(Refusal::Contents(format!(
@@ -373,6 +381,8 @@ fn check_contents(file: &mut File, header: &Header, m: &Manifest) -> Result<Mach
     read_at(file, bin_at, &mut elf).map_err(|e| Refusal::Failed(e.to_string()))?;
     let machine = Machine::of_elf(&elf)
         .ok_or_else(|| Refusal::Contents(format!("{BINARY} is not a Linux program (ELF)")))?;
+    let abi = Abi::read(file, bin_at, bin_len, machine)
+        .map_err(|e| Refusal::Contents(format!("{BINARY} is not a whole program: {e}")))?;
     let stamped = stamped_in_range(file, bin_at, bin_len)
         .map_err(|e| Refusal::Failed(e.to_string()))?
         .ok_or_else(|| {
@@ -395,7 +405,7 @@ fn check_contents(file: &mut File, header: &Header, m: &Manifest) -> Result<Mach
             "{INIT_SCRIPT} is not a shell script (#!/bin/sh)"
         )));
     }
-    Ok(machine)
+    Ok((machine, abi))
 }
 
 /// The version stamp inside `len` bytes at `at`, read in pieces that overlap by a stamp.
@@ -475,6 +485,132 @@ impl fmt::Display for Machine {
         } else {
             write!(f, "{name} ({bits}-bit)")
         }
+    }
+}
+
+/// What a binary needs of the system beyond its machine: the ABI flags of its ELF header
+/// and the dynamic loader it names. Read from the ELF header and program headers, which
+/// every image already carries: no manifest line (cards in the field refuse unknown ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abi {
+    /// `e_flags`; on 32-bit Arm, the EABI version and the float ABI.
+    pub flags: u32,
+    /// The loader (PT_INTERP), or None for a static binary.
+    pub interpreter: Option<String>,
+}
+
+/// ELF machine number of 32-bit Arm.
+pub const EM_ARM: u16 = 40;
+const EF_ARM_EABI_MASK: u32 = 0xFF00_0000;
+const EF_ARM_ABI_FLOAT_SOFT: u32 = 0x200;
+const EF_ARM_ABI_FLOAT_HARD: u32 = 0x400;
+const PT_INTERP: u32 = 3;
+
+impl Abi {
+    /// The ABI of the ELF binary of `len` bytes at `at` in `file`, for `machine`.
+    fn read(file: &mut File, at: u64, len: u64, machine: Machine) -> Result<Abi, String> {
+        let mut get = |offset: u64, n: usize| -> Result<Vec<u8>, String> {
+            let end = offset.checked_add(n as u64).filter(|&e| e <= len);
+            if end.is_none() {
+                return Err(format!("its headers point past its end ({offset})"));
+            }
+            let mut buf = vec![0u8; n];
+            read_at(file, at + offset, &mut buf).map_err(|e| e.to_string())?;
+            Ok(buf)
+        };
+        let big = machine.data == 2;
+        let u16_of = |b: &[u8]| {
+            let b = [b[0], b[1]];
+            if big {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            }
+        };
+        let u32_of = |b: &[u8]| {
+            let b = [b[0], b[1], b[2], b[3]];
+            if big {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let u64_of = |b: &[u8]| {
+            let b: [u8; 8] = b[..8].try_into().expect("8 bytes");
+            if big {
+                u64::from_be_bytes(b)
+            } else {
+                u64::from_le_bytes(b)
+            }
+        };
+        let wide = machine.class == 2;
+        let h = get(0, if wide { 64 } else { 52 })?;
+        // (e_phoff, e_flags, e_phentsize, e_phnum) at their offsets for the class.
+        let (phoff, flags, phentsize, phnum) = if wide {
+            (
+                u64_of(&h[32..]),
+                u32_of(&h[48..]),
+                u16_of(&h[54..]),
+                u16_of(&h[56..]),
+            )
+        } else {
+            let phoff = u64::from(u32_of(&h[28..]));
+            (phoff, u32_of(&h[36..]), u16_of(&h[42..]), u16_of(&h[44..]))
+        };
+        let mut interpreter = None;
+        for i in 0..u64::from(phnum) {
+            let ph = get(
+                phoff.saturating_add(i * u64::from(phentsize)),
+                if wide { 56 } else { 32 },
+            )?;
+            if u32_of(&ph[0..]) != PT_INTERP {
+                continue;
+            }
+            let (offset, size) = if wide {
+                (u64_of(&ph[8..]), u64_of(&ph[32..]))
+            } else {
+                (u64::from(u32_of(&ph[4..])), u64::from(u32_of(&ph[16..])))
+            };
+            if size == 0 || size > 4096 {
+                return Err(format!("its loader's name is {size} bytes long"));
+            }
+            let name = get(offset, size as usize)?;
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            interpreter = Some(String::from_utf8_lossy(name).into_owned());
+        }
+        Ok(Abi { flags, interpreter })
+    }
+
+    /// The ABI of this program.
+    pub fn this() -> io::Result<Abi> {
+        let mut file = File::open("/proc/self/exe")?;
+        let len = file.metadata()?.len();
+        Abi::read(&mut file, 0, len, Machine::this()?).map_err(io::Error::other)
+    }
+
+    /// Whether a binary with these ABI flags runs where this program, with `here`'s,
+    /// runs, for `machine`: on 32-bit Arm, the same EABI version and float ABI (a
+    /// hard-float card cannot run a soft-float program's calls, nor the reverse).
+    pub fn fits(&self, here: &Abi, machine: Machine) -> Result<(), String> {
+        if machine.machine != EM_ARM || machine.class != 1 {
+            return Ok(());
+        }
+        let eabi = |f: u32| (f & EF_ARM_EABI_MASK) >> 24;
+        let float = |f: u32| match f & (EF_ARM_ABI_FLOAT_HARD | EF_ARM_ABI_FLOAT_SOFT) {
+            EF_ARM_ABI_FLOAT_HARD => "hard-float",
+            EF_ARM_ABI_FLOAT_SOFT => "soft-float",
+            _ => "unmarked float",
+        };
+        if eabi(self.flags) != eabi(here.flags) || float(self.flags) != float(here.flags) {
+            return Err(format!(
+                "the program is built for the ARM EABI {} {} ABI, and this card runs EABI {} {}",
+                eabi(self.flags),
+                float(self.flags),
+                eabi(here.flags),
+                float(here.flags)
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -608,6 +744,79 @@ mod tests {
             "version=0.2.0\nreplaces=0.1.0\nexec=rm -rf /\n",
         ] {
             assert!(Manifest::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    /// A little-endian 32-bit Arm ELF header with these flags and, if given, a PT_INTERP.
+    fn arm_elf(flags: u32, loader: Option<&str>) -> Vec<u8> {
+        let mut e = vec![0u8; 52 + 32];
+        e[..4].copy_from_slice(b"\x7fELF");
+        e[4] = 1; // 32-bit
+        e[5] = 1; // little-endian
+        e[18..20].copy_from_slice(&EM_ARM.to_le_bytes());
+        e[28..32].copy_from_slice(&52u32.to_le_bytes()); // e_phoff
+        e[36..40].copy_from_slice(&flags.to_le_bytes());
+        e[42..44].copy_from_slice(&32u16.to_le_bytes()); // e_phentsize
+        e[44..46].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        if let Some(loader) = loader {
+            let at = e.len() as u32;
+            e.extend_from_slice(loader.as_bytes());
+            e.push(0);
+            e[52..56].copy_from_slice(&PT_INTERP.to_le_bytes());
+            e[56..60].copy_from_slice(&at.to_le_bytes());
+            e[68..72].copy_from_slice(&(loader.len() as u32 + 1).to_le_bytes());
+        } else {
+            e[52..56].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        }
+        e
+    }
+
+    fn abi_of(bytes: &[u8]) -> Result<Abi, String> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        let machine = Machine::of_elf(bytes).unwrap();
+        Abi::read(&mut f, 0, bytes.len() as u64, machine)
+    }
+
+    #[test]
+    fn the_abi_of_arm_binaries_is_read_and_compared() {
+        const HARD: u32 = 0x0500_0400;
+        const SOFT: u32 = 0x0500_0200;
+        let armhf = abi_of(&arm_elf(HARD, Some("/lib/ld-linux-armhf.so.3"))).unwrap();
+        assert_eq!(armhf.flags, HARD);
+        assert_eq!(
+            armhf.interpreter.as_deref(),
+            Some("/lib/ld-linux-armhf.so.3")
+        );
+        let soft = abi_of(&arm_elf(SOFT, None)).unwrap();
+        assert_eq!(soft.interpreter, None, "a static binary names no loader");
+        let arm = Machine::of_elf(&arm_elf(HARD, None)).unwrap();
+        assert_eq!(armhf.fits(&armhf, arm), Ok(()));
+        let why = soft.fits(&armhf, arm).unwrap_err();
+        assert!(
+            why.contains("EABI 5 soft-float") && why.contains("runs EABI 5 hard-float"),
+            "{why}"
+        );
+        let old_eabi = abi_of(&arm_elf(0x0400_0400, None)).unwrap();
+        assert!(old_eabi.fits(&armhf, arm).is_err());
+        // Other machines have no such flags to compare.
+        let x86 = Machine {
+            class: 2,
+            data: 1,
+            machine: 62,
+        };
+        assert_eq!(soft.fits(&armhf, x86), Ok(()));
+        // Headers that point outside the binary are refused, not read past.
+        let mut cut = arm_elf(HARD, Some("/lib/ld-linux-armhf.so.3"));
+        cut.truncate(60);
+        assert!(abi_of(&cut).unwrap_err().contains("past its end"));
+    }
+
+    #[test]
+    fn this_program_s_abi_names_the_loader_it_runs_with() {
+        let abi = Abi::this().unwrap();
+        if let Some(loader) = &abi.interpreter {
+            assert!(Path::new(loader).exists(), "{loader}");
         }
     }
 }

@@ -8,7 +8,7 @@
 //! the new version, which runs on trial. A refusal changes nothing (the partial upload is
 //! removed) and says why, in the event log too.
 
-use super::image::{self, Machine, Refusal, Verified, HEADER_LEN, MAX_IMAGE};
+use super::image::{self, Abi, Machine, Refusal, Verified, HEADER_LEN, MAX_IMAGE};
 use super::keys;
 use super::slots::{self, Slots, Step, INCOMING};
 use super::version::Version;
@@ -121,7 +121,8 @@ impl Upgrader {
     }
 }
 
-/// The version rule, and the machine the binary is for.
+/// The version rule, and the machine and ABI the binary is for: its ELF machine, its ABI
+/// flags (hard-float on 32-bit Arm) and its loader must be this card's.
 fn check_rules(v: &Verified, running: &Version) -> Result<(), Refusal> {
     let m = &v.manifest;
     if m.version < *running {
@@ -144,6 +145,16 @@ fn check_rules(v: &Verified, running: &Version) -> Result<(), Refusal> {
             "the program is built for {}, and this card is {here}",
             v.machine
         )));
+    }
+    let abi = Abi::this().map_err(|e| Refusal::Failed(e.to_string()))?;
+    v.abi.fits(&abi, here).map_err(Refusal::Contents)?;
+    if let Some(loader) = &v.abi.interpreter {
+        if !Path::new(loader).exists() {
+            return Err(Refusal::Contents(format!(
+                "the program needs the loader {loader}, which this card does not have: build it \
+                 for the card's C library, or static"
+            )));
+        }
     }
     Ok(())
 }
