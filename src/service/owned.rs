@@ -57,6 +57,7 @@ impl Drop for Owned {
         if let Some(Err(_)) = self.wait.take().map(|wait| wait()) {
             log::error!("{} thread panicked", self.name);
         }
+        log::debug!("{} thread ended", self.name);
     }
 }
 
