@@ -173,15 +173,12 @@ impl Service {
             events.emit(Event::WatchdogReset { reason });
         }
         let clock = Clock::new(&events, options.system_clock);
-        let accounts = match Accounts::open(
+        let accounts = Arc::new(Accounts::open(
             &options.data,
             mac,
             Limits::from_settings(&settings),
             events.clone(),
-        ) {
-            Ok(a) => Arc::new(a),
-            Err(e) => return Err(e.into()),
-        };
+        )?);
 
         // The one door, ready before any thread that may change a setting starts.
         let live = Arc::new(Live::new(settings, factory, door_store, events.clone()));
