@@ -1,7 +1,7 @@
 //! The watchdog as the board sees it: a FIFO standing for /dev/watchdog, fed by the real
 //! service while every thread makes progress, no longer fed while one is stalled on
 //! purpose (the store thread, by a test holding the database's write lock), disarmed by
-//! the magic close on a clean stop; and the reason logged at the next start.
+//! the magic close on a clean stop only; and the reason logged at the next start.
 
 mod board_fixture;
 mod common;
@@ -87,6 +87,35 @@ fn fed_while_healthy_starved_by_a_stalled_thread_disarmed_on_stop() {
     service.stop();
     wait_for("device closed", || !log.closes.lock().unwrap().is_empty());
     assert_eq!(log.received().last().map(|b| b.1), Some(b'V'));
+}
+
+#[test]
+fn a_service_dropped_without_stop_ends_its_threads_and_leaves_the_watchdog_armed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wd = fifo(dir.path(), "watchdog");
+    let log = FifoLog::open(&wd);
+    let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
+    let service = Service::start(Options {
+        data: data.clone(),
+        ups: sim.path().unwrap().to_owned(),
+        modbus: Some("127.0.0.1:0".parse().unwrap()),
+        overrides: vec![("watchdog_device".into(), wd.display().to_string())],
+        ..Options::default()
+    })
+    .unwrap();
+    wait_for("fed", || !log.received().is_empty());
+    let modbus = service.modbus_addr();
+
+    // Not a clean stop (a panic unwinding, an error returned past it): the threads end,
+    // the device is closed, but without the magic close the board still resets.
+    drop(service);
+    wait_for("device closed", || !log.closes.lock().unwrap().is_empty());
+    assert!(log.received().iter().all(|b| b.1 != b'V'), "disarmed");
+    assert!(
+        TcpStream::connect(modbus).is_err(),
+        "Modbus TCP still listening"
+    );
 }
 
 /// The service as the init script runs it, its log in a file.

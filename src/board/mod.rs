@@ -31,6 +31,7 @@ use button::{Action, Button};
 use control::Control;
 use leds::{Leds, NetIndicator, Pattern, Patterns, UpsIndicator};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -51,10 +52,12 @@ pub struct BoardConfig {
     pub data: PathBuf,
 }
 
-/// The running board thread.
+/// The running board thread. Dropping it ends the thread with the watchdog left armed
+/// (the board resets); only [`Board::stop`] disarms it.
 pub struct Board {
     shutdown: Shutdown,
-    thread: JoinHandle<()>,
+    clean: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Board {
@@ -79,7 +82,9 @@ impl Board {
             path => Some(Button::new(path.as_ref())),
         };
         let shutdown = Shutdown::new()?;
+        let clean = Arc::new(AtomicBool::new(false));
         let worker = Worker {
+            clean: clean.clone(),
             ups: UpsIndicator::new(link, config.ups_path.clone()),
             net: NetIndicator::new(&config.sysfs, &config.net_interface),
             leds,
@@ -93,19 +98,31 @@ impl Board {
             .name("board".into())
             .stack_size(128 * 1024)
             .spawn(move || worker.run())?;
-        Ok(Board { shutdown, thread })
+        Ok(Board {
+            shutdown,
+            clean,
+            thread: Some(thread),
+        })
     }
 
-    /// Turns the LEDs off, disarms the watchdog and ends the thread.
+    /// Turns the LEDs off, disarms the watchdog and ends the thread: the clean stop.
     pub fn stop(self) {
+        self.clean.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
         self.shutdown.fire();
-        if self.thread.join().is_err() {
+        if let Some(Err(_)) = self.thread.take().map(JoinHandle::join) {
             log::error!("board thread panicked");
         }
     }
 }
 
 struct Worker {
+    /// Set before the stop only when it is clean: then the watchdog is disarmed.
+    clean: Arc<AtomicBool>,
     leds: Leds,
     ups: UpsIndicator,
     net: NetIndicator,
@@ -156,8 +173,10 @@ impl Worker {
             }
         }
         self.leds.show([Pattern::Off; 4], Instant::now());
-        if let Some(w) = self.watchdog.take() {
-            w.close();
+        match self.watchdog.take() {
+            Some(w) if self.clean.load(Ordering::SeqCst) => w.close(),
+            Some(_) => log::warn!("watchdog left armed: the service did not stop cleanly"),
+            None => {}
         }
     }
 

@@ -95,12 +95,13 @@ pub struct Network {
     update: Arc<Update<NetSettings>>,
     state: PathBuf,
     applied: Arc<Mutex<Option<(SystemTime, bool, String)>>>,
-    thread: JoinHandle<()>,
 }
 
 impl Network {
     /// Applies `settings` at once with `script`, then waits for changes. `state` is the
-    /// script's folder (its status file and the DHCP client's pid file).
+    /// script's folder (its status file and the DHCP client's pid file). The thread ends
+    /// once `shutdown` fires (a script running is waited for, up to its limit); the
+    /// network stays as it is: the DHCP client keeps the lease.
     pub fn spawn(
         script: PathBuf,
         state: PathBuf,
@@ -108,7 +109,7 @@ impl Network {
         events: Events,
         heartbeat: Heartbeat,
         shutdown: Shutdown,
-    ) -> std::io::Result<Network> {
+    ) -> std::io::Result<(Network, JoinHandle<()>)> {
         std::fs::create_dir_all(&state)?;
         let update = Arc::new(Update::new()?);
         update.put(settings);
@@ -127,12 +128,14 @@ impl Network {
             .name("network".into())
             .stack_size(128 * 1024)
             .spawn(move || worker.run())?;
-        Ok(Network {
-            update,
-            state,
-            applied,
+        Ok((
+            Network {
+                update,
+                state,
+                applied,
+            },
             thread,
-        })
+        ))
     }
 
     /// Applies new settings (the settings' one door calls this when they change); the
@@ -165,14 +168,6 @@ impl Network {
             applied: applied.lock().clone(),
             ..read_status(&state)
         })
-    }
-
-    /// Ends the thread, once the shutdown has fired (a script running is waited for, up
-    /// to its limit). The network stays as it is: the DHCP client keeps the lease.
-    pub fn stop(self) {
-        if self.thread.join().is_err() {
-            log::error!("network thread panicked");
-        }
     }
 }
 

@@ -3,7 +3,7 @@
 use super::Store;
 use crate::event::Stamped;
 use crate::health::Heartbeat;
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -25,9 +25,39 @@ const RETRY_PAUSES: [Duration; 3] = [
 /// everything received is written. A failed write is logged and retried a few times; if it
 /// still fails the batch is given up (and logged), never a panic. `heartbeat` is idle while
 /// it waits for events and busy while it writes.
-pub fn spawn_writer(
+pub fn spawn_writer(store: Store, rx: Receiver<Stamped>, heartbeat: Heartbeat) -> JoinHandle<()> {
+    run_writer(store, rx, crossbeam_channel::never(), heartbeat)
+}
+
+/// The store thread of a running service: it ends when this is dropped, once everything
+/// queued by then is written, however many senders of events are still alive.
+pub struct Writer {
+    close: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Starts the store thread as [`spawn_writer`] does, ended by dropping the [`Writer`].
+pub fn spawn_closable_writer(store: Store, rx: Receiver<Stamped>, heartbeat: Heartbeat) -> Writer {
+    let (close, closed) = crossbeam_channel::bounded(0);
+    Writer {
+        close: Some(close),
+        thread: Some(run_writer(store, rx, closed, heartbeat)),
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.close.take());
+        if let Some(Err(_)) = self.thread.take().map(JoinHandle::join) {
+            log::error!("store thread panicked");
+        }
+    }
+}
+
+fn run_writer(
     mut store: Store,
     rx: Receiver<Stamped>,
+    closed: Receiver<()>,
     heartbeat: Heartbeat,
 ) -> JoinHandle<()> {
     thread::Builder::new()
@@ -35,7 +65,13 @@ pub fn spawn_writer(
         .spawn(move || {
             let mut batch = Vec::with_capacity(BATCH);
             heartbeat.idle();
-            while let Ok(first) = rx.recv() {
+            loop {
+                let first = crossbeam_channel::select! {
+                    recv(rx) -> first => first.ok(),
+                    // Closed: what is queued now is the last to write.
+                    recv(closed) -> _ => rx.try_recv().ok(),
+                };
+                let Some(first) = first else { break };
                 heartbeat.busy();
                 batch.push(first);
                 while batch.len() < BATCH {
@@ -157,5 +193,35 @@ mod tests {
         .unwrap();
         drop(tx);
         join_within(handle, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_closed_writer_ends_with_a_sender_still_alive_and_everything_queued_written() {
+        let dir = TempDir::new().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let path = store.path().to_owned();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = spawn_closable_writer(store, rx, Heartbeat::unwatched("store"));
+        for _ in 0..BATCH + 10 {
+            tx.send(Stamped {
+                at: SystemTime::now(),
+                event: Event::UpsLost,
+            })
+            .unwrap();
+        }
+        let (done, ended) = crossbeam_channel::bounded(1);
+        thread::spawn(move || {
+            drop(writer);
+            let _ = done.send(());
+        });
+        ended
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the store thread did not end while a sender was alive");
+        let written: i64 = Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(written, (BATCH + 10) as i64);
+        drop(tx);
     }
 }

@@ -1,7 +1,12 @@
 //! The whole card as one value: open the store, load the settings, start every thread;
 //! and stop them all again. `run`, `demo`, the tests and the benchmark all start it here.
 //! Each running part registers with [`Live`] what it does when a setting of its own
-//! changes.
+//! changes. Every thread is owned by a value that stops it ([`owned`]), so the service
+//! stops by dropping them: the last started first, the board after them all, and the store
+//! thread last of all, which writes their last events.
+
+mod follow;
+mod owned;
 
 use crate::accounts::{Accounts, Limits, Mac};
 use crate::board::clock::{self, Clock, Ntp};
@@ -22,11 +27,13 @@ use crate::store::{self, Boot, Store};
 use crate::tcp::{self, Sessions, Tcp, TcpConfig};
 use crate::web::{Web, WebConfig};
 use crossbeam_channel::Receiver;
+use follow::follow;
+use owned::{Owned, Threads};
+use parking_lot::Mutex;
 use std::error::Error;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Default)]
@@ -103,13 +110,16 @@ pub struct Service {
     /// Where the SSH console listens, when the card serves it.
     ssh: Option<Arc<ssh::Place>>,
     restarts: Receiver<Restart>,
-    web: Option<Web>,
-    board: Option<Board>,
-    ntp: Ntp,
+    /// The web's listeners (None when not served); its threads are among `threads`.
+    web: Arc<Mutex<Option<Web>>>,
     events: Events,
     shutdown: Shutdown,
-    threads: Vec<(&'static str, JoinHandle<()>)>,
-    writer: JoinHandle<()>,
+    /// Set by [`Service::stop`]: only a clean stop disarms the watchdog.
+    clean: bool,
+    threads: Threads,
+    /// It watches the others, so it ends after them though it starts after most.
+    board: Option<Board>,
+    writer: Option<store::Writer>,
 }
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
@@ -146,7 +156,7 @@ impl Service {
         let health = Health::new();
         let stall = options.stall_limit.unwrap_or(STALL_LIMIT);
         let (events, rx) = Events::channel();
-        let writer = store::spawn_writer(store, rx, health.register("store", stall));
+        let writer = store::spawn_closable_writer(store, rx, health.register("store", stall));
         events.emit(match boot {
             Boot::Cold => Event::ColdBoot,
             Boot::Warm => Event::WarmBoot,
@@ -163,19 +173,12 @@ impl Service {
             events.emit(Event::WatchdogReset { reason });
         }
         let clock = Clock::new(&events, options.system_clock);
-        let accounts = match Accounts::open(
+        let accounts = Arc::new(Accounts::open(
             &options.data,
             mac,
             Limits::from_settings(&settings),
             events.clone(),
-        ) {
-            Ok(a) => Arc::new(a),
-            Err(e) => {
-                drop(events);
-                let _ = writer.join();
-                return Err(e.into());
-            }
-        };
+        )?);
 
         // The one door, ready before any thread that may change a setting starts.
         let live = Arc::new(Live::new(settings, factory, door_store, events.clone()));
@@ -212,7 +215,9 @@ impl Service {
 
         let shutdown = Shutdown::new()?;
         let ssh_place = options.ssh.map(ssh::Place::new);
-        let mut threads = Vec::new();
+        // Declared after the writer: on an early return the threads stop first, then the
+        // store thread, which writes their last events.
+        let mut threads = Threads::default();
         let link_config = link_config(&settings, &options.ups);
         let link_beat = health.register("ups link", stall + link_config.timeout * 2);
         let link_limit = link_beat.limit();
@@ -221,14 +226,18 @@ impl Service {
                 Ok(started) => started,
                 Err(e) => {
                     leds.show_ups(UpsSignal::HardwareError);
-                    // The store thread ends when the last sender of events is gone.
-                    drop((events, accounts, control, live, upgrader, network_upgrade));
-                    let _ = writer.join();
                     return Err(e.into());
                 }
             };
-        threads.push(("ups link", link_thread));
-        let mut web = None;
+        threads.push(Owned::thread("ups link", link_thread, {
+            // The link ends once its queue is closed too; its waiting callers are answered.
+            let (shutdown, link) = (shutdown.clone(), link.clone());
+            move || {
+                shutdown.fire();
+                link.close();
+            }
+        }));
+        let web = Arc::new(Mutex::new(None));
         let started = (|| -> Result<_> {
             let rs485 = match &options.rs485 {
                 Some(path) => {
@@ -240,7 +249,7 @@ impl Service {
                         shutdown.clone(),
                         health.register("rs485", stall),
                     )?;
-                    threads.push(("rs485", thread));
+                    threads.push(Owned::thread("rs485", thread, stops(&shutdown)));
                     Some(port)
                 }
                 None => None,
@@ -260,7 +269,7 @@ impl Service {
                 shutdown.clone(),
                 health.register("modbus tcp", stall),
             )?;
-            threads.push(("modbus tcp", tcp_thread));
+            threads.push(Owned::thread("modbus tcp", tcp_thread, stops(&shutdown)));
 
             let (ntp, ntp_thread) = clock::spawn_ntp(
                 clock::NtpConfig::new(&settings.ntp_server),
@@ -269,16 +278,20 @@ impl Service {
                 shutdown.clone(),
                 health.register("ntp", stall + clock::REPLY_WAIT),
             )?;
-            threads.push(("ntp", ntp_thread));
+            threads.push(Owned::thread("ntp", ntp_thread, stops(&shutdown)));
             let network = match &options.network_script {
-                Some(script) => Some(Network::spawn(
-                    script.clone(),
-                    options.data.join("network"),
-                    NetSettings::of(&settings),
-                    events.clone(),
-                    health.register("network", stall + network::SCRIPT_LIMIT),
-                    shutdown.clone(),
-                )?),
+                Some(script) => {
+                    let (network, thread) = Network::spawn(
+                        script.clone(),
+                        options.data.join("network"),
+                        NetSettings::of(&settings),
+                        events.clone(),
+                        health.register("network", stall + network::SCRIPT_LIMIT),
+                        shutdown.clone(),
+                    )?;
+                    threads.push(Owned::thread("network", thread, stops(&shutdown)));
+                    Some(network)
+                }
                 None => {
                     log::info!("network settings left to the system (no network script)");
                     None
@@ -313,26 +326,18 @@ impl Service {
                     stall,
                     ssh: ssh_place.clone(),
                 };
-                web = Some(Web::start(&web_config, parts, shutdown.clone())?);
+                *web.lock() = Some(Web::start(&web_config, parts, shutdown.clone())?);
+                let web = web.clone();
+                threads.push(Owned::part("web", stops(&shutdown), move || {
+                    let started = web.lock().take();
+                    if let Some(web) = started {
+                        web.join();
+                    }
+                }));
             }
-            Ok((rs485, tcp, ntp, network))
+            Ok((rs485, tcp, network))
         })();
-        let (rs485, tcp, ntp, network) = match started {
-            Ok(parts) => parts,
-            Err(e) => {
-                shutdown.fire();
-                link.close();
-                for (_, t) in threads {
-                    let _ = t.join();
-                }
-                if let Some(web) = web {
-                    web.join();
-                }
-                drop((events, accounts, control, live, upgrader, network_upgrade));
-                let _ = writer.join();
-                return Err(e);
-            }
-        };
+        let (rs485, tcp, network) = started?;
         log::info!("modbus tcp listening on {}", tcp.addr());
         let board_config = BoardConfig {
             sysfs: settings.sysfs_root.clone().into(),
@@ -354,7 +359,7 @@ impl Service {
         let beat = health.register("console", stall);
         match crate::console::serial::spawn(console.clone(), &options.data, shutdown.clone(), beat)
         {
-            Ok(thread) => threads.push(("console", thread)),
+            Ok(thread) => threads.push(Owned::thread("console", thread, stops(&shutdown))),
             Err(e) => log::error!("no serial console: {e}"),
         }
         let mut service = Service {
@@ -375,12 +380,12 @@ impl Service {
             ssh: ssh_place,
             restarts,
             web,
-            board: None,
-            ntp,
             events,
             shutdown,
+            clean: false,
             threads,
-            writer,
+            board: None,
+            writer: Some(writer),
         };
         match Board::spawn(
             board_config,
@@ -419,7 +424,8 @@ impl Service {
         let trial =
             firmware::trial::start(slots, healthy, self.events.clone(), self.shutdown.clone())?;
         if let Some(thread) = trial {
-            self.threads.push(("trial", thread));
+            self.threads
+                .push(Owned::thread("trial", thread, stops(&self.shutdown)));
         }
         Ok(())
     }
@@ -437,7 +443,8 @@ impl Service {
             beat,
             self.shutdown.clone(),
         )?;
-        self.threads.push(("ssh", thread));
+        self.threads
+            .push(Owned::thread("ssh", thread, stops(&self.shutdown)));
         Ok(())
     }
 
@@ -477,12 +484,12 @@ impl Service {
 
     /// Where plain HTTP really listens, if it does.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.web.as_ref().and_then(Web::http_addr)
+        self.web.lock().as_ref().and_then(Web::http_addr)
     }
 
     /// Where HTTPS really listens, if it does.
     pub fn https_addr(&self) -> Option<SocketAddr> {
-        self.web.as_ref().and_then(Web::https_addr)
+        self.web.lock().as_ref().and_then(Web::https_addr)
     }
 
     /// Where the SSH console really listens, if it does (off: None).
@@ -495,41 +502,42 @@ impl Service {
         self.live.current()
     }
 
-    /// Ends every thread, writes the last events, and returns when all is on disk. The
-    /// board thread goes last: the watchdog stays fed (or not) until the others ended.
-    pub fn stop(self) {
-        self.shutdown.fire();
-        self.link.close();
-        for (name, thread) in self.threads {
-            if thread.join().is_err() {
-                log::error!("{name} thread panicked");
+    /// Ends every thread, writes the last events, and returns when all is on disk; the
+    /// watchdog is disarmed. (Dropping the service without it ends the threads too, but
+    /// leaves the watchdog armed.)
+    pub fn stop(mut self) {
+        self.clean = true;
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Every thread is asked at once, so they end together; then each is waited for.
+        self.threads.ask_all();
+        drop(std::mem::take(&mut self.threads));
+        // The watchdog stays fed (or not) until the others ended.
+        if let Some(board) = self.board.take() {
+            if self.clean {
+                board.stop();
             }
         }
-        if let Some(web) = self.web {
-            web.join();
+        if self.clean {
+            self.events.emit(Event::Stopped);
         }
-        if let Some(network) = self.network {
-            network.stop();
-        }
-        if let Some(board) = self.board {
-            board.stop();
-        }
-        self.events.emit(Event::Stopped);
         let dropped = self.events.dropped();
         if dropped > 0 {
             log::warn!("{dropped} events could not be stored: the event queue was full");
         }
-        // The store thread ends when the last sender of events is gone: the door's too
-        // (every thread that could hold it has ended).
-        drop(self.events);
-        drop((self.control, self.ntp, self.upgrader, self.network_upgrade));
-        drop(self.console);
-        drop(self.live);
-        drop(self.link);
-        drop(self.accounts);
-        let _ = self.writer.join();
+        // Whoever still holds a sender of events, the store thread ends now.
+        drop(self.writer.take());
         log::info!("stopped");
     }
+}
+
+/// Asks the threads that wait on the service's shutdown to stop.
+fn stops(shutdown: &Shutdown) -> impl FnOnce() + Send + Sync + 'static {
+    let shutdown = shutdown.clone();
+    move || shutdown.fire()
 }
 
 fn link_config(s: &Settings, path: &std::path::Path) -> LinkConfig {
@@ -569,33 +577,24 @@ fn rs485_config(s: &Settings, path: &std::path::Path) -> Rs485Config {
 
 /// The accounts follow the login timeout and the password lifetime at once.
 fn register_accounts(live: &Live, accounts: &Arc<Accounts>) {
-    let accounts = accounts.clone();
-    live.register(
+    follow(
+        live,
         "accounts",
-        Box::new(move |old, new| {
-            let limits = Limits::from_settings(new);
-            if limits == Limits::from_settings(old) {
-                return Ok(None);
-            }
-            let accounts = accounts.clone();
-            Ok(Some(Box::new(move || accounts.set_limits(limits))))
-        }),
+        accounts.clone(),
+        Limits::from_settings,
+        |accounts, limits| accounts.set_limits(limits),
     );
 }
 
 /// What the link, Modbus TCP and RS485 do when their settings change.
 fn register_parts(live: &Live, link: &Link, tcp: &Tcp, rs485: Option<&Rs485>, options: &Options) {
-    let (link, ups) = (link.clone(), options.ups.clone());
-    live.register(
+    let ups = options.ups.clone();
+    follow(
+        live,
         "ups link",
-        Box::new(move |old, new| {
-            let config = link_config(new, &ups);
-            if config == link_config(old, &ups) {
-                return Ok(None);
-            }
-            let link = link.clone();
-            Ok(Some(Box::new(move || link.reconfigure(config))))
-        }),
+        link.clone(),
+        move |s| link_config(s, &ups),
+        Link::reconfigure,
     );
     let sessions = tcp.clone();
     live.warn_with(Box::new(move |old, new| {
@@ -628,17 +627,12 @@ fn register_parts(live: &Live, link: &Link, tcp: &Tcp, rs485: Option<&Rs485>, op
         }),
     );
     if let (Some(rs485), Some(path)) = (rs485, options.rs485.clone()) {
-        let rs485 = rs485.clone();
-        live.register(
+        follow(
+            live,
             "rs485",
-            Box::new(move |old, new| {
-                let config = rs485_config(new, &path);
-                if config == rs485_config(old, &path) {
-                    return Ok(None);
-                }
-                let rs485 = rs485.clone();
-                Ok(Some(Box::new(move || rs485.reconfigure(config))))
-            }),
+            rs485.clone(),
+            move |s| rs485_config(s, &path),
+            Rs485::reconfigure,
         );
     }
 }
@@ -652,40 +646,28 @@ fn register_board(
     link_limit: Limit,
     stall: Duration,
 ) {
-    let ntp = ntp.clone();
-    live.register(
+    follow(
+        live,
         "ntp",
-        Box::new(move |old, new| {
-            if old.ntp_server == new.ntp_server {
-                return Ok(None);
-            }
-            let (ntp, server) = (ntp.clone(), new.ntp_server.clone());
-            Ok(Some(Box::new(move || ntp.set_server(server))))
-        }),
+        ntp.clone(),
+        |s| s.ntp_server.clone(),
+        |ntp, server| ntp.set_server(server),
     );
     if let Some(network) = network {
-        let apply = network.applier();
-        live.register(
+        follow(
+            live,
             "network",
-            Box::new(move |old, new| {
-                let settings = NetSettings::of(new);
-                if settings == NetSettings::of(old) {
-                    return Ok(None);
-                }
-                let apply = apply.clone();
-                Ok(Some(Box::new(move || apply(settings))))
-            }),
+            network.applier(),
+            NetSettings::of,
+            |apply, settings| apply(settings),
         );
     }
-    live.register(
+    follow(
+        live,
         "watchdog",
-        Box::new(move |old, new| {
-            if old.serial_timeout_ms == new.serial_timeout_ms {
-                return Ok(None);
-            }
-            let (handle, limit) = (link_limit.clone(), stall + new.serial_timeout() * 2);
-            Ok(Some(Box::new(move || handle.set(limit))))
-        }),
+        link_limit,
+        move |s| stall + s.serial_timeout() * 2,
+        Limit::set,
     );
 }
 
