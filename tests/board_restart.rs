@@ -137,3 +137,115 @@ fn with_a_reboot_command_the_board_is_rebooted() {
     assert!(run.text().contains("rebooting the board"));
     run.terminate();
 }
+
+/// The HTTPS port the run's log says it listens on.
+fn https_port(run: &Run) -> u16 {
+    run.wait_log("https listening on", 1);
+    let text = run.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("https listening on"))
+        .unwrap();
+    line.rsplit(':').next().unwrap().trim().parse().unwrap()
+}
+
+/// `raw` over TLS to 127.0.0.1:`port`, trusting `root`: all that comes back, and whether
+/// it ended with TLS's close_notify (a clean end) rather than a cut connection.
+fn tls_exchange(port: u16, root: &[u8], raw: &[u8]) -> (String, bool) {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    use std::io::Read;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(root).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), "127.0.0.1".try_into().unwrap())
+            .unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(raw).unwrap();
+    let mut got = vec![];
+    let clean = tls.read_to_end(&mut got).is_ok();
+    (String::from_utf8_lossy(&got).into_owned(), clean)
+}
+
+/// A reboot asked for on the Control page is answered first: the whole page, ended by
+/// TLS's close_notify, reaches the browser; the reboot command runs after, within 2 s.
+#[test]
+fn a_reboot_from_the_control_page_is_answered_before_the_card_restarts() {
+    use common::web::{Browser, DEFAULT_PASSWORD, GOOD, MAC};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::on_pty(Pty::open().unwrap(), SimConfig::default()).unwrap();
+    let marker = dir.path().join("rebooted");
+    let command = format!("date +%s.%N > {}", marker.display());
+    let run = Run::start(dir.path(), &sim, &["--reboot", &command, "--mac", MAC]);
+    let port = https_port(&run);
+    let root = std::fs::read(dir.path().join("data/tls/ca.pem")).unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let mut admin = Browser::new(&base, Some(&root));
+    admin.login("admin", DEFAULT_PASSWORD);
+    admin.change_password(DEFAULT_PASSWORD, GOOD);
+    assert_eq!(admin.login("admin", GOOD).location(), "/");
+    admin.get("/control");
+    let body = format!("csrf={}&confirm=yes", admin.csrf);
+    let cookies: Vec<String> = admin
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let request = format!(
+        "POST /control/reboot HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {base}\r\n\
+         Cookie: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        cookies.join("; "),
+        body.len()
+    );
+    let (answer, clean) = tls_exchange(port, &root, request.as_bytes());
+    let answered = std::time::SystemTime::now();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        clean,
+        "the answer was cut, not closed with close_notify: {answer}"
+    );
+    let (head, page) = answer.split_once("\r\n\r\n").unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(page.len(), length, "the whole page");
+    assert!(page.contains("The card is restarting"), "{page}");
+    wait_for("the reboot command run", || {
+        std::fs::read_to_string(&marker).is_ok_and(|t| !t.trim().is_empty())
+    });
+    let called: f64 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let answered = answered
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // Generous for a loaded machine; the card itself waits at most 1 s for its answers.
+    assert!(
+        called - answered < 5.0,
+        "the reboot came {:.2} s after the answer",
+        called - answered
+    );
+    run.wait_log("event: Service stopped", 1);
+    run.terminate();
+}

@@ -5,6 +5,11 @@ use crate::firmware::{self, Slots};
 use crate::service::{Options, Service};
 use std::path::Path;
 
+/// How long a restart waits after it is asked for, so that the answer to whoever asked
+/// (a page of a few kilobytes, a console line) is out before the service stops: well
+/// within the 2 s a restart may take to begin.
+pub const RESTART_GRACE: std::time::Duration = std::time::Duration::from_millis(1000);
+
 /// Runs the service until SIGTERM or SIGINT. A restart request (reset button, pages,
 /// console) stops it, then reboots the board with `reboot` if given, else starts it again
 /// in place.
@@ -27,6 +32,9 @@ pub fn serve(
             }
             recv(restarts) -> restart => {
                 let by = restart.map(|r| r.by).unwrap_or_default();
+                // Whoever asked is answered first: the page that says the card restarts
+                // (with its TLS close_notify), the console's last line.
+                std::thread::sleep(RESTART_GRACE);
                 service.stop();
                 let Some(command) = reboot else {
                     log::warn!("restart asked by {by}: starting the service again");

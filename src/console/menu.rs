@@ -405,8 +405,12 @@ impl Menu<'_, '_> {
         if self.yes_no("Reset the configuration to factory settings? (y/n) ")? != Some(true) {
             return self.say("Nothing was changed.");
         }
-        let done = "Log in as admin with the last 6 characters of the card's MAC address once \
-                    it is back; with DHCP on, its address may have changed.";
+        let done = "It is back in about 10 seconds, with DHCP on: its address may change. \
+                    Find it in the DHCP server's leases (by its MAC address), or, with no \
+                    DHCP server answering, at 192.168.7.18. Log in as admin with the last 6 \
+                    characters of the card's MAC address as the password. The card has a new \
+                    root certificate: download it from the Configuration page and trust it in \
+                    place of the old one.";
         match self.console.control.factory_reset(&self.who()) {
             Ok(()) => Err(Stop::Ended(format!(
                 "Back to factory settings; the card is restarting. {done}"
@@ -430,7 +434,7 @@ impl Menu<'_, '_> {
         }
         self.console.control.restart(&self.who());
         Err(Stop::Ended(
-            "The card is restarting: log in again once it is back.".into(),
+            "The card is restarting: it is back in about 10 seconds; log in again then.".into(),
         ))
     }
 

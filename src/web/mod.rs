@@ -334,9 +334,17 @@ fn handle(app: &App, job: Job, replies: &Replies, beat: &Heartbeat) {
     };
     let response = routes::handle(app, &request, job.local, job.upload, beat);
     let code = response.status_code;
+    // A handler asks for the connection to end after its answer (a restart is coming):
+    // the front then closes it cleanly, with TLS's close_notify.
+    let close_asked = response
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
+    let keep_alive = job.keep_alive && !close_asked;
     let headers: Vec<(String, String)> = response
         .headers
         .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("connection"))
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
     let (mut reader, size) = response.data.into_reader_and_size();
@@ -347,10 +355,10 @@ fn handle(app: &App, job: Job, replies: &Replies, beat: &Heartbeat) {
             request.raw_url()
         );
     }
-    let bytes = http::write_response(code, &headers, &body, head_only, job.keep_alive);
+    let bytes = http::write_response(code, &headers, &body, head_only, keep_alive);
     replies.send(Reply {
         conn: job.conn,
         bytes,
-        close: !job.keep_alive,
+        close: !keep_alive,
     });
 }

@@ -106,6 +106,20 @@ pub struct Restarting {
     pub lines: Vec<String>,
 }
 
+/// The page that answers a restart, on a connection that then ends (the service stops
+/// right after it is sent).
+pub fn restarting(ctx: &Ctx<'_>, heading: &str, lines: Vec<String>) -> Response {
+    html(
+        &Restarting {
+            layout: Layout::of(ctx, "Restarting", "control"),
+            heading: heading.into(),
+            lines,
+        },
+        200,
+    )
+    .with_unique_header("Connection", "close")
+}
+
 pub fn reboot(ctx: &Ctx<'_>) -> Response {
     if !ctx.may_change() {
         return read_only(ctx);
@@ -126,17 +140,14 @@ pub fn reboot(ctx: &Ctx<'_>) -> Response {
         );
     }
     ctx.app.control.restart(&fields::who(ctx));
-    html(
-        &Restarting {
-            layout: Layout::of(ctx, "Restarting", "control"),
-            heading: "The card is restarting".into(),
-            lines: vec![
-                "Masters reconnect on their own once it is back; this page goes to the login \
-                 in a few seconds."
-                    .into(),
-            ],
-        },
-        200,
+    restarting(
+        ctx,
+        "The card is restarting",
+        vec![
+            "It is back in about 10 seconds: this page then goes to the login by itself. \
+             Modbus masters reconnect on their own."
+                .into(),
+        ],
     )
 }
 
@@ -167,17 +178,21 @@ pub fn factory_reset(ctx: &Ctx<'_>) -> Response {
         );
     }
     match ctx.app.control.factory_reset(&fields::who(ctx)) {
-        Ok(()) => html(
-            &Restarting {
-                layout: Layout::of(ctx, "Restarting", "control"),
-                heading: "Back to factory settings; the card is restarting".into(),
-                lines: vec![
-                    "Log in as admin with the last 6 characters of the card's MAC address once \
-                     it is back; with DHCP on, its address may have changed."
-                        .into(),
-                ],
-            },
-            200,
+        Ok(()) => restarting(
+            ctx,
+            "Back to factory settings; the card is restarting",
+            vec![
+                "It is back in about 10 seconds, with DHCP on: its address may change. Find \
+                 it in the DHCP server's leases (by its MAC address), or, with no DHCP \
+                 server answering, at 192.168.7.18."
+                    .into(),
+                "Log in as admin with the last 6 characters of the card's MAC address as the \
+                 password, and choose a new one."
+                    .into(),
+                "The card has a new root certificate: download it from the Configuration \
+                 page and trust it in place of the old one."
+                    .into(),
+            ],
         ),
         Err(e) => page(ctx, State::with(Outcome::refused(vec![e]))),
     }

@@ -84,7 +84,8 @@ pub fn upload(ctx: &Ctx<'_>) -> Response {
                 ],
             },
             200,
-        ),
+        )
+        .with_unique_header("Connection", "close"),
         Err(refusal) => {
             // What is left of the upload, the front reads and drops while this goes out.
             let mut outcome = Outcome::refused(vec![capitalised(&refusal.to_string())]);
