@@ -47,6 +47,9 @@ pub const MAX_AUTH_TRIES: usize = 6;
 pub const LOGIN_THREADS: usize = 2;
 /// How long a connection that must end has to say goodbye before it is cut.
 const GOODBYE: Duration = Duration::from_secs(1);
+/// How long the stopping service waits for its SSH users to read their goodbye: a client
+/// that never reads must not hold the service's stop past 2 s.
+const STOP_GOODBYE: Duration = Duration::from_millis(1500);
 /// How often the thread tells the watchdog it is alive.
 const BEAT: Duration = Duration::from_secs(5);
 
@@ -390,7 +393,7 @@ async fn run(
     }
     drop(listener);
     end_all(&shared, "The card is stopping.");
-    let deadline = Instant::now() + GOODBYE * 2;
+    let deadline = Instant::now() + STOP_GOODBYE;
     while !shared.conns.lock().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
