@@ -573,3 +573,21 @@ fn a_flood_of_terminals_is_turned_away() {
         said.contains("Please Enter User Name :")
     });
 }
+
+/// Card Settings shows the values in force, with the stored one beside a value this run's
+/// command line changed.
+#[test]
+fn card_settings_show_a_command_line_override_beside_the_stored_value() {
+    let (_card, mut t) = admin_at_menu(Setup::default().set("dns", "10.0.0.53"));
+    t.send("1\r");
+    let shown = t.expect("Change them? (y/n)");
+    assert!(
+        shown.contains("DNS server:   10.0.0.53 (this run, from the command line; stored: none)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Gateway:      none\r\n") || shown.contains("Gateway:      none\n"),
+        "{shown}"
+    );
+    t.send("n\r");
+}

@@ -200,10 +200,19 @@ impl Menu<'_, '_> {
     /// after a summary and a "y".
     fn card_settings(&mut self) -> Step {
         let settings = self.console.live.current();
+        let stored = self.console.live.stored();
         self.say("\nCard Settings")?;
         for key in NETWORK {
             let value = settings.get(key).unwrap_or_default();
-            let line = format!("  {:<14}{}", format!("{}:", label(key)), shown(key, &value));
+            let mut line = format!("  {:<14}{}", format!("{}:", label(key)), shown(key, &value));
+            let kept = stored.get(key).unwrap_or_default();
+            if kept != value {
+                // A command-line override holds for this run only.
+                line.push_str(&format!(
+                    " (this run, from the command line; stored: {})",
+                    shown(key, &kept)
+                ));
+            }
             self.say(&line)?;
         }
         if let Some(watch) = &self.console.network {
