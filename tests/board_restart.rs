@@ -249,3 +249,93 @@ fn a_reboot_from_the_control_page_is_answered_before_the_card_restarts() {
     run.wait_log("event: Service stopped", 1);
     run.terminate();
 }
+
+/// The demo restarts in place: its Reboot page, too, reaches the browser whole before the
+/// service stops, and the service is back.
+#[test]
+fn the_demos_reboot_page_is_answered_before_it_restarts_in_place() {
+    use common::web::{Browser, GOOD};
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Fixed ports, as the demo's own: a restart listens where it did.
+    let at = |p: u16| format!("127.0.0.1:{p}");
+    let mut child = Command::new(BIN)
+        .args(["demo", "--data"])
+        .arg(&data)
+        .args(["--modbus", &at(common::free_port())])
+        .args(["--http", &at(common::free_port())])
+        .args(["--https", &at(common::free_port())])
+        .args(["--ssh", &at(common::free_port())])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next_line = |want: &str| -> String {
+        loop {
+            let line = rx.recv_timeout(PATIENCE).expect("the demo's output");
+            if line.contains(want) {
+                return line;
+            }
+        }
+    };
+    let web = next_line("https://127.0.0.1:");
+    let port: u16 = web
+        .split("https://127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first = next_line("first password");
+    let password = first
+        .split("first password ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let root = std::fs::read(data.join("tls/ca.pem")).unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let mut admin = Browser::new(&base, Some(&root));
+    admin.login("admin", &password);
+    admin.change_password(&password, GOOD);
+    assert_eq!(admin.login("admin", GOOD).location(), "/");
+    admin.get("/control");
+    let body = format!("csrf={}&confirm=yes", admin.csrf);
+    let cookies: Vec<String> = admin
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let request = format!(
+        "POST /control/reboot HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {base}\r\n\
+         Cookie: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        cookies.join("; "),
+        body.len()
+    );
+    let (answer, clean) = tls_exchange(port, &root, request.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(clean, "cut, not closed with close_notify: {answer}");
+    assert!(answer.contains("The card is restarting"), "{answer}");
+    next_line("the service restarted");
+    // Back: the same port serves the login again.
+    wait_for("the demo's pages back", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert_eq!(Browser::new(&base, Some(&root)).get("/login").status, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
