@@ -204,6 +204,13 @@ def certs():
         shutil.rmtree(d)
 
 
+def date_time():
+    # calendar.rs tests and tests/board_clock.rs: what people and browsers type.
+    for i, t in enumerate(["2026-11-24 08:00", "2026-11-24T08:00:30", "2024-02-29 23:59:59 UTC",
+                           "1970-01-01T00:00Z", "2026-02-30 08:00", "9999-12-31 23:59:59"]):
+        write("date_time", f"typed_{i}", t)
+
+
 def event_csv():
     write("event_csv", "plain", "link up")
     write("event_csv", "quoting", "a,b\0say \"hi\"\0two\r\nlines\0=1+2")
@@ -215,4 +222,4 @@ if __name__ == "__main__":
         if os.path.isdir(os.path.join(HERE, t)):
             shutil.rmtree(os.path.join(HERE, t))
     mbap(); rtu_targets(); form(); config_file(); firmware(); console(); sntp(); button()
-    certs(); event_csv()
+    certs(); event_csv(); date_time()
