@@ -6,8 +6,8 @@
 //! signed part, signed with a trusted key, so the manifest and contents checks behind the
 //! signature are reached too.
 //! Properties: verifying reads only: the image and its folder are left as they were,
-//! whatever the verdict; an image signed with a trusted key is never refused for its
-//! signature.
+//! whatever the verdict; a key refused as not trusted is named by its ID; an image signed
+//! with a trusted key, its header's lengths true, is never refused for its signature.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use modbus_card::firmware::image::{self, Refusal};
@@ -72,7 +72,15 @@ fuzz_target!(|data: &[u8]| {
     let before = listing(&f.work);
     let verdict = image::verify(&path, &f.keys);
     assert_eq!(listing(&f.work), before, "verify changed the upload folder");
-    if signed {
+    if let Err(Refusal::UntrustedKey { id, .. }) = &verdict {
+        assert!(
+            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "key {id:?}"
+        );
+    }
+    // Signed as the header says it is: the signature is where the header puts it.
+    let whole = image::Header::decode(rest).is_ok_and(|h| h.body_len() == rest.len() as u64);
+    if signed && whole {
         assert!(
             !matches!(
                 verdict,
