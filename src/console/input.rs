@@ -148,7 +148,9 @@ impl<'t> Keys<'t> {
                 }
             }
             if b >= 0x80 {
-                if let Some(c) = self.utf8_byte(b) {
+                // C1 controls (U+0080..U+009F) too: a terminal may act on them (U+009B is
+                // CSI), and echoed they would.
+                if let Some(c) = self.utf8_byte(b).filter(|c| !c.is_control()) {
                     if too_long || line.len() + c.len_utf8() > MAX_LINE {
                         too_long = true;
                     } else {
@@ -398,6 +400,20 @@ mod tests {
             true,
         );
         assert_eq!(got, [text("abc(dé"), text("")]);
+    }
+
+    #[test]
+    fn c1_control_characters_are_dropped_and_not_echoed() {
+        // Found by fuzz/console_line: U+0082 was kept in the line and echoed.
+        let (got, out) = lines(&[b"h\xc3T\x1d\x98\xff\r\x83", b"W}\x9f\xc2\x82\r"], true);
+        assert_eq!(got, [text("hT"), text("W}")]);
+        assert!(!out.contains('\u{82}'), "{out:?}");
+        let (got, out) = lines(&[b"a\xc2\x9b2Jb\xc2\x85c\xc2\xa0\r"], true);
+        assert_eq!(got, [text("a2Jbc\u{a0}")]);
+        assert!(
+            !out.contains('\u{9b}') && !out.contains('\u{85}'),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -308,7 +308,11 @@ pub fn verify(path: &Path, keys: &[TrustedKey]) -> Result<Verified, Refusal> {
     if keys.is_empty() {
         return Err(Refusal::NoTrustedKeys);
     }
-    let id = key_id_of_signature(&sig_text).unwrap_or_else(|| "?".into());
+    // The other reader of the block (minisign's own) also checks its first line: a block
+    // it cannot read is damaged, not signed by an unknown key.
+    let id = key_id_of_signature(&sig_text).ok_or_else(|| {
+        Refusal::Damaged("the signature block is not a minisign signature".into())
+    })?;
     let key = keys
         .iter()
         .find(|k| k.id == id)
@@ -360,8 +364,9 @@ fn check_contents(
             "it holds {names:?}; an image holds {FILES:?}"
         )));
     }
-    let total: u64 = m.files.iter().map(|(_, l)| l).sum();
-    if total != header.payload_len {
+    // Checked: lengths are any u64 the manifest says, and their sum may not fit.
+    let total = m.files.iter().try_fold(0u64, |t, (_, l)| t.checked_add(*l));
+    if total != Some(header.payload_len) {
         return Err(Refusal::Contents(
             "the files' lengths do not add up to the payload".into(),
         ));
@@ -720,6 +725,66 @@ mod tests {
         assert_eq!(
             Header::decode(&huge.encode()),
             Err(Refusal::TooLarge { limit: MAX_IMAGE })
+        );
+    }
+
+    #[test]
+    fn a_signature_block_read_from_the_wrong_place_is_damaged_not_an_unknown_key() {
+        // Found by fuzz/firmware_verify: a header saying the payload is 52 bytes longer than
+        // it is puts the signature block's start inside its first line; minisign-verify
+        // took the block, the key ID could not be read, and the refusal named key "?" as
+        // not trusted.
+        let dir = tempfile::tempdir().unwrap();
+        let demo = super::super::keys::demo_pair(dir.path()).unwrap();
+        let keys = super::super::keys::trusted(dir.path()).unwrap();
+        let manifest =
+            b"version=0.2.0\nreplaces=0.1.0\nfile=modbus-card 26\nfile=modbus-card.init 10\n";
+        let header = Header {
+            manifest_len: manifest.len() as u32,
+            payload_len: 36 + 52,
+        };
+        let mut body = header.encode().to_vec();
+        body.extend_from_slice(manifest);
+        body.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\0\0\x3e\0\0\0\0\0\0\0");
+        body.extend_from_slice(b"#!/bin/sh\n");
+        let path = dir.path().join("image");
+        std::fs::write(&path, &body).unwrap();
+        let sig = super::super::keys::sign(&demo.secret, &path, "test").unwrap();
+        assert!(sig.starts_with("untrusted comment: signature from modbus-card image build\n"));
+        body.extend_from_slice(sig.as_bytes());
+        std::fs::write(&path, &body).unwrap();
+        assert_eq!(
+            verify(&path, &keys).unwrap_err(),
+            Refusal::Damaged("the signature block is not a minisign signature".into())
+        );
+    }
+
+    #[test]
+    fn file_lengths_whose_sum_overflows_are_refused() {
+        // Found by review of the paths fuzz/firmware_verify reaches: the sum of the
+        // manifest's lengths overflowed (a panic with overflow checks on).
+        let dir = tempfile::tempdir().unwrap();
+        let demo = super::super::keys::demo_pair(dir.path()).unwrap();
+        let keys = super::super::keys::trusted(dir.path()).unwrap();
+        let manifest = format!(
+            "version=0.2.0\nreplaces=0.1.0\nfile=modbus-card {}\nfile=modbus-card.init 2\n",
+            u64::MAX
+        );
+        let header = Header {
+            manifest_len: manifest.len() as u32,
+            payload_len: 1,
+        };
+        let mut body = header.encode().to_vec();
+        body.extend_from_slice(manifest.as_bytes());
+        body.push(0);
+        let path = dir.path().join("image");
+        std::fs::write(&path, &body).unwrap();
+        let sig = super::super::keys::sign(&demo.secret, &path, "test").unwrap();
+        body.extend_from_slice(sig.as_bytes());
+        std::fs::write(&path, &body).unwrap();
+        assert_eq!(
+            verify(&path, &keys).unwrap_err(),
+            Refusal::Contents("the files' lengths do not add up to the payload".into())
         );
     }
 

@@ -27,7 +27,9 @@
 //! UPS is lost, and the control frame checks it about every second until it answers.
 
 pub mod framelog;
-mod outstanding;
+// Public for the fuzz targets only (fuzz/): the late-answer guard meets the UPS's bytes.
+#[doc(hidden)]
+pub mod outstanding;
 mod queue;
 pub mod status;
 
