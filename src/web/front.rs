@@ -52,7 +52,8 @@ const ACCEPTS_PER_POLL: usize = 16;
 /// A refused request's body is read and dropped up to this many bytes...
 pub const REFUSED_DRAIN: usize = 64 * 1024;
 /// ... or for this long, whichever comes first, so that a client still sending reads the
-/// answer instead of a reset; then the connection is closed.
+/// answer instead of a reset; then the connection is closed. The body is read once, at
+/// the end (a refused client trickling its body costs no wake-ups).
 pub const REFUSED_LINGER: Duration = Duration::from_secs(1);
 /// From accept to a finished TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -260,6 +261,9 @@ impl Front {
             for c in &mut self.conns {
                 if now >= c.deadline {
                     log::debug!("web: {} dropped: {:?} deadline passed", c.peer, c.phase);
+                    if c.phase == Phase::Linger && c.refused {
+                        c.drop_pending();
+                    }
                     c.closed = true;
                 }
             }
@@ -742,8 +746,26 @@ impl Conn {
             Phase::Handshake | Phase::Head | Phase::Body => true,
             // Until a few chunks wait: then the handler must take some first.
             Phase::Stream => self.input.len() < upload::CHUNKS * CHUNK,
+            // A refused body is read once, at the end of its linger (a client that
+            // trickles it wakes nobody).
+            Phase::Linger if self.refused => false,
             // The rest of an upload not wanted.
             Phase::Handler | Phase::Write | Phase::Linger => self.discard > 0,
+        }
+    }
+
+    /// Reads and drops, without decrypting, what a refused client sent since its answer
+    /// (up to what is left of [`REFUSED_DRAIN`]), so that closing sends it an end of
+    /// stream after the answer rather than a reset that could discard the answer.
+    fn drop_pending(&mut self) {
+        let mut scratch = [0u8; CHUNK];
+        // TLS records around the plaintext: a little more than the plaintext itself.
+        let mut left = self.discard + self.discard / 16 + 64;
+        while left > 0 {
+            match self.sock.read(&mut scratch[..left.min(CHUNK)]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left -= n,
+            }
         }
     }
 

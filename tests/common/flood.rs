@@ -349,6 +349,10 @@ impl Flood {
                     .name(format!("attacker-{i}"))
                     .stack_size(64 * 1024)
                     .spawn(move || {
+                        // The attackers are on other machines: here they take the CPU
+                        // the card's threads need only when nothing else wants it.
+                        // SAFETY: setpriority with integer arguments; 0 is this thread.
+                        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
                         while !stop.load(Relaxed) {
                             if attack(abuse, from, to, tls.as_ref(), &stop, &connects).is_err() {
                                 // Refused or reset: try again shortly, as a real flood would.
