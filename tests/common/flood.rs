@@ -321,10 +321,14 @@ impl Abuse {
     }
 }
 
-/// Connections that attack the card until stopped, each reconnecting when closed.
+/// Connections that attack the card until stopped, each reconnecting when closed. They
+/// all run on one thread, at nice 19, as tasks of a single-threaded runtime: on a card the
+/// attackers are other machines, and here they should take the CPU the card's threads
+/// need only when nothing else wants it (hundreds of attacking threads would crowd the
+/// card's out of the scheduler, whatever their niceness).
 pub struct Flood {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
     /// Connections made so far.
     pub connects: Arc<AtomicU64>,
 }
@@ -341,31 +345,44 @@ impl Flood {
     ) -> Flood {
         let stop = Arc::new(AtomicBool::new(false));
         let connects = Arc::new(AtomicU64::new(0));
-        let threads = (0..conns)
-            .map(|i| {
-                let (stop, connects, tls) = (stop.clone(), connects.clone(), tls.clone());
-                let from = sources[i % sources.len()];
-                std::thread::Builder::new()
-                    .name(format!("attacker-{i}"))
-                    .stack_size(64 * 1024)
-                    .spawn(move || {
-                        // The attackers are on other machines: here they take the CPU
-                        // the card's threads need only when nothing else wants it.
-                        // SAFETY: setpriority with integer arguments; 0 is this thread.
-                        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-                        while !stop.load(Relaxed) {
-                            if attack(abuse, from, to, tls.as_ref(), &stop, &connects).is_err() {
-                                // Refused or reset: try again shortly, as a real flood would.
-                                std::thread::sleep(Duration::from_millis(10));
-                            }
+        let sources = sources.to_vec();
+        let thread = {
+            let (stop, connects) = (stop.clone(), connects.clone());
+            std::thread::Builder::new()
+                .name("attackers".into())
+                .spawn(move || {
+                    // SAFETY: setpriority with integer arguments; 0 is this thread.
+                    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        for i in 0..conns {
+                            let from = sources[i % sources.len()];
+                            let (stop, connects, tls) =
+                                (stop.clone(), connects.clone(), tls.clone());
+                            tokio::spawn(async move {
+                                while !stop.load(Relaxed) {
+                                    let r = attack(abuse, from, to, tls.as_ref(), &connects);
+                                    if r.await.is_err() {
+                                        // Refused or reset: again shortly, as a flood would.
+                                        tokio::time::sleep(Duration::from_millis(10)).await;
+                                    }
+                                }
+                            });
                         }
-                    })
-                    .unwrap()
-            })
-            .collect();
+                        while !stop.load(Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    });
+                    // Dropping the runtime drops every attacker's socket.
+                })
+                .unwrap()
+        };
         Flood {
             stop,
-            threads,
+            thread: Some(thread),
             connects,
         }
     }
@@ -373,7 +390,7 @@ impl Flood {
     /// Stops every attacker; the number of connections they made.
     pub fn stop(mut self) -> u64 {
         self.stop.store(true, Relaxed);
-        for t in std::mem::take(&mut self.threads) {
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
         self.connects.load(Relaxed)
@@ -387,29 +404,80 @@ impl Drop for Flood {
     }
 }
 
-/// How often an attacker looks at its stop flag, and the pace of its drips.
+/// The pace of the drips.
 const PACE: Duration = Duration::from_millis(100);
 
-/// One attacking connection, until the card closes it (or the flood stops).
-fn attack(
+/// Sends what TLS has to send.
+async fn send_tls(c: &mut ClientConnection, s: &mut tokio::net::TcpStream) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    while c.wants_write() {
+        let mut out = Vec::new();
+        c.write_tls(&mut out)?;
+        s.write_all(&out).await?;
+    }
+    Ok(())
+}
+
+/// A TLS client handshake over a tokio socket.
+async fn handshake(c: &mut ClientConnection, s: &mut tokio::net::TcpStream) -> io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    while c.is_handshaking() {
+        send_tls(c, s).await?;
+        if c.is_handshaking() && c.wants_read() {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            c.read_tls(&mut &buf[..n])?;
+            c.process_new_packets().map_err(io::Error::other)?;
+        }
+    }
+    send_tls(c, s).await
+}
+
+/// Sends `bytes`, through TLS if there is one.
+async fn send(
+    c: Option<&mut ClientConnection>,
+    s: &mut tokio::net::TcpStream,
+    bytes: &[u8],
+) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    match c {
+        Some(c) => {
+            c.writer().write_all(bytes)?;
+            send_tls(c, s).await
+        }
+        None => s.write_all(bytes).await,
+    }
+}
+
+/// One attacking connection, until the card closes it (or the runtime is dropped).
+async fn attack(
     abuse: Abuse,
     from: Ipv4Addr,
     to: SocketAddr,
     tls: Option<&Arc<ClientConfig>>,
-    stop: &AtomicBool,
     connects: &AtomicU64,
 ) -> io::Result<()> {
-    let mut conn = match (abuse, tls) {
-        // The handshake itself is what trickles.
-        (Abuse::Trickle | Abuse::Idle, Some(_)) => {
-            let sock = connect_from(from, to)?;
-            sock.set_nodelay(true)?;
-            Conn::Plain(sock)
-        }
-        _ => Conn::open(from, to, tls, Duration::from_secs(10))?,
-    };
+    use tokio::io::AsyncReadExt;
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::new(from.into(), 0))?;
+    let mut s = sock.connect(to).await?;
+    s.set_nodelay(true)?;
     connects.fetch_add(1, Relaxed);
-    let mut drip: Vec<u8> = match (abuse, tls) {
+    // The handshake is done only by the attacks that send a request: on HTTPS the others
+    // are the handshake's own abuse.
+    let mut conn = match (abuse, tls) {
+        (Abuse::LingerHead | Abuse::SlowBody, Some(config)) => {
+            let mut c =
+                ClientConnection::new(config.clone(), to.ip().into()).map_err(io::Error::other)?;
+            handshake(&mut c, &mut s).await?;
+            Some(c)
+        }
+        _ => None,
+    };
+    let drip: Vec<u8> = match (abuse, tls) {
         (Abuse::Trickle, Some(config)) => {
             let mut hello = Vec::new();
             ClientConnection::new(config.clone(), to.ip().into())
@@ -425,36 +493,28 @@ fn attack(
         (Abuse::SlowBody, _) => vec![b'a'; 16_000_000],
         _ => Vec::new(),
     };
-    drip.reverse();
-    if matches!(abuse, Abuse::LingerHead | Abuse::SlowBody) {
-        conn.write_all(UPLOAD_HEAD)?;
-        conn.flush()?;
-    }
     let step = match abuse {
         Abuse::SlowBody => 100,
         _ => 1,
     };
-    conn.set_timeout(PACE);
-    let mut sink = [0u8; 4096];
-    while !stop.load(Relaxed) {
-        match conn.read(&mut sink) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if !drip.is_empty() {
-                    let n = step.min(drip.len());
-                    let bytes: Vec<u8> = drip.drain(drip.len() - n..).rev().collect();
-                    conn.write_all(&bytes)?;
-                    conn.flush()?;
-                }
+    if matches!(abuse, Abuse::LingerHead | Abuse::SlowBody) {
+        send(conn.as_mut(), &mut s, UPLOAD_HEAD).await?;
+    }
+    let mut sent = 0;
+    let mut sink = vec![0u8; 4096];
+    loop {
+        // What the card answers is not read through TLS: only its end matters.
+        tokio::select! {
+            r = s.read(&mut sink) => match r {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            },
+            _ = tokio::time::sleep(PACE), if sent < drip.len() => {
+                let n = step.min(drip.len() - sent);
+                send(conn.as_mut(), &mut s, &drip[sent..sent + n]).await?;
+                sent += n;
             }
-            Err(e) => return Err(e),
         }
     }
-    Ok(())
 }
