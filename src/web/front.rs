@@ -18,7 +18,8 @@
 //! port has [`PLACES`] places for connections that have not shown a live session and
 //! [`SESSION_PLACES`] more kept for those that have. When a port's places are all taken, a new connection takes the place
 //! of one without a session, in whatever phase: one already answered and closing first,
-//! then one waiting for its client, then one with a handler; within those, the address
+//! then one that has said nothing yet, then one waiting for the rest of its request, then
+//! one with a handler; within those, the address
 //! that holds the most loses its oldest. A crowd from one address only pushes out its own,
 //! and a user's new connection, the youngest, gets its request through in a few polls.
 //!
@@ -182,6 +183,9 @@ struct Conn {
     authed: bool,
     /// Its request was refused at the head: the answer goes out and it closes.
     refused: bool,
+    /// Some bytes have come from the client (a connection that has said nothing yet is
+    /// the first to make room).
+    heard: bool,
     deadline: Instant,
     /// Plaintext received and not yet used.
     input: Vec<u8>,
@@ -621,6 +625,7 @@ impl Front {
                 since: now,
                 authed: false,
                 refused: false,
+                heard: false,
                 deadline: now + limit,
                 input: Vec::new(),
                 head: None,
@@ -646,14 +651,17 @@ impl Front {
     }
 
     /// Makes room on the port (HTTPS if `secure`) among the connections without a session:
-    /// one already answered and closing goes first, then one waiting for its client, then
-    /// one with a handler; among those, the oldest of the address that holds the most. False
-    /// when there is none.
+    /// one already answered and closing goes first, then one that has said nothing yet (no
+    /// handshake, or no request since the last answer), then one waiting for the rest of
+    /// its client's request, then one with a handler; among those, the oldest of the
+    /// address that holds the most. False when there is none.
     fn evict_one(&mut self, secure: bool) -> bool {
         let tier = |c: &Conn| match c.phase {
             _ if c.refused => 0,
-            Phase::Handler => 2,
-            _ => 1,
+            Phase::Handshake if !c.heard => 1,
+            Phase::Head if !c.started => 1,
+            Phase::Handler => 3,
+            _ => 2,
         };
         let candidates: Vec<usize> = (0..self.conns.len())
             .filter(|&i| {
@@ -836,7 +844,10 @@ impl Conn {
                         self.closed = true;
                         return;
                     }
-                    Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        self.heard = true;
+                        self.input.extend_from_slice(&chunk[..n]);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
@@ -851,7 +862,10 @@ impl Conn {
                 }
                 let eof = match tls.read_tls(&mut self.sock) {
                     Ok(0) => true,
-                    Ok(_) => false,
+                    Ok(_) => {
+                        self.heard = true;
+                        false
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
