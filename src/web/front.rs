@@ -659,7 +659,9 @@ impl Front {
         let tier = |c: &Conn| match c.phase {
             _ if c.refused => 0,
             Phase::Handshake if !c.heard => 1,
-            Phase::Head if !c.started => 1,
+            // Idle between requests, or plain HTTP that never spoke; not a connection
+            // whose TLS handshake has just ended, its request on the way.
+            Phase::Head if !c.started && (c.served > 0 || !c.heard) => 1,
             Phase::Handler => 3,
             _ => 2,
         };
