@@ -234,13 +234,29 @@ fn oversized_heads_and_bodies_are_refused() {
     assert_eq!(status_of(&tls_exchange(&card, chunked.as_bytes())), 411);
     let garbage = b"\x00\x01\x02 not http at all\r\n\r\n";
     assert_eq!(status_of(&tls_exchange(&card, garbage)), 400);
-    // A body of exactly the cap is taken (and answered by the page).
+    // A login form of exactly its cap (4 KiB) is taken (and answered by the page); one
+    // byte more is refused on its head.
+    for (size, status) in [(4096, 403), (4097, 413)] {
+        let body = "a".repeat(size);
+        let raw = format!(
+            "POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n{body}"
+        );
+        let answer = tls_exchange(&card, raw.as_bytes());
+        assert_eq!(status_of(&answer), status, "{size}: {answer}");
+    }
+    // A logged-in user's body of exactly the cap (1 MiB) is taken, and answered by the page.
+    let admin = card.admin();
     let body = "a".repeat(1024 * 1024);
     let max = format!(
-        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "POST /config HTTP/1.1\r\nHost: {host}\r\nOrigin: https://{host}\r\nCookie: session={}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        admin.cookies["session"],
+        body.len(),
+        host = card.https(),
     );
-    assert_eq!(status_of(&tls_exchange(&card, max.as_bytes())), 403);
+    let answer = tls_exchange(&card, max.as_bytes());
+    assert_eq!(status_of(&answer), 403, "{answer}");
+    assert!(answer.contains("This form has expired"), "{answer}");
     assert_eq!(card.browser().get("/login").status, 200);
 }
 

@@ -7,11 +7,21 @@
 //! ([`Reply`]) and the front writes them out, again without blocking.
 //!
 //! Why one thread: a connection that sends one byte a minute, or none, costs a few hundred
-//! bytes of state here and no thread. The number of connections is capped; when the cap is
-//! reached a new connection takes the place of the oldest one that has not delivered a
-//! whole request yet (or sits idle between requests), so a crowd of slow clients cannot
-//! keep a real user out: the user's new connection is the youngest, and it completes its
-//! request in milliseconds.
+//! bytes of state here and no thread.
+//!
+//! No connection without a session holds a place against a user. Each request head goes
+//! through the [`Gate`] before any of its body is read: a body is taken only from a live
+//! session (or a login form, 4 KiB at most); anything else is answered at once, with
+//! `Connection: close`, and what follows of its body is read and dropped for at most
+//! [`REFUSED_LINGER`] or [`REFUSED_DRAIN`] bytes (with a live session, from the user's own
+//! browser with a form gone stale, for as long as after an upload's early answer). Each
+//! port has [`PLACES`] places for connections that have not shown a live session and
+//! [`SESSION_PLACES`] more kept for those that have. When a port's places are all taken, a new connection takes the place
+//! of one without a session, in whatever phase: one already answered and closing first,
+//! then one that has said nothing yet, then one waiting for the rest of its request, then
+//! one with a handler; within those, the address
+//! that holds the most loses its oldest. A crowd from one address only pushes out its own,
+//! and a user's new connection, the youngest, gets its request through in a few polls.
 //!
 //! Nothing here waits on anything but the poll: a socket with nothing to say is not looked
 //! at, a closed one is dropped at once, so no connection can make the thread spin.
@@ -27,13 +37,25 @@ use nix::sys::time::TimeSpec;
 use parking_lot::Mutex;
 use rustls::{ServerConfig, ServerConnection};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Connections held at once, on both ports together.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Places on each port (HTTP, HTTPS) for connections that have not shown a live session.
+pub const PLACES: usize = 64;
+/// Places on each port kept for connections that showed a live session (a browser opens
+/// six at most).
+pub const SESSION_PLACES: usize = 8;
+/// New connections taken per port and per poll: a burst cannot push out, in one go, a
+/// connection that is halfway through its request.
+const ACCEPTS_PER_POLL: usize = 16;
+/// A refused request's body is read and dropped up to this many bytes...
+pub const REFUSED_DRAIN: usize = 64 * 1024;
+/// ... or for this long, whichever comes first, so that a client still sending reads the
+/// answer instead of a reset; then the connection is closed. The body is read once, at
+/// the end (a refused client trickling its body costs no wake-ups).
+pub const REFUSED_LINGER: Duration = Duration::from_secs(1);
 /// From accept to a finished TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// From the first byte of a request to the end of its head.
@@ -77,6 +99,20 @@ pub struct Reply {
     pub close: bool,
 }
 
+/// What the web makes of a request head, before any of its body is read.
+pub enum Admit {
+    /// On to a handler. `session`: the head showed a live session (else it asked for a
+    /// page anyone may see).
+    Pass { session: bool },
+    /// This whole answer, then the connection closes. `session`: the head showed a live
+    /// session all the same (the user's own browser, with a form gone stale): the body it
+    /// is still sending is dropped as long as an upload's answer would wait for it.
+    Refuse { answer: Vec<u8>, session: bool },
+}
+
+/// The web's look at each head: the head, whether it came over HTTPS, and from whom.
+pub type Gate = Box<dyn Fn(&Head, bool, SocketAddr) -> Admit + Send>;
+
 /// Where handlers put their replies: a list, and a pipe that wakes the front.
 #[derive(Clone)]
 pub struct Replies {
@@ -104,6 +140,7 @@ pub struct Front {
     ports: Arc<Listeners>,
     tls: Arc<ServerConfig>,
     jobs: Sender<Job>,
+    gate: Gate,
     replies: Replies,
     wake: OwnedFd,
     shutdown: Shutdown,
@@ -140,8 +177,17 @@ struct Conn {
     peer: SocketAddr,
     tls: Option<Box<ServerConnection>>,
     phase: Phase,
-    /// When the current phase began: eviction takes the oldest.
+    /// When the current phase began: eviction takes the oldest (a connection moving on
+    /// with its request is young again).
     since: Instant,
+    /// Its last request that needed a session showed a live one, and it holds one of the
+    /// places kept for sessions.
+    authed: bool,
+    /// Its request was refused at the head: the answer goes out and it closes.
+    refused: bool,
+    /// Some bytes have come from the client (a connection that has said nothing yet is
+    /// the first to make room).
+    heard: bool,
     deadline: Instant,
     /// Plaintext received and not yet used.
     input: Vec<u8>,
@@ -168,6 +214,7 @@ impl Front {
         ports: Arc<Listeners>,
         tls: Arc<ServerConfig>,
         jobs: Sender<Job>,
+        gate: Gate,
         shutdown: Shutdown,
         tick: Box<dyn FnMut() + Send>,
         beat: Heartbeat,
@@ -187,10 +234,11 @@ impl Front {
             ports,
             tls,
             jobs,
+            gate,
             replies: replies.clone(),
             wake,
             shutdown,
-            conns: Vec::with_capacity(MAX_CONNECTIONS),
+            conns: Vec::with_capacity(2 * (PLACES + SESSION_PLACES)),
             next_id: 0,
             accept_pause: None,
             tick,
@@ -219,6 +267,9 @@ impl Front {
             for c in &mut self.conns {
                 if now >= c.deadline {
                     log::debug!("web: {} dropped: {:?} deadline passed", c.peer, c.phase);
+                    if c.phase == Phase::Linger && c.refused {
+                        c.drop_pending();
+                    }
                     c.closed = true;
                 }
             }
@@ -236,7 +287,8 @@ impl Front {
             slots.push(Slot::Wake);
             slots.push(Slot::Wake);
             slots.push(Slot::Ports);
-            if self.accept_pause.is_none() && self.conns.len() <= MAX_CONNECTIONS {
+            // Always: a new connection finds a place, by eviction if need be.
+            if self.accept_pause.is_none() {
                 for (i, l) in self.listeners.iter().enumerate() {
                     if let Some(l) = l {
                         fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
@@ -332,8 +384,8 @@ impl Front {
         }
         let replies = std::mem::take(&mut *self.replies.inner.0.lock());
         for reply in replies {
-            // The connection may be gone (evicted by nothing: handler phases are never
-            // evicted; but a reset socket is): the reply is then dropped.
+            // The connection may be gone (reset, or evicted without a session): the reply
+            // is then dropped.
             if let Some(i) = self.conns.iter().position(|c| c.id == reply.conn) {
                 let c = &mut self.conns[i];
                 c.start_write(reply.bytes, reply.close, now);
@@ -401,11 +453,40 @@ impl Front {
                 Err(refusal) => {
                     let (code, text) = refusal.status();
                     log::debug!("web: {} refused: {code} {text}", c.peer);
+                    c.refused = true;
                     c.start_write(http::plain(code, text, false), true, now);
                     c.flush(now);
                     return;
                 }
                 Ok(head) => {
+                    let (secure, peer) = (c.tls.is_some(), c.peer);
+                    match (self.gate)(&head, secure, peer) {
+                        Admit::Refuse { answer, session } => {
+                            if session {
+                                self.authenticate(i);
+                            }
+                            let c = &mut self.conns[i];
+                            log::debug!("web: {peer} refused at the head of {}", head.path());
+                            c.input.drain(..head.len);
+                            c.authed &= session;
+                            c.refused = !c.authed;
+                            c.discard = if c.refused {
+                                head.content_length.min(REFUSED_DRAIN)
+                            } else {
+                                head.content_length
+                            };
+                            c.start_write(answer, true, now);
+                            c.flush(now);
+                            if !c.closed {
+                                // Body bytes that came with the head.
+                                self.advance(i, now);
+                            }
+                            return;
+                        }
+                        Admit::Pass { session: true } => self.authenticate(i),
+                        Admit::Pass { session: false } => {}
+                    }
+                    let c = &mut self.conns[i];
                     if head
                         .header("expect")
                         .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
@@ -422,6 +503,7 @@ impl Front {
                 }
             }
         }
+        let c = &mut self.conns[i];
         if c.phase == Phase::Stream {
             c.pump(now);
             return;
@@ -499,7 +581,7 @@ impl Front {
 
     fn accept(&mut self, i: usize, now: Instant) {
         let secure = Kind::BOTH[i].secure();
-        for _ in 0..MAX_CONNECTIONS {
+        for _ in 0..ACCEPTS_PER_POLL {
             let Some(listener) = &self.listeners[i] else {
                 return;
             };
@@ -513,10 +595,7 @@ impl Front {
                     return;
                 }
             };
-            if self.conns.len() >= MAX_CONNECTIONS && !self.evict_one() {
-                log::debug!("web: {peer} refused: {MAX_CONNECTIONS} connections busy");
-                continue;
-            }
+            while self.waiting(secure) >= PLACES && self.evict_one(secure) {}
             if let Err(e) = sock
                 .set_nonblocking(true)
                 .and_then(|()| sock.set_nodelay(true))
@@ -548,6 +627,9 @@ impl Front {
                 tls,
                 phase,
                 since: now,
+                authed: false,
+                refused: false,
+                heard: false,
                 deadline: now + limit,
                 input: Vec::new(),
                 head: None,
@@ -564,28 +646,105 @@ impl Front {
         }
     }
 
-    /// Drops the connection that has waited longest without delivering a request; false
-    /// when every connection is busy with a request.
-    fn evict_one(&mut self) -> bool {
-        let oldest = self
+    /// Connections on the port (HTTPS if `secure`) without a place kept for sessions.
+    fn waiting(&self, secure: bool) -> usize {
+        self.conns
+            .iter()
+            .filter(|c| c.tls.is_some() == secure && !c.authed && !c.closed)
+            .count()
+    }
+
+    /// Makes room on the port (HTTPS if `secure`) among the connections without a session:
+    /// one already answered and closing goes first, then one that has said nothing yet (no
+    /// handshake, or no request since the last answer), then one waiting for the rest of
+    /// its client's request, then one with a handler; among those, the oldest of the
+    /// address that holds the most. False when there is none.
+    fn evict_one(&mut self, secure: bool) -> bool {
+        let tier = |c: &Conn| match c.phase {
+            _ if c.refused => 0,
+            Phase::Handshake if !c.heard => 1,
+            // Idle between requests, or plain HTTP that never spoke; not a connection
+            // whose TLS handshake has just ended, its request on the way.
+            Phase::Head if !c.started && (c.served > 0 || !c.heard) => 1,
+            Phase::Handler => 3,
+            _ => 2,
+        };
+        let candidates: Vec<usize> = (0..self.conns.len())
+            .filter(|&i| {
+                let c = &self.conns[i];
+                c.tls.is_some() == secure && !c.authed && !c.closed
+            })
+            .collect();
+        let Some(lowest) = candidates.iter().map(|&i| tier(&self.conns[i])).min() else {
+            return false;
+        };
+        // What each address holds counts all its places, whatever their phase: an address
+        // with one connection in the lowest tier and others elsewhere still holds more than
+        // a user with one.
+        let mut per_ip: Vec<(IpAddr, usize)> = Vec::new();
+        for &i in &candidates {
+            let ip = self.conns[i].peer.ip();
+            match per_ip.iter_mut().find(|(a, _)| *a == ip) {
+                Some((_, n)) => *n += 1,
+                None => per_ip.push((ip, 1)),
+            }
+        }
+        let held = |ip: IpAddr| per_ip.iter().find(|(a, _)| *a == ip).map_or(0, |p| p.1);
+        let candidates: Vec<usize> = candidates
+            .into_iter()
+            .filter(|&i| tier(&self.conns[i]) == lowest)
+            .collect();
+        let most = candidates
+            .iter()
+            .map(|&i| held(self.conns[i].peer.ip()))
+            .max()
+            .unwrap_or(0);
+        let victim = candidates
+            .into_iter()
+            .filter(|&i| held(self.conns[i].peer.ip()) == most)
+            .min_by_key(|&i| self.conns[i].since)
+            .expect("a candidate of the address that holds the most");
+        let c = self.conns.swap_remove(victim);
+        log::debug!(
+            "web: {} evicted ({:?}, {} held) for a new connection",
+            c.peer,
+            c.phase,
+            most
+        );
+        true
+    }
+
+    /// A head showed a live session: the connection moves to a place kept for sessions,
+    /// if its port has one free (else one of the session's own idle connections gives it
+    /// up). A refused head moves it back ([`Self::advance`]).
+    fn authenticate(&mut self, i: usize) {
+        let secure = self.conns[i].tls.is_some();
+        if self.conns[i].authed {
+            return;
+        }
+        let kept = self
             .conns
             .iter()
-            .enumerate()
-            .filter(|(_, c)| matches!(c.phase, Phase::Handshake | Phase::Head | Phase::Body))
-            .min_by_key(|(_, c)| c.since)
-            .map(|(i, _)| i);
-        match oldest {
-            Some(i) => {
-                let c = self.conns.swap_remove(i);
-                log::debug!(
-                    "web: {} evicted ({:?}) for a new connection",
-                    c.peer,
-                    c.phase
-                );
-                true
+            .filter(|c| c.tls.is_some() == secure && c.authed && !c.closed)
+            .count();
+        if kept >= SESSION_PLACES {
+            // The oldest of those idle between requests.
+            let idle = (0..self.conns.len())
+                .filter(|&j| {
+                    let c = &self.conns[j];
+                    c.tls.is_some() == secure
+                        && c.authed
+                        && !c.closed
+                        && c.phase == Phase::Head
+                        && !c.started
+                })
+                .min_by_key(|&j| self.conns[j].since);
+            match idle {
+                Some(j) => self.conns[j].closed = true,
+                None => return,
             }
-            None => false,
         }
+        self.conns[i].authed = true;
     }
 }
 
@@ -608,8 +767,26 @@ impl Conn {
             Phase::Handshake | Phase::Head | Phase::Body => true,
             // Until a few chunks wait: then the handler must take some first.
             Phase::Stream => self.input.len() < upload::CHUNKS * CHUNK,
+            // A refused body is read once, at the end of its linger (a client that
+            // trickles it wakes nobody).
+            Phase::Linger if self.refused => false,
             // The rest of an upload not wanted.
             Phase::Handler | Phase::Write | Phase::Linger => self.discard > 0,
+        }
+    }
+
+    /// Reads and drops, without decrypting, what a refused client sent since its answer
+    /// (up to what is left of [`REFUSED_DRAIN`]), so that closing sends it an end of
+    /// stream after the answer rather than a reset that could discard the answer.
+    fn drop_pending(&mut self) {
+        let mut scratch = [0u8; CHUNK];
+        // TLS records around the plaintext: a little more than the plaintext itself.
+        let mut left = self.discard + self.discard / 16 + 64;
+        while left > 0 {
+            match self.sock.read(&mut scratch[..left.min(CHUNK)]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left -= n,
+            }
         }
     }
 
@@ -665,7 +842,7 @@ impl Conn {
         let cap = match (&self.phase, &self.head) {
             (Phase::Body, Some(h)) => h.len + h.content_length,
             (Phase::Stream, _) => upload::CHUNKS * CHUNK,
-            _ if self.discard > 0 => upload::CHUNKS * CHUNK,
+            _ if self.discard > 0 => self.discard.min(upload::CHUNKS * CHUNK),
             _ => MAX_HEAD,
         }
         .min(MAX_HEAD + MAX_BODY);
@@ -680,7 +857,10 @@ impl Conn {
                         self.closed = true;
                         return;
                     }
-                    Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        self.heard = true;
+                        self.input.extend_from_slice(&chunk[..n]);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
@@ -695,7 +875,10 @@ impl Conn {
                 }
                 let eof = match tls.read_tls(&mut self.sock) {
                     Ok(0) => true,
-                    Ok(_) => false,
+                    Ok(_) => {
+                        self.heard = true;
+                        false
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
@@ -787,7 +970,8 @@ impl Conn {
         self.served += 1;
         self.out = Vec::new();
         if self.discard > 0 {
-            self.enter(Phase::Linger, LINGER, now);
+            let limit = if self.refused { REFUSED_LINGER } else { LINGER };
+            self.enter(Phase::Linger, limit, now);
         } else if self.close_after {
             if let Some(tls) = &mut self.tls {
                 tls.send_close_notify();

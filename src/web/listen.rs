@@ -16,6 +16,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
+/// Connections the kernel queues for each service before the front accepts them.
+const BACKLOG: i32 = 1024;
+
 /// The two web services, as indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -92,6 +95,12 @@ impl Listeners {
             .or(self.configured[kind as usize])
             .ok_or_else(|| format!("{} has no address on this card", kind.name()))?;
         let listener = TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen for {} on {addr}: {e}", kind.name()))?;
+        // A longer queue of connections not yet accepted: in a flood, a user's connection
+        // waits there behind the attackers' (the front takes them fast) instead of having
+        // its SYN dropped and sent again a second later.
+        let backlog = nix::sys::socket::Backlog::new(BACKLOG).expect("a valid backlog");
+        nix::sys::socket::listen(&listener, backlog)
             .map_err(|e| format!("cannot listen for {} on {addr}: {e}", kind.name()))?;
         listener
             .set_nonblocking(true)

@@ -33,7 +33,7 @@ use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::tcp::{Refused, Sessions};
 use certs::{Certs, Made, Names};
-use front::{Front, Job, Replies, Reply};
+use front::{Admit, Front, Gate, Job, Replies, Reply};
 use listen::{Kind, Listeners};
 use parking_lot::Mutex;
 use rouille::Request;
@@ -225,7 +225,15 @@ impl Web {
             })
         };
         let beat = parts.health.register("web front", parts.stall);
-        let (front, replies) = Front::new(listeners.clone(), tls, jobs_tx, shutdown, tick, beat)?;
+        let (front, replies) = Front::new(
+            listeners.clone(),
+            tls,
+            jobs_tx,
+            gate(app.clone()),
+            shutdown,
+            tick,
+            beat,
+        )?;
         let mut threads = Vec::new();
         for i in 0..HANDLERS {
             let (jobs, replies, app) = (jobs_rx.clone(), replies.clone(), app.clone());
@@ -310,29 +318,54 @@ fn tls_config(certs: Arc<Certs>) -> Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(config))
 }
 
-/// Runs one request through the routes and sends the answer back to the front. `beat`
-/// is the handler thread's: a long upload shows its progress there.
-fn handle(app: &App, job: Job, replies: &Replies, beat: &Heartbeat) {
-    let head_only = job.head.method == "HEAD";
-    let headers = job.head.headers;
-    let request = if job.secure {
-        Request::fake_https_from(
-            job.peer,
-            job.head.method,
-            job.head.target,
-            headers,
-            job.body,
-        )
+/// The routes' look at each head, on the front's thread ([`routes::at_head`]): quick (a
+/// session looked up), and a refusal's answer is a redirect or a short page.
+fn gate(app: Arc<App>) -> Gate {
+    Box::new(move |head, secure, peer| {
+        let req = request(
+            secure,
+            peer,
+            head.method.clone(),
+            head.target.clone(),
+            head.headers.clone(),
+            Vec::new(),
+        );
+        match routes::at_head(&app, &req, head.content_length) {
+            Ok(session) => Admit::Pass { session },
+            Err((response, session)) => {
+                let response = routes::secure_headers(response, &req);
+                Admit::Refuse {
+                    answer: answer(&req, response, head.method == "HEAD", false).0,
+                    session,
+                }
+            }
+        }
+    })
+}
+
+/// A rouille request as the routes see it.
+fn request(
+    secure: bool,
+    peer: SocketAddr,
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Request {
+    if secure {
+        Request::fake_https_from(peer, method, target, headers, body)
     } else {
-        Request::fake_http_from(
-            job.peer,
-            job.head.method,
-            job.head.target,
-            headers,
-            job.body,
-        )
-    };
-    let response = routes::handle(app, &request, job.local, job.upload, beat);
+        Request::fake_http_from(peer, method, target, headers, body)
+    }
+}
+
+/// The bytes of `response` to `req`, and whether the connection stays open after them.
+fn answer(
+    req: &Request,
+    response: rouille::Response,
+    head_only: bool,
+    keep_alive: bool,
+) -> (Vec<u8>, bool) {
     let code = response.status_code;
     // A handler asks for the connection to end after its answer (a restart is coming):
     // the front then closes it cleanly, with TLS's close_notify.
@@ -340,7 +373,7 @@ fn handle(app: &App, job: Job, replies: &Replies, beat: &Heartbeat) {
         .headers
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
-    let keep_alive = job.keep_alive && !close_asked;
+    let keep_alive = keep_alive && !close_asked;
     let headers: Vec<(String, String)> = response
         .headers
         .iter()
@@ -350,12 +383,26 @@ fn handle(app: &App, job: Job, replies: &Replies, beat: &Heartbeat) {
     let (mut reader, size) = response.data.into_reader_and_size();
     let mut body = Vec::with_capacity(size.unwrap_or(0));
     if let Err(e) = reader.read_to_end(&mut body) {
-        log::error!(
-            "web: answer to {} could not be read: {e}",
-            request.raw_url()
-        );
+        log::error!("web: answer to {} could not be read: {e}", req.raw_url());
     }
     let bytes = http::write_response(code, &headers, &body, head_only, keep_alive);
+    (bytes, keep_alive)
+}
+
+/// Runs one request through the routes and sends the answer back to the front. `beat`
+/// is the handler thread's: a long upload shows its progress there.
+fn handle(app: &App, job: Job, replies: &Replies, beat: &Heartbeat) {
+    let head_only = job.head.method == "HEAD";
+    let request = request(
+        job.secure,
+        job.peer,
+        job.head.method,
+        job.head.target,
+        job.head.headers,
+        job.body,
+    );
+    let response = routes::handle(app, &request, job.local, job.upload, beat);
+    let (bytes, keep_alive) = answer(&request, response, head_only, job.keep_alive);
     replies.send(Reply {
         conn: job.conn,
         bytes,

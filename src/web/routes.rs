@@ -11,6 +11,9 @@
 //! 6. `router!` sends the request to its page.
 //!
 //! Every answer then gets the security headers ([`secure_headers`]).
+//!
+//! Steps 1, 3 and 4 are taken first at the request's head, by the front, before any of
+//! its body is read ([`at_head`]): a body comes only with a live session, or to `/login`.
 
 use super::form::Form;
 use super::http;
@@ -161,6 +164,75 @@ fn route(
         (POST) ["/users"] => pages::users::submit(&ctx),
         _ => pages::not_found(&ctx)
     )
+}
+
+/// Largest login form: a user name, a password and a token.
+pub const LOGIN_BODY: usize = 4 * 1024;
+
+/// Paths anyone may ask for, without a session (the first ones [`route`] serves).
+fn public(method: &str, path: &str) -> bool {
+    matches!(
+        (method, path),
+        (
+            "GET",
+            "/static/style.css" | "/static/home.js" | "/static/debug.js"
+        ) | ("GET", "/favicon.ico" | "/login")
+            | ("POST", "/login")
+    )
+}
+
+/// The way of a request as far as its head shows it, before any of its body is read:
+/// `Err` with the answer when it goes no further (and whether it showed a live session);
+/// else whether it showed a live session (false for a page anyone may see). The session is only looked at, not counted as
+/// activity: the handler does that. Every other page needs a live session; a request with
+/// a body then
+/// must come from the card's own pages (the upload's CSRF token is in its address; the
+/// other forms' is in their body, checked by [`route`]); the login form alone comes
+/// without one, [`LOGIN_BODY`] at most.
+pub fn at_head(app: &App, req: &Request, length: usize) -> Result<bool, (Response, bool)> {
+    let path = req.raw_url().split('?').next().unwrap_or("");
+    if !req.is_secure() {
+        if let Some(https) = app.listeners.addr(super::listen::Kind::Https) {
+            // Redirected by the handler, whatever it asks; a body is not waited for (the
+            // address it came in on is not known here: a Host not the card's own gets
+            // the HTTPS address, or is refused when HTTPS listens on every address).
+            return if length > 0 {
+                Err((to_https(app, req, https, None), false))
+            } else {
+                Ok(false)
+            };
+        }
+    }
+    if public(req.method(), path) {
+        return match (req.method(), path) {
+            ("POST", "/login") if length > LOGIN_BODY => Err((
+                Response::text("Login form too large (4 KiB at most).\n").with_status_code(413),
+                false,
+            )),
+            ("POST", "/login") => Ok(false),
+            _ if length > 0 => Err((
+                Response::text("A request body needs a session: log in first.\n")
+                    .with_status_code(413),
+                false,
+            )),
+            _ => Ok(false),
+        };
+    }
+    let session = match cookie(req, COOKIE).map(|t| app.accounts.session(&t, false)) {
+        Some(Ok(s)) => s,
+        Some(Err(ended)) => return Err((to_login(Some(ended)), false)),
+        None => return Err((to_login(None), false)),
+    };
+    if length > 0 || req.method() == "POST" {
+        if !same_origin(req) {
+            return Err((pages::refused_origin(), true));
+        }
+        let token = req.get_param("csrf").unwrap_or_default();
+        if path == http::STREAMED && !crate::accounts::same_secret(&token, &session.csrf) {
+            return Err((pages::refused_csrf(), true));
+        }
+    }
+    Ok(true)
 }
 
 /// The value of cookie `name`.
