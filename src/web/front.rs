@@ -70,6 +70,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// for this long at most, so the client, still sending, reads the answer instead of
 /// meeting a reset connection.
 pub const LINGER: Duration = Duration::from_secs(10);
+/// A new connection that has sent nothing for this long counts as silent (the first kind
+/// to give its place away); before, its first bytes may just be on the way.
+const SILENT_AFTER: Duration = Duration::from_millis(500);
 /// Requests on one connection before it is closed (and the client opens another).
 const MAX_REQUESTS: u32 = 1000;
 /// Bytes read from a socket at a time.
@@ -660,12 +663,16 @@ impl Front {
     /// its client's request, then one with a handler; among those, the oldest of the
     /// address that holds the most. False when there is none.
     fn evict_one(&mut self, secure: bool) -> bool {
+        // A connection just accepted has not spoken yet only because its first bytes are
+        // on the way: it is silent, and first to make room, once it has had time to speak.
+        let now = Instant::now();
+        let silent = |c: &Conn| !c.heard && now.duration_since(c.since) >= SILENT_AFTER;
         let tier = |c: &Conn| match c.phase {
             _ if c.refused => 0,
-            Phase::Handshake if !c.heard => 1,
+            Phase::Handshake if silent(c) => 1,
             // Idle between requests, or plain HTTP that never spoke; not a connection
             // whose TLS handshake has just ended, its request on the way.
-            Phase::Head if !c.started && (c.served > 0 || !c.heard) => 1,
+            Phase::Head if !c.started && (c.served > 0 || silent(c)) => 1,
             Phase::Handler => 3,
             _ => 2,
         };
