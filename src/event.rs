@@ -4,7 +4,7 @@
 //! card's clock ([`CardClock`]), which follows NTP and the user without touching the
 //! system's.
 
-use crate::board::clock::CardClock;
+use crate::clock::CardClock;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,9 +5,11 @@ pub mod accounts;
 pub mod board;
 pub mod calendar;
 pub mod cli;
+pub mod clock;
 pub mod config_file;
 pub mod console;
 pub mod event;
+pub mod files;
 pub mod firmware;
 pub mod health;
 pub mod link;
@@ -25,3 +27,7 @@ pub mod sim;
 pub mod store;
 pub mod tcp;
 pub mod web;
+
+// The time code's tests past 2038 across the modules (clock, events, certificates, NTP).
+#[cfg(test)]
+mod y2038;

@@ -22,10 +22,9 @@ use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 const NANOS: i64 = 1_000_000_000;
 /// No time before this is right: 2026-01-01, before this firmware existed.
@@ -42,47 +41,7 @@ const AGREE_NS: i64 = 5 * NANOS;
 /// How long to wait for a reply.
 pub const REPLY_WAIT: Duration = Duration::from_secs(3);
 
-/// The clock that stamps events: system time plus an offset.
-#[derive(Debug, Default)]
-pub struct CardClock {
-    offset_ns: AtomicI64,
-}
-
-impl CardClock {
-    pub fn now(&self) -> SystemTime {
-        from_unix_ns(self.now_ns())
-    }
-
-    /// Unix nanoseconds by the card's clock.
-    pub fn now_ns(&self) -> i64 {
-        unix_ns(SystemTime::now()).saturating_add(self.offset_ns.load(Relaxed))
-    }
-
-    /// The card's clock minus the system's.
-    pub fn offset(&self) -> i64 {
-        self.offset_ns.load(Relaxed)
-    }
-
-    fn shift(&self, by_ns: i64) {
-        self.offset_ns.fetch_add(by_ns, Relaxed);
-    }
-}
-
-pub fn unix_ns(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
-    }
-}
-
-pub fn from_unix_ns(ns: i64) -> SystemTime {
-    let d = Duration::from_nanos(ns.unsigned_abs());
-    if ns >= 0 {
-        UNIX_EPOCH + d
-    } else {
-        UNIX_EPOCH - d
-    }
-}
+pub use crate::clock::{from_unix_ns, unix_ns, CardClock};
 
 /// A time as an operator reads it: `2026-11-24 08:00:00 UTC`.
 pub fn utc(unix_ns: i64) -> String {
@@ -463,6 +422,7 @@ fn query(server: SocketAddr, card: &CardClock, shutdown: &Shutdown) -> Result<i6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     const NOW: i64 = 1_795_507_200 * NANOS; // 2026-11-24 08:00:00 UTC
     const YEAR: i64 = 365 * 86_400 * NANOS;

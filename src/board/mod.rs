@@ -19,8 +19,6 @@ pub mod leds;
 pub mod network;
 pub mod sntp;
 pub mod watchdog;
-#[cfg(test)]
-mod y2038;
 
 use crate::health::Health;
 use crate::link::LinkStatus;

@@ -324,7 +324,9 @@ impl Service {
                     data: options.data.clone(),
                     health: health.clone(),
                     stall,
-                    ssh: ssh_place.clone(),
+                    ssh: ssh_place
+                        .clone()
+                        .map(|place| Arc::new(move || place.home()) as crate::web::SshHome),
                 };
                 *web.lock() = Some(Web::start(&web_config, parts, shutdown.clone())?);
                 let web = web.clone();

@@ -103,7 +103,7 @@ pub struct App {
     /// follow from it.
     pub https_bind: std::net::IpAddr,
     /// Where the SSH console listens, if the card serves it.
-    pub ssh: Option<Arc<crate::console::ssh::Place>>,
+    pub ssh: Option<SshHome>,
     pub started: Instant,
 }
 
@@ -128,6 +128,10 @@ pub struct Web {
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The parts of the service the web shows and changes.
+/// Where the SSH console listens while it is on (for the Control page), as the service
+/// hands it over: the web does not reach into the console.
+pub type SshHome = Arc<dyn Fn() -> SocketAddr + Send + Sync>;
+
 pub struct Parts {
     pub accounts: Arc<Accounts>,
     pub link: Arc<LinkStatus>,
@@ -150,7 +154,7 @@ pub struct Parts {
     /// How long a web thread may be busy without progress.
     pub stall: Duration,
     /// Where the SSH console listens, if the card serves it (for the Control page).
-    pub ssh: Option<Arc<crate::console::ssh::Place>>,
+    pub ssh: Option<SshHome>,
 }
 
 impl Web {

@@ -46,7 +46,7 @@ fn store(key: &PrivateKey, path: &Path) -> std::io::Result<()> {
     let text = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    crate::web::certs::write_private(path, text.as_bytes())
+    crate::files::write_private(path, text.as_bytes())
 }
 
 #[cfg(test)]

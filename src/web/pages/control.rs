@@ -62,7 +62,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
         .map(|&(key, kind, port, off_means)| {
             let def = def_of(key).expect("a declared setting");
             let home = match (key, &ctx.app.ssh) {
-                ("ssh_enabled", Some(ssh)) => Some(ssh.home()),
+                ("ssh_enabled", Some(ssh)) => Some(ssh()),
                 _ => kind.and_then(|k| ctx.app.listeners.home(k)),
             };
             let port = match home {

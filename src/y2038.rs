@@ -3,8 +3,8 @@
 //! by .ci/board, where the bindings' `time_t` has 32 bits: every conversion here must go
 //! through 64-bit integers to pass.
 
-use super::clock::{self, unix_ns, Clock, Decision, Policy};
-use super::sntp;
+use crate::board::clock::{self, unix_ns, Clock, Decision, Policy};
+use crate::board::sntp;
 use crate::event::{Event, Events};
 use crate::store::Store;
 use rustls_pki_types::pem::PemObject;
