@@ -176,6 +176,24 @@ fn tls_exchange(port: u16, root: &[u8], raw: &[u8]) -> (String, bool) {
     (String::from_utf8_lossy(&got).into_owned(), clean)
 }
 
+/// The confirmed Reboot of the Control page as `admin`'s browser sends it, as raw bytes.
+fn reboot_request(admin: &mut common::web::Browser, port: u16) -> String {
+    admin.get("/control");
+    let body = format!("csrf={}&confirm=yes", admin.csrf);
+    let cookies: Vec<String> = admin
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(
+        "POST /control/reboot HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Origin: https://127.0.0.1:{port}\r\nCookie: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        cookies.join("; "),
+        body.len()
+    )
+}
+
 /// A reboot asked for on the Control page is answered first: the whole page, ended by
 /// TLS's close_notify, reaches the browser; the reboot command runs after, within 2 s.
 #[test]
@@ -193,21 +211,7 @@ fn a_reboot_from_the_control_page_is_answered_before_the_card_restarts() {
     admin.login("admin", DEFAULT_PASSWORD);
     admin.change_password(DEFAULT_PASSWORD, GOOD);
     assert_eq!(admin.login("admin", GOOD).location(), "/");
-    admin.get("/control");
-    let body = format!("csrf={}&confirm=yes", admin.csrf);
-    let cookies: Vec<String> = admin
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let request = format!(
-        "POST /control/reboot HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {base}\r\n\
-         Cookie: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        cookies.join("; "),
-        body.len()
-    );
-    let (answer, clean) = tls_exchange(port, &root, request.as_bytes());
+    let (answer, clean) = tls_exchange(port, &root, reboot_request(&mut admin, port).as_bytes());
     let answered = std::time::SystemTime::now();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
@@ -312,21 +316,7 @@ fn the_demos_reboot_page_is_answered_before_it_restarts_in_place() {
     admin.login("admin", &password);
     admin.change_password(&password, GOOD);
     assert_eq!(admin.login("admin", GOOD).location(), "/");
-    admin.get("/control");
-    let body = format!("csrf={}&confirm=yes", admin.csrf);
-    let cookies: Vec<String> = admin
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let request = format!(
-        "POST /control/reboot HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {base}\r\n\
-         Cookie: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        cookies.join("; "),
-        body.len()
-    );
-    let (answer, clean) = tls_exchange(port, &root, request.as_bytes());
+    let (answer, clean) = tls_exchange(port, &root, reboot_request(&mut admin, port).as_bytes());
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(clean, "cut, not closed with close_notify: {answer}");
     assert!(answer.contains("The card is restarting"), "{answer}");
