@@ -85,6 +85,8 @@ pub type Warn = Box<dyn Fn(&Settings, &Settings) -> Vec<String> + Send + Sync>;
 
 pub struct Live {
     current: RwLock<Arc<Settings>>,
+    /// As stored: read once, then kept in step with what each change writes.
+    stored: RwLock<Arc<Settings>>,
     /// What a reset to factory settings goes back to.
     factory: Settings,
     store: Mutex<Store>,
@@ -98,8 +100,15 @@ pub struct Live {
 impl Live {
     /// `factory` is [`Settings::default`], but for the demo's unprivileged Modbus port.
     pub fn new(settings: Settings, factory: Settings, store: Store, events: Events) -> Live {
+        let stored = store
+            .load_settings_over(factory.clone())
+            .unwrap_or_else(|e| {
+                log::error!("stored settings: {e}; taking those in force for them");
+                settings.clone()
+            });
         Live {
             current: RwLock::new(Arc::new(settings)),
+            stored: RwLock::new(Arc::new(stored)),
             factory,
             store: Mutex::new(store),
             events,
@@ -118,13 +127,7 @@ impl Live {
     /// `--baud`): what the configuration file exports, and what the pages show beside a
     /// value in force that differs.
     pub fn stored(&self) -> Arc<Settings> {
-        match self.store.lock().load_settings_over(self.factory.clone()) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                log::error!("stored settings: {e}; showing those in force");
-                self.current()
-            }
-        }
+        self.stored.read().clone()
     }
 
     /// Adds a running part that applies changes (`name` for errors and logs).
@@ -205,6 +208,12 @@ impl Live {
             .lock()
             .save_settings(&diffs)
             .map_err(|e| Refused::Failed(e.to_string()))?;
+        let mut kept = (**self.stored.read()).clone();
+        for d in &diffs {
+            // Checked already, as part of the whole change.
+            let _ = kept.set(d.key, &d.new);
+        }
+        *self.stored.write() = Arc::new(kept);
         if let Some(event) = first {
             self.events.emit(event);
         }
