@@ -1,5 +1,5 @@
 //! The reset button as a user presses it: `input_event` records written to a FIFO the
-//! real service reads as its button device, held for each duration of SPEC §10, with the
+//! real service reads as its button device, held for each duration of docs/board.md, with the
 //! LEDs showing what a release would do while it is held.
 
 mod board_fixture;

@@ -1,6 +1,6 @@
 //! The LEDs as a user sees them: LED class files in a temporary sysfs, written by the real
 //! service while the simulated UPS goes through detection, communication, silence and
-//! return (SPEC §10's table), and the network pair following the interface.
+//! return (docs/board.md's table), and the network pair following the interface.
 
 mod board_fixture;
 mod common;

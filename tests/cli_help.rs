@@ -18,7 +18,7 @@ fn stderr(o: &Output) -> String {
 }
 
 /// Each command (with its subcommand, if any) and the options its help must list: the
-/// command line of SPEC §13 and the README.
+/// command line of docs/interfaces.md and the README.
 const COMMANDS: &[(&[&str], &[&str])] = &[
     (
         &["run"],

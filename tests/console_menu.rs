@@ -1,4 +1,4 @@
-//! The console's menu (SPEC §9) on the real service, over its console socket as the serial
+//! The console's menu (docs/console.md) on the real service, over its console socket as the serial
 //! relay connects: the login, the forced change of the default password, each menu item
 //! and what it leaves in the store and the event log, Read-only users, and bad input of
 //! every kind (wrong addresses, Ctrl-C, long lines, control characters, a terminal closed

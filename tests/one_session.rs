@@ -1,4 +1,4 @@
-//! One session at a time across the web and the console (SPEC §5, §13): the newest login,
+//! One session at a time across the web and the console (docs/accounts.md): the newest login,
 //! on either, takes over, and the older one is told by whom, from the card's own record of
 //! how it ended; a login page address that claims a take-over tells nothing (issue 16,
 //! item 7). Over HTTPS with a browser-like client, SSH with libssh2 and the console socket

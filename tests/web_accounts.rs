@@ -1,4 +1,4 @@
-//! SPEC §5 through the web, over real sockets with ureq (rustls, TLS 1.3): the forced
+//! docs/accounts.md through the web, over real sockets with ureq (rustls, TLS 1.3): the forced
 //! change of the default password, each rule of the policy, expiry, one session at a time,
 //! the inactivity timeout, logout, roles, CSRF and Origin checks, throttling, and every
 //! page redirecting to /login without a session.

@@ -1,6 +1,6 @@
 //! Accounts: users and their roles, password hashes and policy, sessions, and the
 //! throttling of failed logins. The web pages and the console both log in here, so the
-//! rules of SPEC §5 hold the same wherever a user comes from; nothing here knows HTTP or
+//! rules of docs/accounts.md hold the same wherever a user comes from; nothing here knows HTTP or
 //! SSH: callers pass a user name, a password, where the user comes from ([`Peer`]) and on
 //! which [`Channel`].
 //!

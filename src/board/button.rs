@@ -1,6 +1,6 @@
 //! The reset button: a gpio-keys input device (`/dev/input/eventN`) read as Linux
 //! `struct input_event` records. Any key event of the device is the button; how long it is
-//! held decides the action, taken at release (SPEC §10): 1–3 s restart, 3–6 s accounts and
+//! held decides the action, taken at release (docs/board.md): 1–3 s restart, 3–6 s accounts and
 //! passwords to default, over 6 s factory defaults. Durations are measured on the
 //! monotonic clock as the board thread reads the events, so a clock step cannot change them.
 //!

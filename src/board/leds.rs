@@ -203,7 +203,7 @@ impl Leds {
     }
 }
 
-/// What the RS485 pair says about the UPS link (SPEC §10).
+/// What the RS485 pair says about the UPS link (docs/board.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpsSignal {
     /// The service is starting: the link does not run yet.
@@ -221,7 +221,7 @@ pub enum UpsSignal {
 }
 
 impl UpsSignal {
-    /// (green, yellow) as in SPEC §10's table.
+    /// (green, yellow) as in docs/board.md's table.
     pub fn patterns(self) -> (Pattern, Pattern) {
         use Pattern::*;
         match self {

@@ -1,4 +1,4 @@
-//! The menu of SPEC §9: Card Settings (the network), the two resets, the restart, Exit.
+//! The menu of docs/console.md: Card Settings (the network), the two resets, the restart, Exit.
 //!
 //! Every change goes where the pages send theirs, so the checks, messages and events are
 //! the same: the network through the settings' one door ([`crate::live::Live`]), after a

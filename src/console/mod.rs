@@ -1,4 +1,4 @@
-//! The console (SPEC §9): one menu over any terminal, and its two hosts, SSH and the
+//! The console (docs/console.md): one menu over any terminal, and its two hosts, SSH and the
 //! serial (USB gadget) terminal. The menu knows nothing of either: it reads and writes
 //! bytes, echoes what it reads, and acts through the same parts as the pages (the
 //! settings' one door, the accounts, the card's controls), so the checks, messages and

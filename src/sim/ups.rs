@@ -1,7 +1,7 @@
 //! The simulated UPS itself: its register tables and its state, with no I/O.
 //!
 //! A 10 kVA three-phase online (double conversion) UPS that answers like a Socomec unit on
-//! its JBUS port (SPEC §12). It is always in remote mode, so the command register acts.
+//! its JBUS port (docs/ups.md). It is always in remote mode, so the command register acts.
 //!
 //! | start  | words | access | content |
 //! |--------|-------|--------|---------|

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// The menu's prompt: the menu is shown and waits for a choice.
 pub const PROMPT: &str = "Please Enter Your Choice =>";
 
-/// The menu's items, as SPEC §9 lists them.
+/// The menu's items, as docs/console.md lists them.
 pub const ITEMS: [&str; 5] = [
     "1. Card Settings",
     "2. Reset Accounts/Passwords to Default",

@@ -1,4 +1,4 @@
-//! The SSH console (SPEC §9): a real SSH server (russh) whose only service is the menu.
+//! The SSH console (docs/console.md): a real SSH server (russh) whose only service is the menu.
 //!
 //! - One thread, `ssh`, runs the server on a single-threaded runtime. Password hashing
 //!   runs on a blocking pool of at most [`LOGIN_THREADS`], so a login never stalls the

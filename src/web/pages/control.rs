@@ -10,7 +10,7 @@ use crate::web::routes::Ctx;
 use askama::Template;
 use rouille::Response;
 
-/// The services of SPEC §6.3, in the vendor's order: key, port, what "off" means.
+/// The services of docs/web.md, in the vendor's order: key, port, what "off" means.
 const SERVICES: [(&str, Option<Kind>, &str, &str); 7] = [
     ("dhcp_enabled", None, "", "static IP address"),
     ("ping_enabled", None, "", "ping not answered"),
