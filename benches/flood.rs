@@ -8,10 +8,10 @@
 //! anew, the hardest case); first with nothing else going on, then while 64 and then 500
 //! attacking connections from 100 addresses (127.0.0.10–109) cycle each abuse pattern on
 //! HTTP and then on HTTPS, each reconnecting as soon as it is closed. The attackers are
-//! tasks on one thread at nice 19 (tests/common/flood.rs): on a card they are other
+//! tasks on one thread at nice 19 (tests/suite/common/flood.rs): on a card they are other
 //! machines, so here they take only the CPU nobody else wants. For each: the share of
 //! loads answered within 2 s, their median and p99, and the service's largest VmRSS.
-#[path = "../tests/common/flood.rs"]
+#[path = "../tests/suite/common/flood.rs"]
 mod flood;
 mod usage;
 

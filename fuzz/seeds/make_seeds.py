@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the fuzz targets' seed corpora (fuzz/seeds/<target>/) from the frames and files
 the tests use (src/modbus/*.rs, src/board/*.rs, src/console/input.rs, src/web/form.rs,
-tests/web_config_file.rs, tests/web_certs.rs). Run it again after changing it; the seeds
+tests/suite/web_config_file.rs, tests/suite/web_certs.rs). Run it again after changing it; the seeds
 are committed, so CI needs neither it nor openssl."""
 import base64, os, shutil, struct, subprocess, sys, tempfile
 
@@ -96,7 +96,7 @@ def form():
 
 
 def config_file():
-    # tests/web_config_file.rs: a file of some settings, and the refused ones.
+    # tests/suite/web_config_file.rs: a file of some settings, and the refused ones.
     write("config_file", "some_settings", (
         "# modbus-card configuration file\n\nformat = 1\n\n# --- Modbus ---\n"
         "ups_slave = 1\nserial_timeout_ms = 500\npoll_rate_s = 10\nmodbus_port = 502\n"
@@ -182,7 +182,7 @@ def button():
 
 
 def certs():
-    # tests/web_certs.rs uploads a certificate for the card's names, its key, and a CA.
+    # tests/suite/web_certs.rs uploads a certificate for the card's names, its key, and a CA.
     d = tempfile.mkdtemp()
     try:
         def run(*args):
@@ -205,7 +205,7 @@ def certs():
 
 
 def date_time():
-    # calendar.rs tests and tests/board_clock.rs: what people and browsers type.
+    # calendar.rs tests and tests/suite/board_clock.rs: what people and browsers type.
     for i, t in enumerate(["2026-11-24 08:00", "2026-11-24T08:00:30", "2024-02-29 23:59:59 UTC",
                            "1970-01-01T00:00Z", "2026-02-30 08:00", "9999-12-31 23:59:59"]):
         write("date_time", f"typed_{i}", t)
