@@ -2,29 +2,23 @@
 //! CSV download and the simulated UPS's clock. No time zone database on the card: UTC
 //! everywhere, said so.
 
-/// (year, month 1-12, day 1-31) of a day counted from 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`, exact over the whole proleptic Gregorian calendar).
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
-/// The day counted from 1970-01-01 of a date: the inverse of [`civil_from_days`].
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = year - i64::from(month <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+/// (year, month 1-12, day 1-31) of a day counted from 1970-01-01. Days beyond the years
+/// ±9999 give 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let date = i32::try_from(days + UNIX_EPOCH_JULIAN_DAY)
+        .ok()
+        .and_then(|jd| Date::from_julian_day(jd).ok())
+        .unwrap_or(Date::from_julian_day(UNIX_EPOCH_JULIAN_DAY as i32).expect("in range"));
+    (
+        i64::from(date.year()),
+        i64::from(u8::from(date.month())),
+        i64::from(date.day()),
+    )
 }
 
 /// Unix milliseconds of a date and time in UTC as people type it: `2026-11-24 08:00`,
@@ -44,7 +38,8 @@ pub fn parse_utc(text: &str) -> Result<i64, String> {
         .unwrap_or(t)
         .trim();
     let (date, time) = t.split_once(['T', ' ']).ok_or_else(bad)?;
-    let num = |s: &str| -> Result<i64, String> {
+    // Digits only, at most 4: no sign, no space, no "+1".
+    let num = |s: &str| -> Result<u16, String> {
         if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
@@ -58,16 +53,14 @@ pub fn parse_utc(text: &str) -> Result<i64, String> {
     let (year, month, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
     let (hour, minute) = (num(c[0])?, num(c[1])?);
     let second = c.get(2).map_or(Ok(0), |s| num(s))?;
-    let days = days_from_civil(year, month, day);
-    if !(1..=12).contains(&month)
-        || civil_from_days(days) != (year, month, day)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return Err(bad());
-    }
-    Ok(((days * 86_400) + hour * 3600 + minute * 60 + second) * 1000)
+    let small = |n: u16| u8::try_from(n).map_err(|_| bad());
+    let month = Month::try_from(small(month)?).map_err(|_| bad())?;
+    let date = Date::from_calendar_date(i32::from(year), month, small(day)?).map_err(|_| bad())?;
+    let time = Time::from_hms(small(hour)?, small(minute)?, small(second)?).map_err(|_| bad())?;
+    Ok(PrimitiveDateTime::new(date, time)
+        .assume_utc()
+        .unix_timestamp()
+        * 1000)
 }
 
 /// `2026-11-24T08:00:00`: the value of a browser's date-time field.
@@ -83,12 +76,23 @@ pub fn clock_ms(unix_ms: i64) -> String {
 }
 
 /// The parts of a Unix time in milliseconds: (year, month, day, hour, minute, second, ms).
-fn parts(unix_ms: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
-    let secs = unix_ms.div_euclid(1000);
-    let ms = unix_ms.rem_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, mo, d) = civil_from_days(days);
-    (y, mo, d, rem / 3600, rem % 3600 / 60, rem % 60, ms)
+/// A time beyond the years ±9999 (no clock or record of the card's holds one) shows as
+/// 1970-01-01 plus its time of day.
+fn parts(unix_ms: i64) -> (i32, u8, u8, u8, u8, u8, u16) {
+    let t = OffsetDateTime::from_unix_timestamp(unix_ms.div_euclid(1000)).unwrap_or(
+        OffsetDateTime::UNIX_EPOCH
+            + time::Duration::seconds(unix_ms.div_euclid(1000).rem_euclid(86_400)),
+    );
+    let ms = unix_ms.rem_euclid(1000) as u16;
+    (
+        t.year(),
+        t.month().into(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        ms,
+    )
 }
 
 /// `2026-11-24 08:00:00 UTC`
@@ -126,7 +130,8 @@ mod tests {
     fn typed_dates_read_back() {
         for days in [-1, 0, 19_782, 20_416, 100_000] {
             let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
+            let typed = format!("{y:04}-{m:02}-{d:02} 00:00");
+            assert_eq!(parse_utc(&typed), Ok(days * 86_400_000), "{typed}");
         }
         let t = 1_795_478_400_000 + 3_723_000;
         assert_eq!(parse_utc("2026-11-24T01:02:03"), Ok(t));
@@ -141,6 +146,10 @@ mod tests {
             "2026-11-24 25:00",
             "2026-13-01 00:00",
             "x-y-z 1:2",
+            "2025-02-29 00:00",
+            "2026-11-24 23:60",
+            "2026-11-24 10:00:60",
+            "2026-11-24 -1:00",
         ] {
             assert!(parse_utc(bad).is_err(), "{bad}");
         }

@@ -31,16 +31,38 @@ impl CardClock {
     }
 }
 
+/// Unix time in nanoseconds, negative before 1970, saturating (year 2262).
 pub fn unix_ns(t: SystemTime) -> i64 {
+    since_epoch(t, Duration::as_nanos)
+}
+
+/// Unix time in milliseconds, negative before 1970 (rounded towards 1970).
+pub fn unix_ms(t: SystemTime) -> i64 {
+    since_epoch(t, Duration::as_millis)
+}
+
+/// Unix time in seconds, negative before 1970 (rounded towards 1970).
+pub fn unix_s(t: SystemTime) -> i64 {
+    since_epoch(t, |d| u128::from(d.as_secs()))
+}
+
+fn since_epoch(t: SystemTime, unit: fn(&Duration) -> u128) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+        Ok(d) => i64::try_from(unit(&d)).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(unit(&e.duration())).map_or(i64::MIN, |n| -n),
     }
 }
 
 pub fn from_unix_ns(ns: i64) -> SystemTime {
-    let d = Duration::from_nanos(ns.unsigned_abs());
-    if ns >= 0 {
+    from_epoch(ns, Duration::from_nanos(ns.unsigned_abs()))
+}
+
+pub fn from_unix_ms(ms: i64) -> SystemTime {
+    from_epoch(ms, Duration::from_millis(ms.unsigned_abs()))
+}
+
+fn from_epoch(signed: i64, d: Duration) -> SystemTime {
+    if signed >= 0 {
         UNIX_EPOCH + d
     } else {
         UNIX_EPOCH - d

@@ -18,7 +18,7 @@ use rusqlite::{
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// The database file inside the data folder.
 pub const FILE_NAME: &str = "card.db";
@@ -169,19 +169,7 @@ pub struct EventRow {
 
 impl EventRow {
     pub fn at(&self) -> SystemTime {
-        let ms = Duration::from_millis(self.at_ms.unsigned_abs());
-        if self.at_ms >= 0 {
-            UNIX_EPOCH + ms
-        } else {
-            UNIX_EPOCH - ms
-        }
-    }
-}
-
-fn unix_ms(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+        crate::clock::from_unix_ms(self.at_ms)
     }
 }
 
@@ -345,7 +333,11 @@ impl Store {
                 .map_err(|e| db_error(path, e))?;
             for s in events {
                 insert
-                    .execute(params![unix_ms(s.at), s.event.kind(), s.event.message()])
+                    .execute(params![
+                        crate::clock::unix_ms(s.at),
+                        s.event.kind(),
+                        s.event.message()
+                    ])
                     .map_err(|e| db_error(path, e))?;
             }
             // Ids only grow, so the cap keeps the newest rows; NULL (fewer rows than the
@@ -419,7 +411,7 @@ impl Store {
         tx.execute(
             "INSERT INTO events (at_ms, kind, message) VALUES (?1, ?2, ?3)",
             params![
-                unix_ms(cleared.at),
+                crate::clock::unix_ms(cleared.at),
                 cleared.event.kind(),
                 cleared.event.message()
             ],
@@ -609,6 +601,7 @@ fn migrate(conn: &Connection, path: &Path, migrations: &[&str]) -> Result<(), St
 mod tests {
     use super::*;
     use crate::event::Event;
+    use std::time::UNIX_EPOCH;
     use tempfile::TempDir;
 
     fn stamped(event: Event, ms: u64) -> Stamped {

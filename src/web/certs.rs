@@ -752,8 +752,7 @@ fn date(unix: i64) -> String {
 }
 
 fn unix(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::clock::unix_s(t)
 }
 
 /// Makes the root if missing, unreadable or near its end (or `new_root`), and the server

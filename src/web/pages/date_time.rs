@@ -8,7 +8,6 @@ use crate::calendar;
 use crate::web::routes::Ctx;
 use askama::Template;
 use rouille::Response;
-use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Template)]
 #[template(path = "time.html")]
@@ -29,9 +28,7 @@ fn render(ctx: &Ctx<'_>, state: State, typed: Option<(String, String)>) -> Respo
     let now = ctx.app.clock.now();
     let status = ctx.app.clock.status();
     let server = ctx.app.live.current().ntp_server.clone();
-    let unix_ms = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let unix_ms = crate::clock::unix_ms(now);
     let (typed, time_error) = match typed {
         Some((text, error)) => (text, Some(error)),
         None => (calendar::input_value(unix_ms), None),
@@ -79,7 +76,7 @@ pub fn submit(ctx: &Ctx<'_>) -> Response {
         return read_only(ctx);
     }
     let set = calendar::parse_utc(typed).and_then(|ms| {
-        let to = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+        let to = crate::clock::from_unix_ms(ms.max(0));
         ctx.app
             .clock
             .set_by_user(to, &fields::who(ctx).to_string(), &ctx.app.events)

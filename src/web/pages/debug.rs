@@ -16,7 +16,6 @@ use askama::Template;
 use rouille::Response;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::UNIX_EPOCH;
 
 /// Frames shown on the page (the log keeps more; the JSON has them all).
 const SHOWN: usize = 100;
@@ -63,9 +62,7 @@ pub struct Frame {
 
 impl Frame {
     fn of(e: &Entry) -> Frame {
-        let at_ms =
-            e.at.duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+        let at_ms = crate::clock::unix_ms(e.at);
         let bytes = e.bytes();
         let (direction, direction_text, is_request) = match e.direction {
             Direction::ToUps => ("to_ups", "to the UPS", true),
@@ -150,12 +147,7 @@ impl Debug {
             .map(Frame::of)
             .collect();
         let c = ctx.app.link.counters();
-        let now_ms = ctx
-            .app
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::clock::unix_ms(ctx.app.clock.now());
         Debug {
             time: calendar::clock_ms(now_ms)[..8].to_string(),
             source,

@@ -166,9 +166,7 @@ pub fn only_admin(ctx: &Ctx<'_>, text: &str) -> Response {
 
 /// `YYYY-MM-DD HH:MM:SS UTC` of a time.
 pub fn timestamp(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let secs = crate::clock::unix_s(t);
     match time::OffsetDateTime::from_unix_timestamp(secs) {
         Ok(t) => format!(
             "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
