@@ -16,6 +16,7 @@ pub mod link;
 pub mod live;
 pub mod logging;
 pub mod modbus;
+pub mod poll;
 pub mod pty;
 pub mod rs485;
 pub mod rt;

@@ -14,9 +14,7 @@ use crate::accounts::Role;
 use crate::event::{Event, Events, Stamped};
 use crate::settings::{admin_reason, def_of, Diff, Refusal, Section, Settings, DEFS};
 use crate::store::Store;
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::{Mutex, RwLock};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 /// Who makes a change, for the event log and for the door's own check of who may make
@@ -358,36 +356,4 @@ fn cut_off(old: &Settings, new: &Settings) -> Vec<String> {
         ));
     }
     warnings
-}
-
-/// A new value for a thread that waits on descriptors: `put` stores it and wakes the
-/// thread, which takes it between two pieces of work.
-pub struct Update<T> {
-    value: Mutex<Option<T>>,
-    wake: EventFd,
-}
-
-impl<T> Update<T> {
-    pub fn new() -> std::io::Result<Update<T>> {
-        Ok(Update {
-            value: Mutex::new(None),
-            wake: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?,
-        })
-    }
-
-    pub fn put(&self, value: T) {
-        *self.value.lock() = Some(value);
-        let _ = self.wake.write(1);
-    }
-
-    /// The newest value put since the last take.
-    pub fn take(&self) -> Option<T> {
-        let _ = self.wake.read();
-        self.value.lock().take()
-    }
-
-    /// Readable while a value waits.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.wake.as_fd()
-    }
 }

@@ -10,6 +10,7 @@
 //! port is configured with the classic calls and the rate's standard constant instead:
 //! every rate the card uses has one.
 
+use crate::poll::{wait_readable, Ready};
 use crate::shutdown::Shutdown;
 use nix::fcntl::OFlag;
 use nix::poll::{ppoll, PollFd, PollFlags};
@@ -308,65 +309,6 @@ fn read_into(file: &mut File, buf: &mut Vec<u8>) -> io::Result<usize> {
     let r = file.read(&mut buf[start..]);
     buf.truncate(start + *r.as_ref().unwrap_or(&0));
     r
-}
-
-pub enum Ready {
-    Readable,
-    Timeout,
-    Shutdown,
-}
-
-/// Waits for any of `fds` (those given) to be readable, for `timeout` (None: forever), or
-/// for shutdown. Returns which were readable, and whether shutdown came.
-pub fn wait_any<const N: usize>(
-    fds: [Option<std::os::fd::BorrowedFd<'_>>; N],
-    shutdown: &Shutdown,
-    timeout: Option<Duration>,
-) -> io::Result<([bool; N], bool)> {
-    let mut polled = Vec::with_capacity(N + 1);
-    polled.push(PollFd::new(shutdown.fd(), PollFlags::POLLIN));
-    let mut at = [None; N];
-    for (i, fd) in fds.iter().enumerate() {
-        if let Some(fd) = fd {
-            at[i] = Some(polled.len());
-            polled.push(PollFd::new(*fd, PollFlags::POLLIN));
-        }
-    }
-    loop {
-        match ppoll(&mut polled, timeout.map(TimeSpec::from_duration), None) {
-            Ok(_) => break,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let ready = |i: usize| polled[i].revents().is_some_and(|r| !r.is_empty());
-    Ok((at.map(|i| i.is_some_and(ready)), ready(0)))
-}
-
-/// Waits for `fd` to be readable, for `timeout` (None: forever), or for shutdown.
-pub fn wait_readable(
-    fd: std::os::fd::BorrowedFd<'_>,
-    shutdown: &Shutdown,
-    timeout: Option<Duration>,
-) -> io::Result<Ready> {
-    let mut fds = [
-        PollFd::new(fd, PollFlags::POLLIN),
-        PollFd::new(shutdown.fd(), PollFlags::POLLIN),
-    ];
-    let n = loop {
-        match ppoll(&mut fds, timeout.map(TimeSpec::from_duration), None) {
-            Ok(n) => break n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    if n == 0 {
-        return Ok(Ready::Timeout);
-    }
-    if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-        return Ok(Ready::Shutdown);
-    }
-    Ok(Ready::Readable)
 }
 
 #[cfg(test)]

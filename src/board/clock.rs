@@ -16,8 +16,8 @@
 use super::sntp::{self, Refusal};
 use crate::event::{Event, Events};
 use crate::health::Heartbeat;
-use crate::live::Update;
-use crate::serial::wait_any;
+use crate::poll::wait_any;
+use crate::poll::Update;
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -397,10 +397,10 @@ fn query(server: SocketAddr, card: &CardClock, shutdown: &Shutdown) -> Result<i6
                 None => format!("no reply from {server} in {} s", REPLY_WAIT.as_secs()),
             });
         }
-        match crate::serial::wait_readable(socket.as_fd(), shutdown, Some(left)) {
-            Ok(crate::serial::Ready::Readable) => {}
-            Ok(crate::serial::Ready::Timeout) => continue,
-            Ok(crate::serial::Ready::Shutdown) => return Err("stopping".into()),
+        match crate::poll::wait_readable(socket.as_fd(), shutdown, Some(left)) {
+            Ok(crate::poll::Ready::Readable) => {}
+            Ok(crate::poll::Ready::Timeout) => continue,
+            Ok(crate::poll::Ready::Shutdown) => return Err("stopping".into()),
             Err(e) => return Err(e.to_string()),
         }
         let n = match socket.recv(&mut buf) {

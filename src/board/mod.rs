@@ -23,7 +23,7 @@ pub mod watchdog;
 use crate::health::Health;
 use crate::link::LinkStatus;
 use crate::live::Who;
-use crate::serial::{wait_readable, Ready};
+use crate::poll::{wait_readable, Ready};
 use crate::shutdown::Shutdown;
 use button::{Action, Button};
 use control::Control;

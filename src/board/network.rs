@@ -10,8 +10,8 @@
 
 use crate::event::{Event, Events};
 use crate::health::Heartbeat;
-use crate::live::Update;
-use crate::serial::wait_any;
+use crate::poll::wait_any;
+use crate::poll::Update;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;

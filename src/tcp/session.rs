@@ -7,7 +7,7 @@ use crate::link::Caller;
 use crate::modbus::mbap;
 use crate::modbus::pdu::{self, Exception, PduBuf};
 use crate::modbus::rtu::BROADCAST;
-use crate::serial::{wait_readable, Ready};
+use crate::poll::{wait_readable, Ready};
 use crate::settings::Routing;
 use crate::shutdown::Shutdown;
 use std::io::{Read, Write};
