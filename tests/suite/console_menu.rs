@@ -22,10 +22,6 @@ fn stored(card: &Card) -> Settings {
         .unwrap()
 }
 
-fn count(card: &Card, kind: &str) -> usize {
-    card.events().iter().filter(|e| e.kind == kind).count()
-}
-
 /// A card whose admin has set its password on the console; the screen at the menu.
 fn admin_at_menu(setup: Setup) -> (Card, Screen) {
     let card = card(setup);
@@ -120,9 +116,7 @@ fn three_wrong_logins_end_the_terminal_and_the_service_goes_on() {
     }
     t.expect("Too many failed logins");
     t.expect_closed(common::PATIENCE);
-    wait_for("three failures logged", || {
-        count(&card, "login_failed") == 3
-    });
+    wait_for("three failures logged", || card.count("login_failed") == 3);
     // Past the free tries, each failure makes the next try wait, as on the web.
     let mut t = Screen::console(&card);
     t.login("admin", "nope");
@@ -177,7 +171,7 @@ fn card_settings_are_changed_field_by_field_and_applied_after_a_summary() {
     }
     // Nothing is made before the "y".
     assert!(stored(&card).dhcp_enabled);
-    assert_eq!(count(&card, "setting_changed"), 0);
+    assert_eq!(card.count("setting_changed"), 0);
     t.send("y\r");
     t.expect("Saved and in force:");
     t.expect(PROMPT);
@@ -192,9 +186,7 @@ fn card_settings_are_changed_field_by_field_and_applied_after_a_summary() {
     );
     assert_eq!(s.dns.map(|g| g.to_string()).as_deref(), Some("10.1.0.2"));
     assert_eq!(*card.service().settings(), s);
-    wait_for("five changes logged", || {
-        count(&card, "setting_changed") == 5
-    });
+    wait_for("five changes logged", || card.count("setting_changed") == 5);
     let events = card.events();
     assert!(events.iter().any(|e| e.kind == "setting_changed"
         && e.message
@@ -218,7 +210,7 @@ fn card_settings_are_changed_field_by_field_and_applied_after_a_summary() {
         stored(&card).gateway.map(|g| g.to_string()).as_deref(),
         Some("10.1.0.1")
     );
-    assert_eq!(count(&card, "setting_changed"), 5);
+    assert_eq!(card.count("setting_changed"), 5);
 }
 
 #[test]
@@ -296,7 +288,7 @@ fn ctrl_c_or_a_closed_terminal_in_the_middle_changes_nothing() {
     card.wait_event("logout");
     assert_eq!(stored(&card), before);
     assert_eq!(*card.service().settings(), before);
-    assert_eq!(count(&card, "setting_changed"), 0);
+    assert_eq!(card.count("setting_changed"), 0);
     // The console is there for the next user.
     let mut t = Screen::console(&card);
     t.login("admin", GOOD);
@@ -465,7 +457,7 @@ fn a_read_only_user_sees_the_settings_and_changes_nothing() {
         "factory_reset",
         "restart",
     ] {
-        assert_eq!(count(&card, kind), 0, "{kind}");
+        assert_eq!(card.count(kind), 0, "{kind}");
     }
 }
 
@@ -534,7 +526,7 @@ fn an_idle_console_is_logged_out() {
     t.send("1\r");
     t.expect("Change them? (y/n)");
     std::thread::sleep(Duration::from_secs(20));
-    assert_eq!(count(&card, "session_timeout"), 0);
+    assert_eq!(card.count("session_timeout"), 0);
     let said = t.expect_within(
         "Your session ended after a period without activity.",
         Duration::from_secs(40),
@@ -549,7 +541,7 @@ fn an_idle_console_is_logged_out() {
         "{}",
         event.message
     );
-    assert_eq!(count(&card, "setting_changed"), 0);
+    assert_eq!(card.count("setting_changed"), 0);
     at_login.expect("No login for a while: the console starts over.");
     at_login.expect_closed(common::PATIENCE);
 }

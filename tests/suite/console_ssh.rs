@@ -7,14 +7,14 @@
 use crate::common;
 
 use common::console::{Screen, PROMPT};
+use common::ssh::{connect, logged_in, on, screen, terminal};
 use common::web::{DEFAULT_PASSWORD as DEFAULT, GOOD, MAC};
-use common::{start_with, wait_for, Card, Setup, PATIENCE};
+use common::{connect_from, start_with, wait_for, Card, Setup, PATIENCE};
 use modbus_card::accounts::Mac;
 use modbus_card::live::Who;
 use modbus_card::service::Options;
 use modbus_card::settings::Settings;
 use modbus_card::store::Store;
-use ssh2::Session;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -48,71 +48,6 @@ fn stored(card: &Card) -> Settings {
         .unwrap()
 }
 
-/// A client connection with the key exchange done, not logged in.
-fn connect(addr: SocketAddr) -> Session {
-    on(TcpStream::connect(addr).unwrap())
-}
-
-fn on(tcp: TcpStream) -> Session {
-    let mut s = Session::new().unwrap();
-    s.set_timeout(PATIENCE.as_millis() as u32);
-    s.set_tcp_stream(tcp);
-    s.handshake().unwrap();
-    s
-}
-
-fn logged_in(addr: SocketAddr, user: &str, password: &str) -> Session {
-    let s = connect(addr);
-    s.userauth_password(user, password).unwrap();
-    assert!(s.authenticated());
-    s
-}
-
-/// A shell channel with a pty: the menu.
-fn shell(s: &Session) -> ssh2::Channel {
-    let mut ch = s.channel_session().unwrap();
-    ch.request_pty("xterm", None, Some((80, 24, 0, 0))).unwrap();
-    ch.shell().unwrap();
-    ch
-}
-
-/// The channel's output, waiting through libssh2's timeouts (short, so that keys can be
-/// typed between two reads of the one session).
-struct Output(ssh2::Stream);
-
-impl Read for Output {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            match self.0.read(buf) {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                    ) =>
-                {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                other => return other,
-            }
-        }
-    }
-}
-
-/// The menu's terminal as a person at `ssh` sees it.
-fn screen(s: Session) -> Screen {
-    let ch = shell(&s);
-    s.set_timeout(100);
-    let (output, keys) = (Output(ch.stream(0)), ch.stream(0));
-    // The session and channel live as long as their streams.
-    drop((ch, s));
-    Screen::new(output, keys)
-}
-
-/// Logs in with `password` and opens the menu's terminal.
-fn terminal(addr: SocketAddr, password: &str) -> Screen {
-    screen(logged_in(addr, "admin", password))
-}
-
 /// The first login: the default password changed to [`GOOD`]; returns at the menu.
 fn first_login(addr: SocketAddr) -> Screen {
     let mut t = terminal(addr, DEFAULT);
@@ -120,10 +55,6 @@ fn first_login(addr: SocketAddr) -> Screen {
     t.change_password(DEFAULT, GOOD);
     t.expect(PROMPT);
     t
-}
-
-fn count(card: &Card, kind: &str) -> usize {
-    card.events().iter().filter(|e| e.kind == kind).count()
 }
 
 #[test]
@@ -191,7 +122,7 @@ fn keyboard_interactive_logs_in_too() {
     assert!(s.authenticated());
     screen(s).expect(FIRST_LOGIN);
     wait_for("the failed login in the log", || {
-        count(&card, "login_failed") == 1
+        card.count("login_failed") == 1
     });
 }
 
@@ -221,7 +152,7 @@ fn wrong_passwords_are_refused_and_slowed_never_locked_out() {
     // Six tries on a connection: the seventh is not even heard.
     assert!(s.userauth_password("admin", DEFAULT).is_err());
     wait_for("6 failed logins in the log", || {
-        count(&card, "login_failed") == 6
+        card.count("login_failed") == 6
     });
     let failed = card.wait_event("login_failed");
     assert!(
@@ -303,7 +234,7 @@ fn each_menu_item_does_what_it_says_over_ssh() {
     t.answer("Subnet mask [255.255.255.0]: ", "255.0.255.0");
     t.expect("Subnet mask: 255.0.255.0 is not a subnet mask");
     assert_eq!(stored(&card), before);
-    assert_eq!(count(&card, "setting_changed"), 0);
+    assert_eq!(card.count("setting_changed"), 0);
     t.answer("Subnet mask [255.255.255.0]: ", "255.255.0.0");
     t.answer("Gateway [none]: ", "10.1.0.1");
     t.answer("DNS server [none]: ", "");
@@ -315,9 +246,7 @@ fn each_menu_item_does_what_it_says_over_ssh() {
     assert_eq!(s.ip_address.to_string(), "10.1.2.3");
     assert_eq!(s.netmask.to_string(), "255.255.0.0");
     assert_eq!(*card.service().settings(), s);
-    wait_for("four changes logged", || {
-        count(&card, "setting_changed") == 4
-    });
+    wait_for("four changes logged", || card.count("setting_changed") == 4);
     assert!(card.events().iter().any(|e| e.kind == "setting_changed"
         && e.message == "IP address changed from 192.168.7.18 to 10.1.2.3 (admin, ssh 127.0.0.1)"));
 
@@ -433,28 +362,6 @@ fn ssh_switched_off_stops_accepting_and_on_again_serves_the_same_port() {
 fn ssh_off_from_the_start_listens_nowhere() {
     let card = card_with(Setup::default().set("ssh_enabled", "false"));
     assert_eq!(card.service().ssh_addr(), None);
-}
-
-/// A TCP connection from `from` (any 127/8 address) to `to`.
-fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &SockaddrIn::new(from[0], from[1], from[2], from[3], 0),
-    )
-    .unwrap();
-    let SocketAddr::V4(to) = to else {
-        unreachable!()
-    };
-    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(to)).unwrap();
-    TcpStream::from(fd)
 }
 
 /// Whether the server has closed `tcp` (it reads end of file or a reset).

@@ -11,8 +11,6 @@ use common::web::{admin_in, GOOD, MAC};
 use common::{start_with, Card, Setup, PATIENCE};
 use modbus_card::accounts::Mac;
 use modbus_card::service::Options;
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
 /// A card serving HTTPS, the SSH console and the console socket.
 fn card() -> Card {
@@ -25,43 +23,6 @@ fn card() -> Card {
             ..Options::default()
         },
     )
-}
-
-/// The SSH console's menu, logged in as admin with `password`.
-fn ssh_menu(addr: SocketAddr, password: &str) -> Screen {
-    let mut s = ssh2::Session::new().unwrap();
-    s.set_timeout(PATIENCE.as_millis() as u32);
-    s.set_tcp_stream(TcpStream::connect(addr).unwrap());
-    s.handshake().unwrap();
-    s.userauth_password("admin", password).unwrap();
-    let mut ch = s.channel_session().unwrap();
-    ch.request_pty("xterm", None, Some((80, 24, 0, 0))).unwrap();
-    ch.shell().unwrap();
-    s.set_timeout(100);
-    let (output, keys) = (Output(ch.stream(0)), ch.stream(0));
-    drop((ch, s));
-    Screen::new(output, keys)
-}
-
-/// The channel's output, waiting through libssh2's short timeouts.
-struct Output(ssh2::Stream);
-
-impl std::io::Read for Output {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            match self.0.read(buf) {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                    ) =>
-                {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                other => return other,
-            }
-        }
-    }
 }
 
 const TOLD: &str = "someone logged in";
@@ -114,7 +75,7 @@ fn an_ssh_login_ends_the_web_session_and_the_browser_is_told() {
     let card = card();
     let ssh = card.service().ssh_addr().unwrap();
     let mut web = admin_in(card.browser());
-    let mut menu = ssh_menu(ssh, GOOD);
+    let mut menu = common::ssh::terminal(ssh, GOOD);
     let seen = menu.expect(PROMPT);
     assert!(
         seen.contains(
@@ -139,7 +100,7 @@ fn a_web_login_ends_the_console_sessions_which_say_by_whom() {
     let ssh = card.service().ssh_addr().unwrap();
     drop(admin_in(card.browser()));
     // Over SSH: the menu says why, and the connection closes.
-    let mut menu = ssh_menu(ssh, GOOD);
+    let mut menu = common::ssh::terminal(ssh, GOOD);
     menu.expect(PROMPT);
     let mut web = card.browser();
     assert_eq!(web.login("admin", GOOD).location(), "/");

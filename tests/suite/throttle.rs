@@ -6,7 +6,7 @@
 use crate::common;
 
 use common::web::{admin_in, new_user, DEFAULT_PASSWORD, GOOD, GOOD_2, MAC};
-use common::{start_with, wait_for, Card, Setup, PATIENCE};
+use common::{connect_from, start_with, wait_for, Card, Setup};
 use modbus_card::accounts::Mac;
 use modbus_card::service::Options;
 use std::io::{Read, Write};
@@ -36,30 +36,6 @@ fn card() -> Card {
 }
 
 /// A TCP connection from `from` (any 127/8 address) to `to`.
-fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-    use std::os::fd::AsRawFd;
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::new(from[0], from[1], from[2], from[3], 0),
-    )
-    .unwrap();
-    let SocketAddr::V4(to) = to else {
-        unreachable!()
-    };
-    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
-    let tcp = TcpStream::from(fd);
-    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
-    tcp
-}
-
 /// The login form as a browser posts it (its own CSRF token in the cookie and the form),
 /// on `tcp`.
 fn send_login(tcp: &mut TcpStream, http: SocketAddr, user: &str, password: &str) {
@@ -253,13 +229,7 @@ fn ssh_and_the_web_share_the_count() {
     let card = card();
     let ssh = card.service().ssh_addr().unwrap();
     let from = [127, 0, 0, 6];
-    let connection = || {
-        let mut s = ssh2::Session::new().unwrap();
-        s.set_timeout(PATIENCE.as_millis() as u32);
-        s.set_tcp_stream(connect_from(from, ssh));
-        s.handshake().unwrap();
-        s
-    };
+    let connection = || common::ssh::on(connect_from(from, ssh));
     // Seven wrong passwords over SSH (six on a connection at most): the fourth starts a
     // wait of 1 s, the seventh one of 8 s.
     let s = connection();

@@ -79,10 +79,6 @@ async fn read_table_until(addr: SocketAddr, table: u16, until: Instant) -> Tally
     tally
 }
 
-fn count(card: &Card, kind: &str) -> usize {
-    card.events().iter().filter(|e| e.kind == kind).count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_masters_never_get_each_others_answers_from_a_late_ups() {
     let _turn = crate::turn();
@@ -94,9 +90,9 @@ async fn two_masters_never_get_each_others_answers_from_a_late_ups() {
         card.wait_state(LinkState::Up);
         // Events reach the log through the store thread: let the last outage's be in.
         wait_for("the previous outage's events", || {
-            count(&card, "ups_lost") == count(&card, "ups_restored")
+            card.count("ups_lost") == card.count("ups_restored")
         });
-        let (lost, restored) = (count(&card, "ups_lost"), count(&card, "ups_restored"));
+        let (lost, restored) = (card.count("ups_lost"), card.count("ups_restored"));
         card.sim.set_fault(Fault::Late(late));
         let until = Instant::now() + Duration::from_secs(6);
         let a = tokio::spawn(read_table_until(card.addr(), TABLE_A, until));
@@ -106,11 +102,11 @@ async fn two_masters_never_get_each_others_answers_from_a_late_ups() {
         assert!(a.gateway_failed > 0 && b.gateway_failed > 0, "{a:?} {b:?}");
         // One outage, no flapping: the control frame's late answers are no sign of life.
         assert!(
-            count(&card, "ups_lost") <= lost + 1,
+            card.count("ups_lost") <= lost + 1,
             "late {late:?}: lost logged more than once"
         );
         assert_eq!(
-            count(&card, "ups_restored"),
+            card.count("ups_restored"),
             restored,
             "late {late:?}: restored while the UPS was still late"
         );
@@ -261,7 +257,7 @@ async fn a_master_asking_a_silent_address_does_not_fail_anyone_else() {
     }
     assert!(nobody.await.unwrap() >= 3);
     assert!(good > 3);
-    assert_eq!(count(&card, "ups_lost"), 0);
+    assert_eq!(card.count("ups_lost"), 0);
     assert_eq!(card.service().link.status.state(), LinkState::Up);
 }
 

@@ -4,6 +4,7 @@
 
 pub mod console;
 pub mod flood;
+pub mod ssh;
 pub mod web;
 
 use modbus_card::link::LinkState;
@@ -120,6 +121,11 @@ impl Card {
         Store::open(&self.data).unwrap().events(10_000).unwrap()
     }
 
+    /// How many events of `kind` the log holds.
+    pub fn count(&self, kind: &str) -> usize {
+        self.events().iter().filter(|e| e.kind == kind).count()
+    }
+
     pub fn wait_event(&self, kind: &str) -> EventRow {
         let mut found = None;
         wait_for(&format!("event {kind}"), || {
@@ -183,4 +189,29 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(start.elapsed() < PATIENCE, "gave up waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A TCP connection from `from` (any 127/8 address) to `to`.
+pub fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::new(from[0], from[1], from[2], from[3], 0),
+    )
+    .unwrap();
+    let std::net::SocketAddr::V4(to) = to else {
+        unreachable!("loopback IPv4 only")
+    };
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
+    let tcp = std::net::TcpStream::from(fd);
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    tcp
 }
