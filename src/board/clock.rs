@@ -288,7 +288,8 @@ pub fn spawn_ntp(
                         ) {
                             Ok(true) => config.poll,
                             Ok(false) => config.retry,
-                            Err(e) => {
+                            Err(Failure::Stopping) => return,
+                            Err(Failure::Error(e)) => {
                                 log::warn!("ntp {}: {e}", config.server);
                                 clock.status.lock().last_error = Some(e);
                                 config.retry
@@ -318,6 +319,19 @@ pub fn spawn_ntp(
     Ok((ntp, thread))
 }
 
+/// Why a query gave no time: the service stops (the thread ends quietly), or an error the
+/// Date and time page shows.
+enum Failure {
+    Stopping,
+    Error(String),
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Failure {
+        Failure::Error(e)
+    }
+}
+
 /// One query and what follows from it. Ok(false): poll again soon (a jump on hold, a
 /// refused time).
 fn poll_once(
@@ -327,7 +341,7 @@ fn poll_once(
     policy: &mut Policy,
     heartbeat: &Heartbeat,
     shutdown: &Shutdown,
-) -> Result<bool, String> {
+) -> Result<bool, Failure> {
     heartbeat.idle(); // name resolution may wait on a slow DNS server
     let server = resolve(&config.server)?;
     heartbeat.busy();
@@ -352,7 +366,7 @@ fn poll_once(
             clock.status.lock().last_error = Some(e);
             return Ok(false);
         }
-        Decision::Refuse(e) => return Err(e),
+        Decision::Refuse(e) => return Err(Failure::Error(e)),
     }
     let mut status = clock.status.lock();
     status.last_sync = Some(clock.card.now());
@@ -374,7 +388,7 @@ fn resolve(server: &str) -> Result<SocketAddr, String> {
 }
 
 /// Sends one request and returns the server's offset from the card's clock, in ns.
-fn query(server: SocketAddr, card: &CardClock, shutdown: &Shutdown) -> Result<i64, String> {
+fn query(server: SocketAddr, card: &CardClock, shutdown: &Shutdown) -> Result<i64, Failure> {
     let socket = UdpSocket::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
     // Connected: the kernel drops datagrams from any other address.
     socket
@@ -392,21 +406,21 @@ fn query(server: SocketAddr, card: &CardClock, shutdown: &Shutdown) -> Result<i6
     loop {
         let left = REPLY_WAIT.saturating_sub(started.elapsed());
         if left.is_zero() {
-            return Err(match last {
+            return Err(Failure::Error(match last {
                 Some(r) => format!("no usable reply from {server}: {r}"),
                 None => format!("no reply from {server} in {} s", REPLY_WAIT.as_secs()),
-            });
+            }));
         }
         match crate::poll::wait_readable(socket.as_fd(), shutdown, Some(left)) {
             Ok(crate::poll::Ready::Readable) => {}
             Ok(crate::poll::Ready::Timeout) => continue,
-            Ok(crate::poll::Ready::Shutdown) => return Err("stopping".into()),
-            Err(e) => return Err(e.to_string()),
+            Ok(crate::poll::Ready::Shutdown) => return Err(Failure::Stopping),
+            Err(e) => return Err(e.to_string().into()),
         }
         let n = match socket.recv(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(format!("{server}: {e}")),
+            Err(e) => return Err(format!("{server}: {e}").into()),
         };
         // Our clock at receipt, measured on the monotonic clock so nothing can step it.
         let t4 = t1 + started.elapsed().as_nanos() as i64;
@@ -414,7 +428,7 @@ fn query(server: SocketAddr, card: &CardClock, shutdown: &Shutdown) -> Result<i6
             Ok(sample) => return Ok(sample.offset_ns),
             // A stray or forged datagram: keep waiting for the real reply.
             Err(Refusal::NotOurs) => last = Some(Refusal::NotOurs),
-            Err(r) => return Err(format!("reply refused: {r}")),
+            Err(r) => return Err(format!("reply refused: {r}").into()),
         }
     }
 }
