@@ -217,9 +217,36 @@ def event_csv():
     write("event_csv", "formula", "-cmd\0@SUM(A1)\0+x\0=HYPERLINK(\"x\")")
 
 
+def http_head():
+    # What browsers, scripts and the tests (tests/suite/web_front.rs) send the front.
+    write("http_head", "get", "GET / HTTP/1.1\r\nHost: 127.0.0.1:8443\r\nUser-Agent: Mozilla/5.0\r\n"
+          "Accept: text/html\r\nCookie: session=abc; csrf=def\r\nConnection: keep-alive\r\n\r\n")
+    write("http_head", "post", "POST /login HTTP/1.1\r\nHost: card\r\nOrigin: https://card\r\n"
+          "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 27\r\n\r\n"
+          "user=admin&password=x&csrf=1")
+    write("http_head", "upload", "POST /firmware/upload HTTP/1.1\r\nHost: card\r\n"
+          "Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 16777216\r\n\r\n")
+    write("http_head", "http10", "GET /api/status?x=1 HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+    write("http_head", "chunked", "POST /config HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    write("http_head", "pipelined", "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    write("http_head", "absolute", "GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    write("http_head", "tls_hello", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")
+
+
+def multipart():
+    # A cut byte, then the firmware page's form as a browser sends it (src/web/upload.rs tests).
+    form = (b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nt0k3n\r\n"
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"v.img\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n")
+    write("multipart", "whole", b"\x07" + form + b"MCFW\x00\x01image bytes\r\n-\r\n--XyZ--\r\n")
+    write("multipart", "cut_short", b"\x00" + form + b"MCFW\x00\x01")
+    write("multipart", "no_image", b"\x20--XyZ\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--XyZ--\r\n")
+    write("multipart", "file_bytes", b"\x03\r\n--Xy\r\n-\r\n\r\n--")
+
+
 if __name__ == "__main__":
     for t in os.listdir(HERE):
         if os.path.isdir(os.path.join(HERE, t)):
             shutil.rmtree(os.path.join(HERE, t))
     mbap(); rtu_targets(); form(); config_file(); firmware(); console(); sntp(); button()
-    certs(); event_csv(); date_time()
+    certs(); event_csv(); date_time(); http_head(); multipart()
