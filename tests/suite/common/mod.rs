@@ -191,27 +191,9 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A TCP connection from `from` (any 127/8 address) to `to`.
+/// A TCP connection from `from` (any 127/8 address) to `to`, reads bounded by [`PATIENCE`].
 pub fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream {
-    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-    use std::os::fd::AsRawFd;
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::new(from[0], from[1], from[2], from[3], 0),
-    )
-    .unwrap();
-    let std::net::SocketAddr::V4(to) = to else {
-        unreachable!("loopback IPv4 only")
-    };
-    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
-    let tcp = std::net::TcpStream::from(fd);
+    let tcp = flood::connect_from(from.into(), to).unwrap();
     tcp.set_read_timeout(Some(PATIENCE)).unwrap();
     tcp
 }
