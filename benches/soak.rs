@@ -1,0 +1,794 @@
+//! The card over a long run, and every front abused at once (ROBUSTNESS.md, "Soak" and
+//! "Every front abused at once"). The release service, as the init script runs it, with a
+//! simulated UPS on a pseudo-terminal and the RS485 port on a null modem; on loopback:
+//!
+//! - an RS485 master polling as NUT's `socomec_jbus` does (status, alarms, measurements,
+//!   every 2 s), three Modbus TCP masters reading the measurements every second, a
+//!   logged-in browser refreshing Home's figures every 5 s and loading Home every minute,
+//!   and a terminal on the serial console at its prompt;
+//! - after a quiet minute, one minute of every abuse at once: Modbus TCP garbage,
+//!   truncated and oversized MBAP frames and half-open connections; HTTP and HTTPS slow
+//!   clients, huge heads and TLS handshake floods; an SSH pre-auth flood; noise on the
+//!   RS485 line between the master's frames. The honest users must see no error and no
+//!   wrong data, their p99 within 2× of the quiet minute's, and, a minute after the abuse,
+//!   the service's memory within 1 MiB of where it was, its threads and descriptors the
+//!   same;
+//! - then the rest of the run: a UPS fault (silent for 10 s) every 3 minutes, a setting
+//!   changed every 5, a line of figures every 30 s (memory, threads, descriptors, database
+//!   size, events kept, bytes written to storage).
+//!
+//! `cargo bench --bench soak` runs 30 minutes; `SOAK_MINUTES=2` is CI's short run
+//! (`.ci/soak`); `SOAK_ACCELERATED=1` runs the masters at wire speed, a fault every 20 s
+//! and a setting change in a loop, to go past every cap (event log, frame log) within the
+//! run. The run fails (exit 1) on any error an honest user saw or a bound not held.
+
+#[path = "../tests/suite/common/flood.rs"]
+mod flood;
+mod usage;
+
+use flood::{Abuse, Flood, User};
+use modbus_card::modbus::{crc::crc16, rtu};
+use modbus_card::pty::{NullModem, Pty};
+use modbus_card::sim::{Fault, Sim, SimConfig};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_modbus-card");
+const MAC: &str = "00:1a:2b:3c:4d:5e";
+const DEFAULT: &str = "3C4D5E";
+const GOOD: &str = "Cardpass12!Ab";
+/// The honest browser's address; attackers come from 127.0.0.10 and up.
+const USER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// An honest request not answered within this is an error.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// The service, run as the init script runs it.
+struct Card {
+    child: Child,
+    dir: tempfile::TempDir,
+    modbus: SocketAddr,
+    http: SocketAddr,
+    https: SocketAddr,
+    ssh: SocketAddr,
+}
+
+impl Card {
+    fn start(ups: &std::path::Path, rs485: &std::path::Path) -> Card {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["run", "--data"])
+            .arg(dir.path().join("data"))
+            .arg("--ups")
+            .arg(ups)
+            .arg("--rs485")
+            .arg(rs485)
+            .args(["--baud", "19200", "--modbus", "127.0.0.1:0"])
+            .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(["--ssh", "127.0.0.1:0", "--mac", MAC])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (mut modbus, mut http, mut https, mut ssh, mut detected) =
+            (None, None, None, None, false);
+        let addr = |line: &str, what: &str| -> Option<SocketAddr> {
+            line.split(what).nth(1).map(|a| a.trim().parse().unwrap())
+        };
+        while !detected || modbus.is_none() || http.is_none() || https.is_none() || ssh.is_none() {
+            let line = lines.next().expect("service log ended").unwrap();
+            modbus = modbus.or(addr(&line, "modbus tcp listening on "));
+            https = https.or(addr(&line, "https listening on "));
+            if !line.contains("https listening") {
+                http = http.or(addr(&line, "http listening on "));
+            }
+            ssh = ssh.or(addr(&line, "ssh listening on "));
+            detected |= line.contains("UPS detected");
+        }
+        // Warnings and errors the run provokes are echoed, for the record.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains(" ERROR ") {
+                    eprintln!("service: {line}");
+                }
+            }
+        });
+        Card {
+            child,
+            dir,
+            modbus: modbus.unwrap(),
+            http: http.unwrap(),
+            https: https.unwrap(),
+            ssh: ssh.unwrap(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn figures(&self) -> Figures {
+        let pid = self.pid();
+        let (cpu, rss_kib) = usage::of(pid);
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+        let written = io
+            .lines()
+            .find(|l| l.starts_with("write_bytes:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0);
+        let data = self.data();
+        let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
+        let events = rusqlite::Connection::open_with_flags(
+            data.join("card.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|db| db.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)))
+        .unwrap_or(0);
+        Figures {
+            rss_kib,
+            cpu,
+            threads: usage::vm(pid, "Threads:").unwrap_or(0),
+            fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
+            db_bytes: size("card.db") + size("card.db-wal"),
+            events,
+            written,
+        }
+    }
+
+    fn stop(mut self) -> bool {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid() as i32),
+            nix::sys::signal::SIGTERM,
+        )
+        .unwrap();
+        self.child.wait().unwrap().success()
+    }
+}
+
+impl Drop for Card {
+    /// A run that fails midway does not leave its service behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What /proc and the data folder say of the service.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    rss_kib: u64,
+    /// CPU time used so far.
+    cpu: Duration,
+    threads: u64,
+    fds: u64,
+    db_bytes: u64,
+    events: u64,
+    /// Bytes the service has caused to be written to storage (/proc/PID/io).
+    written: u64,
+}
+
+/// Latencies and errors of one honest user, by phase.
+#[derive(Default)]
+struct Tally {
+    times: Mutex<Vec<Duration>>,
+    errors: AtomicU64,
+    /// Exception 0x0B (or no answer) while the UPS was made silent: expected, not errors.
+    outage_answers: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Tally {
+    fn ok(&self, t: Duration) {
+        self.times.lock().unwrap().push(t);
+    }
+
+    fn error(&self, what: String) {
+        self.errors.fetch_add(1, Relaxed);
+        *self.last_error.lock().unwrap() = Some(what);
+    }
+
+    /// p50 and p99 of the times so far, and their count; the list starts over.
+    fn take(&self) -> (usize, Duration, Duration) {
+        let mut t = std::mem::take(&mut *self.times.lock().unwrap());
+        t.sort();
+        let at = |q: f64| t.get(((t.len() as f64 - 1.0) * q) as usize).copied();
+        (
+            t.len(),
+            at(0.5).unwrap_or_default(),
+            at(0.99).unwrap_or_default(),
+        )
+    }
+}
+
+/// Shared by the honest users and the run's phases.
+struct Run {
+    stop: AtomicBool,
+    /// The UPS is made silent: 0x0B and time-outs are what a master must get.
+    outage: AtomicBool,
+    /// The abuse minute: the RS485 master puts noise between its frames.
+    noise: AtomicBool,
+    accelerated: bool,
+    tcp: [Tally; 3],
+    rs485: Tally,
+    web: Tally,
+}
+
+/// A Modbus TCP master reading the measurements (0x1060×48) every second, or back to back.
+fn tcp_master(card: SocketAddr, run: &Run, tally: &Tally) {
+    let mut stream: Option<TcpStream> = None;
+    let mut tid = 0u16;
+    let pace = if run.accelerated {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(1)
+    };
+    while !run.stop.load(Relaxed) {
+        let started = Instant::now();
+        tid = tid.wrapping_add(1);
+        let s = match &mut stream {
+            Some(s) => s,
+            None => match TcpStream::connect(card) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(PATIENCE)).unwrap();
+                    s.set_nodelay(true).unwrap();
+                    stream.insert(s)
+                }
+                Err(e) => {
+                    tally.error(format!("connect: {e}"));
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let mut req = tid.to_be_bytes().to_vec();
+        req.extend_from_slice(&[0, 0, 0, 6, 1, 0x03, 0x10, 0x60, 0x00, 0x30]);
+        let mut head = [0u8; 7];
+        let result = s
+            .write_all(&req)
+            .and_then(|_| s.read_exact(&mut head))
+            .and_then(|_| {
+                let len = usize::from(u16::from_be_bytes([head[4], head[5]])).max(1);
+                let mut pdu = vec![0u8; len - 1];
+                s.read_exact(&mut pdu).map(|_| pdu)
+            });
+        match result {
+            Ok(_) if u16::from_be_bytes([head[0], head[1]]) != tid => {
+                tally.error(format!(
+                    "answer to another request: tid {:02X?}",
+                    &head[..2]
+                ));
+                stream = None;
+            }
+            Ok(pdu) if pdu.len() == 98 && pdu[0] == 0x03 && pdu[1] == 96 => {
+                tally.ok(started.elapsed())
+            }
+            Ok(pdu) if pdu == [0x83, 0x0B] && run.outage.load(Relaxed) => {
+                tally.outage_answers.fetch_add(1, Relaxed);
+            }
+            Ok(pdu) => tally.error(format!("wrong answer {pdu:02X?}")),
+            Err(e) => {
+                tally.error(format!("tcp master: {e}"));
+                stream = None;
+            }
+        }
+        std::thread::sleep(pace.saturating_sub(started.elapsed()));
+    }
+}
+
+/// The RS485 master, as NUT's socomec_jbus driver polls: status (0x1020×6), alarms
+/// (0x1040×4), measurements (0x1060×48), every 2 s. In the abuse minute it puts noise on
+/// the line between its frames, after the 3.5-character silence that ends a frame.
+fn rs485_master(path: &std::path::Path, run: &Run, tally: &Tally) {
+    let port = serialport::new(path.to_string_lossy(), 9600)
+        .timeout(Duration::from_millis(50))
+        .open_native()
+        .unwrap();
+    let mut port: Box<dyn serialport::SerialPort> = Box::new(port);
+    let pace = if run.accelerated {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(2)
+    };
+    let mut noise_seed = 0x1234_5678u32;
+    while !run.stop.load(Relaxed) {
+        let started = Instant::now();
+        for (start, words) in [(0x1020u16, 6u16), (0x1040, 4), (0x1060, 48)] {
+            let [sh, sl] = start.to_be_bytes();
+            let [wh, wl] = words.to_be_bytes();
+            let pdu = [0x03, sh, sl, wh, wl];
+            let mut frame = vec![];
+            rtu::encode(1, &pdu, &mut frame);
+            let asked = Instant::now();
+            port.write_all(&frame).unwrap();
+            let want = 5 + 2 * usize::from(words);
+            let mut got = vec![];
+            let mut buf = [0u8; 256];
+            while got.len() < want && asked.elapsed() < PATIENCE {
+                match port.read(&mut buf) {
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        // An exception answer is 5 bytes: whole once the line is quiet.
+                        if got.len() == 5 && got[1] & 0x80 != 0 {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("rs485 port: {e}"),
+                }
+            }
+            let crc_ok = got.len() >= 4 && {
+                let (body, crc) = got.split_at(got.len() - 2);
+                crc16(body).to_le_bytes() == [crc[0], crc[1]]
+            };
+            if got.len() == want && crc_ok && got[..3] == [1, 0x03, (2 * words) as u8] {
+                tally.ok(asked.elapsed());
+            } else if run.outage.load(Relaxed) && (got.is_empty() || (crc_ok && got[1] == 0x83)) {
+                tally.outage_answers.fetch_add(1, Relaxed);
+            } else {
+                tally.error(format!(
+                    "rs485: {} bytes {:02X?}",
+                    got.len(),
+                    &got[..got.len().min(8)]
+                ));
+                // Let the line go quiet before the next request.
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = port.clear(serialport::ClearBuffer::Input);
+            }
+            if run.noise.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+                let junk: Vec<u8> = (0..13)
+                    .map(|_| {
+                        noise_seed ^= noise_seed << 13;
+                        noise_seed ^= noise_seed >> 17;
+                        noise_seed ^= noise_seed << 5;
+                        noise_seed as u8
+                    })
+                    .collect();
+                port.write_all(&junk).unwrap();
+                // The silence that ends the garbage, and then some.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        std::thread::sleep(pace.saturating_sub(started.elapsed()));
+    }
+}
+
+/// The card's CSRF token on a page.
+fn csrf(body: &str) -> String {
+    let at = body.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    body[at..].split('"').next().unwrap().to_owned()
+}
+
+/// A form posted as the browser's (`fields` url-encoded already).
+fn post(user: &User, card: &Card, path: &str, fields: &str) -> std::io::Result<flood::Answer> {
+    let form = user.get(path)?;
+    let body = format!("{fields}&csrf={}", csrf(&form.body));
+    let raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: {to}\r\nOrigin: https://{to}\r\n\
+         Cookie: session={}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        user.session.as_deref().unwrap_or(""),
+        body.len(),
+        to = card.https
+    );
+    user.once(&raw)
+}
+
+/// Logs in as admin from [`USER`], setting the admin's own password first.
+fn logged_in(card: &Card, tls: Arc<rustls::ClientConfig>) -> User {
+    let mut user = User::new(USER, card.https, tls, PATIENCE);
+    let first = user.login("admin", DEFAULT).unwrap();
+    assert_eq!(first.header("location"), Some("/password"), "{first:?}");
+    let fields = format!("current={DEFAULT}&new=Cardpass12%21Ab&repeat=Cardpass12%21Ab");
+    let changed = post(&user, card, "/password", &fields).unwrap();
+    assert_eq!(changed.status, 303, "{changed:?}");
+    let again = user.login("admin", GOOD).unwrap();
+    assert_eq!(again.header("location"), Some("/"), "{again:?}");
+    user
+}
+
+/// The browser: Home's figures every 5 s, Home every minute.
+fn browser(user: &User, run: &Run) {
+    let mut n = 0u64;
+    while !run.stop.load(Relaxed) {
+        let started = Instant::now();
+        let path = if n % 12 == 0 { "/" } else { "/api/status" };
+        n += 1;
+        match user.get(path) {
+            Ok(a) if a.status == 200 => run.web.ok(started.elapsed()),
+            Ok(a) => run.web.error(format!("{path}: {}", a.status)),
+            Err(e) => run.web.error(format!("{path}: {e}")),
+        }
+        std::thread::sleep(Duration::from_secs(5).saturating_sub(started.elapsed()));
+    }
+}
+
+/// A terminal on the serial console, at its prompt: Enter now and then; connected again
+/// when the console starts over.
+fn terminal(data: &std::path::Path, run: &Run) {
+    let path = data.join("console.sock");
+    while !run.stop.load(Relaxed) {
+        let Ok(mut s) = std::os::unix::net::UnixStream::connect(&path) else {
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 1024];
+        let mut last = Instant::now() - Duration::from_secs(60);
+        loop {
+            if run.stop.load(Relaxed) {
+                return;
+            }
+            if last.elapsed() >= Duration::from_secs(30) {
+                if s.write_all(b"\r").is_err() {
+                    break;
+                }
+                last = Instant::now();
+            }
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Every abuse at once, until `stop`: returns the connections the attackers made.
+fn abuse(card: &Card, tls: &Arc<rustls::ClientConfig>, stop: &AtomicBool) -> u64 {
+    let sources: Vec<Ipv4Addr> = (10..60).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+    let mut floods = vec![];
+    for (addr, secure) in [(card.http, false), (card.https, true)] {
+        for abuse in [Abuse::SlowBody, Abuse::Trickle, Abuse::Idle] {
+            floods.push(Flood::start(
+                abuse,
+                addr,
+                secure.then(|| tls.clone()),
+                &sources,
+                40,
+            ));
+        }
+    }
+    let made = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        // Huge heads on both web ports.
+        for addr in [card.http, card.https] {
+            let (made, sources) = (&made, &sources);
+            s.spawn(move || {
+                let mut i = 0;
+                while !stop.load(Relaxed) {
+                    i += 1;
+                    if let Ok(mut c) = flood::connect_from(sources[i % sources.len()], addr) {
+                        made.fetch_add(1, Relaxed);
+                        let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n");
+                        let line = format!("X-Pad: {}\r\n", "a".repeat(1000));
+                        for _ in 0..24 {
+                            if c.write_all(line.as_bytes()).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                        let _ = c.read(&mut [0u8; 512]);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+        // Modbus TCP: garbage, a truncated frame, an oversized length, half-open.
+        {
+            let (made, sources) = (&made, &sources);
+            s.spawn(move || {
+                let mut i = 0usize;
+                let mut half_open = vec![];
+                while !stop.load(Relaxed) {
+                    i += 1;
+                    let Ok(mut c) = flood::connect_from(sources[i % sources.len()], card.modbus)
+                    else {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    };
+                    made.fetch_add(1, Relaxed);
+                    let _ = match i % 4 {
+                        0 => c.write_all(&[0xde, 0xad, 0xbe, 0xef, 0x55, 0xaa, 0, 1, 2, 3, 4]),
+                        1 => c.write_all(&[0, 1, 0, 0, 0, 200, 1, 3]),
+                        2 => c.write_all(&[0, 1, 0, 0, 0xff, 0xff, 1, 3, 0x10, 0x60, 0, 1]),
+                        _ => Ok(()),
+                    };
+                    if i % 4 == 3 {
+                        half_open.push(c);
+                        if half_open.len() > 20 {
+                            half_open.remove(0);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+        // SSH: connections that send the banner and nothing more.
+        {
+            let (made, sources) = (&made, &sources);
+            s.spawn(move || {
+                let mut held = vec![];
+                let mut i = 0usize;
+                while !stop.load(Relaxed) {
+                    i += 1;
+                    if let Ok(mut c) = flood::connect_from(sources[i % sources.len()], card.ssh) {
+                        made.fetch_add(1, Relaxed);
+                        let _ = c.write_all(b"SSH-2.0-flood\r\n");
+                        held.push(c);
+                        if held.len() > 64 {
+                            held.remove(0);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+    });
+    floods.into_iter().map(|f| f.stop()).sum::<u64>() + made.load(Relaxed)
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// A line of the latency table: users' p50/p99 in ms, and errors so far.
+fn latency_row(phase: &str, run: &Run) -> [Duration; 5] {
+    let tallies: [(&str, &Tally); 5] = [
+        ("tcp 1", &run.tcp[0]),
+        ("tcp 2", &run.tcp[1]),
+        ("tcp 3", &run.tcp[2]),
+        ("rs485", &run.rs485),
+        ("web", &run.web),
+    ];
+    let mut p99s = [Duration::ZERO; 5];
+    let cells: Vec<String> = tallies
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| {
+            let (n, p50, p99) = t.take();
+            p99s[i] = p99;
+            format!(
+                "{n} / {:.1} / {:.1} / {}",
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3,
+                t.errors.load(Relaxed)
+            )
+        })
+        .collect();
+    println!("| {phase} | {} |", cells.join(" | "));
+    p99s
+}
+
+fn main() {
+    raise_fd_limit();
+    let minutes: u64 = std::env::var("SOAK_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(30);
+    let accelerated = std::env::var("SOAK_ACCELERATED").is_ok();
+    let quiet = Duration::from_secs(if minutes < 5 { 20 } else { 60 });
+    let abuse_for = quiet;
+    let sim = Sim::on_pty(
+        Pty::open().unwrap(),
+        SimConfig {
+            baud: 19200,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap();
+    let modem = NullModem::open().unwrap();
+    let card = Card::start(sim.path().unwrap(), modem.card_side());
+    let root = card.data().join("tls/ca.pem");
+    let waited = Instant::now();
+    while !root.exists() && waited.elapsed() < PATIENCE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tls = flood::tls_config(&std::fs::read(root).unwrap());
+    let user = logged_in(&card, tls.clone());
+    let run = &Run {
+        stop: AtomicBool::new(false),
+        outage: AtomicBool::new(false),
+        noise: AtomicBool::new(false),
+        accelerated,
+        tcp: Default::default(),
+        rs485: Tally::default(),
+        web: Tally::default(),
+    };
+    let started = Instant::now();
+    let end = started + Duration::from_secs(minutes * 60);
+    let mut failures: Vec<String> = vec![];
+    println!(
+        "# Soak: {minutes} min{}\n",
+        if accelerated {
+            ", accelerated (masters at wire speed)"
+        } else {
+            ""
+        }
+    );
+    std::thread::scope(|s| {
+        for i in 0..3 {
+            let addr = card.modbus;
+            s.spawn(move || tcp_master(addr, run, &run.tcp[i]));
+        }
+        let (modem, user) = (&modem, &user);
+        s.spawn(move || rs485_master(modem.user_side(), run, &run.rs485));
+        s.spawn(move || browser(user, run));
+        let data = card.data();
+        s.spawn(move || terminal(&data, run));
+
+        // Warm-up, then the quiet minute.
+        std::thread::sleep(Duration::from_secs(5));
+        for t in run.tcp.iter().chain([&run.rs485, &run.web]) {
+            t.take();
+        }
+        let before = card.figures();
+        println!("| phase | tcp 1: n / p50 ms / p99 ms / errors | tcp 2 | tcp 3 | rs485 | web |");
+        println!("|---|---|---|---|---|---|");
+        std::thread::sleep(quiet);
+        let quiet_p99 = latency_row("quiet", run);
+
+        // Every front abused at once.
+        let stop_abuse = AtomicBool::new(false);
+        run.noise.store(true, Relaxed);
+        let attacks = std::thread::scope(|a| {
+            let h = a.spawn(|| abuse(&card, &tls, &stop_abuse));
+            std::thread::sleep(abuse_for);
+            stop_abuse.store(true, Relaxed);
+            h.join().unwrap()
+        });
+        run.noise.store(false, Relaxed);
+        let abused_p99 = latency_row(&format!("abused ({attacks} attacking connections)"), run);
+        for (i, (q, a)) in quiet_p99.iter().zip(abused_p99).enumerate() {
+            // Within 2× of quiet, with a floor of 5 ms for figures too small to double.
+            if a > (*q * 2).max(Duration::from_millis(5)) {
+                failures.push(format!(
+                    "user {i}: p99 {a:?} under abuse against {q:?} quiet"
+                ));
+            }
+        }
+        std::thread::sleep(Duration::from_secs(60).min(quiet * 3));
+        let after = card.figures();
+        latency_row("a minute after", run);
+        println!(
+            "\nBefore the abuse: VmRSS {} KiB, {} threads, {} fds; a minute after: {} KiB, {} threads, {} fds.\n",
+            before.rss_kib, before.threads, before.fds, after.rss_kib, after.threads, after.fds
+        );
+        if after.rss_kib > before.rss_kib + 1024
+            || after.threads != before.threads
+            || after.fds != before.fds
+        {
+            failures.push(format!("after the abuse: {after:?} against {before:?}"));
+        }
+
+        // The rest of the run.
+        println!("| min | VmRSS KiB | threads | fds | database KiB | events | written KiB |");
+        println!("|---|---|---|---|---|---|---|");
+        let (fault_every, change_every) = if accelerated {
+            (Duration::from_secs(20), Duration::ZERO)
+        } else {
+            (Duration::from_secs(180), Duration::from_secs(300))
+        };
+        let soak_start = card.figures();
+        let soak_from = Instant::now();
+        let (mut next_fault, mut next_change, mut next_row) =
+            (Instant::now() + fault_every, Instant::now(), Instant::now());
+        let mut poll_rate = 5;
+        let mut rows = vec![];
+        while Instant::now() < end {
+            let now = Instant::now();
+            if now >= next_row {
+                let f = card.figures();
+                println!(
+                    "| {:.1} | {} | {} | {} | {} | {} | {} |",
+                    started.elapsed().as_secs_f64() / 60.0,
+                    f.rss_kib,
+                    f.threads,
+                    f.fds,
+                    f.db_bytes / 1024,
+                    f.events,
+                    f.written / 1024
+                );
+                rows.push(f);
+                next_row = now + Duration::from_secs(30);
+            }
+            if now >= next_fault {
+                run.outage.store(true, Relaxed);
+                sim.set_fault(Fault::Silent);
+                std::thread::sleep(Duration::from_secs(10));
+                sim.set_fault(Fault::None);
+                // Until the card has found the UPS again, 0x0B is still right.
+                std::thread::sleep(Duration::from_secs(5));
+                run.outage.store(false, Relaxed);
+                next_fault = Instant::now() + fault_every;
+            }
+            if now >= next_change {
+                poll_rate = if poll_rate == 5 { 6 } else { 5 };
+                match post(&user, &card, "/modbus", &format!("poll_rate_s={poll_rate}")) {
+                    Ok(a) if a.status == 303 => {}
+                    Ok(a) => run.web.error(format!("setting change: {}", a.status)),
+                    Err(e) => run.web.error(format!("setting change: {e}")),
+                }
+                next_change = Instant::now() + change_every;
+            }
+            std::thread::sleep(Duration::from_millis(if accelerated { 50 } else { 500 }));
+        }
+        run.stop.store(true, Relaxed);
+        let last = card.figures();
+        latency_row("whole soak", run);
+        let hours = soak_from.elapsed().as_secs_f64() / 3600.0;
+        let per_day = (last.written - soak_start.written) as f64 / hours * 24.0 / 1024.0 / 1024.0;
+        println!(
+            "\nWritten to storage during the soak: {} KiB in {:.1} min, {:.0} MiB a day at this rate.",
+            (last.written - soak_start.written) / 1024,
+            hours * 60.0,
+            per_day
+        );
+        let peak = rows.iter().map(|f| f.rss_kib).max().unwrap_or(0);
+        let cpu = (last.cpu - soak_start.cpu).as_secs_f64() / soak_from.elapsed().as_secs_f64();
+        println!(
+            "CPU: {:.1} % of one core on average over the soak.",
+            cpu * 100.0
+        );
+        println!(
+            "VmRSS: {} KiB at the start of the soak, {} KiB at its end, {peak} KiB at most.",
+            soak_start.rss_kib, last.rss_kib
+        );
+        if last.events > modbus_card::store::EVENT_CAP as u64 {
+            failures.push(format!("{} events kept, over the cap", last.events));
+        }
+    });
+    for (name, t) in [
+        ("tcp 1", &run.tcp[0]),
+        ("tcp 2", &run.tcp[1]),
+        ("tcp 3", &run.tcp[2]),
+        ("rs485", &run.rs485),
+        ("web", &run.web),
+    ] {
+        let errors = t.errors.load(Relaxed);
+        if errors > 0 {
+            failures.push(format!(
+                "{name}: {errors} errors, the last: {:?}",
+                t.last_error.lock().unwrap()
+            ));
+        }
+    }
+    let clean = card.stop();
+    if !clean {
+        failures.push("the service did not stop cleanly".into());
+    }
+    if failures.is_empty() {
+        println!("\nAll bounds held.");
+    } else {
+        println!("\nFAILED:");
+        for f in &failures {
+            println!("- {f}");
+        }
+        std::process::exit(1);
+    }
+}
