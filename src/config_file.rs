@@ -9,7 +9,7 @@
 //! taken whole or not at all. A file may hold only some keys: the others stay as they are.
 //! Accounts, passwords, keys and certificates are never in it.
 
-use crate::settings::{def_of, Diff, Section, Settings, DEFS};
+use crate::settings::{def_named, Diff, Key, Section, Settings, DEFS};
 
 /// The version of this format; a file says which it follows.
 pub const FORMAT: i64 = 1;
@@ -37,7 +37,7 @@ impl std::fmt::Display for LineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub line: usize,
-    pub key: &'static str,
+    pub key: Key,
     /// As [`Settings::set`] takes it.
     pub value: String,
 }
@@ -51,10 +51,10 @@ enum Kind {
     Text,
 }
 
-fn kind_of(key: &str) -> Kind {
-    match Settings::default().get(key).as_deref() {
-        Some("true" | "false") => Kind::Bool,
-        Some(v) if v.parse::<u64>().is_ok() => Kind::Integer,
+fn kind_of(key: Key) -> Kind {
+    match Settings::default().get(key).as_str() {
+        "true" | "false" => Kind::Bool,
+        v if v.parse::<u64>().is_ok() => Kind::Integer,
         _ => Kind::Text,
     }
 }
@@ -76,7 +76,7 @@ pub fn export(settings: &Settings, origin: &str) -> String {
             section = Some(def.section);
             out.push_str(&format!("\n# --- {} ---\n", section_name(def.section)));
         }
-        let value = settings.get(def.key).unwrap_or_default();
+        let value = settings.get(def.key);
         out.push_str(&format!("\n# {}: {}\n", def.label, def.help));
         let shown = match kind_of(def.key) {
             Kind::Integer | Kind::Bool => value,
@@ -159,7 +159,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, Vec<LineError>> {
             }
             continue;
         }
-        let Some(def) = def_of(key) else {
+        let Some(def) = def_named(key) else {
             err(format!("unknown setting {:?}", clip(key)));
             continue;
         };
@@ -171,7 +171,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, Vec<LineError>> {
             (Kind::Integer, Value::Integer(n)) => n.to_string(),
             (Kind::Bool, Value::Bool(b)) => b.to_string(),
             (Kind::Text, Value::Text(s)) => s,
-            (Kind::Text, Value::Integer(n)) if def.key == "frame_gap_us" => n.to_string(),
+            (Kind::Text, Value::Integer(n)) if def.key == Key::FrameGapUs => n.to_string(),
             (kind, _) => {
                 let wanted = match kind {
                     Kind::Integer => "a whole number",
@@ -206,7 +206,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, Vec<LineError>> {
 /// What a file would change, checked as one change against `current`: refusals come back
 /// at the line of the key they name.
 pub fn changes(current: &Settings, entries: &[Entry]) -> Result<Vec<Diff>, Vec<LineError>> {
-    let pairs: Vec<(&str, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+    let pairs: Vec<(Key, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
     match current.change(&pairs) {
         Ok((_, diffs)) => Ok(diffs),
         Err(refused) => Err(refused
@@ -214,7 +214,7 @@ pub fn changes(current: &Settings, entries: &[Entry]) -> Result<Vec<Diff>, Vec<L
             .map(|r| LineError {
                 line: entries
                     .iter()
-                    .find(|e| e.key == r.key)
+                    .find(|e| e.key == *r.key)
                     .map_or(0, |e| e.line),
                 message: r.message,
             })
