@@ -9,7 +9,7 @@
 //! taken whole or not at all. A file may hold only some keys: the others stay as they are.
 //! Accounts, passwords, keys and certificates are never in it.
 
-use crate::settings::{def_named, Diff, Key, Section, Settings, DEFS};
+use crate::settings::{def_named, def_of, Diff, Key, Kind as Typed, Section, Settings, DEFS};
 
 /// The version of this format; a file says which it follows.
 pub const FORMAT: i64 = 1;
@@ -42,20 +42,23 @@ pub struct Entry {
     pub value: String,
 }
 
-/// What kind of TOML value a key takes, from its factory default.
+/// What kind of TOML value a key takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Integer,
     Bool,
-    /// A string; for `frame_gap_us` ("auto") an integer too.
+    /// A string; for a number or `auto`, an integer too.
     Text,
 }
 
+/// From the setting's kind in the table: a choice among numbers (the baud rates) is an
+/// integer.
 fn kind_of(key: Key) -> Kind {
-    match Settings::default().get(key).as_str() {
-        "true" | "false" => Kind::Bool,
-        v if v.parse::<u64>().is_ok() => Kind::Integer,
-        _ => Kind::Text,
+    match def_of(key).kind {
+        Typed::Number => Kind::Integer,
+        Typed::Switch { .. } => Kind::Bool,
+        Typed::Choice(list) if list.iter().all(|(v, _)| v.parse::<u64>().is_ok()) => Kind::Integer,
+        Typed::Choice(_) | Typed::NumberOrAuto | Typed::Text => Kind::Text,
     }
 }
 
@@ -171,7 +174,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, Vec<LineError>> {
             (Kind::Integer, Value::Integer(n)) => n.to_string(),
             (Kind::Bool, Value::Bool(b)) => b.to_string(),
             (Kind::Text, Value::Text(s)) => s,
-            (Kind::Text, Value::Integer(n)) if def.key == Key::FrameGapUs => n.to_string(),
+            (Kind::Text, Value::Integer(n)) if def.kind == Typed::NumberOrAuto => n.to_string(),
             (kind, _) => {
                 let wanted = match kind {
                     Kind::Integer => "a whole number",

@@ -290,10 +290,78 @@ pub struct Def {
     pub live: bool,
     /// Only the admin may change it (read/write users may change the others).
     pub admin_only: bool,
+    /// How it is typed in and shown.
+    pub kind: Kind,
+    /// Beside a field that offers its choices (so the help need not spell them out):
+    /// what to know in the help's place.
+    pub note: Option<&'static str>,
 }
+
+/// How a setting is typed in (a form's field, the configuration file's value) and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A whole number, within its bounds ([`NUMBERS`]).
+    Number,
+    /// A whole number, or `auto`.
+    NumberOrAuto,
+    /// `true` or `false`, shown in these words.
+    Switch {
+        on: &'static str,
+        off: &'static str,
+    },
+    /// One of these values, each shown in its words.
+    Choice(&'static [(&'static str, &'static str)]),
+    Text,
+}
+
+impl Kind {
+    /// The values to choose among, with their words; empty where the value is typed.
+    pub fn choices(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Kind::Switch { on, off } => vec![("true", on), ("false", off)],
+            Kind::Choice(list) => list.to_vec(),
+            _ => vec![],
+        }
+    }
+}
+
+/// Most switches read On and Off.
+const ON_OFF: Kind = Kind::Switch {
+    on: "On",
+    off: "Off",
+};
+/// [`UPS_BAUDS`], and detection.
+const UPS_BAUD_CHOICES: Kind = Kind::Choice(&[
+    ("0", "Detect (57600, 19200 or 9600)"),
+    ("57600", "57600 baud"),
+    ("19200", "19200 baud"),
+    ("9600", "9600 baud"),
+]);
+/// [`RS485_BAUDS`].
+const RS485_BAUD_CHOICES: Kind = Kind::Choice(&[
+    ("1200", "1200 baud"),
+    ("2400", "2400 baud"),
+    ("9600", "9600 baud"),
+    ("19200", "19200 baud"),
+    ("57600", "57600 baud"),
+]);
+const ROUTINGS: Kind = Kind::Choice(&[
+    ("ups", "To the UPS only"),
+    ("transparent", "Transparent (unit id = RTU address)"),
+]);
+const WRITERS: Kind = Kind::Choice(&[
+    ("everyone", "Every master"),
+    ("listed", "Only the masters listed below"),
+    ("nobody", "No master: read only"),
+]);
+const DHCP: Kind = Kind::Switch {
+    on: "DHCP (BootP)",
+    off: "Static address",
+};
 
 const fn def(
     key: Key,
+    kind: Kind,
     label: &'static str,
     help: &'static str,
     section: Section,
@@ -306,11 +374,19 @@ const fn def(
         section,
         live,
         admin_only: false,
+        kind,
+        note: None,
     }
 }
 
 /// A setting only the admin changes: who can reach the card.
-const fn admin(key: Key, label: &'static str, help: &'static str, section: Section) -> Def {
+const fn admin(
+    key: Key,
+    kind: Kind,
+    label: &'static str,
+    help: &'static str,
+    section: Section,
+) -> Def {
     Def {
         key,
         label,
@@ -318,6 +394,8 @@ const fn admin(key: Key, label: &'static str, help: &'static str, section: Secti
         section,
         live: true,
         admin_only: true,
+        kind,
+        note: None,
     }
 }
 
@@ -329,43 +407,60 @@ const fn board(key: Key, label: &'static str, help: &'static str) -> Def {
         section: Section::Board,
         live: false,
         admin_only: true,
+        kind: Kind::Text,
+        note: None,
     }
 }
 
+impl Def {
+    const fn note(self, note: &'static str) -> Def {
+        Def {
+            note: Some(note),
+            ..self
+        }
+    }
+}
+
+use Kind::{Number, NumberOrAuto, Text};
 use Section::*;
 
 /// Every setting, in the order pages list them.
 #[rustfmt::skip]
 pub const DEFS: [Def; 37] = [
-    def(Key::UpsBaud, "UPS baud rate", "0 = detect among 57600, 19200 and 9600; or one of those rates", Modbus, true),
-    def(Key::UpsSlave, "UPS slave number", "the UPS's address on its serial link, 1 to 247", Modbus, true),
-    def(Key::SerialTimeoutMs, "Serial timeout (ms)", "how long the UPS has to answer; not below the lowest sane value for the baud rate", Modbus, true),
-    def(Key::PollRateS, "Polling rate (s)", "a control frame every this many seconds when nothing else shows the UPS is there; 0 = off", Modbus, true),
-    def(Key::ModbusPort, "Modbus TCP port", "1 to 65535", Modbus, true),
-    def(Key::ModbusTimeoutS, "Modbus TCP timeout (s)", "an idle session is closed after this long; 0 = never", Modbus, true),
-    def(Key::Routing, "Unit id routing", "ups: unit ids 0, 255 and the UPS slave number reach the UPS; transparent: every unit id is an RTU address", Modbus, true),
-    def(Key::Rs485Slave, "RS485 slave number", "the card's address on RS485, 1 to 174", Modbus, true),
-    def(Key::Rs485Baud, "RS485 baud rate", "1200, 2400, 9600, 19200 or 57600", Modbus, true),
-    def(Key::Rs485TimeoutS, "RS485 silence before RTU lost (s)", "\"RTU communication lost\" after this long without a frame; 0 = never", Modbus, true),
-    def(Key::FrameGapUs, "UPS link frame gap (µs)", "silence between frames on the UPS link; auto = 3.5 characters", Modbus, true),
-    def(Key::ModbusEvictIdleS, "Idle session gives way after (s)", "with all 3 sessions in use, a new master takes the slot of a session idle this long; 0 = never", Modbus, true),
-    admin(Key::ModbusAllow, "Masters allowed", "networks that may connect to Modbus TCP, e.g. 192.168.1.0/24, 10.0.0.5; empty = everyone", Modbus),
-    admin(Key::ModbusWrite, "Writes allowed from", "everyone, listed (only the networks below) or nobody: others may only read, anything else gets exception 01", Modbus),
-    admin(Key::ModbusWriters, "Masters that may write", "networks that may write when writes are allowed from listed ones", Modbus),
-    def(Key::LoginTimeoutS, "Login timeout (s)", "a web or console session ends after this long without activity; at least 30", Accounts, true),
-    def(Key::PasswordDays, "First login reset (days)", "a password must be changed after this many days; 0 = never", Accounts, true),
-    admin(Key::HttpEnabled, "HTTP", "plain web access", Services),
-    admin(Key::HttpsEnabled, "HTTPS", "secure web access", Services),
-    admin(Key::SshEnabled, "SSH", "the SSH console", Services),
-    def(Key::DhcpEnabled, "BootP/DHCP", "take the address from a DHCP server; off: the static address", Services, true),
-    def(Key::PingEnabled, "PING echo", "answer ping", Services, true),
-    def(Key::UpgradeEnabled, "Network upgrade", "firmware may be uploaded over the network", Services, true),
-    def(Key::DebugEnabled, "Modbus debug", "the frame log page", Services, true),
-    def(Key::NtpServer, "NTP server", "host name or address, with an optional :port; empty = set the clock by hand", Time, true),
-    def(Key::IpAddress, "IP address", "the static address, used while DHCP is off", Network, true),
-    def(Key::Netmask, "Subnet mask", "of the static address", Network, true),
-    def(Key::Gateway, "Gateway", "empty = none", Network, true),
-    def(Key::Dns, "DNS server", "empty = none", Network, true),
+    def(Key::UpsBaud, UPS_BAUD_CHOICES, "UPS baud rate", "0 = detect among 57600, 19200 and 9600; or one of those rates", Modbus, true)
+        .note("Detected when the card starts, or fixed."),
+    def(Key::UpsSlave, Number, "UPS slave number", "the UPS's address on its serial link, 1 to 247", Modbus, true),
+    def(Key::SerialTimeoutMs, Number, "Serial timeout (ms)", "how long the UPS has to answer; not below the lowest sane value for the baud rate", Modbus, true),
+    def(Key::PollRateS, Number, "Polling rate (s)", "a control frame every this many seconds when nothing else shows the UPS is there; 0 = off", Modbus, true),
+    def(Key::ModbusPort, Number, "Modbus TCP port", "1 to 65535", Modbus, true),
+    def(Key::ModbusTimeoutS, Number, "Modbus TCP timeout (s)", "an idle session is closed after this long; 0 = never", Modbus, true),
+    def(Key::Routing, ROUTINGS, "Unit id routing", "ups: unit ids 0, 255 and the UPS slave number reach the UPS; transparent: every unit id is an RTU address", Modbus, true)
+        .note("To the UPS only: unit ids 0, 255 and the UPS slave number reach the UPS, others get exception 0A at once. Transparent: every unit id is an RTU address on the link."),
+    def(Key::Rs485Slave, Number, "RS485 slave number", "the card's address on RS485, 1 to 174", Modbus, true),
+    def(Key::Rs485Baud, RS485_BAUD_CHOICES, "RS485 baud rate", "1200, 2400, 9600, 19200 or 57600", Modbus, true)
+        .note("The RS485 master's rate (NUT's socomec_jbus driver speaks 9600)."),
+    def(Key::Rs485TimeoutS, Number, "RS485 silence before RTU lost (s)", "\"RTU communication lost\" after this long without a frame; 0 = never", Modbus, true),
+    def(Key::FrameGapUs, NumberOrAuto, "UPS link frame gap (µs)", "silence between frames on the UPS link; auto = 3.5 characters", Modbus, true),
+    def(Key::ModbusEvictIdleS, Number, "Idle session gives way after (s)", "with all 3 sessions in use, a new master takes the slot of a session idle this long; 0 = never", Modbus, true),
+    admin(Key::ModbusAllow, Text, "Masters allowed", "networks that may connect to Modbus TCP, e.g. 192.168.1.0/24, 10.0.0.5; empty = everyone", Modbus),
+    admin(Key::ModbusWrite, WRITERS, "Writes allowed from", "everyone, listed (only the networks below) or nobody: others may only read, anything else gets exception 01", Modbus)
+        .note("A write from any other master gets exception 01 (illegal function) and never reaches the UPS."),
+    admin(Key::ModbusWriters, Text, "Masters that may write", "networks that may write when writes are allowed from listed ones", Modbus),
+    def(Key::LoginTimeoutS, Number, "Login timeout (s)", "a web or console session ends after this long without activity; at least 30", Accounts, true),
+    def(Key::PasswordDays, Number, "First login reset (days)", "a password must be changed after this many days; 0 = never", Accounts, true),
+    admin(Key::HttpEnabled, ON_OFF, "HTTP", "plain web access", Services),
+    admin(Key::HttpsEnabled, ON_OFF, "HTTPS", "secure web access", Services),
+    admin(Key::SshEnabled, ON_OFF, "SSH", "the SSH console", Services),
+    def(Key::DhcpEnabled, DHCP, "BootP/DHCP", "take the address from a DHCP server; off: the static address", Services, true)
+        .note("Without an answer from a DHCP server the card uses 192.168.7.18/24 until one answers."),
+    def(Key::PingEnabled, ON_OFF, "PING echo", "answer ping", Services, true),
+    def(Key::UpgradeEnabled, ON_OFF, "Network upgrade", "firmware may be uploaded over the network", Services, true),
+    def(Key::DebugEnabled, ON_OFF, "Modbus debug", "the frame log page", Services, true),
+    def(Key::NtpServer, Text, "NTP server", "host name or address, with an optional :port; empty = set the clock by hand", Time, true),
+    def(Key::IpAddress, Text, "IP address", "the static address, used while DHCP is off", Network, true),
+    def(Key::Netmask, Text, "Subnet mask", "of the static address", Network, true),
+    def(Key::Gateway, Text, "Gateway", "empty = none", Network, true),
+    def(Key::Dns, Text, "DNS server", "empty = none", Network, true),
     board(Key::SysfsRoot, "sysfs root", "where the LED and network files are"),
     board(Key::LedRs485Green, "RS485 green LED", "LED name under sysfs_root/class/leds; empty = none"),
     board(Key::LedRs485Yellow, "RS485 yellow LED", "LED name under sysfs_root/class/leds; empty = none"),
@@ -419,6 +514,39 @@ pub fn rule(key: impl AsRef<str>, message: &str) -> String {
 /// Every key, in the order pages list them.
 pub fn keys() -> impl Iterator<Item = Key> {
     Key::ALL.into_iter()
+}
+
+/// How an empty value reads (a setting that takes none: no gateway, no NTP server).
+pub const NONE: &str = "none";
+
+/// A value as a person reads it, on the pages and on the console alike: the words of a
+/// choice or a switch; [`NONE`] for an empty value.
+pub fn shown(key: Key, value: &str) -> String {
+    if value.is_empty() {
+        return NONE.into();
+    }
+    def_of(key)
+        .kind
+        .choices()
+        .into_iter()
+        .find(|(v, _)| *v == value)
+        .map_or_else(|| value.to_string(), |(_, words)| words.to_string())
+}
+
+/// "Label: old → new" for each change, on the pages and on the console alike (the
+/// console's terminals speak UTF-8; an ASCII "->" would be escaped in a page's HTML).
+pub fn summary(diffs: &[Diff]) -> Vec<String> {
+    diffs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}: {} → {}",
+                label(d.key),
+                shown(d.key, &d.old),
+                shown(d.key, &d.new)
+            )
+        })
+        .collect()
 }
 
 /// A value refused, and why (the text names what is allowed).
@@ -872,6 +1000,58 @@ mod tests {
                 assert!(e.contains(&bounds), "{key} = {bad}: {e}");
             }
         }
+    }
+
+    /// A setting's kind agrees with what it takes: its default and every choice are
+    /// values it accepts, numbers are those with bounds, the baud choices are the rates.
+    #[test]
+    fn every_kind_fits_its_values() {
+        let defaults = Settings::default();
+        for def in &DEFS {
+            let default = defaults.get(def.key);
+            assert_eq!(
+                matches!(def.kind, Kind::Number | Kind::NumberOrAuto),
+                range(def.key).is_some(),
+                "{}",
+                def.key
+            );
+            match def.kind {
+                Kind::Switch { .. } => assert!(default == "true" || default == "false"),
+                Kind::Choice(list) => {
+                    assert!(list.iter().any(|(v, _)| *v == default), "{}", def.key);
+                    for (v, _) in list {
+                        Settings::default().set(def.key, v).unwrap();
+                    }
+                }
+                _ => assert!(default != "true" && default != "false", "{}", def.key),
+            }
+            assert_eq!(
+                def.note.is_some(),
+                !def.kind.choices().is_empty() && def.kind != ON_OFF
+            );
+        }
+        let rates = |k: Key| -> Vec<u32> {
+            let list = def_of(k).kind.choices();
+            list.iter().map(|(v, _)| v.parse().unwrap()).collect()
+        };
+        assert_eq!(rates(Key::UpsBaud), [&[0][..], &UPS_BAUDS].concat());
+        assert_eq!(rates(Key::Rs485Baud), RS485_BAUDS);
+    }
+
+    #[test]
+    fn values_read_the_same_wherever_they_are_shown() {
+        assert_eq!(shown(Key::Gateway, ""), "none");
+        assert_eq!(shown(Key::DhcpEnabled, "false"), "Static address");
+        assert_eq!(shown(Key::PingEnabled, "true"), "On");
+        assert_eq!(shown(Key::UpsBaud, "0"), "Detect (57600, 19200 or 9600)");
+        assert_eq!(shown(Key::IpAddress, "10.1.2.3"), "10.1.2.3");
+        let (_, diffs) = Settings::default()
+            .change(&[(Key::Gateway, "192.168.7.1"), (Key::PollRateS, "3")])
+            .unwrap();
+        assert_eq!(
+            summary(&diffs),
+            ["Polling rate (s): 10 → 3", "Gateway: none → 192.168.7.1"]
+        );
     }
 
     #[test]

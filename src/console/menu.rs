@@ -14,7 +14,7 @@ use crate::accounts::password::{MIN_LENGTH, SPECIALS};
 use crate::accounts::{AccountError, Change, Channel, Role, Session};
 use crate::board::clock;
 use crate::live::{Refused, Who};
-use crate::settings::{label, rule, Diff, Key};
+use crate::settings::{label, rule, shown, summary, Key};
 
 /// The settings of item 1, in the order they are asked.
 const NETWORK: [Key; 5] = [
@@ -493,31 +493,6 @@ impl Menu<'_, '_> {
             }
         }
     }
-}
-
-/// A value as a person reads it.
-fn shown(key: Key, value: &str) -> String {
-    match (key, value) {
-        (Key::DhcpEnabled, "true") => "DHCP (BootP)".into(),
-        (Key::DhcpEnabled, _) => "Static address".into(),
-        (_, "") => "none".into(),
-        _ => value.into(),
-    }
-}
-
-/// "Label: old -> new" for each change.
-fn summary(diffs: &[Diff]) -> Vec<String> {
-    diffs
-        .iter()
-        .map(|d| {
-            format!(
-                "{}: {} -> {}",
-                label(d.key),
-                shown(d.key, &d.old),
-                shown(d.key, &d.new)
-            )
-        })
-        .collect()
 }
 
 /// A refusal as the pages word it: the setting's label, then the rule.

@@ -273,7 +273,7 @@ fn refused_file(ctx: &Ctx<'_>, errors: Vec<LineError>) -> Response {
 /// What the preview was (a digest of its lines): compared at the confirmation, so what
 /// is applied is what was shown.
 fn expectation(diffs: &[Diff]) -> String {
-    let lines = fields::summary(diffs).join("\n");
+    let lines = crate::settings::summary(diffs).join("\n");
     crate::accounts::hex(ring::digest::digest(&ring::digest::SHA256, lines.as_bytes()).as_ref())
 }
 
@@ -381,7 +381,7 @@ pub fn apply_file(ctx: &Ctx<'_>) -> Response {
             );
             page(
                 ctx,
-                State::with(Outcome::ok(title, fields::summary(&applied.diffs))),
+                State::with(Outcome::ok(title, crate::settings::summary(&applied.diffs))),
             )
         }
         Err(Refused::Invalid(r)) => refused_file(

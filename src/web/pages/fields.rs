@@ -10,8 +10,8 @@
 use super::{html, only_admin, read_only, Layout};
 use crate::live::{Refused, Who};
 use crate::settings::{
-    self, def_of, label, min_serial_timeout, rule, Diff, Key, Refusal, Settings, RS485_BAUDS,
-    UPS_BAUDS,
+    self, def_of, label, min_serial_timeout, rule, shown, summary, Diff, Key, Kind as Typed,
+    Refusal, Settings, UPS_BAUDS,
 };
 use crate::web::listen::Kind;
 use crate::web::routes::Ctx;
@@ -126,11 +126,11 @@ pub fn fields(ctx: &Ctx<'_>, keys: &[Key], state: &State) -> Vec<Field> {
                     (now, kept) if now != kept => format!(
                         "{} In force for this run: {} (given on the command line); the \
                          stored setting is {}.",
-                        help(key, def.help, &settings),
+                        help(key, &settings),
                         shown(key, &now),
                         shown(key, &kept)
                     ),
-                    _ => help(key, def.help, &settings),
+                    _ => help(key, &settings),
                 },
                 value: posted.map_or_else(|| settings.get(key), |(_, v)| v.clone()),
                 input: input_of(key),
@@ -150,77 +150,41 @@ fn capitalise(s: &str) -> String {
 }
 
 /// The table's help, as a person reads it beside the field: where the field offers the
-/// choices the help spells out, what to know in their place; beside the serial timeout,
+/// choices the help spells out, the table's note in its place; beside the serial timeout,
 /// its lowest sane value at each rate the link may run.
-fn help(key: Key, help: &str, s: &Settings) -> String {
-    match key {
-        Key::UpsBaud => "Detected when the card starts, or fixed.".into(),
-        Key::Routing => "To the UPS only: unit ids 0, 255 and the UPS slave number reach the \
-                      UPS, others get exception 0A at once. Transparent: every unit id is an \
-                      RTU address on the link."
-            .into(),
-        Key::Rs485Baud => "The RS485 master's rate (NUT's socomec_jbus driver speaks 9600).".into(),
-        Key::ModbusWrite => "A write from any other master gets exception 01 (illegal function) \
-                           and never reaches the UPS."
-            .into(),
-        Key::DhcpEnabled => "Without an answer from a DHCP server the card uses 192.168.7.18/24 \
-                           until one answers."
-            .into(),
-        Key::SerialTimeoutMs => {
-            let floors: Vec<String> = UPS_BAUDS
-                .iter()
-                .map(|&b| format!("{} ms at {b} baud", min_serial_timeout(b).as_millis()))
-                .collect();
-            format!(
-                "How long the UPS has to answer. Lowest sane value now: {} ms{} ({}).",
-                s.min_serial_timeout_ms(),
-                if s.ups_baud == 0 {
-                    ", as detection may find 9600 baud"
-                } else {
-                    ""
-                },
-                floors.join(", ")
-            )
-        }
-        _ => capitalise(help),
+fn help(key: Key, s: &Settings) -> String {
+    let def = def_of(key);
+    if key == Key::SerialTimeoutMs {
+        let floors: Vec<String> = UPS_BAUDS
+            .iter()
+            .map(|&b| format!("{} ms at {b} baud", min_serial_timeout(b).as_millis()))
+            .collect();
+        return format!(
+            "How long the UPS has to answer. Lowest sane value now: {} ms{} ({}).",
+            s.min_serial_timeout_ms(),
+            if s.ups_baud == 0 {
+                ", as detection may find 9600 baud"
+            } else {
+                ""
+            },
+            floors.join(", ")
+        );
     }
+    def.note
+        .map_or_else(|| capitalise(def.help), str::to_string)
 }
 
-/// How `key` is typed in: a choice where the values are few, a number where the default
-/// is one, text otherwise.
+/// How `key` is typed in, from its kind in the table.
 pub fn input_of(key: Key) -> Input {
-    let pairs = |list: &[(&str, &str)]| {
-        Input::Choice(
-            list.iter()
-                .map(|(v, l)| (v.to_string(), l.to_string()))
-                .collect(),
-        )
-    };
-    fn bauds(rates: &[u32]) -> impl Iterator<Item = (String, String)> + '_ {
-        rates.iter().map(|b| (b.to_string(), format!("{b} baud")))
-    }
-    match key {
-        Key::UpsBaud => Input::Choice(
-            std::iter::once(("0".into(), "Detect (57600, 19200 or 9600)".into()))
-                .chain(bauds(&UPS_BAUDS))
+    match def_of(key).kind {
+        Typed::Number => Input::Number,
+        Typed::NumberOrAuto | Typed::Text => Input::Text,
+        kind @ (Typed::Switch { .. } | Typed::Choice(_)) => Input::Choice(
+            kind.choices()
+                .into_iter()
+                .map(|(v, words)| (v.to_string(), words.to_string()))
                 .collect(),
         ),
-        Key::Rs485Baud => Input::Choice(bauds(&RS485_BAUDS).collect()),
-        Key::Routing => pairs(&[
-            ("ups", "To the UPS only"),
-            ("transparent", "Transparent (unit id = RTU address)"),
-        ]),
-        Key::ModbusWrite => pairs(&[
-            ("everyone", "Every master"),
-            ("listed", "Only the masters listed below"),
-            ("nobody", "No master: read only"),
-        ]),
-        Key::DhcpEnabled => pairs(&[("true", "DHCP (BootP)"), ("false", "Static address")]),
-        _ => match Settings::default().get(key).as_str() {
-            "true" | "false" => pairs(&[("true", "On"), ("false", "Off")]),
-            v if v.parse::<u64>().is_ok() => Input::Number,
-            _ => Input::Text,
-        },
     }
 }
 
@@ -231,35 +195,6 @@ pub fn who(ctx: &Ctx<'_>) -> Who {
         via: format!("web {}", ctx.req.remote_addr().ip()),
         role: ctx.session.role,
     }
-}
-
-/// A value as the page shows it: the choice's words where the field offers choices.
-fn shown(key: Key, value: &str) -> String {
-    if value.is_empty() {
-        return "(none)".into();
-    }
-    match input_of(key) {
-        Input::Choice(choices) => choices
-            .into_iter()
-            .find(|(v, _)| v == value)
-            .map_or_else(|| value.to_string(), |(_, words)| words),
-        _ => value.to_string(),
-    }
-}
-
-/// "Label: old → new" for each change.
-pub fn summary(diffs: &[Diff]) -> Vec<String> {
-    diffs
-        .iter()
-        .map(|d| {
-            format!(
-                "{}: {} → {}",
-                label(d.key),
-                shown(d.key, &d.old),
-                shown(d.key, &d.new)
-            )
-        })
-        .collect()
 }
 
 /// Takes the keys of `allowed` from the posted form through the settings' one door. The
