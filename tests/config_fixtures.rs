@@ -6,6 +6,7 @@
 //! `RECORD=1 cargo test --test config_fixtures` writes the .out files instead of
 //! comparing: only for a new fixture, never to make a changed answer pass.
 
+use modbus_card::config_file;
 use std::path::Path;
 use std::process::Command;
 
@@ -72,4 +73,35 @@ fn every_fixture_imports_as_it_did_when_recorded() {
         }
     }
     assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+/// The card's own reader and an independent TOML reader (the `toml` crate) read every
+/// file the card accepts to the same keys and values.
+#[test]
+fn the_files_the_card_accepts_read_the_same_to_a_toml_reader() {
+    for name in [
+        "factory.toml",
+        "changed.toml",
+        "partial.toml",
+        "together.toml",
+    ] {
+        let text = std::fs::read_to_string(Path::new(FIXTURES).join(name)).unwrap();
+        let entries = config_file::parse(text.as_bytes()).unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        assert_eq!(
+            table.len(),
+            entries.len() + 1,
+            "{name}: format and each entry"
+        );
+        assert_eq!(table["format"].as_integer(), Some(config_file::FORMAT));
+        for e in &entries {
+            let theirs = match &table[e.key.name()] {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => panic!("{name}: {} = {other:?}", e.key),
+            };
+            assert_eq!(theirs, e.value, "{name}: {}", e.key);
+        }
+    }
 }
