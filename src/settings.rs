@@ -79,8 +79,8 @@ impl Key {
     }
 
     /// The key of `name`, or the refusal of an unknown name.
-    pub fn parse(name: &str) -> Result<Key, String> {
-        Key::named(name).ok_or_else(|| format!("unknown setting '{name}'"))
+    pub fn parse(name: &str) -> Result<Key, SetError> {
+        Key::named(name).ok_or_else(|| SetError::Unknown(name.to_string()))
     }
 }
 
@@ -110,6 +110,37 @@ impl PartialEq<&str> for Key {
         self.name() == *other
     }
 }
+
+/// Why a setting was not set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetError {
+    /// A name this firmware does not know (a retired setting, a typing mistake).
+    Unknown(String),
+    /// A value the setting does not take; `why` says what it takes.
+    Refused { key: Key, why: String },
+}
+
+impl SetError {
+    /// What is wrong, as read beside the setting's label: without its key, capitalised.
+    pub fn why(&self) -> String {
+        match self {
+            SetError::Unknown(_) => capitalised(&self.to_string()),
+            SetError::Refused { why, .. } => capitalised(why),
+        }
+    }
+}
+
+/// "key: why"; the unknown name quoted.
+impl std::fmt::Display for SetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetError::Unknown(name) => write!(f, "unknown setting '{name}'"),
+            SetError::Refused { key, why } => write!(f, "{key}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SetError {}
 
 /// Baud rates the UPS link tries, fastest first.
 pub const UPS_BAUDS: [u32; 3] = [57600, 19200, 9600];
@@ -504,6 +535,10 @@ pub fn rule(key: impl AsRef<str>, message: &str) -> String {
         .strip_prefix(key.as_ref())
         .and_then(|m| m.strip_prefix(": "))
         .unwrap_or(message);
+    capitalised(text)
+}
+
+fn capitalised(text: &str) -> String {
     let mut c = text.chars();
     match c.next() {
         Some(first) => first.to_uppercase().chain(c).collect(),
@@ -631,10 +666,10 @@ impl Settings {
         let mut new = self.clone();
         let mut refused = vec![];
         for (key, value) in changes {
-            if let Err(message) = new.set(key, value) {
+            if let Err(e) = new.set(key, value) {
                 refused.push(Refusal {
                     key: key.as_ref().to_string(),
-                    message,
+                    message: e.to_string(),
                 });
             }
         }
@@ -715,9 +750,14 @@ impl Settings {
 
     /// Sets `key` from text, refusing values the card cannot work with; the error says
     /// what is allowed. Rules between settings are [`Settings::check`]'s.
-    pub fn set(&mut self, key: impl AsRef<str>, value: &str) -> Result<(), String> {
+    pub fn set(&mut self, key: impl AsRef<str>, value: &str) -> Result<(), SetError> {
         let key = Key::parse(key.as_ref())?;
-        let value = value.trim();
+        self.assign(key, value.trim())
+            .map_err(|why| SetError::Refused { key, why })
+    }
+
+    /// [`Settings::set`], refusing with why alone.
+    fn assign(&mut self, key: Key, value: &str) -> Result<(), String> {
         // The message names the very bounds the check uses: those of [`NUMBERS`].
         let num = || -> Result<u64, String> {
             let (min, max) = range(key).expect("a numeric setting is in NUMBERS");
@@ -725,7 +765,7 @@ impl Settings {
                 .parse::<u64>()
                 .ok()
                 .filter(|v| (min..=max).contains(v))
-                .ok_or_else(|| format!("{key}: '{value}' is not a number from {min} to {max}"))
+                .ok_or_else(|| format!("'{value}' is not a number from {min} to {max}"))
         };
         match key {
             Key::UpsBaud => {
@@ -735,7 +775,7 @@ impl Settings {
                     .filter(|v| *v == 0 || UPS_BAUDS.contains(v));
                 let Some(v) = v else {
                     return Err(format!(
-                        "ups_baud: '{value}' is not 0 (detect) or one of {UPS_BAUDS:?}"
+                        "'{value}' is not 0 (detect) or one of {UPS_BAUDS:?}"
                     ));
                 };
                 self.ups_baud = v;
@@ -753,7 +793,7 @@ impl Settings {
                 self.routing = match value {
                     "ups" => Routing::Ups,
                     "transparent" => Routing::Transparent,
-                    _ => return Err(format!("routing: '{value}' is not 'ups' or 'transparent'")),
+                    _ => return Err(format!("'{value}' is not 'ups' or 'transparent'")),
                 }
             }
             Key::Rs485Slave => {
@@ -765,9 +805,7 @@ impl Settings {
                     .ok()
                     .filter(|v| RS485_BAUDS.contains(v));
                 let Some(v) = v else {
-                    return Err(format!(
-                        "rs485_baud: '{value}' is not one of {RS485_BAUDS:?}"
-                    ));
+                    return Err(format!("'{value}' is not one of {RS485_BAUDS:?}"));
                 };
                 self.rs485_baud = v;
             }
@@ -780,57 +818,48 @@ impl Settings {
                 }
             }
             Key::ModbusEvictIdleS => self.modbus_evict_idle_s = num()? as u32,
-            Key::ModbusAllow => {
-                self.modbus_allow = access::parse_list(value).map_err(|e| format!("{key}: {e}"))?
-            }
+            Key::ModbusAllow => self.modbus_allow = access::parse_list(value)?,
             Key::ModbusWrite => {
                 self.modbus_write = match value {
                     "everyone" => Writers::Everyone,
                     "listed" => Writers::Listed,
                     "nobody" => Writers::Nobody,
-                    _ => {
-                        return Err(format!(
-                            "{key}: '{value}' is not everyone, listed or nobody"
-                        ))
-                    }
+                    _ => return Err(format!("'{value}' is not everyone, listed or nobody")),
                 }
             }
-            Key::ModbusWriters => {
-                self.modbus_writers =
-                    access::parse_list(value).map_err(|e| format!("{key}: {e}"))?
-            }
+            Key::ModbusWriters => self.modbus_writers = access::parse_list(value)?,
             Key::LoginTimeoutS => {
                 self.login_timeout_s = num()? as u32;
             }
             Key::PasswordDays => self.password_days = num()? as u32,
-            Key::HttpEnabled => self.http_enabled = flag(key, value)?,
-            Key::HttpsEnabled => self.https_enabled = flag(key, value)?,
-            Key::SshEnabled => self.ssh_enabled = flag(key, value)?,
-            Key::DhcpEnabled => self.dhcp_enabled = flag(key, value)?,
-            Key::PingEnabled => self.ping_enabled = flag(key, value)?,
-            Key::UpgradeEnabled => self.upgrade_enabled = flag(key, value)?,
-            Key::DebugEnabled => self.debug_enabled = flag(key, value)?,
-            Key::NtpServer => self.ntp_server = host_port(key, value)?,
-            Key::IpAddress => self.ip_address = host_address(key, value)?,
-            Key::Netmask => self.netmask = netmask(key, value)?,
-            Key::Gateway => self.gateway = optional(key, value, host_address)?,
-            Key::Dns => self.dns = optional(key, value, host_address)?,
-            Key::SysfsRoot => self.sysfs_root = absolute_path(key, value, false)?,
-            Key::LedRs485Green => self.led_rs485_green = file_name(key, value)?,
-            Key::LedRs485Yellow => self.led_rs485_yellow = file_name(key, value)?,
-            Key::LedNetGreen => self.led_net_green = file_name(key, value)?,
-            Key::LedNetYellow => self.led_net_yellow = file_name(key, value)?,
+            Key::HttpEnabled => self.http_enabled = flag(value)?,
+            Key::HttpsEnabled => self.https_enabled = flag(value)?,
+            Key::SshEnabled => self.ssh_enabled = flag(value)?,
+            Key::DhcpEnabled => self.dhcp_enabled = flag(value)?,
+            Key::PingEnabled => self.ping_enabled = flag(value)?,
+            Key::UpgradeEnabled => self.upgrade_enabled = flag(value)?,
+            Key::DebugEnabled => self.debug_enabled = flag(value)?,
+            Key::NtpServer => self.ntp_server = host_port(value)?,
+            Key::IpAddress => self.ip_address = host_address(value)?,
+            Key::Netmask => self.netmask = netmask(value)?,
+            Key::Gateway => self.gateway = optional(value, host_address)?,
+            Key::Dns => self.dns = optional(value, host_address)?,
+            Key::SysfsRoot => self.sysfs_root = absolute_path(value, false)?,
+            Key::LedRs485Green => self.led_rs485_green = file_name(value)?,
+            Key::LedRs485Yellow => self.led_rs485_yellow = file_name(value)?,
+            Key::LedNetGreen => self.led_net_green = file_name(value)?,
+            Key::LedNetYellow => self.led_net_yellow = file_name(value)?,
             Key::NetInterface => {
-                let v = file_name(key, value)?;
+                let v = file_name(value)?;
                 if v.is_empty() || v.len() > 15 {
                     return Err(format!(
-                        "net_interface: '{v}' is not an interface name (1 to 15 characters)"
+                        "'{v}' is not an interface name (1 to 15 characters)"
                     ));
                 }
                 self.net_interface = v;
             }
-            Key::ButtonDevice => self.button_device = absolute_path(key, value, true)?,
-            Key::WatchdogDevice => self.watchdog_device = absolute_path(key, value, true)?,
+            Key::ButtonDevice => self.button_device = absolute_path(value, true)?,
+            Key::WatchdogDevice => self.watchdog_device = absolute_path(value, true)?,
         }
         Ok(())
     }
@@ -856,35 +885,35 @@ impl Settings {
 }
 
 /// A switch: `true`/`false` (also on/off, yes/no, 1/0).
-fn flag(key: Key, value: &str) -> Result<bool, String> {
+fn flag(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "on" | "yes" | "1" => Ok(true),
         "false" | "off" | "no" | "0" => Ok(false),
-        _ => Err(format!("{key}: '{value}' is not true or false")),
+        _ => Err(format!("'{value}' is not true or false")),
     }
 }
 
 /// An address a host may have: not 0.0.0.0, loopback, multicast or broadcast.
-fn host_address(key: Key, value: &str) -> Result<Ipv4Addr, String> {
+fn host_address(value: &str) -> Result<Ipv4Addr, String> {
     let a: Ipv4Addr = value
         .parse()
-        .map_err(|_| format!("{key}: '{value}' is not an IPv4 address such as 192.168.1.20"))?;
+        .map_err(|_| format!("'{value}' is not an IPv4 address such as 192.168.1.20"))?;
     if a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast() {
-        return Err(format!("{key}: {a} cannot be a host's address"));
+        return Err(format!("{a} cannot be a host's address"));
     }
     Ok(a)
 }
 
 /// A subnet mask: ones then zeros, from /8 to /30.
-fn netmask(key: Key, value: &str) -> Result<Ipv4Addr, String> {
+fn netmask(value: &str) -> Result<Ipv4Addr, String> {
     let m: Ipv4Addr = value
         .parse()
-        .map_err(|_| format!("{key}: '{value}' is not a mask such as 255.255.255.0"))?;
+        .map_err(|_| format!("'{value}' is not a mask such as 255.255.255.0"))?;
     let bits = u32::from(m);
     let ones = bits.leading_ones();
     if bits.count_ones() != ones || !(8..=30).contains(&ones) {
         return Err(format!(
-            "{key}: {m} is not a subnet mask from 255.0.0.0 (/8) to 255.255.255.252 (/30)"
+            "{m} is not a subnet mask from 255.0.0.0 (/8) to 255.255.255.252 (/30)"
         ));
     }
     Ok(m)
@@ -892,19 +921,18 @@ fn netmask(key: Key, value: &str) -> Result<Ipv4Addr, String> {
 
 /// Empty means none.
 fn optional(
-    key: Key,
     value: &str,
-    parse: fn(Key, &str) -> Result<Ipv4Addr, String>,
+    parse: fn(&str) -> Result<Ipv4Addr, String>,
 ) -> Result<Option<Ipv4Addr>, String> {
     if value.is_empty() {
         Ok(None)
     } else {
-        parse(key, value).map(Some)
+        parse(value).map(Some)
     }
 }
 
 /// A host name or IPv4 address, with an optional port; empty means none.
-fn host_port(key: Key, value: &str) -> Result<String, String> {
+fn host_port(value: &str) -> Result<String, String> {
     let (host, port) = match value.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (value, None),
@@ -923,13 +951,13 @@ fn host_port(key: Key, value: &str) -> Result<String, String> {
         Ok(value.to_owned())
     } else {
         Err(format!(
-            "{key}: '{value}' is not a host name or address (with an optional :port)"
+            "'{value}' is not a host name or address (with an optional :port)"
         ))
     }
 }
 
 /// An absolute path without `..`; empty allowed where `may_be_empty` (meaning none).
-fn absolute_path(key: Key, value: &str, may_be_empty: bool) -> Result<String, String> {
+fn absolute_path(value: &str, may_be_empty: bool) -> Result<String, String> {
     if value.is_empty() && may_be_empty {
         return Ok(String::new());
     }
@@ -937,13 +965,13 @@ fn absolute_path(key: Key, value: &str, may_be_empty: bool) -> Result<String, St
         && !value.split('/').any(|p| p == "..")
         && !value.chars().any(char::is_control);
     if !clean || value.len() > 255 {
-        return Err(format!("{key}: '{value}' is not an absolute path"));
+        return Err(format!("'{value}' is not an absolute path"));
     }
     Ok(value.to_owned())
 }
 
 /// One name inside a folder (an LED, an interface); empty means none.
-fn file_name(key: Key, value: &str) -> Result<String, String> {
+fn file_name(value: &str) -> Result<String, String> {
     let ok = value.len() <= 64
         && value != "."
         && value != ".."
@@ -952,7 +980,7 @@ fn file_name(key: Key, value: &str) -> Result<String, String> {
             .all(|b| b.is_ascii_alphanumeric() || b"-_:.@".contains(&b));
     if !ok {
         return Err(format!(
-            "{key}: '{value}' is not a plain name (letters, digits, - _ : . @)"
+            "'{value}' is not a plain name (letters, digits, - _ : . @)"
         ));
     }
     Ok(value.to_owned())
@@ -997,7 +1025,7 @@ mod tests {
             let below = min.checked_sub(1).map_or("-1".into(), |v| v.to_string());
             for bad in [below, (max + 1).to_string(), "x".into()] {
                 let e = s.set(key, &bad).unwrap_err();
-                assert!(e.contains(&bounds), "{key} = {bad}: {e}");
+                assert!(e.to_string().contains(&bounds), "{key} = {bad}: {e}");
             }
         }
     }
@@ -1143,35 +1171,32 @@ mod tests {
     #[test]
     fn bad_values_say_what_is_allowed() {
         let mut s = Settings::default();
-        assert!(s.set("rs485_slave", "175").unwrap_err().contains("174"));
-        assert!(s.set("rs485_baud", "4800").unwrap_err().contains("1200"));
-        assert!(s.set("ups_baud", "38400").unwrap_err().contains("57600"));
-        assert!(s.set("routing", "x").unwrap_err().contains("transparent"));
-        assert!(s.set("nope", "1").unwrap_err().contains("unknown"));
-        assert!(s.set("http_enabled", "maybe").unwrap_err().contains("true"));
-        assert!(s
-            .set("netmask", "255.0.255.0")
-            .unwrap_err()
-            .contains("mask"));
-        assert!(s
-            .set("ip_address", "127.0.0.1")
-            .unwrap_err()
-            .contains("host"));
-        assert!(s
-            .set("ip_address", "300.1.1.1")
-            .unwrap_err()
-            .contains("IPv4"));
-        assert!(s.set("ntp_server", "a b").unwrap_err().contains("host"));
-        assert!(s
-            .set("led_net_green", "../x")
-            .unwrap_err()
-            .contains("plain"));
-        assert!(s
-            .set("watchdog_device", "dev/wd")
-            .unwrap_err()
-            .contains("absolute"));
-        assert!(s.set("sysfs_root", "").unwrap_err().contains("absolute"));
-        assert!(s.set("login_timeout_s", "5").unwrap_err().contains("30"));
+        for (key, value, says) in [
+            ("rs485_slave", "175", "174"),
+            ("rs485_baud", "4800", "1200"),
+            ("ups_baud", "38400", "57600"),
+            ("routing", "x", "transparent"),
+            ("http_enabled", "maybe", "true"),
+            ("netmask", "255.0.255.0", "mask"),
+            ("ip_address", "127.0.0.1", "host"),
+            ("ip_address", "300.1.1.1", "IPv4"),
+            ("ntp_server", "a b", "host"),
+            ("led_net_green", "../x", "plain"),
+            ("watchdog_device", "dev/wd", "absolute"),
+            ("sysfs_root", "", "absolute"),
+            ("login_timeout_s", "5", "30"),
+        ] {
+            let e = s.set(key, value).unwrap_err();
+            assert!(
+                matches!(e, SetError::Refused { key: k, .. } if k == key),
+                "{e:?}"
+            );
+            assert!(e.to_string().starts_with(&format!("{key}: ")), "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        let e = s.set("nope", "1").unwrap_err();
+        assert_eq!(e, SetError::Unknown("nope".into()));
+        assert!(e.to_string().contains("unknown"));
         assert_eq!(s, Settings::default());
     }
 

@@ -331,7 +331,7 @@ impl Menu<'_, '_> {
                         draft[i].1 = value;
                         break;
                     }
-                    Err(message) => self.say(&in_words(key.name(), &message))?,
+                    Err(e) => self.say(&format!("{}: {}", label(key), e.why()))?,
                 }
             }
         }

@@ -273,13 +273,15 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let mut s = base.clone();
         for (name, value) in &stored {
-            let Some(key) = settings::Key::named(name) else {
-                log::warn!("stored setting '{name}' is unknown to this firmware and ignored");
-                continue;
-            };
-            if let Err(e) = s.set(key, value) {
-                let default = base.get(key);
-                log::warn!("stored setting ignored, using the default {key}={default}: {e}");
+            match s.set(name, value) {
+                Ok(()) => {}
+                Err(settings::SetError::Unknown(_)) => {
+                    log::warn!("stored setting '{name}' is unknown to this firmware and ignored")
+                }
+                Err(e @ settings::SetError::Refused { key, .. }) => {
+                    let default = base.get(key);
+                    log::warn!("stored setting ignored, using the default {key}={default}: {e}");
+                }
             }
         }
         // Values that are fine alone but not together: the ones named go back to their
