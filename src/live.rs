@@ -265,8 +265,8 @@ fn check(
         let locked: Vec<Refusal> = diffs
             .iter()
             .filter_map(|d| {
-                let def = Some(def_of(d.key)).filter(|def| def.admin_only)?;
-                Some(Refusal {
+                let def = def_of(d.key);
+                def.admin_only.then(|| Refusal {
                     key: d.key.to_string(),
                     message: format!("{}: {}", d.key, admin_reason(def)),
                 })

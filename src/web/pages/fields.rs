@@ -116,7 +116,7 @@ pub fn fields(ctx: &Ctx<'_>, keys: &[Key], state: &State) -> Vec<Field> {
             let error = state
                 .errors
                 .iter()
-                .find(|r| key == *r.key.as_str())
+                .find(|r| r.key == key.name())
                 .map(|r| rule(key, &r.message));
             Field {
                 key,
@@ -213,8 +213,8 @@ pub fn submit(ctx: &Ctx<'_>, allowed: &[Key]) -> Result<State, Response> {
         // too, this only says it as a page of its own.
         let current = ctx.app.live.current();
         let locked = posted.iter().find_map(|&(k, ref v)| {
-            let def = Some(def_of(k)).filter(|d| d.admin_only)?;
-            (current.get(k) != *v).then_some(def)
+            let def = def_of(k);
+            (def.admin_only && current.get(k) != *v).then_some(def)
         });
         if let Some(def) = locked {
             let reason = rule(def.key, settings::admin_reason(def));
