@@ -402,7 +402,11 @@ fn browser(user: &User, run: &Run) {
     let mut n = 0u64;
     while !run.stop.load(Relaxed) {
         let started = Instant::now();
-        let path = if n % 12 == 0 { "/" } else { "/api/status" };
+        let path = if n.is_multiple_of(12) {
+            "/"
+        } else {
+            "/api/status"
+        };
         n += 1;
         match user.get(path) {
             Ok(a) if a.status == 200 => run.web.ok(started.elapsed()),
@@ -729,7 +733,7 @@ fn main() {
             }
             if now >= next_change {
                 poll_rate = if poll_rate == 5 { 6 } else { 5 };
-                match post(&user, &card, "/modbus", &format!("poll_rate_s={poll_rate}")) {
+                match post(user, &card, "/modbus", &format!("poll_rate_s={poll_rate}")) {
                     Ok(a) if a.status == 303 => {}
                     Ok(a) => run.web.error(format!("setting change: {}", a.status)),
                     Err(e) => run.web.error(format!("setting change: {e}")),

@@ -8,8 +8,17 @@
 //! type), then the values are checked as one change ([`Settings::change`]), so a file is
 //! taken whole or not at all. A file may hold only some keys: the others stay as they are.
 //! Accounts, passwords, keys and certificates are never in it.
+//!
+//! Why a reader of its own rather than the `toml` crate: read with `toml` (its parser
+//! alone, `default-features = false, features = ["parse"]`) the stripped release binary
+//! grew by 197,128 bytes, and the answers changed: `toml` stops at a file's first
+//! problem, where an operator is told every one at once, and words them its own way
+//! ("invalid basic string", "expected `.`, `=`", nothing at all for `key =`). The
+//! recorded answers of tests/fixtures/config/ keep this reader to its words; the
+//! `toml` crate checks, in the tests, that it reads every file this reader accepts to
+//! the same values.
 
-use crate::settings::{def_of, Diff, Section, Settings, DEFS};
+use crate::settings::{def_named, def_of, Diff, Key, Kind as Typed, Section, Settings, DEFS};
 
 /// The version of this format; a file says which it follows.
 pub const FORMAT: i64 = 1;
@@ -37,25 +46,28 @@ impl std::fmt::Display for LineError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub line: usize,
-    pub key: &'static str,
+    pub key: Key,
     /// As [`Settings::set`] takes it.
     pub value: String,
 }
 
-/// What kind of TOML value a key takes, from its factory default.
+/// What kind of TOML value a key takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Integer,
     Bool,
-    /// A string; for `frame_gap_us` ("auto") an integer too.
+    /// A string; for a number or `auto`, an integer too.
     Text,
 }
 
-fn kind_of(key: &str) -> Kind {
-    match Settings::default().get(key).as_deref() {
-        Some("true" | "false") => Kind::Bool,
-        Some(v) if v.parse::<u64>().is_ok() => Kind::Integer,
-        _ => Kind::Text,
+/// From the setting's kind in the table: a choice among numbers (the baud rates) is an
+/// integer.
+fn kind_of(key: Key) -> Kind {
+    match def_of(key).kind {
+        Typed::Number => Kind::Integer,
+        Typed::Switch { .. } => Kind::Bool,
+        Typed::Choice(list) if list.iter().all(|(v, _)| v.parse::<u64>().is_ok()) => Kind::Integer,
+        Typed::Choice(_) | Typed::NumberOrAuto | Typed::Text => Kind::Text,
     }
 }
 
@@ -76,7 +88,7 @@ pub fn export(settings: &Settings, origin: &str) -> String {
             section = Some(def.section);
             out.push_str(&format!("\n# --- {} ---\n", section_name(def.section)));
         }
-        let value = settings.get(def.key).unwrap_or_default();
+        let value = settings.get(def.key);
         out.push_str(&format!("\n# {}: {}\n", def.label, def.help));
         let shown = match kind_of(def.key) {
             Kind::Integer | Kind::Bool => value,
@@ -159,7 +171,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, Vec<LineError>> {
             }
             continue;
         }
-        let Some(def) = def_of(key) else {
+        let Some(def) = def_named(key) else {
             err(format!("unknown setting {:?}", clip(key)));
             continue;
         };
@@ -171,7 +183,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, Vec<LineError>> {
             (Kind::Integer, Value::Integer(n)) => n.to_string(),
             (Kind::Bool, Value::Bool(b)) => b.to_string(),
             (Kind::Text, Value::Text(s)) => s,
-            (Kind::Text, Value::Integer(n)) if def.key == "frame_gap_us" => n.to_string(),
+            (Kind::Text, Value::Integer(n)) if def.kind == Typed::NumberOrAuto => n.to_string(),
             (kind, _) => {
                 let wanted = match kind {
                     Kind::Integer => "a whole number",
@@ -206,7 +218,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, Vec<LineError>> {
 /// What a file would change, checked as one change against `current`: refusals come back
 /// at the line of the key they name.
 pub fn changes(current: &Settings, entries: &[Entry]) -> Result<Vec<Diff>, Vec<LineError>> {
-    let pairs: Vec<(&str, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+    let pairs: Vec<(Key, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
     match current.change(&pairs) {
         Ok((_, diffs)) => Ok(diffs),
         Err(refused) => Err(refused
@@ -214,7 +226,7 @@ pub fn changes(current: &Settings, entries: &[Entry]) -> Result<Vec<Diff>, Vec<L
             .map(|r| LineError {
                 line: entries
                     .iter()
-                    .find(|e| e.key == r.key)
+                    .find(|e| e.key == *r.key)
                     .map_or(0, |e| e.line),
                 message: r.message,
             })

@@ -12,7 +12,7 @@
 
 use crate::accounts::Role;
 use crate::event::{Event, Events, Stamped};
-use crate::settings::{admin_reason, def_of, Diff, Refusal, Section, Settings, DEFS};
+use crate::settings::{admin_reason, def_of, Diff, Key, Refusal, Section, Settings, DEFS};
 use crate::store::Store;
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ pub struct Applied {
     /// so.
     pub diffs: Vec<Diff>,
     /// Keys among them that take effect at the next start only.
-    pub next_start: Vec<&'static str>,
+    pub next_start: Vec<Key>,
 }
 
 /// Why a change was not made. Nothing changed, in the store or in the running card.
@@ -151,7 +151,7 @@ impl Live {
     /// warnings [`Refused::Confirm`] would give), without making them: for a preview.
     pub fn preview(
         &self,
-        changes: &[(&str, &str)],
+        changes: &[(impl AsRef<str>, &str)],
     ) -> Result<(Vec<Diff>, Vec<String>), Vec<Refusal>> {
         let old = self.current();
         let (new, diffs) = old.change(changes)?;
@@ -162,7 +162,7 @@ impl Live {
     /// Makes `changes` (key, value), all or nothing; see the module's doc.
     pub fn change(
         &self,
-        changes: &[(&str, &str)],
+        changes: &[(impl AsRef<str>, &str)],
         who: &Who,
         confirmed: bool,
     ) -> Result<Applied, Refused> {
@@ -173,7 +173,7 @@ impl Live {
     /// change is sure to happen.
     fn change_logged(
         &self,
-        changes: &[(&str, &str)],
+        changes: &[(impl AsRef<str>, &str)],
         who: &Who,
         confirmed: bool,
         first: Option<Event>,
@@ -221,8 +221,7 @@ impl Live {
         }
         let mut next_start = vec![];
         for d in &diffs {
-            let def = def_of(d.key).expect("diffs name declared keys");
-            if !def.live {
+            if !def_of(d.key).live {
                 next_start.push(d.key);
             }
             log::info!("setting {} = {} (was {}) by {who}", d.key, d.new, d.old);
@@ -237,12 +236,12 @@ impl Live {
     /// the hardware, not a configuration). Logged first, then as any change. Accounts and
     /// certificates are reset by their own modules.
     pub fn reset_to_factory(&self, who: &Who) -> Result<Applied, Refused> {
-        let values: Vec<(&str, String)> = DEFS
+        let values: Vec<(Key, String)> = DEFS
             .iter()
             .filter(|d| d.section != Section::Board)
-            .map(|d| (d.key, self.factory.get(d.key).unwrap_or_default()))
+            .map(|d| (d.key, self.factory.get(d.key)))
             .collect();
-        let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let pairs: Vec<(Key, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let reset = Event::FactoryReset {
             by: who.to_string(),
         };
@@ -256,7 +255,7 @@ impl Live {
 /// the card is the admin's decision alone.
 fn check(
     old: &Settings,
-    changes: &[(&str, &str)],
+    changes: &[(impl AsRef<str>, &str)],
     role: Role,
 ) -> Result<(Settings, Vec<Diff>), Refused> {
     let (new, diffs) = old.change(changes).map_err(Refused::Invalid)?;
@@ -264,8 +263,8 @@ fn check(
         let locked: Vec<Refusal> = diffs
             .iter()
             .filter_map(|d| {
-                let def = def_of(d.key).filter(|def| def.admin_only)?;
-                Some(Refusal {
+                let def = def_of(d.key);
+                def.admin_only.then(|| Refusal {
                     key: d.key.to_string(),
                     message: format!("{}: {}", d.key, admin_reason(def)),
                 })
@@ -282,7 +281,7 @@ fn check(
 /// through.
 fn changed(d: &Diff, by: String) -> Event {
     Event::SettingChanged {
-        label: def_of(d.key).map_or(d.key, |def| def.label),
+        label: def_of(d.key).label,
         old: d.old.clone(),
         new: d.new.clone(),
         by,
@@ -296,7 +295,7 @@ fn changed(d: &Diff, by: String) -> Event {
 /// ready or warns.
 pub fn change_stored(
     store: &mut Store,
-    changes: &[(&str, &str)],
+    changes: &[(impl AsRef<str>, &str)],
     by: &str,
 ) -> Result<Vec<Diff>, Refused> {
     let failed = |e: crate::store::StoreError| Refused::Failed(e.to_string());

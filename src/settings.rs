@@ -7,6 +7,141 @@ use crate::modbus::rtu;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+/// Declares [`Key`]: each setting's variant and the name it is stored, exported and given
+/// under (these names never change: stored settings and configuration files use them).
+macro_rules! keys {
+    ($($variant:ident = $name:literal,)*) => {
+        /// A setting, named in code by its variant rather than by its text.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Key {
+            $($variant,)*
+        }
+
+        impl Key {
+            /// Every key, in the order pages list them (that of [`DEFS`]).
+            pub const ALL: [Key; [$($name),*].len()] = [$(Key::$variant,)*];
+
+            /// The name under which it is stored, exported and given on the command line.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Key::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+#[rustfmt::skip]
+keys! {
+    UpsBaud = "ups_baud",
+    UpsSlave = "ups_slave",
+    SerialTimeoutMs = "serial_timeout_ms",
+    PollRateS = "poll_rate_s",
+    ModbusPort = "modbus_port",
+    ModbusTimeoutS = "modbus_timeout_s",
+    Routing = "routing",
+    Rs485Slave = "rs485_slave",
+    Rs485Baud = "rs485_baud",
+    Rs485TimeoutS = "rs485_timeout_s",
+    FrameGapUs = "frame_gap_us",
+    ModbusEvictIdleS = "modbus_evict_idle_s",
+    ModbusAllow = "modbus_allow",
+    ModbusWrite = "modbus_write",
+    ModbusWriters = "modbus_writers",
+    LoginTimeoutS = "login_timeout_s",
+    PasswordDays = "password_days",
+    HttpEnabled = "http_enabled",
+    HttpsEnabled = "https_enabled",
+    SshEnabled = "ssh_enabled",
+    DhcpEnabled = "dhcp_enabled",
+    PingEnabled = "ping_enabled",
+    UpgradeEnabled = "upgrade_enabled",
+    DebugEnabled = "debug_enabled",
+    NtpServer = "ntp_server",
+    IpAddress = "ip_address",
+    Netmask = "netmask",
+    Gateway = "gateway",
+    Dns = "dns",
+    SysfsRoot = "sysfs_root",
+    LedRs485Green = "led_rs485_green",
+    LedRs485Yellow = "led_rs485_yellow",
+    LedNetGreen = "led_net_green",
+    LedNetYellow = "led_net_yellow",
+    NetInterface = "net_interface",
+    ButtonDevice = "button_device",
+    WatchdogDevice = "watchdog_device",
+}
+
+impl Key {
+    /// The key of a name as stored or typed; `None` for a name this firmware does not know.
+    pub fn named(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The key of `name`, or the refusal of an unknown name.
+    pub fn parse(name: &str) -> Result<Key, SetError> {
+        Key::named(name).ok_or_else(|| SetError::Unknown(name.to_string()))
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a key may come as text (a form, the command line, a test speaking as a user),
+/// the functions that take one take either.
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        self.name()
+    }
+}
+
+/// Compares with a name as typed.
+impl PartialEq<str> for Key {
+    fn eq(&self, other: &str) -> bool {
+        self.name() == other
+    }
+}
+
+impl PartialEq<&str> for Key {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
+/// Why a setting was not set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetError {
+    /// A name this firmware does not know (a retired setting, a typing mistake).
+    Unknown(String),
+    /// A value the setting does not take; `why` says what it takes.
+    Refused { key: Key, why: String },
+}
+
+impl SetError {
+    /// What is wrong, as read beside the setting's label: without its key, capitalised.
+    pub fn why(&self) -> String {
+        match self {
+            SetError::Unknown(_) => capitalised(&self.to_string()),
+            SetError::Refused { why, .. } => capitalised(why),
+        }
+    }
+}
+
+/// "key: why"; the unknown name quoted.
+impl std::fmt::Display for SetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetError::Unknown(name) => write!(f, "unknown setting '{name}'"),
+            SetError::Refused { key, why } => write!(f, "{key}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for SetError {}
+
 /// Baud rates the UPS link tries, fastest first.
 pub const UPS_BAUDS: [u32; 3] = [57600, 19200, 9600];
 /// Baud rates of the RS485 port.
@@ -15,22 +150,22 @@ pub const RS485_BAUDS: [u32; 5] = [1200, 2400, 9600, 19200, 57600];
 /// The numeric settings and the bounds a value alone must be within (`min`, `max`); a
 /// refusal names these bounds. How values go together is checked beyond this (the
 /// serial timeout's lowest sane value at the baud rate).
-pub const NUMBERS: [(&str, u64, u64); 11] = [
-    ("ups_slave", 1, 247),
-    ("serial_timeout_ms", 0, 60_000),
-    ("poll_rate_s", 0, 86_400),
-    ("modbus_port", 1, 65535),
-    ("modbus_timeout_s", 0, 86_400),
-    ("rs485_slave", 1, 174),
-    ("rs485_timeout_s", 0, 86_400),
-    ("frame_gap_us", 0, 100_000),
-    ("modbus_evict_idle_s", 0, 86_400),
-    ("login_timeout_s", 30, 86_400),
-    ("password_days", 0, 3650),
+pub const NUMBERS: [(Key, u64, u64); 11] = [
+    (Key::UpsSlave, 1, 247),
+    (Key::SerialTimeoutMs, 0, 60_000),
+    (Key::PollRateS, 0, 86_400),
+    (Key::ModbusPort, 1, 65535),
+    (Key::ModbusTimeoutS, 0, 86_400),
+    (Key::Rs485Slave, 1, 174),
+    (Key::Rs485TimeoutS, 0, 86_400),
+    (Key::FrameGapUs, 0, 100_000),
+    (Key::ModbusEvictIdleS, 0, 86_400),
+    (Key::LoginTimeoutS, 30, 86_400),
+    (Key::PasswordDays, 0, 3650),
 ];
 
 /// The bounds of a numeric setting.
-pub fn range(key: &str) -> Option<(u64, u64)> {
+pub fn range(key: Key) -> Option<(u64, u64)> {
     NUMBERS
         .iter()
         .find(|(k, _, _)| *k == key)
@@ -176,7 +311,7 @@ pub enum Section {
 /// `settings` command and `--set` all read this table.
 #[derive(Debug)]
 pub struct Def {
-    pub key: &'static str,
+    pub key: Key,
     /// The name an operator reads (pages, events, the configuration file).
     pub label: &'static str,
     /// What it does and what it takes.
@@ -186,10 +321,78 @@ pub struct Def {
     pub live: bool,
     /// Only the admin may change it (read/write users may change the others).
     pub admin_only: bool,
+    /// How it is typed in and shown.
+    pub kind: Kind,
+    /// Beside a field that offers its choices (so the help need not spell them out):
+    /// what to know in the help's place.
+    pub note: Option<&'static str>,
 }
 
+/// How a setting is typed in (a form's field, the configuration file's value) and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A whole number, within its bounds ([`NUMBERS`]).
+    Number,
+    /// A whole number, or `auto`.
+    NumberOrAuto,
+    /// `true` or `false`, shown in these words.
+    Switch {
+        on: &'static str,
+        off: &'static str,
+    },
+    /// One of these values, each shown in its words.
+    Choice(&'static [(&'static str, &'static str)]),
+    Text,
+}
+
+impl Kind {
+    /// The values to choose among, with their words; empty where the value is typed.
+    pub fn choices(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Kind::Switch { on, off } => vec![("true", on), ("false", off)],
+            Kind::Choice(list) => list.to_vec(),
+            _ => vec![],
+        }
+    }
+}
+
+/// Most switches read On and Off.
+const ON_OFF: Kind = Kind::Switch {
+    on: "On",
+    off: "Off",
+};
+/// [`UPS_BAUDS`], and detection.
+const UPS_BAUD_CHOICES: Kind = Kind::Choice(&[
+    ("0", "Detect (57600, 19200 or 9600)"),
+    ("57600", "57600 baud"),
+    ("19200", "19200 baud"),
+    ("9600", "9600 baud"),
+]);
+/// [`RS485_BAUDS`].
+const RS485_BAUD_CHOICES: Kind = Kind::Choice(&[
+    ("1200", "1200 baud"),
+    ("2400", "2400 baud"),
+    ("9600", "9600 baud"),
+    ("19200", "19200 baud"),
+    ("57600", "57600 baud"),
+]);
+const ROUTINGS: Kind = Kind::Choice(&[
+    ("ups", "To the UPS only"),
+    ("transparent", "Transparent (unit id = RTU address)"),
+]);
+const WRITERS: Kind = Kind::Choice(&[
+    ("everyone", "Every master"),
+    ("listed", "Only the masters listed below"),
+    ("nobody", "No master: read only"),
+]);
+const DHCP: Kind = Kind::Switch {
+    on: "DHCP (BootP)",
+    off: "Static address",
+};
+
 const fn def(
-    key: &'static str,
+    key: Key,
+    kind: Kind,
     label: &'static str,
     help: &'static str,
     section: Section,
@@ -202,12 +405,15 @@ const fn def(
         section,
         live,
         admin_only: false,
+        kind,
+        note: None,
     }
 }
 
 /// A setting only the admin changes: who can reach the card.
 const fn admin(
-    key: &'static str,
+    key: Key,
+    kind: Kind,
     label: &'static str,
     help: &'static str,
     section: Section,
@@ -219,10 +425,12 @@ const fn admin(
         section,
         live: true,
         admin_only: true,
+        kind,
+        note: None,
     }
 }
 
-const fn board(key: &'static str, label: &'static str, help: &'static str) -> Def {
+const fn board(key: Key, label: &'static str, help: &'static str) -> Def {
     Def {
         key,
         label,
@@ -230,56 +438,80 @@ const fn board(key: &'static str, label: &'static str, help: &'static str) -> De
         section: Section::Board,
         live: false,
         admin_only: true,
+        kind: Kind::Text,
+        note: None,
     }
 }
 
+impl Def {
+    const fn note(self, note: &'static str) -> Def {
+        Def {
+            note: Some(note),
+            ..self
+        }
+    }
+}
+
+use Kind::{Number, NumberOrAuto, Text};
 use Section::*;
 
 /// Every setting, in the order pages list them.
 #[rustfmt::skip]
 pub const DEFS: [Def; 37] = [
-    def("ups_baud", "UPS baud rate", "0 = detect among 57600, 19200 and 9600; or one of those rates", Modbus, true),
-    def("ups_slave", "UPS slave number", "the UPS's address on its serial link, 1 to 247", Modbus, true),
-    def("serial_timeout_ms", "Serial timeout (ms)", "how long the UPS has to answer; not below the lowest sane value for the baud rate", Modbus, true),
-    def("poll_rate_s", "Polling rate (s)", "a control frame every this many seconds when nothing else shows the UPS is there; 0 = off", Modbus, true),
-    def("modbus_port", "Modbus TCP port", "1 to 65535", Modbus, true),
-    def("modbus_timeout_s", "Modbus TCP timeout (s)", "an idle session is closed after this long; 0 = never", Modbus, true),
-    def("routing", "Unit id routing", "ups: unit ids 0, 255 and the UPS slave number reach the UPS; transparent: every unit id is an RTU address", Modbus, true),
-    def("rs485_slave", "RS485 slave number", "the card's address on RS485, 1 to 174", Modbus, true),
-    def("rs485_baud", "RS485 baud rate", "1200, 2400, 9600, 19200 or 57600", Modbus, true),
-    def("rs485_timeout_s", "RS485 silence before RTU lost (s)", "\"RTU communication lost\" after this long without a frame; 0 = never", Modbus, true),
-    def("frame_gap_us", "UPS link frame gap (µs)", "silence between frames on the UPS link; auto = 3.5 characters", Modbus, true),
-    def("modbus_evict_idle_s", "Idle session gives way after (s)", "with all 3 sessions in use, a new master takes the slot of a session idle this long; 0 = never", Modbus, true),
-    admin("modbus_allow", "Masters allowed", "networks that may connect to Modbus TCP, e.g. 192.168.1.0/24, 10.0.0.5; empty = everyone", Modbus),
-    admin("modbus_write", "Writes allowed from", "everyone, listed (only the networks below) or nobody: others may only read, anything else gets exception 01", Modbus),
-    admin("modbus_writers", "Masters that may write", "networks that may write when writes are allowed from listed ones", Modbus),
-    def("login_timeout_s", "Login timeout (s)", "a web or console session ends after this long without activity; at least 30", Accounts, true),
-    def("password_days", "First login reset (days)", "a password must be changed after this many days; 0 = never", Accounts, true),
-    admin("http_enabled", "HTTP", "plain web access", Services),
-    admin("https_enabled", "HTTPS", "secure web access", Services),
-    admin("ssh_enabled", "SSH", "the SSH console", Services),
-    def("dhcp_enabled", "BootP/DHCP", "take the address from a DHCP server; off: the static address", Services, true),
-    def("ping_enabled", "PING echo", "answer ping", Services, true),
-    def("upgrade_enabled", "Network upgrade", "firmware may be uploaded over the network", Services, true),
-    def("debug_enabled", "Modbus debug", "the frame log page", Services, true),
-    def("ntp_server", "NTP server", "host name or address, with an optional :port; empty = set the clock by hand", Time, true),
-    def("ip_address", "IP address", "the static address, used while DHCP is off", Network, true),
-    def("netmask", "Subnet mask", "of the static address", Network, true),
-    def("gateway", "Gateway", "empty = none", Network, true),
-    def("dns", "DNS server", "empty = none", Network, true),
-    board("sysfs_root", "sysfs root", "where the LED and network files are"),
-    board("led_rs485_green", "RS485 green LED", "LED name under sysfs_root/class/leds; empty = none"),
-    board("led_rs485_yellow", "RS485 yellow LED", "LED name under sysfs_root/class/leds; empty = none"),
-    board("led_net_green", "Network green LED", "LED name under sysfs_root/class/leds; empty = none"),
-    board("led_net_yellow", "Network yellow LED", "LED name under sysfs_root/class/leds; empty = none"),
-    board("net_interface", "Network interface", "the Ethernet interface, e.g. eth0"),
-    board("button_device", "Reset button device", "its input device, e.g. /dev/input/event0; empty = none"),
-    board("watchdog_device", "Watchdog device", "e.g. /dev/watchdog; empty = none"),
+    def(Key::UpsBaud, UPS_BAUD_CHOICES, "UPS baud rate", "0 = detect among 57600, 19200 and 9600; or one of those rates", Modbus, true)
+        .note("Detected when the card starts, or fixed."),
+    def(Key::UpsSlave, Number, "UPS slave number", "the UPS's address on its serial link, 1 to 247", Modbus, true),
+    def(Key::SerialTimeoutMs, Number, "Serial timeout (ms)", "how long the UPS has to answer; not below the lowest sane value for the baud rate", Modbus, true),
+    def(Key::PollRateS, Number, "Polling rate (s)", "a control frame every this many seconds when nothing else shows the UPS is there; 0 = off", Modbus, true),
+    def(Key::ModbusPort, Number, "Modbus TCP port", "1 to 65535", Modbus, true),
+    def(Key::ModbusTimeoutS, Number, "Modbus TCP timeout (s)", "an idle session is closed after this long; 0 = never", Modbus, true),
+    def(Key::Routing, ROUTINGS, "Unit id routing", "ups: unit ids 0, 255 and the UPS slave number reach the UPS; transparent: every unit id is an RTU address", Modbus, true)
+        .note("To the UPS only: unit ids 0, 255 and the UPS slave number reach the UPS, others get exception 0A at once. Transparent: every unit id is an RTU address on the link."),
+    def(Key::Rs485Slave, Number, "RS485 slave number", "the card's address on RS485, 1 to 174", Modbus, true),
+    def(Key::Rs485Baud, RS485_BAUD_CHOICES, "RS485 baud rate", "1200, 2400, 9600, 19200 or 57600", Modbus, true)
+        .note("The RS485 master's rate (NUT's socomec_jbus driver speaks 9600)."),
+    def(Key::Rs485TimeoutS, Number, "RS485 silence before RTU lost (s)", "\"RTU communication lost\" after this long without a frame; 0 = never", Modbus, true),
+    def(Key::FrameGapUs, NumberOrAuto, "UPS link frame gap (µs)", "silence between frames on the UPS link; auto = 3.5 characters", Modbus, true),
+    def(Key::ModbusEvictIdleS, Number, "Idle session gives way after (s)", "with all 3 sessions in use, a new master takes the slot of a session idle this long; 0 = never", Modbus, true),
+    admin(Key::ModbusAllow, Text, "Masters allowed", "networks that may connect to Modbus TCP, e.g. 192.168.1.0/24, 10.0.0.5; empty = everyone", Modbus),
+    admin(Key::ModbusWrite, WRITERS, "Writes allowed from", "everyone, listed (only the networks below) or nobody: others may only read, anything else gets exception 01", Modbus)
+        .note("A write from any other master gets exception 01 (illegal function) and never reaches the UPS."),
+    admin(Key::ModbusWriters, Text, "Masters that may write", "networks that may write when writes are allowed from listed ones", Modbus),
+    def(Key::LoginTimeoutS, Number, "Login timeout (s)", "a web or console session ends after this long without activity; at least 30", Accounts, true),
+    def(Key::PasswordDays, Number, "First login reset (days)", "a password must be changed after this many days; 0 = never", Accounts, true),
+    admin(Key::HttpEnabled, ON_OFF, "HTTP", "plain web access", Services),
+    admin(Key::HttpsEnabled, ON_OFF, "HTTPS", "secure web access", Services),
+    admin(Key::SshEnabled, ON_OFF, "SSH", "the SSH console", Services),
+    def(Key::DhcpEnabled, DHCP, "BootP/DHCP", "take the address from a DHCP server; off: the static address", Services, true)
+        .note("Without an answer from a DHCP server the card uses 192.168.7.18/24 until one answers."),
+    def(Key::PingEnabled, ON_OFF, "PING echo", "answer ping", Services, true),
+    def(Key::UpgradeEnabled, ON_OFF, "Network upgrade", "firmware may be uploaded over the network", Services, true),
+    def(Key::DebugEnabled, ON_OFF, "Modbus debug", "the frame log page", Services, true),
+    def(Key::NtpServer, Text, "NTP server", "host name or address, with an optional :port; empty = set the clock by hand", Time, true),
+    def(Key::IpAddress, Text, "IP address", "the static address, used while DHCP is off", Network, true),
+    def(Key::Netmask, Text, "Subnet mask", "of the static address", Network, true),
+    def(Key::Gateway, Text, "Gateway", "empty = none", Network, true),
+    def(Key::Dns, Text, "DNS server", "empty = none", Network, true),
+    board(Key::SysfsRoot, "sysfs root", "where the LED and network files are"),
+    board(Key::LedRs485Green, "RS485 green LED", "LED name under sysfs_root/class/leds; empty = none"),
+    board(Key::LedRs485Yellow, "RS485 yellow LED", "LED name under sysfs_root/class/leds; empty = none"),
+    board(Key::LedNetGreen, "Network green LED", "LED name under sysfs_root/class/leds; empty = none"),
+    board(Key::LedNetYellow, "Network yellow LED", "LED name under sysfs_root/class/leds; empty = none"),
+    board(Key::NetInterface, "Network interface", "the Ethernet interface, e.g. eth0"),
+    board(Key::ButtonDevice, "Reset button device", "its input device, e.g. /dev/input/event0; empty = none"),
+    board(Key::WatchdogDevice, "Watchdog device", "e.g. /dev/watchdog; empty = none"),
 ];
 
 /// The declaration of `key`.
-pub fn def_of(key: &str) -> Option<&'static Def> {
-    DEFS.iter().find(|d| d.key == key)
+pub fn def_of(key: Key) -> &'static Def {
+    // DEFS lists the keys in the order of Key::ALL (a test checks).
+    &DEFS[key as usize]
+}
+
+/// The declaration of a setting named as text; `None` for a name this firmware does not
+/// know.
+pub fn def_named(name: &str) -> Option<&'static Def> {
+    Key::named(name).map(def_of)
 }
 
 /// Why a user who is not admin may not change `def` (an admin-only setting), in words.
@@ -292,17 +524,21 @@ pub fn admin_reason(def: &Def) -> &'static str {
 }
 
 /// The label of `key`, as the pages and the console name it.
-pub fn label(key: &str) -> &'static str {
-    def_of(key).map_or("?", |d| d.label)
+pub fn label(key: Key) -> &'static str {
+    def_of(key).label
 }
 
 /// A refusal's rule as a person reads it beside the setting's label: without the key the
 /// message starts with, capitalised.
-pub fn rule(key: &str, message: &str) -> String {
+pub fn rule(key: impl AsRef<str>, message: &str) -> String {
     let text = message
-        .strip_prefix(key)
+        .strip_prefix(key.as_ref())
         .and_then(|m| m.strip_prefix(": "))
         .unwrap_or(message);
+    capitalised(text)
+}
+
+fn capitalised(text: &str) -> String {
     let mut c = text.chars();
     match c.next() {
         Some(first) => first.to_uppercase().chain(c).collect(),
@@ -311,8 +547,41 @@ pub fn rule(key: &str, message: &str) -> String {
 }
 
 /// Every key, in the order pages list them.
-pub fn keys() -> impl Iterator<Item = &'static str> {
-    DEFS.iter().map(|d| d.key)
+pub fn keys() -> impl Iterator<Item = Key> {
+    Key::ALL.into_iter()
+}
+
+/// How an empty value reads (a setting that takes none: no gateway, no NTP server).
+pub const NONE: &str = "none";
+
+/// A value as a person reads it, on the pages and on the console alike: the words of a
+/// choice or a switch; [`NONE`] for an empty value.
+pub fn shown(key: Key, value: &str) -> String {
+    if value.is_empty() {
+        return NONE.into();
+    }
+    def_of(key)
+        .kind
+        .choices()
+        .into_iter()
+        .find(|(v, _)| *v == value)
+        .map_or_else(|| value.to_string(), |(_, words)| words.to_string())
+}
+
+/// "Label: old → new" for each change, on the pages and on the console alike (the
+/// console's terminals speak UTF-8; an ASCII "->" would be escaped in a page's HTML).
+pub fn summary(diffs: &[Diff]) -> Vec<String> {
+    diffs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}: {} → {}",
+                label(d.key),
+                shown(d.key, &d.old),
+                shown(d.key, &d.new)
+            )
+        })
+        .collect()
 }
 
 /// A value refused, and why (the text names what is allowed).
@@ -331,74 +600,76 @@ impl std::fmt::Display for Refusal {
 /// One setting that a change alters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diff {
-    pub key: &'static str,
+    pub key: Key,
     pub old: String,
     pub new: String,
 }
 
 impl Settings {
     /// The value under `key`, as stored.
-    pub fn get(&self, key: &str) -> Option<String> {
-        Some(match key {
-            "ups_baud" => self.ups_baud.to_string(),
-            "ups_slave" => self.ups_slave.to_string(),
-            "serial_timeout_ms" => self.serial_timeout_ms.to_string(),
-            "poll_rate_s" => self.poll_rate_s.to_string(),
-            "modbus_port" => self.modbus_port.to_string(),
-            "modbus_timeout_s" => self.modbus_timeout_s.to_string(),
-            "routing" => match self.routing {
+    pub fn get(&self, key: Key) -> String {
+        match key {
+            Key::UpsBaud => self.ups_baud.to_string(),
+            Key::UpsSlave => self.ups_slave.to_string(),
+            Key::SerialTimeoutMs => self.serial_timeout_ms.to_string(),
+            Key::PollRateS => self.poll_rate_s.to_string(),
+            Key::ModbusPort => self.modbus_port.to_string(),
+            Key::ModbusTimeoutS => self.modbus_timeout_s.to_string(),
+            Key::Routing => match self.routing {
                 Routing::Ups => "ups".into(),
                 Routing::Transparent => "transparent".into(),
             },
-            "rs485_slave" => self.rs485_slave.to_string(),
-            "rs485_baud" => self.rs485_baud.to_string(),
-            "rs485_timeout_s" => self.rs485_timeout_s.to_string(),
-            "frame_gap_us" => self.frame_gap_us.map_or("auto".into(), |v| v.to_string()),
-            "modbus_evict_idle_s" => self.modbus_evict_idle_s.to_string(),
-            "modbus_allow" => access::list_text(&self.modbus_allow),
-            "modbus_write" => match self.modbus_write {
+            Key::Rs485Slave => self.rs485_slave.to_string(),
+            Key::Rs485Baud => self.rs485_baud.to_string(),
+            Key::Rs485TimeoutS => self.rs485_timeout_s.to_string(),
+            Key::FrameGapUs => self.frame_gap_us.map_or("auto".into(), |v| v.to_string()),
+            Key::ModbusEvictIdleS => self.modbus_evict_idle_s.to_string(),
+            Key::ModbusAllow => access::list_text(&self.modbus_allow),
+            Key::ModbusWrite => match self.modbus_write {
                 Writers::Everyone => "everyone".into(),
                 Writers::Listed => "listed".into(),
                 Writers::Nobody => "nobody".into(),
             },
-            "modbus_writers" => access::list_text(&self.modbus_writers),
-            "login_timeout_s" => self.login_timeout_s.to_string(),
-            "password_days" => self.password_days.to_string(),
-            "http_enabled" => self.http_enabled.to_string(),
-            "https_enabled" => self.https_enabled.to_string(),
-            "ssh_enabled" => self.ssh_enabled.to_string(),
-            "dhcp_enabled" => self.dhcp_enabled.to_string(),
-            "ping_enabled" => self.ping_enabled.to_string(),
-            "upgrade_enabled" => self.upgrade_enabled.to_string(),
-            "debug_enabled" => self.debug_enabled.to_string(),
-            "ntp_server" => self.ntp_server.clone(),
-            "ip_address" => self.ip_address.to_string(),
-            "netmask" => self.netmask.to_string(),
-            "gateway" => self.gateway.map(|a| a.to_string()).unwrap_or_default(),
-            "dns" => self.dns.map(|a| a.to_string()).unwrap_or_default(),
-            "sysfs_root" => self.sysfs_root.clone(),
-            "led_rs485_green" => self.led_rs485_green.clone(),
-            "led_rs485_yellow" => self.led_rs485_yellow.clone(),
-            "led_net_green" => self.led_net_green.clone(),
-            "led_net_yellow" => self.led_net_yellow.clone(),
-            "net_interface" => self.net_interface.clone(),
-            "button_device" => self.button_device.clone(),
-            "watchdog_device" => self.watchdog_device.clone(),
-            _ => return None,
-        })
+            Key::ModbusWriters => access::list_text(&self.modbus_writers),
+            Key::LoginTimeoutS => self.login_timeout_s.to_string(),
+            Key::PasswordDays => self.password_days.to_string(),
+            Key::HttpEnabled => self.http_enabled.to_string(),
+            Key::HttpsEnabled => self.https_enabled.to_string(),
+            Key::SshEnabled => self.ssh_enabled.to_string(),
+            Key::DhcpEnabled => self.dhcp_enabled.to_string(),
+            Key::PingEnabled => self.ping_enabled.to_string(),
+            Key::UpgradeEnabled => self.upgrade_enabled.to_string(),
+            Key::DebugEnabled => self.debug_enabled.to_string(),
+            Key::NtpServer => self.ntp_server.clone(),
+            Key::IpAddress => self.ip_address.to_string(),
+            Key::Netmask => self.netmask.to_string(),
+            Key::Gateway => self.gateway.map(|a| a.to_string()).unwrap_or_default(),
+            Key::Dns => self.dns.map(|a| a.to_string()).unwrap_or_default(),
+            Key::SysfsRoot => self.sysfs_root.clone(),
+            Key::LedRs485Green => self.led_rs485_green.clone(),
+            Key::LedRs485Yellow => self.led_rs485_yellow.clone(),
+            Key::LedNetGreen => self.led_net_green.clone(),
+            Key::LedNetYellow => self.led_net_yellow.clone(),
+            Key::NetInterface => self.net_interface.clone(),
+            Key::ButtonDevice => self.button_device.clone(),
+            Key::WatchdogDevice => self.watchdog_device.clone(),
+        }
     }
 
     /// A copy with `changes` (key, value) made, each value checked on its own and then the
     /// whole checked together ([`Settings::check`]), and the settings it alters. Every
     /// refusal is reported, not only the first.
-    pub fn change(&self, changes: &[(&str, &str)]) -> Result<(Settings, Vec<Diff>), Vec<Refusal>> {
+    pub fn change<K: AsRef<str>>(
+        &self,
+        changes: &[(K, &str)],
+    ) -> Result<(Settings, Vec<Diff>), Vec<Refusal>> {
         let mut new = self.clone();
         let mut refused = vec![];
         for (key, value) in changes {
-            if let Err(message) = new.set(key, value) {
+            if let Err(e) = new.set(key, value) {
                 refused.push(Refusal {
-                    key: key.to_string(),
-                    message,
+                    key: key.as_ref().to_string(),
+                    message: e.to_string(),
                 });
             }
         }
@@ -412,7 +683,7 @@ impl Settings {
         }
         let diffs = keys()
             .filter_map(|key| {
-                let (old, new) = (self.get(key)?, new.get(key)?);
+                let (old, new) = (self.get(key), new.get(key));
                 (old != new).then_some(Diff { key, old, new })
             })
             .collect();
@@ -432,7 +703,7 @@ impl Settings {
                 format!("at {baud} baud")
             };
             refused.push(Refusal {
-                key: "serial_timeout_ms".into(),
+                key: Key::SerialTimeoutMs.name().into(),
                 message: format!(
                     "serial_timeout_ms: {} ms is below the lowest sane timeout of {floor} ms {why}",
                     self.serial_timeout_ms
@@ -443,7 +714,7 @@ impl Settings {
         let host = ip & !mask;
         if host == 0 || host == !mask {
             refused.push(Refusal {
-                key: "ip_address".into(),
+                key: Key::IpAddress.name().into(),
                 message: format!(
                     "ip_address: {} is the network's own or broadcast address with mask {}",
                     self.ip_address, self.netmask
@@ -453,7 +724,7 @@ impl Settings {
         if let Some(gw) = self.gateway {
             if u32::from(gw) & mask != ip & mask || gw == self.ip_address {
                 refused.push(Refusal {
-                    key: "gateway".into(),
+                    key: Key::Gateway.name().into(),
                     message: format!(
                         "gateway: {gw} is not another address of the network {}/{}",
                         Ipv4Addr::from(ip & mask),
@@ -464,7 +735,7 @@ impl Settings {
         }
         if self.modbus_write == Writers::Listed && self.modbus_writers.is_empty() {
             refused.push(Refusal {
-                key: "modbus_writers".into(),
+                key: Key::ModbusWriters.name().into(),
                 message: "modbus_writers: writes are allowed from listed networks, but none is \
                           listed: list one, or allow writes from nobody"
                     .into(),
@@ -479,8 +750,14 @@ impl Settings {
 
     /// Sets `key` from text, refusing values the card cannot work with; the error says
     /// what is allowed. Rules between settings are [`Settings::check`]'s.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let value = value.trim();
+    pub fn set(&mut self, key: impl AsRef<str>, value: &str) -> Result<(), SetError> {
+        let key = Key::parse(key.as_ref())?;
+        self.assign(key, value.trim())
+            .map_err(|why| SetError::Refused { key, why })
+    }
+
+    /// [`Settings::set`], refusing with why alone.
+    fn assign(&mut self, key: Key, value: &str) -> Result<(), String> {
         // The message names the very bounds the check uses: those of [`NUMBERS`].
         let num = || -> Result<u64, String> {
             let (min, max) = range(key).expect("a numeric setting is in NUMBERS");
@@ -488,113 +765,101 @@ impl Settings {
                 .parse::<u64>()
                 .ok()
                 .filter(|v| (min..=max).contains(v))
-                .ok_or_else(|| format!("{key}: '{value}' is not a number from {min} to {max}"))
+                .ok_or_else(|| format!("'{value}' is not a number from {min} to {max}"))
         };
         match key {
-            "ups_baud" => {
+            Key::UpsBaud => {
                 let v = value
                     .parse::<u32>()
                     .ok()
                     .filter(|v| *v == 0 || UPS_BAUDS.contains(v));
                 let Some(v) = v else {
                     return Err(format!(
-                        "ups_baud: '{value}' is not 0 (detect) or one of {UPS_BAUDS:?}"
+                        "'{value}' is not 0 (detect) or one of {UPS_BAUDS:?}"
                     ));
                 };
                 self.ups_baud = v;
             }
-            "ups_slave" => {
+            Key::UpsSlave => {
                 self.ups_slave = num()? as u8;
             }
-            "serial_timeout_ms" => self.serial_timeout_ms = num()? as u32,
-            "poll_rate_s" => self.poll_rate_s = num()? as u32,
-            "modbus_port" => {
+            Key::SerialTimeoutMs => self.serial_timeout_ms = num()? as u32,
+            Key::PollRateS => self.poll_rate_s = num()? as u32,
+            Key::ModbusPort => {
                 self.modbus_port = num()? as u16;
             }
-            "modbus_timeout_s" => self.modbus_timeout_s = num()? as u32,
-            "routing" => {
+            Key::ModbusTimeoutS => self.modbus_timeout_s = num()? as u32,
+            Key::Routing => {
                 self.routing = match value {
                     "ups" => Routing::Ups,
                     "transparent" => Routing::Transparent,
-                    _ => return Err(format!("routing: '{value}' is not 'ups' or 'transparent'")),
+                    _ => return Err(format!("'{value}' is not 'ups' or 'transparent'")),
                 }
             }
-            "rs485_slave" => {
+            Key::Rs485Slave => {
                 self.rs485_slave = num()? as u8;
             }
-            "rs485_baud" => {
+            Key::Rs485Baud => {
                 let v = value
                     .parse::<u32>()
                     .ok()
                     .filter(|v| RS485_BAUDS.contains(v));
                 let Some(v) = v else {
-                    return Err(format!(
-                        "rs485_baud: '{value}' is not one of {RS485_BAUDS:?}"
-                    ));
+                    return Err(format!("'{value}' is not one of {RS485_BAUDS:?}"));
                 };
                 self.rs485_baud = v;
             }
-            "rs485_timeout_s" => self.rs485_timeout_s = num()? as u32,
-            "frame_gap_us" => {
+            Key::Rs485TimeoutS => self.rs485_timeout_s = num()? as u32,
+            Key::FrameGapUs => {
                 self.frame_gap_us = if value == "auto" {
                     None
                 } else {
                     Some(num()? as u32)
                 }
             }
-            "modbus_evict_idle_s" => self.modbus_evict_idle_s = num()? as u32,
-            "modbus_allow" => {
-                self.modbus_allow = access::parse_list(value).map_err(|e| format!("{key}: {e}"))?
-            }
-            "modbus_write" => {
+            Key::ModbusEvictIdleS => self.modbus_evict_idle_s = num()? as u32,
+            Key::ModbusAllow => self.modbus_allow = access::parse_list(value)?,
+            Key::ModbusWrite => {
                 self.modbus_write = match value {
                     "everyone" => Writers::Everyone,
                     "listed" => Writers::Listed,
                     "nobody" => Writers::Nobody,
-                    _ => {
-                        return Err(format!(
-                            "{key}: '{value}' is not everyone, listed or nobody"
-                        ))
-                    }
+                    _ => return Err(format!("'{value}' is not everyone, listed or nobody")),
                 }
             }
-            "modbus_writers" => {
-                self.modbus_writers =
-                    access::parse_list(value).map_err(|e| format!("{key}: {e}"))?
-            }
-            "login_timeout_s" => {
+            Key::ModbusWriters => self.modbus_writers = access::parse_list(value)?,
+            Key::LoginTimeoutS => {
                 self.login_timeout_s = num()? as u32;
             }
-            "password_days" => self.password_days = num()? as u32,
-            "http_enabled" => self.http_enabled = flag(key, value)?,
-            "https_enabled" => self.https_enabled = flag(key, value)?,
-            "ssh_enabled" => self.ssh_enabled = flag(key, value)?,
-            "dhcp_enabled" => self.dhcp_enabled = flag(key, value)?,
-            "ping_enabled" => self.ping_enabled = flag(key, value)?,
-            "upgrade_enabled" => self.upgrade_enabled = flag(key, value)?,
-            "debug_enabled" => self.debug_enabled = flag(key, value)?,
-            "ntp_server" => self.ntp_server = host_port(key, value)?,
-            "ip_address" => self.ip_address = host_address(key, value)?,
-            "netmask" => self.netmask = netmask(key, value)?,
-            "gateway" => self.gateway = optional(key, value, host_address)?,
-            "dns" => self.dns = optional(key, value, host_address)?,
-            "sysfs_root" => self.sysfs_root = absolute_path(key, value, false)?,
-            "led_rs485_green" => self.led_rs485_green = file_name(key, value)?,
-            "led_rs485_yellow" => self.led_rs485_yellow = file_name(key, value)?,
-            "led_net_green" => self.led_net_green = file_name(key, value)?,
-            "led_net_yellow" => self.led_net_yellow = file_name(key, value)?,
-            "net_interface" => {
-                let v = file_name(key, value)?;
+            Key::PasswordDays => self.password_days = num()? as u32,
+            Key::HttpEnabled => self.http_enabled = flag(value)?,
+            Key::HttpsEnabled => self.https_enabled = flag(value)?,
+            Key::SshEnabled => self.ssh_enabled = flag(value)?,
+            Key::DhcpEnabled => self.dhcp_enabled = flag(value)?,
+            Key::PingEnabled => self.ping_enabled = flag(value)?,
+            Key::UpgradeEnabled => self.upgrade_enabled = flag(value)?,
+            Key::DebugEnabled => self.debug_enabled = flag(value)?,
+            Key::NtpServer => self.ntp_server = host_port(value)?,
+            Key::IpAddress => self.ip_address = host_address(value)?,
+            Key::Netmask => self.netmask = netmask(value)?,
+            Key::Gateway => self.gateway = optional(value, host_address)?,
+            Key::Dns => self.dns = optional(value, host_address)?,
+            Key::SysfsRoot => self.sysfs_root = absolute_path(value, false)?,
+            Key::LedRs485Green => self.led_rs485_green = file_name(value)?,
+            Key::LedRs485Yellow => self.led_rs485_yellow = file_name(value)?,
+            Key::LedNetGreen => self.led_net_green = file_name(value)?,
+            Key::LedNetYellow => self.led_net_yellow = file_name(value)?,
+            Key::NetInterface => {
+                let v = file_name(value)?;
                 if v.is_empty() || v.len() > 15 {
                     return Err(format!(
-                        "net_interface: '{v}' is not an interface name (1 to 15 characters)"
+                        "'{v}' is not an interface name (1 to 15 characters)"
                     ));
                 }
                 self.net_interface = v;
             }
-            "button_device" => self.button_device = absolute_path(key, value, true)?,
-            "watchdog_device" => self.watchdog_device = absolute_path(key, value, true)?,
-            _ => return Err(format!("unknown setting '{key}'")),
+            Key::ButtonDevice => self.button_device = absolute_path(value, true)?,
+            Key::WatchdogDevice => self.watchdog_device = absolute_path(value, true)?,
         }
         Ok(())
     }
@@ -620,35 +885,35 @@ impl Settings {
 }
 
 /// A switch: `true`/`false` (also on/off, yes/no, 1/0).
-fn flag(key: &str, value: &str) -> Result<bool, String> {
+fn flag(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "on" | "yes" | "1" => Ok(true),
         "false" | "off" | "no" | "0" => Ok(false),
-        _ => Err(format!("{key}: '{value}' is not true or false")),
+        _ => Err(format!("'{value}' is not true or false")),
     }
 }
 
 /// An address a host may have: not 0.0.0.0, loopback, multicast or broadcast.
-fn host_address(key: &str, value: &str) -> Result<Ipv4Addr, String> {
+fn host_address(value: &str) -> Result<Ipv4Addr, String> {
     let a: Ipv4Addr = value
         .parse()
-        .map_err(|_| format!("{key}: '{value}' is not an IPv4 address such as 192.168.1.20"))?;
+        .map_err(|_| format!("'{value}' is not an IPv4 address such as 192.168.1.20"))?;
     if a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast() {
-        return Err(format!("{key}: {a} cannot be a host's address"));
+        return Err(format!("{a} cannot be a host's address"));
     }
     Ok(a)
 }
 
 /// A subnet mask: ones then zeros, from /8 to /30.
-fn netmask(key: &str, value: &str) -> Result<Ipv4Addr, String> {
+fn netmask(value: &str) -> Result<Ipv4Addr, String> {
     let m: Ipv4Addr = value
         .parse()
-        .map_err(|_| format!("{key}: '{value}' is not a mask such as 255.255.255.0"))?;
+        .map_err(|_| format!("'{value}' is not a mask such as 255.255.255.0"))?;
     let bits = u32::from(m);
     let ones = bits.leading_ones();
     if bits.count_ones() != ones || !(8..=30).contains(&ones) {
         return Err(format!(
-            "{key}: {m} is not a subnet mask from 255.0.0.0 (/8) to 255.255.255.252 (/30)"
+            "{m} is not a subnet mask from 255.0.0.0 (/8) to 255.255.255.252 (/30)"
         ));
     }
     Ok(m)
@@ -656,19 +921,18 @@ fn netmask(key: &str, value: &str) -> Result<Ipv4Addr, String> {
 
 /// Empty means none.
 fn optional(
-    key: &str,
     value: &str,
-    parse: fn(&str, &str) -> Result<Ipv4Addr, String>,
+    parse: fn(&str) -> Result<Ipv4Addr, String>,
 ) -> Result<Option<Ipv4Addr>, String> {
     if value.is_empty() {
         Ok(None)
     } else {
-        parse(key, value).map(Some)
+        parse(value).map(Some)
     }
 }
 
 /// A host name or IPv4 address, with an optional port; empty means none.
-fn host_port(key: &str, value: &str) -> Result<String, String> {
+fn host_port(value: &str) -> Result<String, String> {
     let (host, port) = match value.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (value, None),
@@ -687,13 +951,13 @@ fn host_port(key: &str, value: &str) -> Result<String, String> {
         Ok(value.to_owned())
     } else {
         Err(format!(
-            "{key}: '{value}' is not a host name or address (with an optional :port)"
+            "'{value}' is not a host name or address (with an optional :port)"
         ))
     }
 }
 
 /// An absolute path without `..`; empty allowed where `may_be_empty` (meaning none).
-fn absolute_path(key: &str, value: &str, may_be_empty: bool) -> Result<String, String> {
+fn absolute_path(value: &str, may_be_empty: bool) -> Result<String, String> {
     if value.is_empty() && may_be_empty {
         return Ok(String::new());
     }
@@ -701,13 +965,13 @@ fn absolute_path(key: &str, value: &str, may_be_empty: bool) -> Result<String, S
         && !value.split('/').any(|p| p == "..")
         && !value.chars().any(char::is_control);
     if !clean || value.len() > 255 {
-        return Err(format!("{key}: '{value}' is not an absolute path"));
+        return Err(format!("'{value}' is not an absolute path"));
     }
     Ok(value.to_owned())
 }
 
 /// One name inside a folder (an LED, an interface); empty means none.
-fn file_name(key: &str, value: &str) -> Result<String, String> {
+fn file_name(value: &str) -> Result<String, String> {
     let ok = value.len() <= 64
         && value != "."
         && value != ".."
@@ -716,7 +980,7 @@ fn file_name(key: &str, value: &str) -> Result<String, String> {
             .all(|b| b.is_ascii_alphanumeric() || b"-_:.@".contains(&b));
     if !ok {
         return Err(format!(
-            "{key}: '{value}' is not a plain name (letters, digits, - _ : . @)"
+            "'{value}' is not a plain name (letters, digits, - _ : . @)"
         ));
     }
     Ok(value.to_owned())
@@ -743,9 +1007,9 @@ mod tests {
     #[test]
     fn numbers_are_refused_with_the_bounds_they_are_checked_against() {
         for def in DEFS.iter() {
-            let default = Settings::default().get(def.key).unwrap();
-            let numeric = default.parse::<u64>().is_ok() || def.key == "frame_gap_us";
-            let choices = def.key.ends_with("_baud");
+            let default = Settings::default().get(def.key);
+            let numeric = default.parse::<u64>().is_ok() || def.key == Key::FrameGapUs;
+            let choices = def.key.name().ends_with("_baud");
             assert_eq!(
                 range(def.key).is_some(),
                 numeric && !choices,
@@ -761,16 +1025,68 @@ mod tests {
             let below = min.checked_sub(1).map_or("-1".into(), |v| v.to_string());
             for bad in [below, (max + 1).to_string(), "x".into()] {
                 let e = s.set(key, &bad).unwrap_err();
-                assert!(e.contains(&bounds), "{key} = {bad}: {e}");
+                assert!(e.to_string().contains(&bounds), "{key} = {bad}: {e}");
             }
         }
+    }
+
+    /// A setting's kind agrees with what it takes: its default and every choice are
+    /// values it accepts, numbers are those with bounds, the baud choices are the rates.
+    #[test]
+    fn every_kind_fits_its_values() {
+        let defaults = Settings::default();
+        for def in &DEFS {
+            let default = defaults.get(def.key);
+            assert_eq!(
+                matches!(def.kind, Kind::Number | Kind::NumberOrAuto),
+                range(def.key).is_some(),
+                "{}",
+                def.key
+            );
+            match def.kind {
+                Kind::Switch { .. } => assert!(default == "true" || default == "false"),
+                Kind::Choice(list) => {
+                    assert!(list.iter().any(|(v, _)| *v == default), "{}", def.key);
+                    for (v, _) in list {
+                        Settings::default().set(def.key, v).unwrap();
+                    }
+                }
+                _ => assert!(default != "true" && default != "false", "{}", def.key),
+            }
+            assert_eq!(
+                def.note.is_some(),
+                !def.kind.choices().is_empty() && def.kind != ON_OFF
+            );
+        }
+        let rates = |k: Key| -> Vec<u32> {
+            let list = def_of(k).kind.choices();
+            list.iter().map(|(v, _)| v.parse().unwrap()).collect()
+        };
+        assert_eq!(rates(Key::UpsBaud), [&[0][..], &UPS_BAUDS].concat());
+        assert_eq!(rates(Key::Rs485Baud), RS485_BAUDS);
+    }
+
+    #[test]
+    fn values_read_the_same_wherever_they_are_shown() {
+        assert_eq!(shown(Key::Gateway, ""), "none");
+        assert_eq!(shown(Key::DhcpEnabled, "false"), "Static address");
+        assert_eq!(shown(Key::PingEnabled, "true"), "On");
+        assert_eq!(shown(Key::UpsBaud, "0"), "Detect (57600, 19200 or 9600)");
+        assert_eq!(shown(Key::IpAddress, "10.1.2.3"), "10.1.2.3");
+        let (_, diffs) = Settings::default()
+            .change(&[(Key::Gateway, "192.168.7.1"), (Key::PollRateS, "3")])
+            .unwrap();
+        assert_eq!(
+            summary(&diffs),
+            ["Polling rate (s): 10 → 3", "Gateway: none → 192.168.7.1"]
+        );
     }
 
     #[test]
     fn every_key_round_trips() {
         let mut s = Settings::default();
         for key in keys() {
-            let v = s.get(key).unwrap();
+            let v = s.get(key);
             s.set(key, &v).unwrap();
         }
         assert_eq!(s, Settings::default());
@@ -814,7 +1130,7 @@ mod tests {
         assert_eq!(
             diffs,
             [Diff {
-                key: "poll_rate_s",
+                key: Key::PollRateS,
                 old: "10".into(),
                 new: "5".into()
             }]
@@ -830,9 +1146,9 @@ mod tests {
         assert!(s.change(&[("ip_address", "192.168.7.0")]).is_err());
         let (moved, _) = s
             .change(&[
-                ("ip_address", "10.1.2.3"),
-                ("netmask", "255.255.0.0"),
-                ("gateway", "10.1.0.1"),
+                (Key::IpAddress, "10.1.2.3"),
+                (Key::Netmask, "255.255.0.0"),
+                (Key::Gateway, "10.1.0.1"),
             ])
             .unwrap();
         assert_eq!(moved.gateway, Some(Ipv4Addr::new(10, 1, 0, 1)));
@@ -840,46 +1156,47 @@ mod tests {
 
     #[test]
     fn every_key_is_declared_once_with_a_label() {
+        // def_of finds a key's declaration by its place in Key::ALL.
+        for (i, key) in Key::ALL.into_iter().enumerate() {
+            assert_eq!(DEFS[i].key, key);
+        }
         let mut seen = std::collections::HashSet::new();
         for d in &DEFS {
             assert!(seen.insert(d.key), "{} twice", d.key);
             assert!(!d.label.is_empty() && !d.help.is_empty());
-            assert!(Settings::default().get(d.key).is_some(), "{}", d.key);
+            assert_eq!(Key::named(d.key.name()), Some(d.key));
         }
     }
 
     #[test]
     fn bad_values_say_what_is_allowed() {
         let mut s = Settings::default();
-        assert!(s.set("rs485_slave", "175").unwrap_err().contains("174"));
-        assert!(s.set("rs485_baud", "4800").unwrap_err().contains("1200"));
-        assert!(s.set("ups_baud", "38400").unwrap_err().contains("57600"));
-        assert!(s.set("routing", "x").unwrap_err().contains("transparent"));
-        assert!(s.set("nope", "1").unwrap_err().contains("unknown"));
-        assert!(s.set("http_enabled", "maybe").unwrap_err().contains("true"));
-        assert!(s
-            .set("netmask", "255.0.255.0")
-            .unwrap_err()
-            .contains("mask"));
-        assert!(s
-            .set("ip_address", "127.0.0.1")
-            .unwrap_err()
-            .contains("host"));
-        assert!(s
-            .set("ip_address", "300.1.1.1")
-            .unwrap_err()
-            .contains("IPv4"));
-        assert!(s.set("ntp_server", "a b").unwrap_err().contains("host"));
-        assert!(s
-            .set("led_net_green", "../x")
-            .unwrap_err()
-            .contains("plain"));
-        assert!(s
-            .set("watchdog_device", "dev/wd")
-            .unwrap_err()
-            .contains("absolute"));
-        assert!(s.set("sysfs_root", "").unwrap_err().contains("absolute"));
-        assert!(s.set("login_timeout_s", "5").unwrap_err().contains("30"));
+        for (key, value, says) in [
+            ("rs485_slave", "175", "174"),
+            ("rs485_baud", "4800", "1200"),
+            ("ups_baud", "38400", "57600"),
+            ("routing", "x", "transparent"),
+            ("http_enabled", "maybe", "true"),
+            ("netmask", "255.0.255.0", "mask"),
+            ("ip_address", "127.0.0.1", "host"),
+            ("ip_address", "300.1.1.1", "IPv4"),
+            ("ntp_server", "a b", "host"),
+            ("led_net_green", "../x", "plain"),
+            ("watchdog_device", "dev/wd", "absolute"),
+            ("sysfs_root", "", "absolute"),
+            ("login_timeout_s", "5", "30"),
+        ] {
+            let e = s.set(key, value).unwrap_err();
+            assert!(
+                matches!(e, SetError::Refused { key: k, .. } if k == key),
+                "{e:?}"
+            );
+            assert!(e.to_string().starts_with(&format!("{key}: ")), "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        let e = s.set("nope", "1").unwrap_err();
+        assert_eq!(e, SetError::Unknown("nope".into()));
+        assert!(e.to_string().contains("unknown"));
         assert_eq!(s, Settings::default());
     }
 
@@ -888,7 +1205,7 @@ mod tests {
         let mut s = Settings::default();
         s.set("https_enabled", "off").unwrap();
         assert!(!s.https_enabled);
-        assert_eq!(s.get("https_enabled").unwrap(), "false");
+        assert_eq!(s.get(Key::HttpsEnabled), "false");
         s.set("ntp_server", "127.0.0.1:12300").unwrap();
         s.set("ntp_server", "pool.ntp.org").unwrap();
         s.set("gateway", "192.168.7.1").unwrap();

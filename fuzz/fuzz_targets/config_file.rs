@@ -6,7 +6,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use modbus_card::config_file;
-use modbus_card::settings::Settings;
+use modbus_card::settings::{Key, Settings};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(entries) = config_file::parse(data) else {
@@ -16,13 +16,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(diffs) = config_file::changes(&base, &entries) else {
         return;
     };
-    let pairs: Vec<(&str, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+    let pairs: Vec<(Key, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
     let (applied, again) = base.change(&pairs).expect("changes() accepted it");
     assert_eq!(diffs, again);
 
     let exported = config_file::export(&applied, "fuzz");
     let back = config_file::parse(exported.as_bytes()).expect("an export reads back");
-    let pairs: Vec<(&str, &str)> = back.iter().map(|e| (e.key, e.value.as_str())).collect();
+    let pairs: Vec<(Key, &str)> = back.iter().map(|e| (e.key, e.value.as_str())).collect();
     let (reread, _) = base
         .change(&pairs)
         .expect("an export applies to the factory settings");

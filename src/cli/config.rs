@@ -5,6 +5,7 @@ use super::{only, settings::BY, text, unexpected, Arg, Args, Outcome, Stop};
 use crate::config_file;
 use crate::event::{Event, Stamped};
 use crate::firmware;
+use crate::settings::Key;
 
 // Literals, so that `config --help` can show both subcommands' texts at once.
 macro_rules! export_help {
@@ -82,7 +83,7 @@ pub fn main(args: &[String]) -> Outcome {
     } else if dry_run {
         println!("(dry run: nothing stored)");
     } else {
-        let pairs: Vec<(&str, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+        let pairs: Vec<(Key, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
         let diffs =
             crate::live::change_stored(&mut store, &pairs, BY).map_err(|e| e.to_string())?;
         let loaded = Stamped {

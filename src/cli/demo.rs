@@ -5,6 +5,7 @@ use super::{parse_addr, serve::serve, unexpected, Arg, Args, Outcome};
 use crate::firmware;
 use crate::pty::{NullModem, Pty};
 use crate::service::{Options, Service};
+use crate::settings::Key;
 use crate::sim::{Sim, SimConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,7 +66,7 @@ pub fn main(args: &[String]) -> Outcome {
         rs485: Some(rs485.card_side().to_path_buf()),
         modbus,
         modbus_host: Some([127, 0, 0, 1].into()),
-        factory: vec![("modbus_port".into(), DEMO_MODBUS_PORT.to_string())],
+        factory: vec![(Key::ModbusPort.name().into(), DEMO_MODBUS_PORT.to_string())],
         firmware,
         http: Some(http),
         https: Some(https),

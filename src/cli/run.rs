@@ -3,6 +3,7 @@
 use super::{parse_addr, serve::serve, unexpected, Arg, Args, Outcome};
 use crate::accounts::Mac;
 use crate::service::Options;
+use crate::settings::Key;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ pub fn main(args: &[String]) -> Outcome {
     let ups = ups.ok_or("run needs --ups PATH (the UPS serial port)")?;
     let mut overrides = vec![];
     if let Some(baud) = baud {
-        overrides.push(("ups_baud".to_string(), baud));
+        overrides.push((Key::UpsBaud.name().to_string(), baud));
     }
     for kv in sets {
         let (k, v) = kv

@@ -36,7 +36,7 @@ pub fn main(args: &[String]) -> Outcome {
     }
     let settings = store.load_settings().map_err(|e| e.to_string())?;
     for key in crate::settings::keys() {
-        println!("{key}={}", settings.get(key).unwrap_or_default());
+        println!("{key}={}", settings.get(key));
     }
     println!(
         "# lowest sane serial_timeout_ms at {} baud: {}",

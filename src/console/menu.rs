@@ -14,10 +14,16 @@ use crate::accounts::password::{MIN_LENGTH, SPECIALS};
 use crate::accounts::{AccountError, Change, Channel, Role, Session};
 use crate::board::clock;
 use crate::live::{Refused, Who};
-use crate::settings::{label, rule, Diff};
+use crate::settings::{label, rule, shown, summary, Key};
 
 /// The settings of item 1, in the order they are asked.
-const NETWORK: [&str; 5] = ["dhcp_enabled", "ip_address", "netmask", "gateway", "dns"];
+const NETWORK: [Key; 5] = [
+    Key::DhcpEnabled,
+    Key::IpAddress,
+    Key::Netmask,
+    Key::Gateway,
+    Key::Dns,
+];
 
 /// Serves the menu on a fresh terminal.
 pub fn run(console: &Console, term: &mut dyn Terminal, session: Session, via: &str) {
@@ -203,9 +209,9 @@ impl Menu<'_, '_> {
         let stored = self.console.live.stored();
         self.say("\nCard Settings")?;
         for key in NETWORK {
-            let value = settings.get(key).unwrap_or_default();
+            let value = settings.get(key);
             let mut line = format!("  {:<14}{}", format!("{}:", label(key)), shown(key, &value));
-            let kept = stored.get(key).unwrap_or_default();
+            let kept = stored.get(key);
             if kept != value {
                 // A command-line override holds for this run only.
                 line.push_str(&format!(
@@ -251,15 +257,12 @@ impl Menu<'_, '_> {
             "Enter keeps the value in brackets; for the gateway and DNS server, 'none' means \
              none. Ctrl-C leaves without a change.",
         )?;
-        let mut draft: Vec<(&str, String)> = NETWORK
-            .iter()
-            .map(|&k| (k, settings.get(k).unwrap_or_default()))
-            .collect();
+        let mut draft: Vec<(Key, String)> = NETWORK.iter().map(|&k| (k, settings.get(k))).collect();
         loop {
             if !self.walk(&mut draft)? {
                 return self.say("Cancelled: nothing was changed.");
             }
-            let pairs: Vec<(&str, &str)> = draft.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let pairs: Vec<(Key, &str)> = draft.iter().map(|(k, v)| (*k, v.as_str())).collect();
             match self.console.live.preview(&pairs) {
                 Err(refusals) => {
                     self.say("These settings do not go together:")?;
@@ -292,15 +295,15 @@ impl Menu<'_, '_> {
 
     /// Asks each field of `draft` (DHCP; the static ones only without it), each value
     /// checked alone at once. False when cancelled.
-    fn walk(&mut self, draft: &mut [(&str, String)]) -> Step<bool> {
+    fn walk(&mut self, draft: &mut [(Key, String)]) -> Step<bool> {
         let settings = self.console.live.current();
         for i in 0..draft.len() {
             let (key, current) = (draft[i].0, draft[i].1.clone());
-            if key != "dhcp_enabled" && draft[0].1 == "true" {
+            if key != Key::DhcpEnabled && draft[0].1 == "true" {
                 continue;
             }
             loop {
-                let prompt = if key == "dhcp_enabled" {
+                let prompt = if key == Key::DhcpEnabled {
                     let yn = if current == "true" { "y" } else { "n" };
                     format!("Use DHCP (BootP) for the address? (y/n) [{yn}]: ")
                 } else {
@@ -312,13 +315,13 @@ impl Menu<'_, '_> {
                 let typed = typed.trim();
                 let value = match (key, typed.to_ascii_lowercase().as_str()) {
                     (_, "") => current.clone(),
-                    ("dhcp_enabled", "y" | "yes") => "true".into(),
-                    ("dhcp_enabled", "n" | "no") => "false".into(),
-                    ("dhcp_enabled", _) => {
+                    (Key::DhcpEnabled, "y" | "yes") => "true".into(),
+                    (Key::DhcpEnabled, "n" | "no") => "false".into(),
+                    (Key::DhcpEnabled, _) => {
                         self.say("Please answer y or n.")?;
                         continue;
                     }
-                    ("gateway" | "dns", "none") => String::new(),
+                    (Key::Gateway | Key::Dns, "none") => String::new(),
                     _ => typed.to_string(),
                 };
                 // The value alone, as the door checks it; how the values go together is
@@ -328,7 +331,7 @@ impl Menu<'_, '_> {
                         draft[i].1 = value;
                         break;
                     }
-                    Err(message) => self.say(&in_words(key, &message))?,
+                    Err(e) => self.say(&format!("{}: {}", label(key), e.why()))?,
                 }
             }
         }
@@ -337,7 +340,7 @@ impl Menu<'_, '_> {
 
     /// Makes the change through the door; a warning the summary did not show (the
     /// settings moved meanwhile) is asked about first.
-    fn apply(&mut self, pairs: &[(&str, &str)], shown_warnings: &[String]) -> Step {
+    fn apply(&mut self, pairs: &[(Key, &str)], shown_warnings: &[String]) -> Step {
         let who = self.who();
         let live = &self.console.live;
         let mut result = live.change(pairs, &who, false);
@@ -492,34 +495,13 @@ impl Menu<'_, '_> {
     }
 }
 
-/// A value as a person reads it.
-fn shown(key: &str, value: &str) -> String {
-    match (key, value) {
-        ("dhcp_enabled", "true") => "DHCP (BootP)".into(),
-        ("dhcp_enabled", _) => "Static address".into(),
-        (_, "") => "none".into(),
-        _ => value.into(),
-    }
-}
-
-/// "Label: old -> new" for each change.
-fn summary(diffs: &[Diff]) -> Vec<String> {
-    diffs
-        .iter()
-        .map(|d| {
-            format!(
-                "{}: {} -> {}",
-                label(d.key),
-                shown(d.key, &d.old),
-                shown(d.key, &d.new)
-            )
-        })
-        .collect()
-}
-
 /// A refusal as the pages word it: the setting's label, then the rule.
 fn in_words(key: &str, message: &str) -> String {
-    format!("{}: {}", label(key), rule(key, message))
+    let label: &str = match Key::named(key) {
+        Some(k) => label(k),
+        None => key,
+    };
+    format!("{}: {}", label, rule(key, message))
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ fn write_settings(tx: &Transaction<'_>, diffs: &[Diff]) -> rusqlite::Result<()> 
     let mut put =
         tx.prepare_cached("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)")?;
     for d in diffs {
-        put.execute(params![d.key, d.new])?;
+        put.execute(params![d.key.name(), d.new])?;
     }
     Ok(())
 }
@@ -260,24 +260,31 @@ impl Store {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
         let mut s = base.clone();
-        for (key, value) in &stored {
-            if settings::def_of(key).is_none() {
-                log::warn!("stored setting '{key}' is unknown to this firmware and ignored");
-            } else if let Err(e) = s.set(key, value) {
-                let default = base.get(key).unwrap_or_default();
-                log::warn!("stored setting ignored, using the default {key}={default}: {e}");
+        for (name, value) in &stored {
+            match s.set(name, value) {
+                Ok(()) => {}
+                Err(settings::SetError::Unknown(_)) => {
+                    log::warn!("stored setting '{name}' is unknown to this firmware and ignored")
+                }
+                Err(e @ settings::SetError::Refused { key, .. }) => {
+                    let default = base.get(key);
+                    log::warn!("stored setting ignored, using the default {key}={default}: {e}");
+                }
             }
         }
         // Values that are fine alone but not together: the ones named go back to their
         // defaults.
         if let Err(refused) = s.check() {
             for r in refused {
-                let default = base.get(&r.key).unwrap_or_default();
+                let Some(key) = settings::Key::named(&r.key) else {
+                    continue;
+                };
+                let default = base.get(key);
                 log::warn!(
                     "stored setting ignored, using the default {}={default}: {r}",
                     r.key
                 );
-                let _ = s.set(&r.key, &default);
+                let _ = s.set(key, &default);
             }
             if s.check().is_err() {
                 s = base;
@@ -289,7 +296,10 @@ impl Store {
     /// Makes `changes` to the stored settings, all or nothing: checked as a whole against
     /// the stored ones ([`Settings::change`]), then written in one transaction. Returns
     /// what changed; a refusal gives [`StoreError::Invalid`] naming every refused value.
-    pub fn change_settings(&self, changes: &[(&str, &str)]) -> Result<Vec<Diff>, StoreError> {
+    pub fn change_settings(
+        &self,
+        changes: &[(impl AsRef<str>, &str)],
+    ) -> Result<Vec<Diff>, StoreError> {
         let tx = self.write_tx()?;
         let (_, diffs) = self.load_settings()?.change(changes).map_err(|refused| {
             StoreError::Invalid(
@@ -313,7 +323,7 @@ impl Store {
     }
 
     /// Stores one setting; see [`Store::change_settings`].
-    pub fn save_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+    pub fn save_setting(&self, key: impl AsRef<str>, value: &str) -> Result<(), StoreError> {
         self.change_settings(&[(key, value)]).map(|_| ())
     }
 

@@ -160,11 +160,11 @@ fn card_settings_are_changed_field_by_field_and_applied_after_a_summary() {
     t.answer("DNS server [none]: ", "10.1.0.2");
     let summary = t.expect("Apply these settings? (y/n)");
     for line in [
-        "BootP/DHCP: DHCP (BootP) -> Static address",
-        "IP address: 192.168.7.18 -> 10.1.2.3",
-        "Subnet mask: 255.255.255.0 -> 255.255.0.0",
-        "Gateway: none -> 10.1.0.1",
-        "DNS server: none -> 10.1.0.2",
+        "BootP/DHCP: DHCP (BootP) → Static address",
+        "IP address: 192.168.7.18 → 10.1.2.3",
+        "Subnet mask: 255.255.255.0 → 255.255.0.0",
+        "Gateway: none → 10.1.0.1",
+        "DNS server: none → 10.1.0.2",
         "The card will use the static address 10.1.2.3",
     ] {
         assert!(summary.contains(line), "{line}: {summary}");
@@ -201,7 +201,7 @@ fn card_settings_are_changed_field_by_field_and_applied_after_a_summary() {
     t.answer("Gateway [10.1.0.1]: ", "none");
     t.answer("DNS server [10.1.0.2]: ", "");
     let summary = t.expect("Apply these settings? (y/n)");
-    assert!(summary.contains("Gateway: 10.1.0.1 -> none"), "{summary}");
+    assert!(summary.contains("Gateway: 10.1.0.1 → none"), "{summary}");
     assert!(!summary.contains("IP address:"), "{summary}");
     t.send("n\r");
     t.expect("Nothing was changed.");

@@ -17,6 +17,7 @@ mod board_network;
 mod board_restart;
 mod board_watchdog;
 mod cli_help;
+mod config_fixtures;
 mod console_menu;
 mod console_serial;
 mod console_ssh;

@@ -369,7 +369,7 @@ async fn access_control_set_on_the_modbus_page_holds_at_once() {
     let open = "Any host on the network can send the UPS commands";
     admin.get("/").shows(&[open, "href=\"/modbus\""]);
     let p = admin.submit("/modbus", &[("modbus_allow", "127.0.0.1")]);
-    p.shows(&["Masters allowed: (none) → 127.0.0.1"]);
+    p.shows(&["Masters allowed: none → 127.0.0.1"]);
     assert!(!admin.get("/").body.contains(open), "decided: no banner");
     let mut inside = master(card.addr(), "127.0.0.1").await.unwrap();
     assert!(inside
@@ -549,7 +549,7 @@ fn date_and_time_by_hand_and_from_ntp() {
     assert_eq!(p.status, 400);
     assert!(p.body.contains("is not a host name or address"));
     let p = admin.post("/time", &[("ntp_server", "127.0.0.1:9")]);
-    p.shows(&["NTP server: (none) → 127.0.0.1:9"]);
+    p.shows(&["NTP server: none → 127.0.0.1:9"]);
     assert_eq!(card.service().settings().ntp_server, "127.0.0.1:9");
     let page = admin.get("/time");
     assert!(page.body.contains("NTP server 127.0.0.1:9"));

@@ -12,17 +12,23 @@ use crate::board::network::NetStatus;
 use crate::config_file::{self, LineError};
 use crate::event::Event;
 use crate::live::{Refused, Who};
-use crate::settings::{def_of, Diff, Section, DEFS};
+use crate::settings::{def_of, Diff, Key, Section, DEFS};
 use crate::web::certs::{Info, Made, RootInfo, Source};
 use crate::web::routes::Ctx;
 use askama::Template;
 use rouille::Response;
 
-const NETWORK: [&str; 5] = ["dhcp_enabled", "ip_address", "netmask", "gateway", "dns"];
-const UPS: [&str; 3] = ["ups_baud", "serial_timeout_ms", "poll_rate_s"];
-const LOGINS: [&str; 2] = ["login_timeout_s", "password_days"];
+const NETWORK: [Key; 5] = [
+    Key::DhcpEnabled,
+    Key::IpAddress,
+    Key::Netmask,
+    Key::Gateway,
+    Key::Dns,
+];
+const UPS: [Key; 3] = [Key::UpsBaud, Key::SerialTimeoutMs, Key::PollRateS];
+const LOGINS: [Key; 2] = [Key::LoginTimeoutS, Key::PasswordDays];
 
-fn board_keys() -> Vec<&'static str> {
+fn board_keys() -> Vec<Key> {
     DEFS.iter()
         .filter(|d| d.section == Section::Board)
         .map(|d| d.key)
@@ -74,7 +80,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
 
 /// A settings form of this page posted.
 pub fn submit(ctx: &Ctx<'_>) -> Response {
-    let all: Vec<&'static str> = [&NETWORK[..], &UPS, &LOGINS, &board_keys()].concat();
+    let all: Vec<Key> = [&NETWORK[..], &UPS, &LOGINS, &board_keys()].concat();
     match fields::submit(ctx, &all) {
         Ok(state) => page(ctx, state),
         Err(answer) => answer,
@@ -195,7 +201,7 @@ pub fn export(ctx: &Ctx<'_>) -> Response {
 /// A row of the preview: what a file would change.
 pub struct Change {
     pub label: &'static str,
-    pub key: &'static str,
+    pub key: crate::settings::Key,
     pub old: String,
     pub new: String,
 }
@@ -223,8 +229,8 @@ struct Checked {
 /// every problem at its line.
 fn check_file(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Checked, Vec<LineError>> {
     let entries = config_file::parse(bytes)?;
-    let pairs: Vec<(&str, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
-    let line_of = |key: &str| entries.iter().find(|e| e.key == key).map_or(0, |e| e.line);
+    let pairs: Vec<(Key, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+    let line_of = |key: &str| entries.iter().find(|e| e.key == *key).map_or(0, |e| e.line);
     let (diffs, warnings) = ctx.app.live.preview(&pairs).map_err(|refused| {
         refused
             .into_iter()
@@ -237,13 +243,13 @@ fn check_file(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Checked, Vec<LineError>> {
     if !ctx.is_admin() {
         let locked: Vec<LineError> = diffs
             .iter()
-            .filter(|d| def_of(d.key).is_some_and(|def| def.admin_only))
+            .filter(|d| def_of(d.key).admin_only)
             .map(|d| LineError {
-                line: line_of(d.key),
+                line: line_of(d.key.name()),
                 message: format!(
                     "{}: {}",
                     d.key,
-                    crate::settings::admin_reason(def_of(d.key).expect("a declared key"))
+                    crate::settings::admin_reason(def_of(d.key))
                 ),
             })
             .collect();
@@ -267,7 +273,7 @@ fn refused_file(ctx: &Ctx<'_>, errors: Vec<LineError>) -> Response {
 /// What the preview was (a digest of its lines): compared at the confirmation, so what
 /// is applied is what was shown.
 fn expectation(diffs: &[Diff]) -> String {
-    let lines = fields::summary(diffs).join("\n");
+    let lines = crate::settings::summary(diffs).join("\n");
     crate::accounts::hex(ring::digest::digest(&ring::digest::SHA256, lines.as_bytes()).as_ref())
 }
 
@@ -357,7 +363,7 @@ pub fn apply_file(ctx: &Ctx<'_>) -> Response {
             Some("The settings changed since the file was checked: here is what it would change now.".into()),
         );
     }
-    let pairs: Vec<(&str, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
+    let pairs: Vec<(Key, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
     let who = Who {
         user: ctx.session.user.clone(),
         via: format!("web {}, configuration file", ctx.req.remote_addr().ip()),
@@ -375,7 +381,7 @@ pub fn apply_file(ctx: &Ctx<'_>) -> Response {
             );
             page(
                 ctx,
-                State::with(Outcome::ok(title, fields::summary(&applied.diffs))),
+                State::with(Outcome::ok(title, crate::settings::summary(&applied.diffs))),
             )
         }
         Err(Refused::Invalid(r)) => refused_file(

@@ -4,41 +4,41 @@
 
 use super::fields::{self, Outcome, State};
 use super::{html, only_admin, read_only, Layout};
-use crate::settings::def_of;
+use crate::settings::{def_of, Key};
 use crate::web::listen::Kind;
 use crate::web::routes::Ctx;
 use askama::Template;
 use rouille::Response;
 
 /// The services of docs/web.md, in the vendor's order: key, port, what "off" means.
-const SERVICES: [(&str, Option<Kind>, &str, &str); 7] = [
-    ("dhcp_enabled", None, "", "static IP address"),
-    ("ping_enabled", None, "", "ping not answered"),
+const SERVICES: [(Key, Option<Kind>, &str, &str); 7] = [
+    (Key::DhcpEnabled, None, "", "static IP address"),
+    (Key::PingEnabled, None, "", "ping not answered"),
     (
-        "upgrade_enabled",
+        Key::UpgradeEnabled,
         None,
         "",
         "no firmware upgrade over the network",
     ),
     (
-        "https_enabled",
+        Key::HttpsEnabled,
         Some(Kind::Https),
         "TCP 443",
         "no secure web access",
     ),
     (
-        "http_enabled",
+        Key::HttpEnabled,
         Some(Kind::Http),
         "TCP 80",
         "no plain web access",
     ),
-    ("ssh_enabled", None, "TCP 22", "no SSH console"),
-    ("debug_enabled", None, "", "no frame log page"),
+    (Key::SshEnabled, None, "TCP 22", "no SSH console"),
+    (Key::DebugEnabled, None, "", "no frame log page"),
 ];
 
 /// One row of the services table.
 pub struct Service {
-    pub key: &'static str,
+    pub key: Key,
     pub name: &'static str,
     pub port: String,
     pub off_means: &'static str,
@@ -60,9 +60,9 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
     let services = SERVICES
         .iter()
         .map(|&(key, kind, port, off_means)| {
-            let def = def_of(key).expect("a declared setting");
+            let def = def_of(key);
             let home = match (key, &ctx.app.ssh) {
-                ("ssh_enabled", Some(ssh)) => Some(ssh()),
+                (Key::SshEnabled, Some(ssh)) => Some(ssh()),
                 _ => kind.and_then(|k| ctx.app.listeners.home(k)),
             };
             let port = match home {
@@ -74,7 +74,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
                 name: def.label,
                 port,
                 off_means,
-                on: settings.get(key).as_deref() == Some("true"),
+                on: settings.get(key) == "true",
                 locked: def.admin_only && !ctx.is_admin(),
             }
         })
@@ -89,7 +89,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
 
 /// A service switched: the form posts its key with the new value.
 pub fn switch(ctx: &Ctx<'_>) -> Response {
-    let keys: Vec<&'static str> = SERVICES.iter().map(|s| s.0).collect();
+    let keys: Vec<Key> = SERVICES.iter().map(|s| s.0).collect();
     match fields::submit(ctx, &keys) {
         Ok(state) => page(ctx, state),
         Err(answer) => answer,

@@ -5,6 +5,7 @@
 use super::fields::{self, Field, Outcome, State};
 use super::{html, read_only, timestamp, Layout};
 use crate::calendar;
+use crate::settings::Key;
 use crate::web::routes::Ctx;
 use askama::Template;
 use rouille::Response;
@@ -54,7 +55,7 @@ fn render(ctx: &Ctx<'_>, state: State, typed: Option<(String, String)>) -> Respo
             (false, None) => "not yet".into(),
         },
         last_error: status.last_error.filter(|_| !server.is_empty()),
-        ntp: fields::fields(ctx, &["ntp_server"], &state),
+        ntp: fields::fields(ctx, &[Key::NtpServer], &state),
         outcome: state.outcome.clone(),
     };
     html(&page, code)
@@ -67,7 +68,7 @@ pub fn page(ctx: &Ctx<'_>) -> Response {
 /// Either form: the time set by hand, or the NTP server.
 pub fn submit(ctx: &Ctx<'_>) -> Response {
     let Some(typed) = ctx.form.field("time") else {
-        return match fields::submit(ctx, &["ntp_server"]) {
+        return match fields::submit(ctx, &[Key::NtpServer]) {
             Ok(state) => render(ctx, state, None),
             Err(answer) => answer,
         };

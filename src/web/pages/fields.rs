@@ -10,7 +10,8 @@
 use super::{html, only_admin, read_only, Layout};
 use crate::live::{Refused, Who};
 use crate::settings::{
-    self, def_of, label, min_serial_timeout, rule, Diff, Refusal, Settings, RS485_BAUDS, UPS_BAUDS,
+    self, def_of, label, min_serial_timeout, rule, shown, summary, Diff, Key, Kind as Typed,
+    Refusal, Settings, UPS_BAUDS,
 };
 use crate::web::listen::Kind;
 use crate::web::routes::Ctx;
@@ -47,7 +48,7 @@ impl Outcome {
 #[derive(Debug, Default)]
 pub struct State {
     pub outcome: Option<Outcome>,
-    posted: Vec<(String, String)>,
+    posted: Vec<(Key, String)>,
     errors: Vec<Refusal>,
 }
 
@@ -80,7 +81,7 @@ pub enum Input {
 /// One setting in a form.
 #[derive(Debug, Clone)]
 pub struct Field {
-    pub key: &'static str,
+    pub key: Key,
     pub label: &'static str,
     pub help: String,
     pub value: String,
@@ -105,40 +106,37 @@ impl Field {
 }
 
 /// The fields of `keys`, with the values in force, or those just typed and refused.
-pub fn fields(ctx: &Ctx<'_>, keys: &[&'static str], state: &State) -> Vec<Field> {
+pub fn fields(ctx: &Ctx<'_>, keys: &[Key], state: &State) -> Vec<Field> {
     let settings = ctx.app.live.current();
     let stored = ctx.app.live.stored();
     keys.iter()
-        .filter_map(|&key| {
-            let def = def_of(key)?;
-            let posted = state.posted.iter().find(|(k, _)| k == key);
+        .map(|&key| {
+            let def = def_of(key);
+            let posted = state.posted.iter().find(|(k, _)| *k == key);
             let error = state
                 .errors
                 .iter()
-                .find(|r| r.key == key)
+                .find(|r| r.key == key.name())
                 .map(|r| rule(key, &r.message));
-            Some(Field {
+            Field {
                 key,
                 label: def.label,
                 help: match (settings.get(key), stored.get(key)) {
                     // A command-line override (`--set`) holds for this run only.
-                    (Some(now), Some(kept)) if now != kept => format!(
+                    (now, kept) if now != kept => format!(
                         "{} In force for this run: {} (given on the command line); the \
                          stored setting is {}.",
-                        help(key, def.help, &settings),
+                        help(key, &settings),
                         shown(key, &now),
                         shown(key, &kept)
                     ),
-                    _ => help(key, def.help, &settings),
+                    _ => help(key, &settings),
                 },
-                value: posted
-                    .map(|(_, v)| v.clone())
-                    .or_else(|| settings.get(key))
-                    .unwrap_or_default(),
+                value: posted.map_or_else(|| settings.get(key), |(_, v)| v.clone()),
                 input: input_of(key),
                 error,
                 locked: def.admin_only && !ctx.is_admin(),
-            })
+            }
         })
         .collect()
 }
@@ -152,77 +150,41 @@ fn capitalise(s: &str) -> String {
 }
 
 /// The table's help, as a person reads it beside the field: where the field offers the
-/// choices the help spells out, what to know in their place; beside the serial timeout,
+/// choices the help spells out, the table's note in its place; beside the serial timeout,
 /// its lowest sane value at each rate the link may run.
-fn help(key: &str, help: &str, s: &Settings) -> String {
-    match key {
-        "ups_baud" => "Detected when the card starts, or fixed.".into(),
-        "routing" => "To the UPS only: unit ids 0, 255 and the UPS slave number reach the \
-                      UPS, others get exception 0A at once. Transparent: every unit id is an \
-                      RTU address on the link."
-            .into(),
-        "rs485_baud" => "The RS485 master's rate (NUT's socomec_jbus driver speaks 9600).".into(),
-        "modbus_write" => "A write from any other master gets exception 01 (illegal function) \
-                           and never reaches the UPS."
-            .into(),
-        "dhcp_enabled" => "Without an answer from a DHCP server the card uses 192.168.7.18/24 \
-                           until one answers."
-            .into(),
-        "serial_timeout_ms" => {
-            let floors: Vec<String> = UPS_BAUDS
-                .iter()
-                .map(|&b| format!("{} ms at {b} baud", min_serial_timeout(b).as_millis()))
-                .collect();
-            format!(
-                "How long the UPS has to answer. Lowest sane value now: {} ms{} ({}).",
-                s.min_serial_timeout_ms(),
-                if s.ups_baud == 0 {
-                    ", as detection may find 9600 baud"
-                } else {
-                    ""
-                },
-                floors.join(", ")
-            )
-        }
-        _ => capitalise(help),
+fn help(key: Key, s: &Settings) -> String {
+    let def = def_of(key);
+    if key == Key::SerialTimeoutMs {
+        let floors: Vec<String> = UPS_BAUDS
+            .iter()
+            .map(|&b| format!("{} ms at {b} baud", min_serial_timeout(b).as_millis()))
+            .collect();
+        return format!(
+            "How long the UPS has to answer. Lowest sane value now: {} ms{} ({}).",
+            s.min_serial_timeout_ms(),
+            if s.ups_baud == 0 {
+                ", as detection may find 9600 baud"
+            } else {
+                ""
+            },
+            floors.join(", ")
+        );
     }
+    def.note
+        .map_or_else(|| capitalise(def.help), str::to_string)
 }
 
-/// How `key` is typed in: a choice where the values are few, a number where the default
-/// is one, text otherwise.
-pub fn input_of(key: &str) -> Input {
-    let pairs = |list: &[(&str, &str)]| {
-        Input::Choice(
-            list.iter()
-                .map(|(v, l)| (v.to_string(), l.to_string()))
-                .collect(),
-        )
-    };
-    fn bauds(rates: &[u32]) -> impl Iterator<Item = (String, String)> + '_ {
-        rates.iter().map(|b| (b.to_string(), format!("{b} baud")))
-    }
-    match key {
-        "ups_baud" => Input::Choice(
-            std::iter::once(("0".into(), "Detect (57600, 19200 or 9600)".into()))
-                .chain(bauds(&UPS_BAUDS))
+/// How `key` is typed in, from its kind in the table.
+pub fn input_of(key: Key) -> Input {
+    match def_of(key).kind {
+        Typed::Number => Input::Number,
+        Typed::NumberOrAuto | Typed::Text => Input::Text,
+        kind @ (Typed::Switch { .. } | Typed::Choice(_)) => Input::Choice(
+            kind.choices()
+                .into_iter()
+                .map(|(v, words)| (v.to_string(), words.to_string()))
                 .collect(),
         ),
-        "rs485_baud" => Input::Choice(bauds(&RS485_BAUDS).collect()),
-        "routing" => pairs(&[
-            ("ups", "To the UPS only"),
-            ("transparent", "Transparent (unit id = RTU address)"),
-        ]),
-        "modbus_write" => pairs(&[
-            ("everyone", "Every master"),
-            ("listed", "Only the masters listed below"),
-            ("nobody", "No master: read only"),
-        ]),
-        "dhcp_enabled" => pairs(&[("true", "DHCP (BootP)"), ("false", "Static address")]),
-        _ => match Settings::default().get(key).as_deref() {
-            Some("true" | "false") => pairs(&[("true", "On"), ("false", "Off")]),
-            Some(v) if v.parse::<u64>().is_ok() => Input::Number,
-            _ => Input::Text,
-        },
     }
 }
 
@@ -235,63 +197,31 @@ pub fn who(ctx: &Ctx<'_>) -> Who {
     }
 }
 
-/// A value as the page shows it: the choice's words where the field offers choices.
-fn shown(key: &str, value: &str) -> String {
-    if value.is_empty() {
-        return "(none)".into();
-    }
-    match input_of(key) {
-        Input::Choice(choices) => choices
-            .into_iter()
-            .find(|(v, _)| v == value)
-            .map_or_else(|| value.to_string(), |(_, words)| words),
-        _ => value.to_string(),
-    }
-}
-
-/// "Label: old → new" for each change.
-pub fn summary(diffs: &[Diff]) -> Vec<String> {
-    diffs
-        .iter()
-        .map(|d| {
-            format!(
-                "{}: {} → {}",
-                label(d.key),
-                shown(d.key, &d.old),
-                shown(d.key, &d.new)
-            )
-        })
-        .collect()
-}
-
 /// Takes the keys of `allowed` from the posted form through the settings' one door. The
 /// page then shows the state; a refusal to this user, or a confirmation to ask for, is a
 /// whole answer of its own.
-pub fn submit(ctx: &Ctx<'_>, allowed: &[&'static str]) -> Result<State, Response> {
+pub fn submit(ctx: &Ctx<'_>, allowed: &[Key]) -> Result<State, Response> {
     if !ctx.may_change() {
         return Err(read_only(ctx));
     }
-    let posted: Vec<(String, String)> = allowed
+    let posted: Vec<(Key, String)> = allowed
         .iter()
-        .filter_map(|&k| ctx.form.field(k).map(|v| (k.to_string(), v.to_string())))
+        .filter_map(|&k| ctx.form.field(k.name()).map(|v| (k, v.to_string())))
         .collect();
     if !ctx.is_admin() {
         // A locked field posted unchanged is no change; the door refuses a changed one
         // too, this only says it as a page of its own.
         let current = ctx.app.live.current();
-        let locked = posted.iter().find_map(|(k, v)| {
-            let def = def_of(k).filter(|d| d.admin_only)?;
-            (current.get(k).as_deref() != Some(v.as_str())).then_some(def)
+        let locked = posted.iter().find_map(|&(k, ref v)| {
+            let def = def_of(k);
+            (def.admin_only && current.get(k) != *v).then_some(def)
         });
         if let Some(def) = locked {
             let reason = rule(def.key, settings::admin_reason(def));
             return Err(only_admin(ctx, &format!("{reason} ({}).", def.label)));
         }
     }
-    let pairs: Vec<(&str, &str)> = posted
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let pairs: Vec<(Key, &str)> = posted.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let confirmed = ctx.form.text("confirm") == "yes";
     if !confirmed {
         if let Ok((diffs, mut warnings)) = ctx.app.live.preview(&pairs) {
@@ -314,7 +244,7 @@ pub fn submit(ctx: &Ctx<'_>, allowed: &[&'static str]) -> Result<State, Response
         Ok(applied) => {
             let mut lines = summary(&applied.diffs);
             if !applied.next_start.is_empty() {
-                let labels: Vec<&str> = applied.next_start.iter().map(|k| label(k)).collect();
+                let labels: Vec<&str> = applied.next_start.iter().map(|&k| label(k)).collect();
                 let verb = if labels.len() == 1 { "takes" } else { "take" };
                 lines.push(format!(
                     "{} {verb} effect at the next start.",
@@ -327,7 +257,10 @@ pub fn submit(ctx: &Ctx<'_>, allowed: &[&'static str]) -> Result<State, Response
         Err(Refused::Invalid(errors)) => {
             let lines = errors
                 .iter()
-                .map(|r| format!("{}: {}", label(&r.key), rule(&r.key, &r.message)))
+                .map(|r| {
+                    let label = Key::named(&r.key).map_or("?", label);
+                    format!("{label}: {}", rule(&r.key, &r.message))
+                })
                 .collect();
             Ok(State {
                 errors,
@@ -360,9 +293,9 @@ fn leaving(ctx: &Ctx<'_>, diffs: &[Diff]) -> Option<Kind> {
     };
     let key = |k: Kind| {
         if k.secure() {
-            "https_enabled"
+            Key::HttpsEnabled
         } else {
-            "http_enabled"
+            Key::HttpEnabled
         }
     };
     let off = diffs.iter().any(|d| d.key == key(this) && d.new == "false");
@@ -370,9 +303,7 @@ fn leaving(ctx: &Ctx<'_>, diffs: &[Diff]) -> Option<Kind> {
     let other_on = diffs
         .iter()
         .find(|d| d.key == key(other))
-        .map_or(settings.get(key(other)).as_deref() == Some("true"), |d| {
-            d.new == "true"
-        });
+        .map_or(settings.get(key(other)) == "true", |d| d.new == "true");
     (off && other_on).then_some(other)
 }
 
@@ -416,7 +347,7 @@ pub struct ConfirmPage {
 
 fn confirm(
     ctx: &Ctx<'_>,
-    posted: &[(String, String)],
+    posted: &[(Key, String)],
     diffs: &[Diff],
     warnings: Vec<String>,
 ) -> Response {
@@ -428,7 +359,10 @@ fn confirm(
             warnings,
             changes: summary(diffs),
             action: path.clone(),
-            hidden: posted.to_vec(),
+            hidden: posted
+                .iter()
+                .map(|(k, v)| (k.name().to_string(), v.clone()))
+                .collect(),
             button: "Yes, make the change".into(),
             back: path,
             danger: false,

@@ -5,26 +5,27 @@
 
 use super::fields::{self, Field, Outcome, State};
 use super::{html, Layout};
+use crate::settings::Key;
 use crate::web::routes::Ctx;
 use askama::Template;
 use rouille::Response;
 use std::sync::atomic::Ordering::Relaxed;
 
-const TCP: [&str; 4] = [
-    "modbus_port",
-    "modbus_timeout_s",
-    "modbus_evict_idle_s",
-    "routing",
+const TCP: [Key; 4] = [
+    Key::ModbusPort,
+    Key::ModbusTimeoutS,
+    Key::ModbusEvictIdleS,
+    Key::Routing,
 ];
-const UPS: [&str; 5] = [
-    "ups_baud",
-    "serial_timeout_ms",
-    "poll_rate_s",
-    "ups_slave",
-    "frame_gap_us",
+const UPS: [Key; 5] = [
+    Key::UpsBaud,
+    Key::SerialTimeoutMs,
+    Key::PollRateS,
+    Key::UpsSlave,
+    Key::FrameGapUs,
 ];
-const RS485: [&str; 3] = ["rs485_slave", "rs485_baud", "rs485_timeout_s"];
-const ACCESS: [&str; 3] = ["modbus_allow", "modbus_write", "modbus_writers"];
+const RS485: [Key; 3] = [Key::Rs485Slave, Key::Rs485Baud, Key::Rs485TimeoutS];
+const ACCESS: [Key; 3] = [Key::ModbusAllow, Key::ModbusWrite, Key::ModbusWriters];
 
 #[derive(Template)]
 #[template(path = "modbus.html")]
@@ -86,7 +87,7 @@ pub fn in_force(port: u16, stored: u16) -> String {
 }
 
 pub fn submit(ctx: &Ctx<'_>) -> Response {
-    let all: Vec<&'static str> = [&TCP[..], &UPS, &RS485, &ACCESS].concat();
+    let all: Vec<Key> = [&TCP[..], &UPS, &RS485, &ACCESS].concat();
     match fields::submit(ctx, &all) {
         Ok(state) => page(ctx, state),
         Err(answer) => answer,

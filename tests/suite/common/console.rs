@@ -41,6 +41,9 @@ pub struct Screen {
     pub transcript: String,
     keys: Box<dyn Write + Send>,
     closed: bool,
+    /// The start of a character split between two reads (the summary's arrow is three
+    /// bytes), kept for the next.
+    partial: Vec<u8>,
     /// Hangs up, when dropping the keys alone does not (a socket the reader shares).
     hang_up: Option<Box<dyn FnOnce() + Send>>,
 }
@@ -78,6 +81,7 @@ impl Screen {
             transcript: String::new(),
             keys: Box::new(keys),
             closed: false,
+            partial: vec![],
             hang_up: None,
         }
     }
@@ -126,6 +130,12 @@ impl Screen {
     fn take(&mut self, wait: Duration) {
         match self.chunks.recv_timeout(wait) {
             Ok(bytes) => {
+                let mut bytes = [std::mem::take(&mut self.partial), bytes].concat();
+                if let Err(e) = std::str::from_utf8(&bytes) {
+                    if e.error_len().is_none() {
+                        self.partial = bytes.split_off(e.valid_up_to());
+                    }
+                }
                 let text = String::from_utf8_lossy(&bytes);
                 self.pending.push_str(&text);
                 self.transcript.push_str(&text);
