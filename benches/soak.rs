@@ -657,37 +657,60 @@ fn main() {
         std::thread::sleep(quiet);
         let quiet_p99 = latency_row("quiet", run);
 
-        // Every front abused at once.
-        let stop_abuse = AtomicBool::new(false);
-        run.noise.store(true, Relaxed);
-        let attacks = std::thread::scope(|a| {
-            let h = a.spawn(|| abuse(&card, &tls, &stop_abuse));
-            std::thread::sleep(abuse_for);
-            stop_abuse.store(true, Relaxed);
-            h.join().unwrap()
-        });
-        run.noise.store(false, Relaxed);
-        let abused_p99 = latency_row(&format!("abused ({attacks} attacking connections)"), run);
-        for (i, (q, a)) in quiet_p99.iter().zip(abused_p99).enumerate() {
-            // Within 2× of quiet, with a floor of 5 ms for figures too small to double.
-            if a > (*q * 2).max(Duration::from_millis(5)) {
-                failures.push(format!(
-                    "user {i}: p99 {a:?} under abuse against {q:?} quiet"
-                ));
+        // Every front abused at once, twice: what the first round leaves behind must not
+        // grow with the second.
+        let mut afters = vec![];
+        for round in 1..=2 {
+            let stop_abuse = AtomicBool::new(false);
+            run.noise.store(true, Relaxed);
+            let attacks = std::thread::scope(|a| {
+                let h = a.spawn(|| abuse(&card, &tls, &stop_abuse));
+                std::thread::sleep(abuse_for);
+                stop_abuse.store(true, Relaxed);
+                h.join().unwrap()
+            });
+            run.noise.store(false, Relaxed);
+            let abused_p99 = latency_row(
+                &format!("abuse {round} ({attacks} attacking connections)"),
+                run,
+            );
+            for (i, (q, a)) in quiet_p99.iter().zip(abused_p99).enumerate() {
+                // Within 2× of quiet; figures of a few milliseconds (a pty has no wire
+                // time) double with any scheduling delay on a 2-core machine that also
+                // runs the attackers, so within 25 ms of quiet passes too: a master waits
+                // 500 ms or more.
+                if a > (*q * 2).max(*q + Duration::from_millis(25)) {
+                    failures.push(format!(
+                        "user {i}, abuse {round}: p99 {a:?} against {q:?} quiet"
+                    ));
+                }
+            }
+            std::thread::sleep(Duration::from_secs(60));
+            latency_row(&format!("a minute after abuse {round}"), run);
+            afters.push(card.figures());
+        }
+        println!("\n| | VmRSS KiB | threads | fds |\n|---|---|---|---|");
+        for (what, f) in [
+            ("before the abuse", &before),
+            ("a minute after the first", &afters[0]),
+            ("a minute after the second", &afters[1]),
+        ] {
+            println!("| {what} | {} | {} | {} |", f.rss_kib, f.threads, f.fds);
+        }
+        println!();
+        for after in &afters {
+            if after.threads != before.threads || after.fds != before.fds {
+                failures.push(format!("after an abuse: {after:?} against {before:?}"));
             }
         }
-        std::thread::sleep(Duration::from_secs(60).min(quiet * 3));
-        let after = card.figures();
-        latency_row("a minute after", run);
-        println!(
-            "\nBefore the abuse: VmRSS {} KiB, {} threads, {} fds; a minute after: {} KiB, {} threads, {} fds.\n",
-            before.rss_kib, before.threads, before.fds, after.rss_kib, after.threads, after.fds
-        );
-        if after.rss_kib > before.rss_kib + 1024
-            || after.threads != before.threads
-            || after.fds != before.fds
-        {
-            failures.push(format!("after the abuse: {after:?} against {before:?}"));
+        // Memory: what the first round leaves resident (the service locks its memory, so
+        // the allocator's freed pages stay) must not grow with the second, and stays
+        // within the 16 MiB goal.
+        if afters[1].rss_kib > afters[0].rss_kib + 1024 || afters[1].rss_kib > 16 * 1024 {
+            failures.push(format!(
+                "memory grew: {} KiB after the first abuse, {} KiB after the second",
+                afters[0].rss_kib, afters[1].rss_kib
+            ));
         }
 
         // The rest of the run.
@@ -695,6 +718,8 @@ fn main() {
         println!("|---|---|---|---|---|---|---|");
         let (fault_every, change_every) = if accelerated {
             (Duration::from_secs(20), Duration::ZERO)
+        } else if minutes < 10 {
+            (Duration::from_secs(30), Duration::from_secs(20))
         } else {
             (Duration::from_secs(180), Duration::from_secs(300))
         };
@@ -734,7 +759,8 @@ fn main() {
             if now >= next_change {
                 poll_rate = if poll_rate == 5 { 6 } else { 5 };
                 match post(user, &card, "/modbus", &format!("poll_rate_s={poll_rate}")) {
-                    Ok(a) if a.status == 303 => {}
+                    // The page again, with what changed ("Polling rate (s): 5 → 6").
+                    Ok(a) if a.status == 200 && a.body.contains(" → ") => {}
                     Ok(a) => run.web.error(format!("setting change: {}", a.status)),
                     Err(e) => run.web.error(format!("setting change: {e}")),
                 }
