@@ -122,6 +122,9 @@ impl Drop for NullModem {
 fn relay(mut a: Pty, mut b: Pty, stop: crate::shutdown::Shutdown) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::io::{Read, Write};
+    // The cable: what is written crosses at once whatever else this process does, as on
+    // a wire, so a silence the writer keeps is a silence the reader sees.
+    crate::rt::make_realtime("null modem");
     let mut buf = [0u8; 1024];
     loop {
         let (ra, rb) = {
