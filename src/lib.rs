@@ -4,6 +4,7 @@ pub mod access;
 pub mod accounts;
 pub mod board;
 pub mod calendar;
+pub mod card;
 pub mod cli;
 pub mod clock;
 pub mod config_file;

@@ -10,14 +10,7 @@ pub mod relay;
 pub mod serial;
 pub mod ssh;
 
-use crate::accounts::{Accounts, Session};
-use crate::board::clock::Clock;
-use crate::board::control::Control;
-use crate::board::network::NetWatch;
-use crate::event::Events;
-use crate::live::Live;
 use std::io::{self, Read, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A terminal the menu runs on: bytes in (raw, not echoed), bytes out.
@@ -34,25 +27,5 @@ impl Terminal for std::os::unix::net::UnixStream {
     }
 }
 
-/// Everything the menu acts on; cheap to clone, one per session.
-#[derive(Clone)]
-pub struct Console {
-    pub accounts: Arc<Accounts>,
-    pub live: Arc<Live>,
-    pub control: Control,
-    pub clock: Clock,
-    /// What the network script did (the address DHCP gave); None when the network is
-    /// left to the system.
-    pub network: Option<NetWatch>,
-    pub events: Events,
-}
-
-impl Console {
-    /// Serves the menu to `session` (already logged in, on [`crate::accounts::Channel::Console`])
-    /// until Exit, inactivity (`login_timeout_s`), the session ending, or the terminal
-    /// closing. A password that must change is changed first. `via` says how the user came,
-    /// for the event log: "ssh 192.0.2.1", "serial console".
-    pub fn run(&self, term: &mut dyn Terminal, session: Session, via: &str) {
-        menu::run(self, term, session, via)
-    }
-}
+/// What the menu acts on: the card as the web sees it too ([`crate::card::Card`]).
+pub type Console = crate::card::Card;

@@ -14,6 +14,7 @@ use crate::board::control::{Control, Restart};
 use crate::board::leds::{LedNames, Leds, UpsSignal};
 use crate::board::network::{self, NetSettings, Network};
 use crate::board::{watchdog, Board, BoardConfig};
+use crate::card::Card;
 use crate::console::{ssh, Console};
 use crate::event::{Event, Events};
 use crate::firmware::{self, Refusal, Slots, Step, Upgrader};
@@ -297,6 +298,15 @@ impl Service {
                     None
                 }
             };
+            // What the web and the console act on.
+            let card = Card {
+                accounts: accounts.clone(),
+                live: live.clone(),
+                control: control.clone(),
+                clock: clock.clone(),
+                network: network.as_ref().map(Network::watcher),
+                events: events.clone(),
+            };
             // Every part follows its settings before anyone can change them.
             register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
             register_board(&live, &ntp, network.as_ref(), link_limit.clone(), stall);
@@ -307,18 +317,13 @@ impl Service {
             };
             if web_config.http.is_some() || web_config.https.is_some() {
                 let parts = crate::web::Parts {
-                    accounts: accounts.clone(),
+                    card: card.clone(),
                     link: link.status.clone(),
                     frames: link.frames.clone(),
                     sessions: tcp.sessions.clone(),
                     refused: tcp.refused.clone(),
                     modbus: tcp.clone(),
                     rs485: rs485.as_ref().map(|r| r.status.clone()),
-                    events: events.clone(),
-                    live: live.clone(),
-                    control: control.clone(),
-                    clock: clock.clone(),
-                    network: network.as_ref().map(Network::watcher),
                     upgrade: network_upgrade.clone(),
                     upgradable: upgrader.is_some(),
                     data: options.data.clone(),
@@ -337,9 +342,9 @@ impl Service {
                     }
                 }));
             }
-            Ok((rs485, tcp, network))
+            Ok((rs485, tcp, network, card))
         })();
-        let (rs485, tcp, network) = started?;
+        let (rs485, tcp, network, card) = started?;
         log::info!("modbus tcp listening on {}", tcp.addr());
         let board_config = BoardConfig {
             sysfs: settings.sysfs_root.clone().into(),
@@ -349,14 +354,7 @@ impl Service {
             ups_path: options.ups.clone(),
             data: options.data.clone(),
         };
-        let console = Console {
-            accounts: accounts.clone(),
-            live: live.clone(),
-            control: control.clone(),
-            clock: clock.clone(),
-            network: network.as_ref().map(Network::watcher),
-            events: events.clone(),
-        };
+        let console = card.clone();
         // The serial terminal's way in; the card runs on without it, said in the log.
         let beat = health.register("console", stall);
         match crate::console::serial::spawn(console.clone(), &options.data, shutdown.clone(), beat)

@@ -20,10 +20,8 @@ pub mod pages;
 pub mod routes;
 pub mod upload;
 
-use crate::accounts::Accounts;
-use crate::board::clock::Clock;
-use crate::board::control::Control;
-use crate::event::{Event, Events};
+use crate::card::Card;
+use crate::event::Event;
 use crate::health::{Health, Heartbeat};
 use crate::link::framelog::FrameLog;
 use crate::link::LinkStatus;
@@ -75,7 +73,8 @@ pub type Upgrade = Arc<
 /// What the handlers share: the service's state as pages show it, and the ways to change
 /// it (the settings' one door, the card's actions, the clock).
 pub struct App {
-    pub accounts: Arc<Accounts>,
+    /// Accounts, settings, actions, clock, network, events: as the console has them.
+    pub card: Card,
     pub certs: Arc<Certs>,
     pub link: Arc<LinkStatus>,
     pub frames: Arc<FrameLog>,
@@ -85,12 +84,6 @@ pub struct App {
     /// Modbus TCP, for the address it really listens on.
     pub modbus: crate::tcp::Tcp,
     pub rs485: Option<Arc<Rs485Status>>,
-    pub events: Events,
-    pub live: Arc<Live>,
-    pub control: Control,
-    pub clock: Clock,
-    /// `None` when the network is left to the system.
-    pub network: Option<NetWatch>,
     /// Firmware upgrades over the network.
     pub upgrade: Upgrade,
     /// The card runs from an A/B install, so it can take an upgrade at all.
@@ -110,7 +103,7 @@ pub struct App {
 impl App {
     /// The card's names as they are now (addresses, host name, static address).
     pub fn card_names(&self) -> Names {
-        card_names(self.https_bind, &self.live)
+        card_names(self.https_bind, &self.card.live)
     }
 
     /// The HTTPS port while HTTPS is on.
@@ -127,13 +120,13 @@ pub struct Web {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// The parts of the service the web shows and changes.
 /// Where the SSH console listens while it is on (for the Control page), as the service
 /// hands it over: the web does not reach into the console.
 pub type SshHome = Arc<dyn Fn() -> SocketAddr + Send + Sync>;
 
+/// The parts of the service the web shows and changes.
 pub struct Parts {
-    pub accounts: Arc<Accounts>,
+    pub card: Card,
     pub link: Arc<LinkStatus>,
     pub frames: Arc<FrameLog>,
     pub sessions: Arc<Sessions>,
@@ -141,11 +134,6 @@ pub struct Parts {
     /// Modbus TCP, for the address it really listens on.
     pub modbus: crate::tcp::Tcp,
     pub rs485: Option<Arc<Rs485Status>>,
-    pub events: Events,
-    pub live: Arc<Live>,
-    pub control: Control,
-    pub clock: Clock,
-    pub network: Option<NetWatch>,
     pub upgrade: Upgrade,
     pub upgradable: bool,
     pub data: std::path::PathBuf,
@@ -163,7 +151,7 @@ impl Web {
     /// HTTP and HTTPS from then on.
     pub fn start(config: &WebConfig, parts: Parts, shutdown: Shutdown) -> Result<Web> {
         let listeners = Arc::new(Listeners::new([config.http, config.https])?);
-        let settings = parts.live.current();
+        let settings = parts.card.live.current();
         let mut first: listen::Change = [None, None];
         for (kind, on) in [
             (Kind::Http, settings.http_enabled),
@@ -178,16 +166,16 @@ impl Web {
         let bind = config
             .https
             .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
-        let names = card_names(bind, &parts.live);
+        let names = card_names(bind, &parts.card.live);
         let (certs, made) = Certs::open(&parts.data, &names)?;
         if let Made::Server(names) = made {
-            parts.events.emit(Event::CertificateMade { names });
+            parts.card.events.emit(Event::CertificateMade { names });
         }
         let certs = Arc::new(certs);
         let tls = tls_config(certs.clone())?;
 
         let app = Arc::new(App {
-            accounts: parts.accounts,
+            card: parts.card.clone(),
             certs: certs.clone(),
             link: parts.link,
             frames: parts.frames,
@@ -195,11 +183,6 @@ impl Web {
             refused: parts.refused,
             modbus: parts.modbus,
             rs485: parts.rs485,
-            events: parts.events.clone(),
-            live: parts.live.clone(),
-            control: parts.control,
-            clock: parts.clock,
-            network: parts.network,
             upgrade: parts.upgrade,
             upgradable: parts.upgradable,
             store: Mutex::new(Store::open(&parts.data)?),
@@ -211,10 +194,10 @@ impl Web {
 
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(QUEUE);
         let tick = {
-            let (app, events) = (app.clone(), parts.events);
+            let (app, events) = (app.clone(), parts.card.events);
             let mut last_cert_check = Instant::now();
             Box::new(move || {
-                app.accounts.expire_idle();
+                app.card.accounts.expire_idle();
                 // New addresses (DHCP, a static address applied, an interface up) get a
                 // server certificate within a tick; expiry is looked at less often.
                 let names = app.card_names();
@@ -266,7 +249,7 @@ impl Web {
                     front.run()
                 })?,
         );
-        listeners.register(&parts.live);
+        listeners.register(&parts.card.live);
         Ok(Web { listeners, threads })
     }
 

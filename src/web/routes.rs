@@ -94,7 +94,7 @@ fn route(
 
     let refresh = matches!(path, "/api/status" | "/debug.json");
     let touch = !(refresh && req.header(REFRESH_HEADER).is_some());
-    let session = match cookie(req, COOKIE).map(|t| app.accounts.session(&t, touch)) {
+    let session = match cookie(req, COOKIE).map(|t| app.card.accounts.session(&t, touch)) {
         Some(Ok(s)) => s,
         Some(Err(ended)) => return to_login(Some(ended)),
         None => return to_login(None),
@@ -218,7 +218,7 @@ pub fn at_head(app: &App, req: &Request, length: usize) -> Result<bool, (Respons
             _ => Ok(false),
         };
     }
-    let session = match cookie(req, COOKIE).map(|t| app.accounts.session(&t, false)) {
+    let session = match cookie(req, COOKIE).map(|t| app.card.accounts.session(&t, false)) {
         Some(Ok(s)) => s,
         Some(Err(ended)) => return Err((to_login(Some(ended)), false)),
         None => return Err((to_login(None), false)),

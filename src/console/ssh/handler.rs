@@ -142,7 +142,7 @@ impl Handler {
                 if let Some(line) = took_over {
                     let _ = write!(terminal, "{line}\r\n");
                 }
-                console.run(&mut terminal, login, &via);
+                crate::console::menu::run(&console, &mut terminal, login, &via);
                 if let Some(why) = conn.farewell() {
                     let _ = write!(terminal, "\r\n{why}\r\n");
                 }

@@ -55,7 +55,7 @@ pub struct ConfigPage {
 
 pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
     let cert = ctx.app.certs.info();
-    let net = ctx.app.network.as_ref().map(|watch| watch());
+    let net = ctx.app.card.network.as_ref().map(|watch| watch());
     let net_applied = match net.as_ref().and_then(|n| n.applied.clone()) {
         Some((at, true, _)) => format!("applied {}", timestamp(at)),
         Some((at, false, line)) => format!("failed {}: {line}", timestamp(at)),
@@ -109,7 +109,7 @@ pub fn upload(ctx: &Ctx<'_>) -> Response {
         &ctx.app.certs.names(),
     ) {
         Ok(info) => {
-            ctx.app.events.emit(Event::CertificateInstalled {
+            ctx.app.card.events.emit(Event::CertificateInstalled {
                 subject: info.subject.clone(),
                 by: ctx.session.user.clone(),
             });
@@ -129,7 +129,7 @@ pub fn revert(ctx: &Ctx<'_>) -> Response {
     }
     match ctx.app.certs.revert() {
         Ok(()) => {
-            ctx.app.events.emit(Event::CertificateReverted {
+            ctx.app.card.events.emit(Event::CertificateReverted {
                 by: ctx.session.user.clone(),
             });
             let text = "The card's own certificate is in use again.";
@@ -167,12 +167,12 @@ pub fn new_root(ctx: &Ctx<'_>) -> Response {
     }
     match ctx.app.certs.new_root(&names) {
         Ok(made) => {
-            ctx.app.events.emit(Event::RootMade {
+            ctx.app.card.events.emit(Event::RootMade {
                 scope: scope.join(", "),
                 by: ctx.session.user.clone(),
             });
             if let Made::Server(names) = made {
-                ctx.app.events.emit(Event::CertificateMade { names });
+                ctx.app.card.events.emit(Event::CertificateMade { names });
             }
             let text = "The card has a new root, and a certificate from it. Download the new \
                         root and trust it in browsers and scripts in place of the old one.";
@@ -187,11 +187,11 @@ pub fn export(ctx: &Ctx<'_>) -> Response {
     let origin = format!(
         "modbus-card {}, exported {} by {}",
         version(),
-        timestamp(ctx.app.clock.now()),
+        timestamp(ctx.app.card.clock.now()),
         ctx.session.user
     );
     // The stored values: a command-line override holds for one run, not in a backup.
-    let file = config_file::export(&ctx.app.live.stored(), &origin);
+    let file = config_file::export(&ctx.app.card.live.stored(), &origin);
     Response::from_data("application/toml; charset=utf-8", file).with_unique_header(
         "Content-Disposition",
         "attachment; filename=\"modbus-card.toml\"",
@@ -231,7 +231,7 @@ fn check_file(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Checked, Vec<LineError>> {
     let entries = config_file::parse(bytes)?;
     let pairs: Vec<(Key, &str)> = entries.iter().map(|e| (e.key, e.value.as_str())).collect();
     let line_of = |key: &str| entries.iter().find(|e| e.key == *key).map_or(0, |e| e.line);
-    let (diffs, warnings) = ctx.app.live.preview(&pairs).map_err(|refused| {
+    let (diffs, warnings) = ctx.app.card.live.preview(&pairs).map_err(|refused| {
         refused
             .into_iter()
             .map(|r| LineError {
@@ -369,9 +369,9 @@ pub fn apply_file(ctx: &Ctx<'_>) -> Response {
         via: format!("web {}, configuration file", ctx.req.remote_addr().ip()),
         role: ctx.session.role,
     };
-    match ctx.app.live.change(&pairs, &who, true) {
+    match ctx.app.card.live.change(&pairs, &who, true) {
         Ok(applied) => {
-            ctx.app.events.emit(Event::ConfigurationLoaded {
+            ctx.app.card.events.emit(Event::ConfigurationLoaded {
                 changed: applied.diffs.len(),
                 by: who.to_string(),
             });

@@ -56,7 +56,7 @@ pub struct ControlPage {
 }
 
 pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
-    let settings = ctx.app.live.current();
+    let settings = ctx.app.card.live.current();
     let services = SERVICES
         .iter()
         .map(|&(key, kind, port, off_means)| {
@@ -139,7 +139,7 @@ pub fn reboot(ctx: &Ctx<'_>) -> Response {
             "/control",
         );
     }
-    ctx.app.control.restart(&fields::who(ctx));
+    ctx.app.card.control.restart(&fields::who(ctx));
     restarting(
         ctx,
         "The card is restarting",
@@ -177,7 +177,7 @@ pub fn factory_reset(ctx: &Ctx<'_>) -> Response {
             "/control",
         );
     }
-    match ctx.app.control.factory_reset(&fields::who(ctx)) {
+    match ctx.app.card.control.factory_reset(&fields::who(ctx)) {
         Ok(()) => restarting(
             ctx,
             "Back to factory settings; the card is restarting",

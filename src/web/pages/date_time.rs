@@ -26,9 +26,9 @@ pub struct TimePage {
 }
 
 fn render(ctx: &Ctx<'_>, state: State, typed: Option<(String, String)>) -> Response {
-    let now = ctx.app.clock.now();
-    let status = ctx.app.clock.status();
-    let server = ctx.app.live.current().ntp_server.clone();
+    let now = ctx.app.card.clock.now();
+    let status = ctx.app.card.clock.status();
+    let server = ctx.app.card.live.current().ntp_server.clone();
     let unix_ms = crate::clock::unix_ms(now);
     let (typed, time_error) = match typed {
         Some((text, error)) => (text, Some(error)),
@@ -79,16 +79,17 @@ pub fn submit(ctx: &Ctx<'_>) -> Response {
     let set = calendar::parse_utc(typed).and_then(|ms| {
         let to = crate::clock::from_unix_ms(ms.max(0));
         ctx.app
+            .card
             .clock
-            .set_by_user(to, &fields::who(ctx).to_string(), &ctx.app.events)
+            .set_by_user(to, &fields::who(ctx).to_string(), &ctx.app.card.events)
     });
     match set {
         Ok(()) => {
             let mut lines = vec![format!(
                 "The card's clock now reads {}.",
-                timestamp(ctx.app.clock.now())
+                timestamp(ctx.app.card.clock.now())
             )];
-            if !ctx.app.live.current().ntp_server.is_empty() {
+            if !ctx.app.card.live.current().ntp_server.is_empty() {
                 lines.push(
                     "An NTP server is set: it will correct the clock at its next answer.".into(),
                 );

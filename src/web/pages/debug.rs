@@ -147,7 +147,7 @@ impl Debug {
             .map(Frame::of)
             .collect();
         let c = ctx.app.link.counters();
-        let now_ms = crate::clock::unix_ms(ctx.app.clock.now());
+        let now_ms = crate::clock::unix_ms(ctx.app.card.clock.now());
         Debug {
             time: calendar::clock_ms(now_ms)[..8].to_string(),
             source,
@@ -177,7 +177,7 @@ fn off(ctx: &Ctx<'_>) -> Response {
 }
 
 pub fn page(ctx: &Ctx<'_>) -> Response {
-    if !ctx.app.live.current().debug_enabled {
+    if !ctx.app.card.live.current().debug_enabled {
         return off(ctx);
     }
     let d = Debug::of(ctx, SHOWN);
@@ -204,7 +204,7 @@ pub fn page(ctx: &Ctx<'_>) -> Response {
 }
 
 pub fn json(ctx: &Ctx<'_>) -> Response {
-    if !ctx.app.live.current().debug_enabled {
+    if !ctx.app.card.live.current().debug_enabled {
         return Response::json(&serde_json::json!({
             "error": "Modbus debug is off: turn it on on the Control page"
         }))

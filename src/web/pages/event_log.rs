@@ -207,7 +207,7 @@ pub fn clear(ctx: &Ctx<'_>) -> Response {
     }
     let by = fields::who(ctx).to_string();
     let cleared = Stamped {
-        at: ctx.app.clock.now(),
+        at: ctx.app.card.clock.now(),
         event: Event::LogCleared { by },
     };
     log::info!("event: {}", cleared.event.message());

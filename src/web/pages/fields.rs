@@ -107,8 +107,8 @@ impl Field {
 
 /// The fields of `keys`, with the values in force, or those just typed and refused.
 pub fn fields(ctx: &Ctx<'_>, keys: &[Key], state: &State) -> Vec<Field> {
-    let settings = ctx.app.live.current();
-    let stored = ctx.app.live.stored();
+    let settings = ctx.app.card.live.current();
+    let stored = ctx.app.card.live.stored();
     keys.iter()
         .map(|&key| {
             let def = def_of(key);
@@ -211,7 +211,7 @@ pub fn submit(ctx: &Ctx<'_>, allowed: &[Key]) -> Result<State, Response> {
     if !ctx.is_admin() {
         // A locked field posted unchanged is no change; the door refuses a changed one
         // too, this only says it as a page of its own.
-        let current = ctx.app.live.current();
+        let current = ctx.app.card.live.current();
         let locked = posted.iter().find_map(|&(k, ref v)| {
             let def = def_of(k);
             (def.admin_only && current.get(k) != *v).then_some(def)
@@ -224,7 +224,7 @@ pub fn submit(ctx: &Ctx<'_>, allowed: &[Key]) -> Result<State, Response> {
     let pairs: Vec<(Key, &str)> = posted.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let confirmed = ctx.form.text("confirm") == "yes";
     if !confirmed {
-        if let Ok((diffs, mut warnings)) = ctx.app.live.preview(&pairs) {
+        if let Ok((diffs, mut warnings)) = ctx.app.card.live.preview(&pairs) {
             warnings.extend(this_page_goes(ctx, &diffs));
             if !warnings.is_empty() {
                 return Err(confirm(ctx, &posted, &diffs, warnings));
@@ -236,7 +236,7 @@ pub fn submit(ctx: &Ctx<'_>, allowed: &[Key]) -> Result<State, Response> {
         posted: posted.clone(),
         errors: vec![],
     };
-    match ctx.app.live.change(&pairs, &who(ctx), confirmed) {
+    match ctx.app.card.live.change(&pairs, &who(ctx), confirmed) {
         Ok(applied) if applied.diffs.is_empty() => Ok(State::with(Outcome::ok(
             "Nothing to change: the values were already so.",
             vec![],
@@ -299,7 +299,7 @@ fn leaving(ctx: &Ctx<'_>, diffs: &[Diff]) -> Option<Kind> {
         }
     };
     let off = diffs.iter().any(|d| d.key == key(this) && d.new == "false");
-    let settings = ctx.app.live.current();
+    let settings = ctx.app.card.live.current();
     let other_on = diffs
         .iter()
         .find(|d| d.key == key(other))

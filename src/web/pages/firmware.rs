@@ -34,7 +34,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
     let page = FirmwarePage {
         layout: Layout::of(ctx, "Firmware", "firmware"),
         version: version(),
-        upgrade_enabled: ctx.app.live.current().upgrade_enabled,
+        upgrade_enabled: ctx.app.card.live.current().upgrade_enabled,
         upgradable: ctx.app.upgradable,
         action: format!("{}?csrf={}", crate::web::http::STREAMED, ctx.session.csrf),
         outcome: state.outcome.clone(),

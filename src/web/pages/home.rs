@@ -180,7 +180,7 @@ impl Status {
                 broadcasts: 0,
             },
         };
-        let login = match app.accounts.logged_in(Channel::Web) {
+        let login = match app.card.accounts.logged_in(Channel::Web) {
             Some(s) => Login {
                 user: s.user,
                 role: s.role.label(),
@@ -200,7 +200,7 @@ impl Status {
             .map(|a| a.to_string())
             .collect();
         let up = app.started.elapsed().as_secs();
-        let (port, stored_port) = (app.modbus.addr().port(), app.live.stored().modbus_port);
+        let (port, stored_port) = (app.modbus.addr().port(), app.card.live.stored().modbus_port);
         let modbus = Modbus {
             port,
             stored_port,
@@ -208,7 +208,7 @@ impl Status {
         };
         Status {
             firmware: version(),
-            mac: app.accounts.mac().to_string(),
+            mac: app.card.accounts.mac().to_string(),
             ip: if ips.is_empty() {
                 "none".into()
             } else {
@@ -258,7 +258,7 @@ pub fn page(ctx: &Ctx<'_>) -> Response {
         s: Status::of(ctx.app),
         counters: COUNTERS,
         open_writes: {
-            let s = ctx.app.live.current();
+            let s = ctx.app.card.live.current();
             s.modbus_write == crate::access::Writers::Everyone && s.modbus_allow.is_empty()
         },
     };

@@ -27,7 +27,7 @@ pub fn form(app: &App, req: &Request, failed: Option<(String, String, u16)>) -> 
     // followed the redirect (it says X-Refresh) leaves both for the page it opens next.
     let refresh = req.header(routes::REFRESH_HEADER).is_some();
     let notice = match routes::cookie(req, COOKIE).filter(|_| !refresh) {
-        Some(token) => match app.accounts.ended(&token) {
+        Some(token) => match app.card.accounts.ended(&token) {
             Ended::Unknown => None,
             e => Some(e.message()),
         },
@@ -71,6 +71,7 @@ pub fn submit(app: &App, req: &Request) -> Response {
     }
     let peer = Peer::Net(req.remote_addr().ip());
     match app
+        .card
         .accounts
         .login(&user, form.text("password"), peer, Channel::Web)
     {
@@ -99,7 +100,7 @@ pub fn submit(app: &App, req: &Request) -> Response {
 }
 
 pub fn logout(ctx: &Ctx<'_>) -> Response {
-    ctx.app.accounts.logout(&ctx.session.token);
+    ctx.app.card.accounts.logout(&ctx.session.token);
     // The cookie stays for the login page, which says "You have logged out" by it.
     Response::redirect_303("/login")
 }

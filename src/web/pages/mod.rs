@@ -58,7 +58,7 @@ impl Layout {
             csrf: ctx.session.csrf.clone(),
             admin: ctx.is_admin(),
             read_only: !ctx.may_change(),
-            debug: ctx.app.live.current().debug_enabled,
+            debug: ctx.app.card.live.current().debug_enabled,
             menu: ctx.session.change.is_none(),
             version: version(),
         }

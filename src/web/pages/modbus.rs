@@ -57,7 +57,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
         ups: fields::fields(ctx, &UPS, &state),
         rs485: fields::fields(ctx, &RS485, &state),
         access: fields::fields(ctx, &ACCESS, &state),
-        listening: in_force(app.modbus.addr().port(), app.live.stored().modbus_port),
+        listening: in_force(app.modbus.addr().port(), app.card.live.stored().modbus_port),
         sessions: app.sessions.open(),
         baud,
         rs485_state: match &app.rs485 {

@@ -53,6 +53,7 @@ pub fn submit(ctx: &Ctx<'_>) -> Response {
     }
     match ctx
         .app
+        .card
         .accounts
         .change_password(&ctx.session.token, current, new)
     {

@@ -24,7 +24,7 @@ pub fn page(ctx: &Ctx<'_>, outcome: Option<(bool, Vec<String>)>) -> Response {
             "Only admin manages accounts.",
         );
     }
-    let users = match ctx.app.accounts.users() {
+    let users = match ctx.app.card.accounts.users() {
         Ok(u) => u,
         Err(e) => {
             return message(
@@ -58,7 +58,7 @@ pub fn submit(ctx: &Ctx<'_>) -> Response {
         return page(ctx, None);
     }
     let f = &ctx.form;
-    let accounts = &ctx.app.accounts;
+    let accounts = &ctx.app.card.accounts;
     let name = f.text("name").trim();
     let role = || f.text("role").parse::<Role>();
     let done = match f.text("action") {
