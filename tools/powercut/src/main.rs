@@ -64,6 +64,8 @@ enum Kind {
         pending: Vec<DirOp>,
     },
     Symlink(PathBuf),
+    /// A Unix socket's name (the card's console socket): only a name, no data.
+    Socket,
 }
 
 struct Node {
@@ -212,7 +214,7 @@ impl State {
                     *entries = after.clone();
                     *durable = after;
                 }
-                Kind::Symlink(_) => {}
+                Kind::Symlink(_) | Kind::Socket => {}
             }
         }
         // What no folder names is gone (a folder that is gone takes its names with it).
@@ -253,6 +255,7 @@ impl State {
             Kind::File { data, .. } => (FileType::RegularFile, data.len() as u64, 1),
             Kind::Dir { .. } => (FileType::Directory, 4096, 2),
             Kind::Symlink(t) => (FileType::Symlink, t.as_os_str().len() as u64, 1),
+            Kind::Socket => (FileType::Socket, 0, 1),
         };
         Some(FileAttr {
             ino,
@@ -401,10 +404,12 @@ impl Filesystem for Fs<'_> {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            return reply.error(EPERM);
-        }
-        match self.0.add(parent, name, new_file(), perm(mode, umask)) {
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFREG => new_file(),
+            libc::S_IFSOCK => Kind::Socket,
+            _ => return reply.error(EPERM),
+        };
+        match self.0.add(parent, name, kind, perm(mode, umask)) {
             Ok(a) => reply.entry(&TTL, &a, 0),
             Err(e) => reply.error(e),
         }
