@@ -504,7 +504,9 @@ impl Certs {
     /// they are missing, damaged, for other names or near their end.
     pub fn open(data: &Path, names: &Names) -> Result<(Certs, Made), CertError> {
         let dir = data.join(FOLDER);
-        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        // Durable before the certificates go in: they are served once made, and must be
+        // the ones served after a power cut.
+        crate::files::create_dir_durable(&dir).map_err(|e| io_err(&dir, e))?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| io_err(&dir, e))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
