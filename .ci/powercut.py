@@ -148,6 +148,10 @@ def fs_self_test(fs):
     below would prove nothing."""
     d = os.path.join(MNT, "selftest")
     os.mkdir(d)
+    # Eight folders for new files: each keeps a random prefix of its unsynced names, so
+    # that all keep all of them is a chance of 6^-8.
+    for k in range(8):
+        os.mkdir(os.path.join(d, f"new{k}"))
     make_durable(d)
     blob = lambda i: bytes([i % 251]) * 3000 + b"end"  # noqa: E731
     for i in range(40):
@@ -162,7 +166,7 @@ def fs_self_test(fs):
         # Written over with new bytes, never synced; and a new file of its own.
         with open(os.path.join(d, f"synced{i}"), "r+b") as f:
             f.write(b"X" * 3003)
-        with open(os.path.join(d, f"unsynced{i}"), "wb") as f:
+        with open(os.path.join(d, f"new{i % 8}", f"unsynced{i}"), "wb") as f:
             f.write(b"Y" * 3003)
     # A folder synced after the new files: their names stay, their bytes may not.
     e = os.path.join(MNT, "selftest2")
@@ -182,7 +186,7 @@ def fs_self_test(fs):
             kept += 1
         elif got != blob(i):
             torn += 1  # part old, part new
-        if not os.path.exists(os.path.join(d, f"unsynced{i}")):
+        if not os.path.exists(os.path.join(d, f"new{i % 8}", f"unsynced{i}")):
             gone += 1
     if not all(os.path.exists(os.path.join(d, f"synced{i}")) for i in range(40)):
         fail("self test: a synced file in a synced folder was lost")
@@ -190,7 +194,7 @@ def fs_self_test(fs):
         1 for i in range(40) if open(os.path.join(e, f"named{i}"), "rb").read() != b"Z" * 3003)
     names = len(os.listdir(e))
     print(f"fs self test: of 40 synced files overwritten without fsync, {kept} kept the new "
-          f"bytes, {torn} torn, {40 - kept - torn} the old bytes; of 40 new files in a folder "
+          f"bytes, {torn} torn, {40 - kept - torn} the old bytes; of 40 new files in folders "
           f"never synced, {gone} gone; of 40 new files whose folder was synced but not they, "
           f"{names} named, {lost_bytes} lost or torn bytes; cut: {stats}")
     if names != 40:
