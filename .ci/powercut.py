@@ -540,7 +540,7 @@ class Keys(Op):
     are removed, and the removal synced, before): once served, they are the ones served
     after the cut; and never half-written."""
 
-    window = 0.4
+    window = 0.25  # the files are made within about 0.1 s of the start
     fresh_start = True
 
     def prepare(self):
