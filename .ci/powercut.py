@@ -745,7 +745,12 @@ def main():
               "event read from the log, the certificate served, an upgrade installed): "
               + ", ".join(f"{k} {getattr(v, 'acked_cuts', 0)}" for k, v in ops.items()))
         if "events" in ops:
-            print(f"events read before a cut and checked after it: {ops['events'].total_seen}")
+            seen = getattr(ops["events"], "total_seen", 0)
+            print(f"events read before a cut and checked after it: {seen}")
+        # A promise never made before a cut was never checked.
+        never = [k for k, v in ops.items() if getattr(v, "acked_cuts", 0) == 0]
+        if PER_OP >= 10 and never:
+            fail(f"no cut came after an acknowledgement of: {', '.join(never)}")
         print(f"powercut: all promises kept, {time.time() - t0:.0f} s")
     finally:
         for p in started_here:
