@@ -38,3 +38,12 @@ pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
         _ => fs::File::open(".")?.sync_all(),
     }
 }
+
+/// Renames within one folder, and syncs the folder: the new name is on disk on return.
+pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    match to.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => fs::File::open(parent)?.sync_all(),
+        _ => fs::File::open(".")?.sync_all(),
+    }
+}
