@@ -672,6 +672,12 @@ fn perm(mode: u32, umask: u32) -> u16 {
     (mode & !umask & 0o7777) as u16
 }
 
+fn is_mounted(mountpoint: &str) -> bool {
+    let abs = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.into());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|info| info.lines().any(|l| l.split(' ').nth(4) == abs.to_str()))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mountpoint), Some(seed)) = (args.get(1), args.get(2).and_then(|s| s.parse().ok()))
@@ -692,10 +698,23 @@ fn main() {
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     loop {
-        // Returns once unmounted.
-        if let Err(e) = fuser::mount2(Fs(&mut state), mountpoint, &options) {
-            eprintln!("powercut: mount {mountpoint}: {e}");
-            std::process::exit(1);
+        // Returns once unmounted. An unmount that meets a request of the killed process
+        // still in flight may end the connection as aborted rather than gone: the power is
+        // off either way, and whatever the kernel still holds of the mount is let go.
+        match fuser::mount2(Fs(&mut state), mountpoint, &options) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                eprintln!("powercut: the connection was aborted at the unmount");
+                if is_mounted(mountpoint) {
+                    let _ = std::process::Command::new("fusermount3")
+                        .args(["-u", "-z", mountpoint])
+                        .status();
+                }
+            }
+            Err(e) => {
+                eprintln!("powercut: mount {mountpoint}: {e}");
+                std::process::exit(1);
+            }
         }
         let t = state.cut(&mut rng);
         let _ = writeln!(
