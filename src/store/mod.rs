@@ -196,7 +196,9 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(folder)?;
+        // Its name synced too: on a card's first start the service makes it, and a commit
+        // in a folder whose name a power cut drops is lost with it.
+        crate::files::create_dir_durable(dir).map_err(folder)?;
         // SQLite's own error for an unwritable folder is "unable to open database file",
         // which names neither the folder nor the cause; WAL also needs to create files there.
         use nix::unistd::{access, AccessFlags};

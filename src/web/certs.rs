@@ -27,7 +27,7 @@
 //! Everything lives in `DATA/tls/` (folder 0700, files 0600), each file written to a
 //! temporary name and renamed, so a power cut leaves the old file or the new one.
 
-use crate::files::write_private;
+use crate::files::{rename_durable, write_private};
 use rcgen::{
     BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -55,6 +55,8 @@ const OWN_CERT: &str = "server.pem";
 const OWN_KEY: &str = "server.key";
 const UPLOADED_CERT: &str = "uploaded.pem";
 const UPLOADED_KEY: &str = "uploaded.key";
+/// An uploaded chain stored whole, waiting for its key to be in place (see `install`).
+const UPLOADED_CERT_STAGED: &str = "uploaded.pem.new";
 
 /// Validity of the card's root.
 const CA_DAYS: i64 = 20 * 365;
@@ -504,7 +506,9 @@ impl Certs {
     /// they are missing, damaged, for other names or near their end.
     pub fn open(data: &Path, names: &Names) -> Result<(Certs, Made), CertError> {
         let dir = data.join(FOLDER);
-        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        // Durable before the certificates go in: they are served once made, and must be
+        // the ones served after a power cut.
+        crate::files::create_dir_durable(&dir).map_err(|e| io_err(&dir, e))?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| io_err(&dir, e))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -590,9 +594,16 @@ impl Certs {
         let mut chain_pem = cert_pem.to_vec();
         chain_pem.push(b'\n');
         chain_pem.extend_from_slice(ca_pem);
-        let written = write_private(&self.dir.join(UPLOADED_KEY), key_pem)
-            .and_then(|()| write_private(&self.dir.join(UPLOADED_CERT), &chain_pem));
+        // Two files that must match, each written whole: the chain first under a name of
+        // its own, then the key in place, then the chain renamed into place. A power cut
+        // between the last two leaves the new key beside the old chain, and the new chain
+        // staged: the next start finishes the install (`load_current`).
+        let staged = self.dir.join(UPLOADED_CERT_STAGED);
+        let written = write_private(&staged, &chain_pem)
+            .and_then(|()| write_private(&self.dir.join(UPLOADED_KEY), key_pem))
+            .and_then(|()| rename_durable(&staged, &self.dir.join(UPLOADED_CERT)));
         if let Err(e) = written {
+            let _ = fs::remove_file(&staged);
             let _ = fs::remove_file(self.dir.join(UPLOADED_CERT));
             return Err(vec![format!("The certificate could not be stored: {e}")]);
         }
@@ -603,7 +614,7 @@ impl Certs {
 
     /// Goes back to the card's own certificate; the uploaded one is deleted.
     pub fn revert(&self) -> Result<(), CertError> {
-        for name in [UPLOADED_CERT, UPLOADED_KEY] {
+        for name in [UPLOADED_CERT_STAGED, UPLOADED_CERT, UPLOADED_KEY] {
             let path = self.dir.join(name);
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -622,6 +633,7 @@ impl Certs {
 pub fn forget(data: &Path) -> Result<(), CertError> {
     let dir = data.join(FOLDER);
     for name in [
+        UPLOADED_CERT_STAGED,
         UPLOADED_CERT,
         UPLOADED_KEY,
         OWN_CERT,
@@ -646,6 +658,20 @@ fn load_current(
     provider: &CryptoProvider,
 ) -> Result<(Arc<CertifiedKey>, Info), CertError> {
     let uploaded = dir.join(UPLOADED_CERT);
+    let staged = dir.join(UPLOADED_CERT_STAGED);
+    if staged.exists() {
+        // An install a power cut interrupted: finished if its key is already in place (the
+        // staged chain matches it), else forgotten (the old upload is still whole).
+        let key = dir.join(UPLOADED_KEY);
+        if load_pair(&staged, &key, provider, Source::Uploaded).is_ok() {
+            match rename_durable(&staged, &uploaded) {
+                Ok(()) => log::warn!("finished installing the uploaded HTTPS certificate"),
+                Err(e) => log::error!("{}: {e}", staged.display()),
+            }
+        } else {
+            let _ = fs::remove_file(&staged);
+        }
+    }
     if uploaded.exists() {
         match load_pair(
             &uploaded,

@@ -673,3 +673,67 @@ fn plain_http_redirects_only_to_the_cards_own_names() {
         );
     }
 }
+
+/// The leaf certificate the card serves on HTTPS, as `openssl s_client` receives it, in
+/// base64 without line breaks.
+fn served_leaf(card: &common::Card) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &card.https().to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the openssl command");
+    pem_body(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn pem_body(text: &str) -> String {
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a certificate")
+        + 27;
+    let end = start + text[start..].find("-----END").unwrap();
+    text[start..end].split_whitespace().collect()
+}
+
+/// An uploaded certificate is two files, its key and its chain. A power cut between storing
+/// the two left the new key beside the old chain: they did not match, and the card fell
+/// back to its own certificate, neither the upload it had confirmed nor the new one. The
+/// chain is now staged whole first, and a start finishes (or forgets) the install.
+#[test]
+fn an_upload_cut_between_its_key_and_its_chain_is_finished_or_forgotten_at_the_next_start() {
+    let mut card = start_web(Setup::default());
+    let site = SiteCa::new();
+    let (one, one_key) = site.sign(&["127.0.0.1", "one.example"], (-1, 90));
+    let (two, two_key) = site.sign(&["127.0.0.1", "two.example"], (-1, 90));
+    let mut admin = card.admin();
+    admin.get("/config");
+    let p = admin.post_files(
+        "/config/certificate",
+        &[
+            ("certificate", one.as_bytes()),
+            ("key", one_key.as_bytes()),
+            ("ca", site.ca_pem.as_bytes()),
+        ],
+    );
+    assert!(p.body.contains("now in use"), "{}", p.body);
+    assert_eq!(served_leaf(&card), pem_body(&one));
+    let tls = card.data.join("tls");
+    let one_chain = std::fs::read(tls.join("uploaded.pem")).unwrap();
+    let two_chain = format!("{two}\n{}", site.ca_pem);
+
+    // Cut after the new key was in place: the new chain is waiting beside the old one.
+    card.stop();
+    std::fs::write(tls.join("uploaded.key"), &two_key).unwrap();
+    std::fs::write(tls.join("uploaded.pem.new"), &two_chain).unwrap();
+    card.restart_web("127.0.0.1:0");
+    assert_eq!(served_leaf(&card), pem_body(&two), "the install finished");
+    assert!(!tls.join("uploaded.pem.new").exists());
+
+    // Cut before the new key was in place: the old upload, whole, stays.
+    card.stop();
+    std::fs::write(tls.join("uploaded.key"), &one_key).unwrap();
+    std::fs::write(tls.join("uploaded.pem"), &one_chain).unwrap();
+    std::fs::write(tls.join("uploaded.pem.new"), &two_chain).unwrap();
+    card.restart_web("127.0.0.1:0");
+    assert_eq!(served_leaf(&card), pem_body(&one), "the old upload kept");
+    assert!(!tls.join("uploaded.pem.new").exists());
+}
