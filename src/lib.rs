@@ -26,6 +26,7 @@ pub mod shutdown;
 pub mod sim;
 pub mod store;
 pub mod tcp;
+pub mod ups;
 pub mod web;
 
 // The time code's tests past 2038 across the modules (clock, events, certificates, NTP).
