@@ -45,6 +45,8 @@ pub struct Console {
     /// left to the system.
     pub network: Option<NetWatch>,
     pub events: Events,
+    /// The UPS link, for the UPS's line on the title screen; `None` without one.
+    pub link: Option<Arc<crate::link::LinkStatus>>,
 }
 
 impl Console {

@@ -180,6 +180,8 @@ const HELP: &str = "commands:
   mains on|off
   alarm NAME on|off   (NAME: overload, over-temperature, battery, charger, ... see 'alarm list')
   temperature C
+  tables full|short|other   (other: a unit with another map, refusing these tables)
+  model CODE
   paced on|off
   baud N
   status
@@ -314,6 +316,16 @@ impl Sim {
         self.shared.state.lock().ups.set_temperature(celsius);
     }
 
+    /// Which tables the UPS answers.
+    pub fn set_tables(&self, tables: ups::Tables) {
+        self.shared.state.lock().ups.set_tables(tables);
+    }
+
+    /// The model code the UPS gives in its identification.
+    pub fn set_model_code(&self, code: u16) {
+        self.shared.state.lock().ups.set_model_code(code);
+    }
+
     pub fn stats(&self) -> SimStats {
         self.shared.state.lock().stats
     }
@@ -377,6 +389,23 @@ impl Sim {
                 self.set_alarm(bit, on);
                 Ok(format!("alarm {name}: {}", if on { "on" } else { "off" }))
             }
+            "tables" => {
+                let tables = match rest {
+                    "full" => ups::Tables::Full,
+                    "short" => ups::Tables::Short,
+                    "other" => ups::Tables::Other,
+                    _ => return Err(format!("tables takes full, short or other\n{HELP}")),
+                };
+                self.set_tables(tables);
+                Ok(format!("tables: {rest}"))
+            }
+            "model" => match rest.parse::<u16>() {
+                Ok(code) => {
+                    self.set_model_code(code);
+                    Ok(format!("model code: {code}"))
+                }
+                _ => Err(format!("model takes a code, 0 to 65535\n{HELP}")),
+            },
             "temperature" => match rest.parse::<u16>() {
                 Ok(c) if c <= 100 => {
                     self.set_temperature(c);

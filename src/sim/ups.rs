@@ -32,6 +32,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 // The map is the card's own (src/ups/map.rs); the simulator answers by it.
 pub use crate::ups::map::{alarm, command, reg, status, Bit};
 
+/// Which of its tables a unit answers, for testing the card against other units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tables {
+    /// Every table at its full size.
+    Full,
+    /// An older unit: 4 status words, and only the first 25 measurements.
+    Short,
+    /// A unit with another map: the identification, status, alarm and measurement tables
+    /// all answer exception 02 (illegal data address).
+    Other,
+}
+
 /// A register table and whether it must be read whole.
 struct Table {
     start: u16,
@@ -127,6 +139,8 @@ pub struct Ups {
     temperature: u16,
     /// Alarm bits raised by hand ([`Ups::set_alarm`]), per alarm word.
     forced: [u16; reg::ALARMS_LEN as usize],
+    tables: Tables,
+    model_code: u16,
     rng: XorShift,
     coils: [u8; 32],
     holding: [u16; reg::SCRATCH_LEN as usize],
@@ -150,6 +164,8 @@ impl Ups {
             drift_due: Duration::ZERO,
             temperature: AMBIENT_C,
             forced: [0; reg::ALARMS_LEN as usize],
+            tables: Tables::Full,
+            model_code: MODEL_CODE,
             rng: XorShift(0x2545_F491),
             coils: [0; 32],
             holding: [0; reg::SCRATCH_LEN as usize],
@@ -300,7 +316,7 @@ impl Ups {
                 if qty == 0 || qty > 125 {
                     return Err(IllegalDataValue);
                 }
-                check_read(start, qty)?;
+                self.check_map(start, qty)?;
                 out.push(fc);
                 out.push((qty * 2) as u8);
                 self.read_into(start, qty, out);
@@ -403,6 +419,37 @@ impl Ups {
         Ok(())
     }
 
+    /// A read must fit the tables of the map the unit has ([`Tables`]).
+    fn check_map(&self, start: u16, qty: u16) -> Result<(), Exception> {
+        let end = u32::from(start) + u32::from(qty);
+        let in_main =
+            (reg::IDENTIFICATION..reg::MEASUREMENTS + reg::MEASUREMENTS_LEN).contains(&start);
+        match self.tables {
+            Tables::Full => check_read(start, qty),
+            Tables::Short if start == reg::STATUS && qty == reg::STATUS_LEN_SHORT => Ok(()),
+            Tables::Short
+                if start == reg::STATUS
+                    || (start >= reg::MEASUREMENTS
+                        && end > u32::from(reg::MEASUREMENTS + reg::MEASUREMENTS_LEN_SHORT)) =>
+            {
+                Err(Exception::IllegalDataAddress)
+            }
+            Tables::Short => check_read(start, qty),
+            Tables::Other if in_main => Err(Exception::IllegalDataAddress),
+            Tables::Other => check_read(start, qty),
+        }
+    }
+
+    /// Which tables the unit answers.
+    pub fn set_tables(&mut self, tables: Tables) {
+        self.tables = tables;
+    }
+
+    /// The model code in the identification table.
+    pub fn set_model_code(&mut self, code: u16) {
+        self.model_code = code;
+    }
+
     fn command(&mut self, value: u16) -> Result<(), Exception> {
         match value {
             command::ECO => self.eco = true,
@@ -460,7 +507,7 @@ impl Ups {
 
     fn identification(&self, offset: u16) -> u16 {
         match offset {
-            0 => MODEL_CODE,
+            0 => self.model_code,
             1 => (RATED_VA / 100.0) as u16,
             2 => 1,
             // Two ASCII characters a word, the first in the low byte.

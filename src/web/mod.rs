@@ -104,6 +104,8 @@ pub struct App {
     pub https_bind: std::net::IpAddr,
     /// Where the SSH console listens, if the card serves it.
     pub ssh: Option<SshHome>,
+    /// The UPS's samples not yet written to the history (Home's charts show them).
+    pub history: crate::history::Recent,
     pub started: Instant,
 }
 
@@ -155,6 +157,8 @@ pub struct Parts {
     pub stall: Duration,
     /// Where the SSH console listens, if the card serves it (for the Control page).
     pub ssh: Option<SshHome>,
+    /// The UPS's samples not yet written to the history.
+    pub history: crate::history::Recent,
 }
 
 impl Web {
@@ -206,6 +210,7 @@ impl Web {
             listeners: listeners.clone(),
             https_bind: bind,
             ssh: parts.ssh,
+            history: parts.history,
             started: Instant::now(),
         });
 

@@ -2,6 +2,7 @@
 //! sessions, the RS485 port, the card itself and who is logged in. The page is whole
 //! without script; `www/home.js` refreshes its figures from the JSON every few seconds.
 
+use super::ups_view::UpsView;
 use super::{html, timestamp, version, Layout};
 use crate::accounts::Channel;
 use crate::link::LinkState;
@@ -47,6 +48,9 @@ pub struct Ups {
     pub baud_text: String,
     /// The link's counters by name (see [`COUNTERS`]).
     pub counters: BTreeMap<&'static str, u64>,
+    /// The UPS itself: its state, figures and alarms, beside the link's fields.
+    #[serde(flatten)]
+    pub unit: UpsView,
 }
 
 /// The link's counters: name in the JSON, and what the page calls it.
@@ -233,6 +237,7 @@ impl Status {
                     format!("{baud} baud")
                 },
                 counters: counters(&c),
+                unit: UpsView::of(&link.ups.lock().clone(), link.state()),
             },
             tcp,
             rs485,

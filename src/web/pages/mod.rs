@@ -13,6 +13,7 @@ pub mod home;
 pub mod login;
 pub mod modbus;
 pub mod password;
+pub mod ups_view;
 pub mod users;
 
 use super::routes::Ctx;
