@@ -59,7 +59,13 @@ fn home_shows_the_ups_first_and_follows_mains_and_an_alarm() {
     // The UPS comes before the link's counters.
     assert!(home.find("On line").unwrap() < home.find("UPS link").unwrap());
 
+    // Mains off: On battery within one poll (a cycle under way may have read the status
+    // just before; the next one has it).
+    let link = &card.service().link.status;
+    let before = link.ups.lock().cycles;
     card.sim.set_mains(false);
+    wait_for("two more cycles", || link.ups.lock().cycles >= before + 2);
+    assert_eq!(status(&mut admin)["ups"]["mode"], "battery");
     let ups = wait_ups(&mut admin, "on battery", |u| u["mode"] == "battery");
     assert_eq!(ups["mode_text"], "On battery");
     assert!(ups["runtime_min"].as_f64().unwrap() > 0.0);

@@ -135,17 +135,17 @@ impl History {
     }
 
     /// Called often (every look of the watch thread): takes one sample a minute of the
-    /// card's clock `now`, if the UPS gave one (`None`: a gap).
+    /// card's clock `now`, the first the UPS gives in that minute (`None`: none yet; a
+    /// minute without any is a gap).
     pub fn tick(&mut self, now: SystemTime, sample: Option<Sample>) -> Result<(), StoreError> {
         let minute = unix_ms(now).div_euclid(MINUTE_MS) * MINUTE_MS;
         if self.last_minute == Some(minute) {
             return Ok(());
         }
+        // A minute without a reading stays open: the first reading in it is its sample.
+        let Some(s) = sample else { return Ok(()) };
         self.last_minute = Some(minute);
-        match sample {
-            Some(s) => self.record(now, s),
-            None => Ok(()),
-        }
+        self.record(now, s)
     }
 
     /// Records `sample` at `at` (in its minute; a second sample in the same minute

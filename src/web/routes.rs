@@ -159,6 +159,7 @@ fn route(
         (GET) ["/debug.json"] => pages::debug::json(&ctx),
         (GET) ["/log"] => pages::event_log::page(&ctx, None),
         (GET) ["/log.csv"] => pages::event_log::csv(&ctx),
+        (GET) ["/history.csv"] => pages::history::csv(&ctx),
         (POST) ["/log/clear"] => pages::event_log::clear(&ctx),
         (GET) ["/users"] => pages::users::page(&ctx, None),
         (POST) ["/users"] => pages::users::submit(&ctx),

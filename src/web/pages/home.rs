@@ -255,6 +255,9 @@ pub struct HomePage {
     /// Any host that reaches the card may write to the UPS (the factory setting): said
     /// on Home until someone who may change it decides.
     pub open_writes: bool,
+    /// The history's charts (SVG drawn here), and the period they cover.
+    pub charts: Vec<String>,
+    pub week: bool,
 }
 
 pub fn page(ctx: &Ctx<'_>) -> Response {
@@ -266,6 +269,8 @@ pub fn page(ctx: &Ctx<'_>) -> Response {
             let s = ctx.app.live.current();
             s.modbus_write == crate::access::Writers::Everyone && s.modbus_allow.is_empty()
         },
+        charts: super::history::svgs(ctx, super::history::Span::of(ctx)),
+        week: super::history::Span::of(ctx) == super::history::Span::Week,
     };
     html(&page, 200)
 }

@@ -9,6 +9,7 @@ pub mod debug;
 pub mod event_log;
 pub mod fields;
 pub mod firmware;
+pub mod history;
 pub mod home;
 pub mod login;
 pub mod modbus;
