@@ -91,3 +91,30 @@ fn polling_off_reads_nothing() {
     assert_eq!((ups.cycles, ups.reads), (0, 0));
     assert!(ups.tables.status.is_none());
 }
+
+#[test]
+fn a_masters_read_of_a_whole_table_refreshes_the_figures() {
+    use std::io::{Read, Write};
+    // One cycle at the start, the next an hour later.
+    let card = start_up(Setup::default().set("poll_rate_s", 3600));
+    let status = &card.service().link.status;
+    wait_for("the first cycle", || status.ups.lock().cycles >= 1);
+    card.sim.set_mains(false);
+    let mut master = std::net::TcpStream::connect(card.addr()).unwrap();
+    master
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Read holding registers 0x1020 × 6: the whole status table.
+    master
+        .write_all(&[0, 7, 0, 0, 0, 6, 1, 0x03, 0x10, 0x20, 0, 6])
+        .unwrap();
+    let mut answer = [0u8; 9 + 12];
+    master.read_exact(&mut answer).unwrap();
+    assert_eq!(answer[7], 0x03);
+    assert_eq!(
+        decode(&status.ups.lock().tables).mode,
+        Some(Mode::OnBattery),
+        "the master's answer refreshed the status"
+    );
+    assert_eq!(status.ups.lock().cycles, 1, "without another cycle");
+}

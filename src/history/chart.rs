@@ -21,14 +21,14 @@ pub struct Chart {
     pub lines: Vec<Line>,
 }
 
-const W: f64 = 480.0;
-const H: f64 = 230.0;
-const LEFT: f64 = 46.0;
+const W: f64 = 440.0;
+const H: f64 = 250.0;
+const LEFT: f64 = 48.0;
 const RIGHT: f64 = 10.0;
-const TOP: f64 = 46.0;
-const BOTTOM: f64 = 26.0;
-/// Text size in the drawing's units: about 10 px on a phone 360 px wide.
-const FONT: f64 = 13.0;
+const TOP: f64 = 54.0;
+const BOTTOM: f64 = 28.0;
+/// Text size in the drawing's units: about 12 px on a phone (a chart 340 px wide).
+const FONT: f64 = 15.0;
 pub const SHADE: &str = "#fde3b8";
 
 /// The chart over `[from_ms, to_ms)`, the rows averaged in buckets of `bucket_ms` (a bucket

@@ -717,20 +717,18 @@ impl Engine {
             ));
             return;
         }
-        let request_pdu = request.pdu;
         let result = self.exchange(request.source, request.slave, &request.pdu);
         let answer = match &result {
             Ok(pdu) => *pdu,
             Err(_) => PduBuf::exception(function, Exception::GatewayTargetFailedToRespond),
         };
+        // Before the answer goes: whoever has it may look at the figures at once.
+        if result.is_ok() && to_ups && !self.config.poll_every.is_zero() {
+            self.master_read(&request.pdu, &answer);
+        }
         request.answer(answer);
         match result {
-            Ok(answer) if to_ups => {
-                if !self.config.poll_every.is_zero() {
-                    self.master_read(&request_pdu, &answer);
-                }
-                self.alive(Instant::now())
-            }
+            Ok(_) if to_ups => self.alive(Instant::now()),
             Ok(_) | Err(Failure::Shutdown) => {}
             Err(failure) => {
                 if let Failure::Io(e) = &failure {

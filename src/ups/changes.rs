@@ -240,4 +240,19 @@ mod tests {
             assert!(c.feed(&r, true).is_empty());
         }
     }
+
+    #[test]
+    fn battery_low_is_said_once_when_it_comes() {
+        let mut c = Changes::new();
+        let mut r = reading(Mode::OnBattery, &[]);
+        c.feed(&r, true);
+        c.feed(&r, true);
+        r.battery_low = true;
+        assert!(c.feed(&r, true).is_empty());
+        assert_eq!(c.feed(&r, true), vec![Change::BatteryLow]);
+        assert!(c.feed(&r, true).is_empty());
+        r.battery_low = false;
+        c.feed(&r, true);
+        assert!(c.feed(&r, true).is_empty(), "its end is no event");
+    }
 }
