@@ -5,7 +5,10 @@
 //! master with polling off gives the floor. The service runs in this process (its
 //! threads as in the card), the master on the far end of a pty null modem.
 //!
-//! `cargo bench --bench ups_polling` (about 2 minutes; `BENCH_QUICK=1`: 20 samples each).
+//! Then three Modbus TCP masters read the same table back to back, with polling off and
+//! every second, side by side: exchanges per second and each master's latency.
+//!
+//! `cargo bench --bench ups_polling` (about 3 minutes; `BENCH_QUICK=1`: 20 samples, 5 s).
 
 use modbus_card::modbus::rtu;
 use modbus_card::pty::{NullModem, Pty};
@@ -40,14 +43,30 @@ fn main() {
             ms(*t.last().unwrap()),
         );
     }
+    let secs = if quick { 5 } else { 30 };
+    println!();
+    println!("| 3 masters, 19200 baud, {secs} s | exchanges/s | median ms | p99 ms | max ms | cycle reads |");
+    println!("|---|---|---|---|---|---|");
+    for poll in [0u32, 1] {
+        let (rate, mut t, reads) = masters(poll, secs);
+        t.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "| polling {} | {rate:.2} | {:.1} | {:.1} | {:.1} | {reads} |",
+            if poll == 0 { "off" } else { "every 1 s" },
+            ms(t[t.len() / 2]),
+            ms(t[t.len() * 99 / 100]),
+            ms(*t.last().unwrap()),
+        );
+    }
 }
 
-fn run(poll: u32, n: usize) -> Vec<Duration> {
+fn start(poll: u32, baud: u32) -> (tempfile::TempDir, Sim, NullModem, Service) {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::on_pty(
         Pty::open().unwrap(),
         SimConfig {
-            baud: BAUD,
+            baud,
             paced: true,
             ..SimConfig::default()
         },
@@ -60,18 +79,64 @@ fn run(poll: u32, n: usize) -> Vec<Duration> {
         rs485: Some(rs485.card_side().to_path_buf()),
         modbus: Some("127.0.0.1:0".parse().unwrap()),
         overrides: vec![
-            ("ups_baud".into(), BAUD.to_string()),
+            ("ups_baud".into(), baud.to_string()),
             ("poll_rate_s".into(), poll.to_string()),
         ],
         ..Options::default()
     })
     .unwrap();
-    let status = service.link.status.clone();
     let started = Instant::now();
-    while status.state() != modbus_card::link::LinkState::Up {
+    while service.link.status.state() != modbus_card::link::LinkState::Up {
         assert!(started.elapsed() < Duration::from_secs(30), "UPS not found");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (dir, sim, rs485, service)
+}
+
+/// Three masters reading 48 words back to back for `secs`: exchanges per second, and the
+/// latencies of all their requests.
+fn masters(poll: u32, secs: u64) -> (f64, Vec<Duration>, u64) {
+    let (_dir, _sim, _rs485, service) = start(poll, 19200);
+    let addr = service.modbus_addr();
+    let until = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let times: Vec<Duration> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut m = std::net::TcpStream::connect(addr).unwrap();
+                    m.set_nodelay(true).unwrap();
+                    let mut t = Vec::new();
+                    let mut answer = [0u8; 9 + 96];
+                    let mut id = 0u16;
+                    while Instant::now() < until {
+                        id = id.wrapping_add(1);
+                        let [a, b] = id.to_be_bytes();
+                        let sent = Instant::now();
+                        m.write_all(&[a, b, 0, 0, 0, 6, 1, 0x03, 0x10, 0x60, 0, 48])
+                            .unwrap();
+                        m.read_exact(&mut answer).unwrap();
+                        assert_eq!(answer[7], 0x03, "an answer, not an exception");
+                        t.push(sent.elapsed());
+                    }
+                    t
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let rate = times.len() as f64 / started.elapsed().as_secs_f64();
+    let reads = service.link.status.ups.lock().reads;
+    service.stop();
+    (rate, times, reads)
+}
+
+fn run(poll: u32, n: usize) -> Vec<Duration> {
+    let (_dir, _sim, rs485, service) = start(poll, BAUD);
+    let status = service.link.status.clone();
     let port = serialport::new(rs485.user_side().to_string_lossy(), 9600)
         .open_native()
         .unwrap();

@@ -118,3 +118,38 @@ fn a_masters_read_of_a_whole_table_refreshes_the_figures() {
     );
     assert_eq!(status.ups.lock().cycles, 1, "without another cycle");
 }
+
+#[test]
+fn the_cycle_goes_on_while_masters_keep_the_line_busy() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let card = start_up(Setup::default().set("poll_rate_s", 1));
+    let status = &card.service().link.status;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            let (addr, stop) = (card.addr(), &stop);
+            s.spawn(move || {
+                let mut m = std::net::TcpStream::connect(addr).unwrap();
+                let mut answer = [0u8; 9 + 96];
+                // Back to back: a request always waits at the link.
+                while !stop.load(Relaxed) {
+                    m.write_all(&[0, 1, 0, 0, 0, 6, 1, 0x03, 0x10, 0x60, 0, 48])
+                        .unwrap();
+                    m.read_exact(&mut answer).unwrap();
+                    assert_eq!(answer[7], 0x03);
+                }
+            });
+        }
+        let from = status.ups.lock().cycles;
+        card.sim.set_mains(false);
+        wait_for("three cycles under load", || {
+            status.ups.lock().cycles >= from + 3
+        });
+        stop.store(true, Relaxed);
+    });
+    assert_eq!(
+        decode(&status.ups.lock().tables).mode,
+        Some(Mode::OnBattery)
+    );
+}

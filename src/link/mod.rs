@@ -23,8 +23,9 @@
 //!
 //! Every `poll_every` the link also reads the UPS's tables whole ([`crate::ups::map::CYCLE`]:
 //! identification, status, alarms, measurements) into [`LinkStatus::ups`], for Home, the
-//! history and the UPS's events. One table read at a time, and only when no request waits:
-//! a master's request waits at most for the one read on the line, never for the cycle. A
+//! history and the UPS's events. One table read at a time, taking turns with the requests
+//! waiting (a read, then a request, then a read ...): a master's request waits at most for
+//! the one read on the line, never for the cycle, and the cycle ends under any load. A
 //! table refused with exception 02 is asked again at its next smaller size, then left
 //! alone (a model with another map) and tried again now and then. Each answer is a sign of
 //! life; a read that fails sends the control frame, as a failed request does.
@@ -191,8 +192,10 @@ impl Link {
             outstanding: Outstanding::default(),
             last_reopen: Instant::now(),
             cycle_step: None,
+            cycle_ran: false,
             last_cycle: None,
             size_index: [0; map::CYCLE.len()],
+            master_fresh: [None; map::CYCLE.len()],
         };
         let thread = std::thread::Builder::new()
             .name("ups-link".into())
@@ -384,10 +387,14 @@ struct Engine {
     last_reopen: Instant,
     /// The table of [`map::CYCLE`] the polling cycle reads next; `None` between cycles.
     cycle_step: Option<usize>,
+    /// The last exchange was the cycle's: a request waiting goes next.
+    cycle_ran: bool,
     /// When the last cycle began.
     last_cycle: Option<Instant>,
     /// Per table of the cycle, which of its sizes is asked.
     size_index: [usize; map::CYCLE.len()],
+    /// Per table of the cycle, when a master's answer last brought it whole.
+    master_fresh: [Option<Instant>; map::CYCLE.len()],
 }
 
 impl Engine {
@@ -516,12 +523,18 @@ impl Engine {
     /// Serves requests; false when the link stops, true to look for the UPS again.
     fn serve_loop(&mut self, queue: &Queue) -> bool {
         loop {
+            let now = Instant::now();
+            self.start_cycle_if_due(now);
             if std::mem::take(&mut self.check_now) {
                 self.probe();
+            } else if self.cycle_step.is_some() && !self.cycle_ran {
+                // The cycle's turn: one read, even with requests waiting; then theirs.
+                // So the cycle ends under any load, and puts at most one exchange in a
+                // master's way.
+                self.due();
             } else {
                 self.heartbeat.idle();
-                // A cycle under way goes on at once, but only once no request waits.
-                let now = Instant::now();
+                // A cycle under way goes on at once when no request waits.
                 let deadline = if self.cycle_step.is_some() {
                     now
                 } else {
@@ -581,24 +594,39 @@ impl Engine {
         if self.lost || !polling {
             return;
         }
-        if self.cycle_step.is_none() && now >= self.next_cycle(now) {
-            self.cycle_step = Some(0);
-            self.last_cycle = Some(now);
-        }
         if let Some(step) = self.cycle_step {
             self.cycle_read(step);
         }
     }
 
+    /// A new cycle begins when it is due, whatever waits: its reads then take turns with
+    /// the requests.
+    fn start_cycle_if_due(&mut self, now: Instant) {
+        if !self.lost
+            && !self.config.poll_every.is_zero()
+            && self.cycle_step.is_none()
+            && now >= self.next_cycle(now)
+        {
+            self.cycle_step = Some(0);
+            self.last_cycle = Some(now);
+        }
+    }
+
     /// One table of the polling cycle: read it whole, or skip it.
     fn cycle_read(&mut self, step: usize) {
+        self.cycle_ran = true;
         let table = map::CYCLE[step];
         // The identification too is read every cycle (12 words): a UPS swapped on the
         // same card is seen at once.
+        // A table a master read whole since this cycle began is fresh already: the line
+        // is spared its read (monitoring tools read these very tables).
+        let by_master = self.master_fresh[step]
+            .zip(self.last_cycle)
+            .is_some_and(|(fresh, began)| fresh >= began);
         let (cycles, skip) = {
             let ups = self.status.ups.lock();
             let rereading = ups.cycles.is_multiple_of(REREAD_EVERY_CYCLES);
-            (ups.cycles, ups.refused[step] && !rereading)
+            (ups.cycles, by_master || (ups.refused[step] && !rereading))
         };
         if skip {
             self.cycle_next(step);
@@ -659,7 +687,7 @@ impl Engine {
 
     /// A master read a whole table of the cycle, at the size the cycle asks: its answer
     /// refreshes the figures too.
-    fn master_read(&self, request: &[u8], answer: &[u8]) {
+    fn master_read(&mut self, request: &[u8], answer: &[u8]) {
         let (Some(&fc), Some(start), Some(qty)) = (
             request.first(),
             crate::modbus::pdu::word(request, 1),
@@ -673,8 +701,8 @@ impl Engine {
         for (i, table) in map::CYCLE.iter().enumerate() {
             if table.start == start && table.sizes.get(self.size_index[i]) == Some(&qty) {
                 if let Some(words) = words_of(answer, qty) {
-                    let mut ups = self.status.ups.lock();
-                    *ups.tables.slot(i) = Some(words);
+                    *self.status.ups.lock().tables.slot(i) = Some(words);
+                    self.master_fresh[i] = Some(Instant::now());
                 }
             }
         }
@@ -707,6 +735,7 @@ impl Engine {
     }
 
     fn serve(&mut self, request: Request) {
+        self.cycle_ran = false;
         let function = request.pdu[0];
         let to_ups = request.slave == self.config.ups_slave;
         if self.lost && to_ups {
