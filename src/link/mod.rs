@@ -616,10 +616,9 @@ impl Engine {
     fn cycle_read(&mut self, step: usize) {
         self.cycle_ran = true;
         let table = map::CYCLE[step];
-        // The identification too is read every cycle (12 words): a UPS swapped on the
-        // same card is seen at once.
-        // A table a master read whole since this cycle began is fresh already: the line
-        // is spared its read (monitoring tools read these very tables).
+        // Every table is read every cycle, the identification too (12 words: a UPS swapped
+        // on the same card is seen at once), except a table a master read whole since this
+        // cycle began: it is fresh already (monitoring tools read these very tables).
         let by_master = self.master_fresh[step]
             .zip(self.last_cycle)
             .is_some_and(|(fresh, began)| fresh >= began);
