@@ -1,7 +1,8 @@
 """The UPS on Home in a real browser: headless Chromium logs in to the demo, whose history
 is given 24 hours of samples first (an outage of 40 minutes, a gap of an hour where the
 card was off), sees the UPS on line, types `mains off` to the simulated UPS and waits for
-"On battery" on the page (it refreshes itself), then raises an alarm and waits for it in
+"On battery" on the page (it refreshes itself) and for the charts to follow without a
+reload, then raises an alarm and waits for it in
 words, and saves screenshots at phone and laptop widths.
 
 usage: web_ups.py BINARY DATA_DIR SCREENSHOT_DIR"""
@@ -98,8 +99,9 @@ try:
     t0 = time.time()
     wait.until(lambda d: "On battery" in d.find_element(By.TAG_NAME, "main").text)
     print("On battery on the page after %.1f s" % (time.time() - t0))
-    time.sleep(70)
-    d.get(base + "/")
+    # The charts follow by themselves once a minute: no reload.
+    d.execute_script("document.querySelector('.charts').dataset.old = '1'")
+    WebDriverWait(d, 90).until(lambda d: d.execute_script("return !document.querySelector('.charts[data-old]')"))
     shoot("home-ups-on-battery")
     say(p, "mains on")
     say(p, "alarm overload on")

@@ -156,10 +156,18 @@ pub fn svg(chart: &Chart, rows: &[Row], from_ms: i64, to_ms: i64, bucket_ms: i64
         };
         let _ = write!(
             out,
-            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" stroke="#eef1f4"/><text x="{x:.1}" y="{}" text-anchor="middle" fill="#637083">{label}</text>"##,
-            TOP + ph,
-            H - 8.0
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" stroke="#eef1f4"/>"##,
+            TOP + ph
         );
+        // A label that would run past the drawing's edge is left out (its line stays).
+        let half = FONT * 0.3 * label.len() as f64;
+        if x + half <= W && x - half >= 0.0 {
+            let _ = write!(
+                out,
+                r##"<text x="{x:.1}" y="{}" text-anchor="middle" fill="#637083">{label}</text>"##,
+                H - 8.0
+            );
+        }
         t += step;
     }
     let _ = write!(

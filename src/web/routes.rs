@@ -92,7 +92,8 @@ fn route(
         _ => {}
     }
 
-    let refresh = matches!(path, "/api/status" | "/debug.json");
+    // Home itself too: its script takes the new charts from it once a minute.
+    let refresh = matches!(path, "/" | "/api/status" | "/debug.json");
     let touch = !(refresh && req.header(REFRESH_HEADER).is_some());
     let session = match cookie(req, COOKIE).map(|t| app.accounts.session(&t, touch)) {
         Some(Ok(s)) => s,
