@@ -133,3 +133,21 @@ fn polling_off_is_said_on_home() {
     assert!(home.contains("Polling is off"));
     assert!(home.contains("—"));
 }
+
+/// Home's script takes the new charts from Home once a minute: those fetches, marked as
+/// refreshes, keep no session alive, as the figures' refreshes do not.
+#[test]
+fn the_charts_refresh_keeps_no_session_alive() {
+    use std::time::{Duration, Instant};
+    let card = start_web(Setup::default().set("login_timeout_s", 30));
+    let mut b = card.admin();
+    let started = Instant::now();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(9));
+        let p = b.get_with("/", &[("X-Refresh", "1")]);
+        assert_eq!(p.status, 200);
+        assert!(p.body.contains("class=\"charts\""));
+    }
+    std::thread::sleep(Duration::from_secs(31).saturating_sub(started.elapsed()));
+    assert_eq!(b.get("/").location(), "/login");
+}
