@@ -28,7 +28,10 @@ fn wait_ups(b: &mut Browser, what: &str, cond: impl Fn(&Value) -> bool) -> Value
 fn home_shows_the_ups_first_and_follows_mains_and_an_alarm() {
     let card = start_web(Setup::default().set("poll_rate_s", 1));
     let mut admin = card.admin();
-    let ups = wait_ups(&mut admin, "the UPS read", |u| u["mode"] == "online");
+    // A whole cycle: the status (first) and the measurements (last).
+    let ups = wait_ups(&mut admin, "the UPS read", |u| {
+        u["mode"] == "online" && u["battery_charge"].is_number()
+    });
     // The link's fields are still there, beside the UPS's.
     assert_eq!(ups["state"], "up");
     assert_eq!(ups["baud"], 19200);
