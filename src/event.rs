@@ -191,6 +191,24 @@ pub enum Event {
         scope: String,
         by: String,
     },
+    /// The UPS's load moved (on battery, back on line, on bypass, eco, off), with its
+    /// figures at that moment.
+    UpsMode {
+        /// [`crate::ups::Mode::key`] of the new state, and of the old one ("" at start).
+        to: &'static str,
+        from: &'static str,
+        figures: String,
+    },
+    /// The UPS's battery is near the end of its backup time.
+    UpsBatteryLow {
+        figures: String,
+    },
+    UpsAlarm {
+        /// What a user reads for the alarm.
+        alarm: &'static str,
+        raised: bool,
+        figures: String,
+    },
 }
 
 impl Event {
@@ -243,6 +261,14 @@ impl Event {
             Event::CertificateInstalled { .. } => "certificate_installed",
             Event::CertificateReverted { .. } => "certificate_reverted",
             Event::RootMade { .. } => "root_made",
+            Event::UpsMode { to: "battery", .. } => "ups_on_battery",
+            Event::UpsMode { to: "online", .. } => "ups_on_line",
+            Event::UpsMode { to: "bypass", .. } => "ups_on_bypass",
+            Event::UpsMode { to: "eco", .. } => "ups_eco",
+            Event::UpsMode { .. } => "ups_off",
+            Event::UpsBatteryLow { .. } => "ups_battery_low",
+            Event::UpsAlarm { raised: true, .. } => "ups_alarm_raised",
+            Event::UpsAlarm { raised: false, .. } => "ups_alarm_cleared",
         }
     }
 
@@ -396,6 +422,30 @@ impl Event {
             Event::RootMade { scope, by } => {
                 format!("New root certificate made by {by}, signing only for {scope}")
             }
+            Event::UpsMode { to, from, figures } => {
+                let what = match (*to, *from) {
+                    ("battery", _) => "UPS on battery",
+                    ("online", "") => "UPS on line",
+                    ("online", _) => "UPS back on line",
+                    ("bypass", _) => "UPS on bypass",
+                    ("eco", _) => "UPS in eco mode (load on bypass)",
+                    _ => "UPS off: the load is not supplied",
+                };
+                format!("{what} ({figures})")
+            }
+            Event::UpsBatteryLow { figures } => {
+                format!("UPS battery low: near the end of its backup time ({figures})")
+            }
+            Event::UpsAlarm {
+                alarm,
+                raised: true,
+                figures,
+            } => format!("UPS alarm raised: {alarm} ({figures})"),
+            Event::UpsAlarm {
+                alarm,
+                raised: false,
+                figures,
+            } => format!("UPS alarm cleared: {alarm} ({figures})"),
         }
     }
 }

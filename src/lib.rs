@@ -13,6 +13,7 @@ pub mod event;
 pub mod files;
 pub mod firmware;
 pub mod health;
+pub mod history;
 pub mod link;
 pub mod live;
 pub mod logging;
@@ -28,6 +29,8 @@ pub mod shutdown;
 pub mod sim;
 pub mod store;
 pub mod tcp;
+pub mod ups;
+pub mod ups_watch;
 pub mod web;
 
 // The time code's tests past 2038 across the modules (clock, events, certificates, NTP).

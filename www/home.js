@@ -30,5 +30,21 @@
       if (el.dataset.s in f) el.dataset.v = f[el.dataset.s];
     }
   }
+  // The history's charts are drawn by the card: once a minute, take the page's new ones.
+  async function charts() {
+    const here = document.querySelector(".charts");
+    if (!here) return;
+    let r;
+    try {
+      r = await fetch(location.pathname + location.search, { headers: { "X-Refresh": "1" }, cache: "no-store" });
+    } catch (e) {
+      return;
+    }
+    if (r.redirected || !r.ok) return; // the figures' refresh says why
+    const page = new DOMParser().parseFromString(await r.text(), "text/html");
+    const fresh = page.querySelector(".charts");
+    if (fresh) here.replaceWith(document.importNode(fresh, true));
+  }
   setInterval(refresh, 5000);
+  setInterval(charts, 60000);
 })();

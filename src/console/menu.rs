@@ -130,12 +130,19 @@ impl Menu<'_, '_> {
         self.say(&format!(
             "\nDate: {date}   Time: {time}\n\
              Modbus Interface Configuration Utility  [{}]\n\
+             {}\n\
              1. Card Settings\n\
              2. Reset Accounts/Passwords to Default\n\
              3. Reset Configuration to Default\n\
              4. Restart Card\n\
              0. Exit",
-            crate::firmware::version::current()
+            crate::firmware::version::current(),
+            self.console
+                .link
+                .ups
+                .lock()
+                .clone()
+                .summary(self.console.link.state())
         ))
     }
 

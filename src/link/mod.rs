@@ -21,6 +21,15 @@
 //! soon after it as the machine allows: the next request is taken and encoded during the
 //! silence, and the thread sleeps to its end with an absolute deadline.
 //!
+//! Every `poll_every` the link also reads the UPS's tables whole ([`crate::ups::map::CYCLE`]:
+//! identification, status, alarms, measurements) into [`LinkStatus::ups`], for Home, the
+//! history and the UPS's events. One table read at a time, taking turns with the requests
+//! waiting (a read, then a request, then a read ...): a master's request waits at most for
+//! the one read on the line, never for the cycle, and the cycle ends under any load. A
+//! table refused with exception 02 is asked again at its next smaller size, then left
+//! alone (a model with another map) and tried again now and then. Each answer is a sign of
+//! life; a read that fails sends the control frame, as a failed request does.
+//!
 //! "Lost" is decided by the control frame alone, which a healthy UPS always answers: a
 //! master asking for something the UPS ignores only fails its own requests. When a request
 //! to the UPS fails, the control frame goes next, at once, to find out; when it fails, the
@@ -40,11 +49,12 @@ use crate::modbus::rtu::{self, FrameError, Status};
 use crate::serial::{Port, Wait};
 use crate::settings::UPS_BAUDS;
 use crate::shutdown::Shutdown;
+use crate::ups::map;
 use framelog::{Direction, FrameLog, Note};
 use outstanding::{Outstanding, Verdict};
 use queue::{Pop, Queue, Slot};
 use status::bump;
-pub use status::{Counters, LinkState, LinkStatus};
+pub use status::{Counters, LinkState, LinkStatus, UpsTables};
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
@@ -72,6 +82,9 @@ const PROBE_WHILE_LOST: Duration = Duration::from_secs(1);
 /// Requests whose answer did not come are forgotten after this many serial timeouts
 /// (see [`outstanding`]).
 const LATE_WINDOW_TIMEOUTS: u32 = 4;
+/// Every this many cycles a table refused at every size is asked again (a UPS replaced,
+/// or its firmware updated, on the same card).
+const REREAD_EVERY_CYCLES: u64 = 60;
 
 /// Who asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +170,7 @@ impl Link {
         let queue = Arc::new(Queue::new());
         let status = Arc::new(LinkStatus::default());
         status.set_config(config.timeout, config.ups_slave);
+        status.ups.lock().polling_off = config.poll_every.is_zero();
         let frames = Arc::new(FrameLog::new());
         let engine = Engine {
             port,
@@ -177,6 +191,11 @@ impl Link {
             not_found_logged: false,
             outstanding: Outstanding::default(),
             last_reopen: Instant::now(),
+            cycle_step: None,
+            cycle_ran: false,
+            last_cycle: None,
+            size_index: [0; map::CYCLE.len()],
+            master_fresh: [None; map::CYCLE.len()],
         };
         let thread = std::thread::Builder::new()
             .name("ups-link".into())
@@ -366,6 +385,16 @@ struct Engine {
     /// Requests whose answers may still come.
     outstanding: Outstanding,
     last_reopen: Instant,
+    /// The table of [`map::CYCLE`] the polling cycle reads next; `None` between cycles.
+    cycle_step: Option<usize>,
+    /// The last exchange was the cycle's: a request waiting goes next.
+    cycle_ran: bool,
+    /// When the last cycle began.
+    last_cycle: Option<Instant>,
+    /// Per table of the cycle, which of its sizes is asked.
+    size_index: [usize; map::CYCLE.len()],
+    /// Per table of the cycle, when a master's answer last brought it whole.
+    master_fresh: [Option<Instant>; map::CYCLE.len()],
 }
 
 impl Engine {
@@ -386,6 +415,7 @@ impl Engine {
         self.status.set_state(LinkState::Detecting);
         self.status.set_baud(0);
         self.lost = false;
+        self.forget_tables();
         let mut rounds = 0u64;
         'rounds: loop {
             let candidates: Vec<u32> = if self.config.baud == 0 {
@@ -480,6 +510,12 @@ impl Engine {
             }
         );
         self.status.set_config(config.timeout, config.ups_slave);
+        let off = config.poll_every.is_zero();
+        self.status.ups.lock().polling_off = off;
+        if off {
+            self.cycle_step = None;
+            self.forget_tables();
+        }
         self.config = config;
         redetect
     }
@@ -487,11 +523,24 @@ impl Engine {
     /// Serves requests; false when the link stops, true to look for the UPS again.
     fn serve_loop(&mut self, queue: &Queue) -> bool {
         loop {
+            let now = Instant::now();
+            self.start_cycle_if_due(now);
             if std::mem::take(&mut self.check_now) {
                 self.probe();
+            } else if self.cycle_step.is_some() && !self.cycle_ran {
+                // The cycle's turn: one read, even with requests waiting; then theirs.
+                // So the cycle ends under any load, and puts at most one exchange in a
+                // master's way.
+                self.due();
             } else {
                 self.heartbeat.idle();
-                let next = queue.pop(self.next_probe());
+                // A cycle under way goes on at once when no request waits.
+                let deadline = if self.cycle_step.is_some() {
+                    now
+                } else {
+                    self.next_probe().min(self.next_cycle(now))
+                };
+                let next = queue.pop(deadline);
                 self.heartbeat.busy();
                 match next {
                     Pop::Request(request) => self.serve(request),
@@ -500,8 +549,7 @@ impl Engine {
                             return true;
                         }
                     }
-                    Pop::Timeout if self.lost || !self.config.poll_every.is_zero() => self.probe(),
-                    Pop::Timeout => {}
+                    Pop::Timeout => self.due(),
                     Pop::Closed => return false,
                 }
             }
@@ -526,6 +574,147 @@ impl Engine {
         since + self.config.poll_every
     }
 
+    /// When the next polling cycle begins (never while polling is off or the UPS lost).
+    fn next_cycle(&self, now: Instant) -> Instant {
+        if self.config.poll_every.is_zero() || self.lost {
+            return now + Duration::from_secs(3600);
+        }
+        self.last_cycle.map_or(now, |t| t + self.config.poll_every)
+    }
+
+    /// The line is free and nothing waits: the control frame if it is due, else the next
+    /// read of the polling cycle.
+    fn due(&mut self) {
+        let now = Instant::now();
+        let polling = !self.config.poll_every.is_zero();
+        if (self.lost || polling) && now >= self.next_probe() {
+            self.probe();
+            return;
+        }
+        if self.lost || !polling {
+            return;
+        }
+        if let Some(step) = self.cycle_step {
+            self.cycle_read(step);
+        }
+    }
+
+    /// A new cycle begins when it is due, whatever waits: its reads then take turns with
+    /// the requests.
+    fn start_cycle_if_due(&mut self, now: Instant) {
+        if !self.lost
+            && !self.config.poll_every.is_zero()
+            && self.cycle_step.is_none()
+            && now >= self.next_cycle(now)
+        {
+            self.cycle_step = Some(0);
+            self.last_cycle = Some(now);
+        }
+    }
+
+    /// One table of the polling cycle: read it whole, or skip it.
+    fn cycle_read(&mut self, step: usize) {
+        self.cycle_ran = true;
+        let table = map::CYCLE[step];
+        // Every table is read every cycle, the identification too (12 words: a UPS swapped
+        // on the same card is seen at once), except a table a master read whole since this
+        // cycle began: it is fresh already (monitoring tools read these very tables).
+        let by_master = self.master_fresh[step]
+            .zip(self.last_cycle)
+            .is_some_and(|(fresh, began)| fresh >= began);
+        let (cycles, skip) = {
+            let ups = self.status.ups.lock();
+            let rereading = ups.cycles.is_multiple_of(REREAD_EVERY_CYCLES);
+            (ups.cycles, by_master || (ups.refused[step] && !rereading))
+        };
+        if skip {
+            self.cycle_next(step);
+            return;
+        }
+        if cycles.is_multiple_of(REREAD_EVERY_CYCLES) && self.status.ups.lock().refused[step] {
+            self.size_index[step] = 0;
+        }
+        let size = table.sizes[self.size_index[step].min(table.sizes.len() - 1)];
+        let [a_hi, a_lo] = table.start.to_be_bytes();
+        let [n_hi, n_lo] = size.to_be_bytes();
+        let pdu = [0x03, a_hi, a_lo, n_hi, n_lo];
+        self.status.ups.lock().reads += 1;
+        // The card's own polling, as the control frame: not a master's traffic (the LEDs).
+        bump(&self.status.polls, 1);
+        match self.exchange(Source::Control, self.config.ups_slave, &pdu) {
+            Ok(answer) => {
+                self.alive(Instant::now());
+                if answer.as_ref() == [0x83, Exception::IllegalDataAddress as u8] {
+                    if self.size_index[step] + 1 < table.sizes.len() {
+                        // The same table again, smaller, as the next step.
+                        self.size_index[step] += 1;
+                        return;
+                    }
+                    let mut ups = self.status.ups.lock();
+                    ups.refused[step] = true;
+                    *ups.tables.slot(step) = None;
+                } else {
+                    let words = words_of(&answer, size);
+                    let mut ups = self.status.ups.lock();
+                    ups.refused[step] = false;
+                    *ups.tables.slot(step) = words;
+                }
+                self.cycle_next(step);
+            }
+            Err(Failure::Shutdown) => {}
+            Err(failure) => {
+                if let Failure::Io(e) = &failure {
+                    self.port_failed(e);
+                }
+                // The control frame says whether the UPS is there; this cycle is over.
+                self.cycle_step = None;
+                self.check_now = true;
+            }
+        }
+    }
+
+    fn cycle_next(&mut self, step: usize) {
+        if step + 1 < map::CYCLE.len() {
+            self.cycle_step = Some(step + 1);
+        } else {
+            self.cycle_step = None;
+            let mut ups = self.status.ups.lock();
+            ups.cycles += 1;
+            ups.at = Some(self.events.clock().now());
+        }
+    }
+
+    /// A master read a whole table of the cycle, at the size the cycle asks: its answer
+    /// refreshes the figures too.
+    fn master_read(&mut self, request: &[u8], answer: &[u8]) {
+        let (Some(&fc), Some(start), Some(qty)) = (
+            request.first(),
+            crate::modbus::pdu::word(request, 1),
+            crate::modbus::pdu::word(request, 3),
+        ) else {
+            return;
+        };
+        if fc != 0x03 && fc != 0x04 {
+            return;
+        }
+        for (i, table) in map::CYCLE.iter().enumerate() {
+            if table.start == start && table.sizes.get(self.size_index[i]) == Some(&qty) {
+                if let Some(words) = words_of(answer, qty) {
+                    *self.status.ups.lock().tables.slot(i) = Some(words);
+                    self.master_fresh[i] = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// The tables' words are no longer the UPS's (lost, looked for again, polling off).
+    fn forget_tables(&mut self) {
+        self.cycle_step = None;
+        self.last_cycle = None;
+        let mut ups = self.status.ups.lock();
+        ups.tables = Default::default();
+    }
+
     /// The control frame: the UPS answers, or it is lost.
     fn probe(&mut self) {
         bump(&self.status.polls, 1);
@@ -545,6 +734,7 @@ impl Engine {
     }
 
     fn serve(&mut self, request: Request) {
+        self.cycle_ran = false;
         let function = request.pdu[0];
         let to_ups = request.slave == self.config.ups_slave;
         if self.lost && to_ups {
@@ -560,6 +750,10 @@ impl Engine {
             Ok(pdu) => *pdu,
             Err(_) => PduBuf::exception(function, Exception::GatewayTargetFailedToRespond),
         };
+        // Before the answer goes: whoever has it may look at the figures at once.
+        if result.is_ok() && to_ups && !self.config.poll_every.is_zero() {
+            self.master_read(&request.pdu, &answer);
+        }
         request.answer(answer);
         match result {
             Ok(_) if to_ups => self.alive(Instant::now()),
@@ -585,6 +779,7 @@ impl Engine {
     fn declare_lost(&mut self) {
         if !self.lost {
             self.lost = true;
+            self.forget_tables();
             self.status.set_state(LinkState::Lost);
             self.events.emit(Event::UpsLost);
         }
@@ -819,4 +1014,18 @@ impl Engine {
         self.outstanding.retire(index);
         self.rx_buf.drain(..len);
     }
+}
+
+/// The words of a read answer of `qty` registers; `None` for an exception or a short one.
+fn words_of(answer: &[u8], qty: u16) -> Option<Vec<u16>> {
+    let n = usize::from(qty);
+    if answer.len() != 2 + 2 * n || usize::from(answer[1]) != 2 * n || answer[0] & 0x80 != 0 {
+        return None;
+    }
+    Some(
+        answer[2..]
+            .chunks_exact(2)
+            .map(|p| u16::from_be_bytes([p[0], p[1]]))
+            .collect(),
+    )
 }

@@ -1,8 +1,10 @@
 //! What the link thread tells everyone else: its state and counters, as atomics so readers
 //! (pages, console, LEDs, tests) never hold it up.
 
+use crate::ups::Tables;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -33,6 +35,70 @@ pub struct LinkStatus {
     pub late_answers: AtomicU64,
     pub stale_bytes: AtomicU64,
     pub polls: AtomicU64,
+    /// What the polling cycle last read from the UPS's tables.
+    pub ups: Mutex<UpsTables>,
+}
+
+/// The UPS's tables as the link's polling cycle read them (see [`crate::ups::map::CYCLE`]).
+#[derive(Debug, Clone, Default)]
+pub struct UpsTables {
+    /// The words of each table; emptied while the UPS is lost or not found.
+    pub tables: Tables,
+    /// Tables the UPS refused at every size (exception 02): a model with another map.
+    pub refused: [bool; 4],
+    /// Whole cycles read since the start; a reader compares it to see new figures.
+    pub cycles: u64,
+    /// When the last cycle ended (the card's wall clock).
+    pub at: Option<SystemTime>,
+    /// Table reads sent by the cycle since the start.
+    pub reads: u64,
+    /// Polling is off (`poll_rate_s = 0`): the tables are not read.
+    pub polling_off: bool,
+}
+
+impl UpsTables {
+    /// The UPS in one line, for the console's title screen.
+    pub fn summary(&self, state: LinkState) -> String {
+        let r = crate::ups::decode(&self.tables);
+        let head = match (r.model, r.model_code) {
+            (Some(name), _) => format!("UPS {name}"),
+            (None, Some(code)) => format!("UPS model code {code}"),
+            (None, None) => "UPS".to_string(),
+        };
+        let why = match state {
+            LinkState::Lost => Some("communication lost"),
+            LinkState::Detecting | LinkState::Stopped => Some("not found yet"),
+            LinkState::Up if self.polling_off => Some("polling off, state not read"),
+            LinkState::Up if !r.decoded() && r.model_code.is_some() => {
+                Some("state not decoded for this model")
+            }
+            LinkState::Up if r.mode.is_none() => Some("state not read yet"),
+            LinkState::Up => None,
+        };
+        if let Some(why) = why {
+            return format!("{head}: {why}");
+        }
+        let n =
+            |v: Option<f64>, unit: &str| v.map_or("—".to_string(), |v| format!("{v:.0} {unit}"));
+        // The general alarm only says that there is another.
+        let alarms = r
+            .alarms
+            .iter()
+            .filter(|a| a.bit != crate::ups::map::alarm::GENERAL)
+            .count();
+        let alarms = match alarms {
+            0 => "no alarm".to_string(),
+            1 => "1 alarm".to_string(),
+            n => format!("{n} alarms"),
+        };
+        format!(
+            "{head}: {}, load {}, battery {}, runtime {}, {alarms}",
+            r.mode.map_or("—", |m| m.words()),
+            n(r.load_total, "%"),
+            n(r.battery_charge, "%"),
+            n(r.runtime_min, "min"),
+        )
+    }
 }
 
 /// A copy of the counters at one moment.

@@ -238,6 +238,26 @@ impl Service {
                 link.close();
             }
         }));
+        // The UPS's events and history, from what the link's polling reads.
+        let history = match crate::history::History::open(&options.data) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                log::error!("no UPS history: {e}");
+                None
+            }
+        };
+        let recent = history
+            .as_ref()
+            .map(crate::history::History::recent)
+            .unwrap_or_default();
+        let watch = crate::ups_watch::spawn(
+            link.status.clone(),
+            events.clone(),
+            history,
+            shutdown.clone(),
+            health.register("ups watch", stall),
+        )?;
+        threads.push(Owned::thread("ups watch", watch, stops(&shutdown)));
         let web = Arc::new(Mutex::new(None));
         let started = (|| -> Result<_> {
             let rs485 = match &options.rs485 {
@@ -306,6 +326,7 @@ impl Service {
                 clock: clock.clone(),
                 network: network.as_ref().map(Network::watcher),
                 events: events.clone(),
+                link: link.status.clone(),
             };
             // Every part follows its settings before anyone can change them.
             register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
@@ -318,7 +339,6 @@ impl Service {
             if web_config.http.is_some() || web_config.https.is_some() {
                 let parts = crate::web::Parts {
                     card: card.clone(),
-                    link: link.status.clone(),
                     frames: link.frames.clone(),
                     sessions: tcp.sessions.clone(),
                     refused: tcp.refused.clone(),
@@ -332,6 +352,7 @@ impl Service {
                     ssh: ssh_place
                         .clone()
                         .map(|place| Arc::new(move || place.home()) as crate::web::SshHome),
+                    history: recent.clone(),
                 };
                 *web.lock() = Some(Web::start(&web_config, parts, shutdown.clone())?);
                 let web = web.clone();

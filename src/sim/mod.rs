@@ -178,6 +178,10 @@ impl Turnaround {
 const HELP: &str = "commands:
   fault none|silent|late MS|bad-crc|wrong-slave|wrong-function|truncated|noise
   mains on|off
+  alarm NAME on|off   (NAME: overload, over-temperature, battery, charger, ... see 'alarm list')
+  temperature C
+  tables full|short|other   (other: a unit with another map, refusing these tables)
+  model CODE
   paced on|off
   baud N
   status
@@ -302,6 +306,26 @@ impl Sim {
         self.shared.state.lock().ups.set_mains(present);
     }
 
+    /// Raises or clears one of the UPS's alarms by hand.
+    pub fn set_alarm(&self, bit: ups::Bit, on: bool) {
+        self.shared.state.lock().ups.set_alarm(bit, on);
+    }
+
+    /// The UPS's ambient temperature, °C.
+    pub fn set_temperature(&self, celsius: u16) {
+        self.shared.state.lock().ups.set_temperature(celsius);
+    }
+
+    /// Which tables the UPS answers.
+    pub fn set_tables(&self, tables: ups::Tables) {
+        self.shared.state.lock().ups.set_tables(tables);
+    }
+
+    /// The model code the UPS gives in its identification.
+    pub fn set_model_code(&self, code: u16) {
+        self.shared.state.lock().ups.set_model_code(code);
+    }
+
     pub fn stats(&self) -> SimStats {
         self.shared.state.lock().stats
     }
@@ -318,7 +342,8 @@ impl Sim {
 
     /// Text commands for a person at a terminal (the demo and `simulate-ups` feed stdin
     /// lines here): "fault none|silent|late MS|bad-crc|wrong-slave|wrong-function|truncated|
-    /// noise", "mains on|off", "paced on|off", "baud N", "status", "stats", "help". Returns
+    /// noise", "mains on|off", "alarm NAME on|off", "alarm list", "temperature C",
+    /// "paced on|off", "baud N", "status", "stats", "help". Returns
     /// the reply text, or an error text that lists the commands.
     pub fn command(&self, line: &str) -> Result<String, String> {
         let line = line.trim();
@@ -347,6 +372,49 @@ impl Sim {
                 }
                 .to_string())
             }
+            "alarm" if rest == "list" => Ok(crate::ups::map::alarm::WORDS
+                .iter()
+                .map(|(_, name, words)| format!("{name}: {words}"))
+                .collect::<Vec<_>>()
+                .join("\n")),
+            "alarm" => {
+                let (name, state) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                let bit = crate::ups::map::alarm::by_name(name)
+                    .ok_or_else(|| format!("unknown alarm {name:?}: 'alarm list' names them"))?;
+                let on = match state.trim() {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(format!("alarm {name} takes on or off, not {other:?}")),
+                };
+                self.set_alarm(bit, on);
+                Ok(format!("alarm {name}: {}", if on { "on" } else { "off" }))
+            }
+            "tables" => {
+                let tables = match rest {
+                    "full" => ups::Tables::Full,
+                    "short" => ups::Tables::Short,
+                    "other" => ups::Tables::Other,
+                    _ => return Err(format!("tables takes full, short or other\n{HELP}")),
+                };
+                self.set_tables(tables);
+                Ok(format!("tables: {rest}"))
+            }
+            "model" => match rest.parse::<u16>() {
+                Ok(code) => {
+                    self.set_model_code(code);
+                    Ok(format!("model code: {code}"))
+                }
+                _ => Err(format!("model takes a code, 0 to 65535\n{HELP}")),
+            },
+            "temperature" => match rest.parse::<u16>() {
+                Ok(c) if c <= 100 => {
+                    self.set_temperature(c);
+                    Ok(format!("temperature: {c} °C"))
+                }
+                _ => Err(format!(
+                    "temperature takes degrees Celsius, 0 to 100\n{HELP}"
+                )),
+            },
             "paced" => {
                 let paced = on_off("paced")?;
                 self.set_paced(paced);
@@ -375,9 +443,10 @@ impl Sim {
             Some(minutes) => format!("{minutes} min"),
         };
         format!(
-            "mains {}, battery {:.0} %, runtime {runtime}, fault {}, baud {}, paced {}",
+            "mains {}, battery {:.0} %, runtime {runtime}, temperature {} °C, fault {}, baud {}, paced {}",
             if ups.mains() { "on" } else { "off" },
             ups.charge(),
+            ups.temperature(),
             state.fault,
             state.baud,
             if state.paced { "on" } else { "off" },

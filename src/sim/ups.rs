@@ -29,119 +29,19 @@
 use crate::modbus::pdu::{function::*, word, Exception};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Register addresses and table sizes.
-pub mod reg {
-    pub const IDENTIFICATION: u16 = 0x1000;
-    pub const IDENTIFICATION_LEN: u16 = 12;
-    pub const STATUS: u16 = 0x1020;
-    pub const STATUS_LEN: u16 = 6;
-    pub const ALARMS: u16 = 0x1040;
-    pub const ALARMS_LEN: u16 = 4;
-    pub const MEASUREMENTS: u16 = 0x1060;
-    pub const MEASUREMENTS_LEN: u16 = 48;
-    pub const CONFIGURATION: u16 = 0x10E0;
-    pub const CONFIGURATION_LEN: u16 = 32;
-    pub const CLOCK: u16 = 0x1360;
-    pub const CLOCK_LEN: u16 = 4;
-    /// Write-only, function 06.
-    pub const COMMAND: u16 = 0x05B0;
+// The map is the card's own (src/ups/map.rs); the simulator answers by it.
+pub use crate::ups::map::{alarm, command, reg, status, Bit};
 
-    /// Identification: model code, power kVA×10, module number, serial number (5 words).
-    pub const MODEL_CODE: u16 = 0x1000;
-    pub const POWER_KVA_X10: u16 = 0x1001;
-    pub const SERIAL: u16 = 0x1003;
-    pub const SERIAL_LEN: u16 = 5;
-
-    pub const LOAD_TOTAL: u16 = 0x1063;
-    pub const BATTERY_CHARGE: u16 = 0x1064;
-    /// Charge left in the battery, Ah×10 (the charge in percent, as ampere-hours).
-    pub const BATTERY_AH_X10: u16 = 0x1065;
-    pub const OUTPUT_VOLTAGE_L1: u16 = 0x1069;
-    pub const BATTERY_VOLTAGE: u16 = 0x1074;
-    /// The negative battery string: 0, this unit has one string.
-    pub const BATTERY_VOLTAGE_NEGATIVE: u16 = 0x1075;
-    pub const AMBIENT: u16 = 0x1076;
-    /// Minutes; 0xFFFF while on line.
-    pub const RUNTIME: u16 = 0x1077;
-    /// A×10, the magnitude: the status bits say whether it charges or discharges.
-    pub const BATTERY_CURRENT: u16 = 0x1078;
-    /// Volts, the DC voltage the rectifier holds the battery at; 0 while it is stopped.
-    pub const RECTIFIER_VOLTAGE: u16 = 0x107C;
-    /// The negative rectifier output: 0, as for the battery.
-    pub const RECTIFIER_VOLTAGE_NEGATIVE: u16 = 0x107D;
-    pub const INPUT_VOLTAGE_L1: u16 = 0x1081;
-    pub const OUTPUT_KW_X10: u16 = 0x1084;
-    /// Output apparent power of phase 1, kVA×10; phases 2 and 3 follow.
-    pub const OUTPUT_KVA_X10_L1: u16 = 0x1085;
-    /// Firmware version ×100.
-    pub const FIRMWARE: u16 = 0x10E4;
-    /// Nominal battery capacity, Ah×10.
-    pub const NOMINAL_BATTERY_AH_X10: u16 = 0x10E8;
-    /// Bits: 1 = with battery, 2 = generator set present, 3 = energy saver enabled.
-    pub const WORKING_MODE: u16 = 0x10ED;
-    /// 0 = no redundancy (a single unit), 1 = N+1.
-    pub const REDUNDANCY: u16 = 0x10EE;
-
-    /// Size of each scratch bank (coils, discrete inputs, holding registers from 0x0000).
-    pub const SCRATCH_LEN: u16 = 256;
-}
-
-/// Values of the command register.
-pub mod command {
-    pub const ECO: u16 = 0x0003;
-    pub const NORMAL: u16 = 0x0004;
-    pub const BYPASS: u16 = 0x000A;
-    pub const INVERTER: u16 = 0x000B;
-}
-
-/// One bit of a status or alarm word.
+/// Which of its tables a unit answers, for testing the card against other units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bit {
-    pub addr: u16,
-    pub mask: u16,
-}
-
-const fn bit(addr: u16, n: u8) -> Bit {
-    Bit { addr, mask: 1 << n }
-}
-
-/// Status bits (table 0x1020).
-pub mod status {
-    use super::{bit, Bit};
-    pub const RECTIFIER_INPUT_PRESENT: Bit = bit(0x1020, 0);
-    pub const INVERTER_ON: Bit = bit(0x1020, 1);
-    pub const RECTIFIER_ON: Bit = bit(0x1020, 2);
-    pub const LOAD_ON_INVERTER: Bit = bit(0x1020, 3);
-    pub const LOAD_ON_BYPASS: Bit = bit(0x1020, 4);
-    pub const ON_BATTERY: Bit = bit(0x1020, 5);
-    /// Set when remote commands are refused; never set here (the simulator is in remote mode).
-    pub const REMOTE_DISABLED: Bit = bit(0x1020, 6);
-    pub const ECO_MODE: Bit = bit(0x1020, 7);
-    pub const BATTERY_NEAR_END: Bit = bit(0x1020, 15);
-    pub const BATTERY_DISCHARGED: Bit = bit(0x1021, 0);
-    pub const BATTERY_OK: Bit = bit(0x1021, 1);
-    /// The inverter follows the bypass source's phase, ready for a transfer.
-    pub const INVERTER_SYNCHRONISED: Bit = bit(0x1021, 7);
-    pub const BYPASS_INPUT_PRESENT: Bit = bit(0x1021, 10);
-    pub const CHARGING: Bit = bit(0x1021, 11);
-    pub const UNIT_OPERATING: Bit = bit(0x1022, 0);
-    pub const INVERTER_SWITCH_CLOSED: Bit = bit(0x1024, 2);
-    pub const BYPASS_BREAKER_CLOSED: Bit = bit(0x1024, 3);
-    pub const OUTPUT_BREAKER_CLOSED: Bit = bit(0x1024, 6);
-    pub const UNIT_WORKING: Bit = bit(0x1024, 9);
-    pub const NORMAL_MODE: Bit = bit(0x1024, 12);
-}
-
-/// Alarm bits (table 0x1040).
-pub mod alarm {
-    use super::{bit, Bit};
-    /// Set whenever any other alarm is.
-    pub const GENERAL: Bit = bit(0x1040, 0);
-    pub const RECTIFIER_INPUT_OUT_OF_TOLERANCE: Bit = bit(0x1040, 5);
-    pub const BYPASS_INPUT_OUT_OF_TOLERANCE: Bit = bit(0x1040, 6);
-    pub const RECTIFIER_INPUT_FAULT: Bit = bit(0x1041, 6);
-    pub const IMMINENT_STOP: Bit = bit(0x1041, 15);
-    pub const BATTERY_DISCHARGED: Bit = bit(0x1043, 1);
+pub enum Tables {
+    /// Every table at its full size.
+    Full,
+    /// An older unit: 4 status words, and only the first 25 measurements.
+    Short,
+    /// A unit with another map: the identification, status, alarm and measurement tables
+    /// all answer exception 02 (illegal data address).
+    Other,
 }
 
 /// A register table and whether it must be read whole.
@@ -195,7 +95,7 @@ fn table_of(addr: u16) -> Option<&'static Table> {
         .find(|t| addr >= t.start && u32::from(addr) < u32::from(t.start) + u32::from(t.len))
 }
 
-const NONE: u16 = 0xFFFF;
+const NONE: u16 = crate::ups::map::ABSENT;
 
 // The unit: 10 kVA, power factor 0.9, 230/400 V 50 Hz, 32 blocks of 12 V (192 cells), 9 Ah.
 const MODEL_CODE: u16 = 130;
@@ -219,6 +119,10 @@ const INVERTER_EFFICIENCY: f64 = 0.95;
 /// Load per phase around which the load drifts, and how far it may drift.
 const BASE_LOAD: [f64; 3] = [42.0, 38.0, 40.0];
 const LOAD_DRIFT: f64 = 1.5;
+/// Ambient temperature of a cool room, °C.
+const AMBIENT_C: u16 = 24;
+/// The ambient temperature that raises the over-temperature alarm, °C.
+pub const OVER_TEMPERATURE_C: u16 = 40;
 
 /// The simulated UPS: its state and its register tables.
 pub struct Ups {
@@ -231,6 +135,12 @@ pub struct Ups {
     load: [f64; 3],
     /// Time not yet spent on a load drift step.
     drift_due: Duration,
+    /// Ambient temperature, °C.
+    temperature: u16,
+    /// Alarm bits raised by hand ([`Ups::set_alarm`]), per alarm word.
+    forced: [u16; reg::ALARMS_LEN as usize],
+    tables: Tables,
+    model_code: u16,
     rng: XorShift,
     coils: [u8; 32],
     holding: [u16; reg::SCRATCH_LEN as usize],
@@ -252,6 +162,10 @@ impl Ups {
             charge: 100.0,
             load: BASE_LOAD,
             drift_due: Duration::ZERO,
+            temperature: AMBIENT_C,
+            forced: [0; reg::ALARMS_LEN as usize],
+            tables: Tables::Full,
+            model_code: MODEL_CODE,
             rng: XorShift(0x2545_F491),
             coils: [0; 32],
             holding: [0; reg::SCRATCH_LEN as usize],
@@ -261,6 +175,32 @@ impl Ups {
     /// Mains failure (`false`) puts the load on battery; its return recharges the battery.
     pub fn set_mains(&mut self, present: bool) {
         self.mains = present;
+    }
+
+    /// Raises (or clears) an alarm by hand, as a fault inside the unit would; the general
+    /// alarm follows.
+    pub fn set_alarm(&mut self, bit: Bit, on: bool) {
+        if let Some(w) = bit
+            .addr
+            .checked_sub(reg::ALARMS)
+            .and_then(|i| self.forced.get_mut(usize::from(i)))
+        {
+            if on {
+                *w |= bit.mask;
+            } else {
+                *w &= !bit.mask;
+            }
+        }
+    }
+
+    /// Ambient temperature, °C; at [`OVER_TEMPERATURE_C`] and above the over-temperature
+    /// alarm is on.
+    pub fn set_temperature(&mut self, celsius: u16) {
+        self.temperature = celsius;
+    }
+
+    pub fn temperature(&self) -> u16 {
+        self.temperature
     }
 
     pub fn mains(&self) -> bool {
@@ -376,7 +316,7 @@ impl Ups {
                 if qty == 0 || qty > 125 {
                     return Err(IllegalDataValue);
                 }
-                check_read(start, qty)?;
+                self.check_map(start, qty)?;
                 out.push(fc);
                 out.push((qty * 2) as u8);
                 self.read_into(start, qty, out);
@@ -479,6 +419,37 @@ impl Ups {
         Ok(())
     }
 
+    /// A read must fit the tables of the map the unit has ([`Tables`]).
+    fn check_map(&self, start: u16, qty: u16) -> Result<(), Exception> {
+        let end = u32::from(start) + u32::from(qty);
+        let in_main =
+            (reg::IDENTIFICATION..reg::MEASUREMENTS + reg::MEASUREMENTS_LEN).contains(&start);
+        match self.tables {
+            Tables::Full => check_read(start, qty),
+            Tables::Short if start == reg::STATUS && qty == reg::STATUS_LEN_SHORT => Ok(()),
+            Tables::Short
+                if start == reg::STATUS
+                    || (start >= reg::MEASUREMENTS
+                        && end > u32::from(reg::MEASUREMENTS + reg::MEASUREMENTS_LEN_SHORT)) =>
+            {
+                Err(Exception::IllegalDataAddress)
+            }
+            Tables::Short => check_read(start, qty),
+            Tables::Other if in_main => Err(Exception::IllegalDataAddress),
+            Tables::Other => check_read(start, qty),
+        }
+    }
+
+    /// Which tables the unit answers.
+    pub fn set_tables(&mut self, tables: Tables) {
+        self.tables = tables;
+    }
+
+    /// The model code in the identification table.
+    pub fn set_model_code(&mut self, code: u16) {
+        self.model_code = code;
+    }
+
     fn command(&mut self, value: u16) -> Result<(), Exception> {
         match value {
             command::ECO => self.eco = true,
@@ -536,7 +507,7 @@ impl Ups {
 
     fn identification(&self, offset: u16) -> u16 {
         match offset {
-            0 => MODEL_CODE,
+            0 => self.model_code,
             1 => (RATED_VA / 100.0) as u16,
             2 => 1,
             // Two ASCII characters a word, the first in the low byte.
@@ -630,9 +601,14 @@ impl Ups {
             (alarm::RECTIFIER_INPUT_FAULT, !self.mains),
             (alarm::IMMINENT_STOP, imminent),
             (alarm::BATTERY_DISCHARGED, self.discharged()),
+            (
+                alarm::OVER_TEMPERATURE,
+                self.temperature >= OVER_TEMPERATURE_C,
+            ),
         ];
-        let any = bits.iter().any(|&(_, on)| on);
+        let any = bits.iter().any(|&(_, on)| on) || self.forced.iter().any(|&w| w != 0);
         collect(reg::ALARMS + offset, bits)
+            | self.forced[usize::from(offset)]
             | collect(reg::ALARMS + offset, &[(alarm::GENERAL, any)])
     }
 
@@ -659,7 +635,7 @@ impl Ups {
             19 => NOMINAL_HZ * 10,
             20 => (self.battery_volts() * 10.0).round() as u16,
             21 | 29 => 0,
-            22 => 24,
+            22 => self.temperature,
             23 => self.runtime().unwrap_or(NONE),
             24 => {
                 if !self.mains {
@@ -1165,5 +1141,18 @@ mod tests {
         assert_eq!(&one[6..], b"\x01\x02\x05V3.12");
         assert_eq!(ups.handle(&[0x2B, 0x0E, 0x04, 0x09]), [0xAB, 0x02]);
         assert_eq!(ups.handle(&[0x2B, 0x0D]), [0xAB, 0x03]);
+    }
+
+    #[test]
+    fn alarms_raised_by_hand_and_heat_show_in_the_alarm_table() {
+        let mut ups = Ups::new();
+        assert!(!ups.is_set(alarm::GENERAL));
+        ups.set_alarm(alarm::OVERLOAD, true);
+        assert!(ups.is_set(alarm::OVERLOAD) && ups.is_set(alarm::GENERAL));
+        ups.set_alarm(alarm::OVERLOAD, false);
+        assert!(!ups.is_set(alarm::GENERAL));
+        ups.set_temperature(OVER_TEMPERATURE_C);
+        assert_eq!(ups.register(reg::AMBIENT), Some(OVER_TEMPERATURE_C));
+        assert!(ups.is_set(alarm::OVER_TEMPERATURE) && ups.is_set(alarm::GENERAL));
     }
 }

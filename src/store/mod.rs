@@ -28,6 +28,7 @@ pub const FILE_NAME: &str = "card.db";
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../../sql/001_init.sql"),
     include_str!("../../sql/002_accounts.sql"),
+    include_str!("../../sql/003_history.sql"),
 ];
 
 /// Events kept; the oldest beyond this are deleted as new ones arrive, so the log can

@@ -24,7 +24,6 @@ use crate::card::Card;
 use crate::event::Event;
 use crate::health::{Health, Heartbeat};
 use crate::link::framelog::FrameLog;
-use crate::link::LinkStatus;
 use crate::live::Live;
 use crate::rs485::Rs485Status;
 use crate::shutdown::Shutdown;
@@ -76,7 +75,6 @@ pub struct App {
     /// Accounts, settings, actions, clock, network, events: as the console has them.
     pub card: Card,
     pub certs: Arc<Certs>,
-    pub link: Arc<LinkStatus>,
     pub frames: Arc<FrameLog>,
     pub sessions: Arc<Sessions>,
     /// What Modbus TCP access control turned away.
@@ -97,6 +95,8 @@ pub struct App {
     pub https_bind: std::net::IpAddr,
     /// Where the SSH console listens, if the card serves it.
     pub ssh: Option<SshHome>,
+    /// The UPS's samples not yet written to the history (Home's charts show them).
+    pub history: crate::history::Recent,
     pub started: Instant,
 }
 
@@ -127,7 +127,6 @@ pub type SshHome = Arc<dyn Fn() -> SocketAddr + Send + Sync>;
 /// The parts of the service the web shows and changes.
 pub struct Parts {
     pub card: Card,
-    pub link: Arc<LinkStatus>,
     pub frames: Arc<FrameLog>,
     pub sessions: Arc<Sessions>,
     pub refused: Arc<Refused>,
@@ -143,6 +142,8 @@ pub struct Parts {
     pub stall: Duration,
     /// Where the SSH console listens, if the card serves it (for the Control page).
     pub ssh: Option<SshHome>,
+    /// The UPS's samples not yet written to the history.
+    pub history: crate::history::Recent,
 }
 
 impl Web {
@@ -177,7 +178,6 @@ impl Web {
         let app = Arc::new(App {
             card: parts.card.clone(),
             certs: certs.clone(),
-            link: parts.link,
             frames: parts.frames,
             sessions: parts.sessions,
             refused: parts.refused,
@@ -189,6 +189,7 @@ impl Web {
             listeners: listeners.clone(),
             https_bind: bind,
             ssh: parts.ssh,
+            history: parts.history,
             started: Instant::now(),
         });
 

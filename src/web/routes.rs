@@ -92,7 +92,8 @@ fn route(
         _ => {}
     }
 
-    let refresh = matches!(path, "/api/status" | "/debug.json");
+    // Home itself too: its script takes the new charts from it once a minute.
+    let refresh = matches!(path, "/" | "/api/status" | "/debug.json");
     let touch = !(refresh && req.header(REFRESH_HEADER).is_some());
     let session = match cookie(req, COOKIE).map(|t| app.card.accounts.session(&t, touch)) {
         Some(Ok(s)) => s,
@@ -159,6 +160,7 @@ fn route(
         (GET) ["/debug.json"] => pages::debug::json(&ctx),
         (GET) ["/log"] => pages::event_log::page(&ctx, None),
         (GET) ["/log.csv"] => pages::event_log::csv(&ctx),
+        (GET) ["/history.csv"] => pages::history::csv(&ctx),
         (POST) ["/log/clear"] => pages::event_log::clear(&ctx),
         (GET) ["/users"] => pages::users::page(&ctx, None),
         (POST) ["/users"] => pages::users::submit(&ctx),

@@ -68,7 +68,12 @@ async fn only_allowed_masters_get_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_protection_refuses_writes_without_touching_the_link() {
-    let card = start_up(Setup::default().set("modbus_write", "nobody"));
+    // The card's own polling off, so that every request the link counts is a master's.
+    let card = start_up(
+        Setup::default()
+            .set("modbus_write", "nobody")
+            .set("poll_rate_s", 0),
+    );
     let mut m = master_from(&card, "127.0.0.1").await.unwrap();
     let before = card.service().link.status.counters().requests;
     let r = m.write_single_register(0x0020, 77).await.unwrap();

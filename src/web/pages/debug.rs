@@ -146,7 +146,7 @@ impl Debug {
             .take(max)
             .map(Frame::of)
             .collect();
-        let c = ctx.app.link.counters();
+        let c = ctx.app.card.link.counters();
         let now_ms = crate::clock::unix_ms(ctx.app.card.clock.now());
         Debug {
             time: calendar::clock_ms(now_ms)[..8].to_string(),

@@ -19,7 +19,20 @@ pub const GROUPS: [(&str, &str, &[&str]); 6] = [
     (
         "ups",
         "UPS",
-        &["ups_detected", "ups_not_found", "ups_lost", "ups_restored"],
+        &[
+            "ups_detected",
+            "ups_not_found",
+            "ups_lost",
+            "ups_restored",
+            "ups_on_battery",
+            "ups_on_line",
+            "ups_on_bypass",
+            "ups_eco",
+            "ups_off",
+            "ups_battery_low",
+            "ups_alarm_raised",
+            "ups_alarm_cleared",
+        ],
     ),
     ("rtu", "RTU (RS485)", &["rtu_lost", "rtu_restored"]),
     (

@@ -2,6 +2,7 @@
 //! sessions, the RS485 port, the card itself and who is logged in. The page is whole
 //! without script; `www/home.js` refreshes its figures from the JSON every few seconds.
 
+use super::ups_view::UpsView;
 use super::{html, timestamp, version, Layout};
 use crate::accounts::Channel;
 use crate::link::LinkState;
@@ -47,6 +48,9 @@ pub struct Ups {
     pub baud_text: String,
     /// The link's counters by name (see [`COUNTERS`]).
     pub counters: BTreeMap<&'static str, u64>,
+    /// The UPS itself: its state, figures and alarms, beside the link's fields.
+    #[serde(flatten)]
+    pub unit: UpsView,
 }
 
 /// The link's counters: name in the JSON, and what the page calls it.
@@ -118,7 +122,7 @@ pub struct Login {
 
 impl Status {
     pub fn of(app: &App) -> Status {
-        let link = &app.link;
+        let link = &app.card.link;
         let c = link.counters();
         let (state, state_text) = match link.state() {
             LinkState::Detecting if link.not_found() => (
@@ -233,6 +237,7 @@ impl Status {
                     format!("{baud} baud")
                 },
                 counters: counters(&c),
+                unit: UpsView::of(&link.ups.lock().clone(), link.state()),
             },
             tcp,
             rs485,
@@ -250,6 +255,9 @@ pub struct HomePage {
     /// Any host that reaches the card may write to the UPS (the factory setting): said
     /// on Home until someone who may change it decides.
     pub open_writes: bool,
+    /// The history's charts (SVG drawn here), and the period they cover.
+    pub charts: Vec<String>,
+    pub week: bool,
 }
 
 pub fn page(ctx: &Ctx<'_>) -> Response {
@@ -261,6 +269,8 @@ pub fn page(ctx: &Ctx<'_>) -> Response {
             let s = ctx.app.card.live.current();
             s.modbus_write == crate::access::Writers::Everyone && s.modbus_allow.is_empty()
         },
+        charts: super::history::svgs(ctx, super::history::Span::of(ctx)),
+        week: super::history::Span::of(ctx) == super::history::Span::Week,
     };
     html(&page, 200)
 }

@@ -9,10 +9,12 @@ pub mod debug;
 pub mod event_log;
 pub mod fields;
 pub mod firmware;
+pub mod history;
 pub mod home;
 pub mod login;
 pub mod modbus;
 pub mod password;
+pub mod ups_view;
 pub mod users;
 
 use super::routes::Ctx;

@@ -47,7 +47,7 @@ pub struct ModbusPage {
 
 pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
     let app = ctx.app;
-    let baud = match app.link.baud() {
+    let baud = match app.card.link.baud() {
         0 => "not found yet".to_string(),
         b => format!("{b} baud"),
     };
