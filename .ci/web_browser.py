@@ -208,7 +208,7 @@ try:
 
     # Date and time: an NTP server, and the clock set by hand.
     driver.get(BASE + "/time")
-    change("ntp_server", "127.0.0.1:12300", "NTP server: (none) → 127.0.0.1:12300")
+    change("ntp_server", "127.0.0.1:12300", "NTP server: none → 127.0.0.1:12300")
     save("time")
     assert "Time set." in text(), text()
     shoot("time")
