@@ -9,20 +9,17 @@
 //!    on the card), pty, shell, the menu drawn; median and worst of N.
 //! 3. The service's CPU and memory while 40 connections sit without logging in: 40 that
 //!    sent the SSH banner only, then 40 that finished the key exchange and stop there.
+mod card;
 mod usage;
 
+use card::{Card, DEFAULT};
 use modbus_card::pty::Pty;
 use modbus_card::sim::{Sim, SimConfig};
 use ssh2::Session;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_modbus-card");
-/// The card's MAC here: the default admin password is 3C4D5E.
-const MAC: &str = "00:1a:2b:3c:4d:5e";
-const DEFAULT: &str = "3C4D5E";
 const GOOD: &str = "Cardpass12!Ab";
 const PROMPT: &str = "Please Enter Your Choice =>";
 /// Connections that sit without logging in.
@@ -30,70 +27,25 @@ const WAITING: usize = 40;
 /// How long each is watched for CPU.
 const WATCH: Duration = Duration::from_secs(10);
 
-struct Card {
-    child: Child,
-    ssh: Option<SocketAddr>,
-    _dir: tempfile::TempDir,
+/// The service with SSH on or off; the console's own address when on.
+fn start(ups: &std::path::Path, ssh: bool) -> Card {
+    let set = format!("ssh_enabled={ssh}");
+    Card::start(ups, &["--set", &set], if ssh { &["ssh"][..] } else { &[] })
 }
 
-impl Card {
-    fn start(ups: &std::path::Path, ssh: bool) -> Card {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["run", "--data"])
-            .arg(dir.path())
-            .arg("--ups")
-            .arg(ups)
-            .args(["--baud", "19200", "--modbus", "127.0.0.1:0"])
-            .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
-            .args(["--ssh", "127.0.0.1:0", "--mac", MAC])
-            .args(["--set", &format!("ssh_enabled={ssh}")])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (mut ssh_addr, mut detected) = (None, false);
-        while !detected || (ssh && ssh_addr.is_none()) {
-            let line = lines.next().expect("service log ended").unwrap();
-            if let Some(rest) = line.split("ssh listening on ").nth(1) {
-                ssh_addr = Some(rest.trim().parse().unwrap());
-            }
-            detected |= line.contains("UPS detected");
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Card {
-            child,
-            ssh: ssh_addr,
-            _dir: dir,
-        }
-    }
+/// CPU time `card` used so far (user + system) and its resident memory in KiB.
+fn usage(card: &Card) -> (Duration, u64) {
+    usage::of(card.pid())
+}
 
-    /// CPU time used so far (user + system) and resident memory in KiB.
-    fn usage(&self) -> (Duration, u64) {
-        usage::of(self.child.id())
-    }
-
-    /// CPU used over `d` (percent of one core) and the resident memory at its end.
-    fn watch(&self, d: Duration) -> (f64, u64) {
-        let (cpu0, _) = self.usage();
-        let start = Instant::now();
-        std::thread::sleep(d);
-        let (cpu1, rss) = self.usage();
-        let pct = (cpu1 - cpu0).as_secs_f64() / start.elapsed().as_secs_f64() * 100.0;
-        (pct, rss)
-    }
-
-    fn stop(mut self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::SIGTERM,
-        )
-        .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success());
-    }
+/// CPU `card` used over `d` (percent of one core) and the resident memory at its end.
+fn watch(card: &Card, d: Duration) -> (f64, u64) {
+    let (cpu0, _) = usage(card);
+    let start = Instant::now();
+    std::thread::sleep(d);
+    let (cpu1, rss) = usage(card);
+    let pct = (cpu1 - cpu0).as_secs_f64() / start.elapsed().as_secs_f64() * 100.0;
+    (pct, rss)
 }
 
 fn handshake(addr: SocketAddr) -> Session {
@@ -155,15 +107,15 @@ fn main() {
     let ups = sim.path().unwrap().to_path_buf();
 
     println!("# SSH console benchmark\n");
-    let off = Card::start(&ups, false);
+    let off = start(&ups, false);
     std::thread::sleep(Duration::from_secs(2));
-    let (_, rss_off) = off.usage();
-    off.stop();
+    let (_, rss_off) = usage(&off);
+    assert!(off.stop(), "the service did not stop cleanly");
 
-    let card = Card::start(&ups, true);
-    let addr = card.ssh.unwrap();
+    let card = start(&ups, true);
+    let addr = card.addr("ssh");
     std::thread::sleep(Duration::from_secs(2));
-    let (cpu_idle, rss_idle) = card.watch(WATCH);
+    let (cpu_idle, rss_idle) = watch(&card, WATCH);
 
     // The first login changes the default password; the figures are of the later ones.
     let (s, ch) = to_menu(addr, DEFAULT);
@@ -184,7 +136,7 @@ fn main() {
 
     let (session, channel) = to_menu(addr, GOOD);
     std::thread::sleep(Duration::from_secs(1));
-    let (cpu_session, rss_session) = card.watch(WATCH);
+    let (cpu_session, rss_session) = watch(&card, WATCH);
     drop((channel, session));
     std::thread::sleep(Duration::from_secs(1));
 
@@ -196,18 +148,18 @@ fn main() {
         banner_only.push(t);
     }
     std::thread::sleep(Duration::from_secs(1));
-    let (cpu_banner, rss_banner) = card.watch(WATCH);
+    let (cpu_banner, rss_banner) = watch(&card, WATCH);
     drop(banner_only);
     std::thread::sleep(Duration::from_secs(1));
 
     // Connections past the key exchange, not logged in.
-    let (cpu0, _) = card.usage();
+    let (cpu0, _) = usage(&card);
     let start = Instant::now();
     let kexed: Vec<Session> = (0..WAITING).map(|_| handshake(addr)).collect();
     let kex_time = start.elapsed();
-    let (cpu1, _) = card.usage();
+    let (cpu1, _) = usage(&card);
     std::thread::sleep(Duration::from_secs(1));
-    let (cpu_kexed, rss_kexed) = card.watch(WATCH);
+    let (cpu_kexed, rss_kexed) = watch(&card, WATCH);
     drop(kexed);
     // And a user still gets in at once meanwhile? Measured with them there.
     let kexed: Vec<Session> = (0..WAITING).map(|_| handshake(addr)).collect();
@@ -215,7 +167,7 @@ fn main() {
     let (s, ch) = to_menu(addr, GOOD);
     let login_busy = start.elapsed();
     drop((ch, s, kexed));
-    card.stop();
+    assert!(card.stop(), "the service did not stop cleanly");
 
     println!("| measure | value |");
     println!("|---|---|");

@@ -11,23 +11,19 @@
 //! tasks on one thread at nice 19 (tests/suite/common/flood.rs): on a card they are other
 //! machines, so here they take only the CPU nobody else wants. For each: the share of
 //! loads answered within 2 s, their median and p99, and the service's largest VmRSS.
+mod card;
 #[path = "../tests/suite/common/flood.rs"]
 mod flood;
 mod usage;
 
+use card::{Card, DEFAULT};
 use flood::{Abuse, Flood, User};
 use modbus_card::pty::Pty;
 use modbus_card::sim::{Sim, SimConfig};
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_modbus-card");
-/// The card's MAC here: the default admin password is 3C4D5E.
-const MAC: &str = "00:1a:2b:3c:4d:5e";
-const DEFAULT: &str = "3C4D5E";
 const GOOD: &str = "Cardpass12!Ab";
 const USER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// A load answered within this counts as served.
@@ -35,74 +31,6 @@ const GOAL: Duration = Duration::from_secs(2);
 /// A load not answered within this is given up.
 const GIVE_UP: Duration = Duration::from_secs(10);
 const PACE: Duration = Duration::from_millis(100);
-
-struct Card {
-    child: Child,
-    http: SocketAddr,
-    https: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Card {
-    fn start(ups: &std::path::Path) -> Card {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["run", "--data"])
-            .arg(dir.path())
-            .arg("--ups")
-            .arg(ups)
-            .args(["--baud", "19200", "--modbus", "127.0.0.1:0"])
-            .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
-            .args(["--ssh", "127.0.0.1:0", "--mac", MAC])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (mut http, mut https, mut detected) = (None, None, false);
-        while !detected || http.is_none() || https.is_none() {
-            let line = lines.next().expect("service log ended").unwrap();
-            if let Some(rest) = line.split("https listening on ").nth(1) {
-                https = Some(rest.trim().parse().unwrap());
-            } else if let Some(rest) = line.split("http listening on ").nth(1) {
-                http = Some(rest.trim().parse().unwrap());
-            }
-            detected |= line.contains("UPS detected");
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Card {
-            child,
-            http: http.unwrap(),
-            https: https.unwrap(),
-            dir,
-        }
-    }
-
-    fn rss(&self) -> u64 {
-        usage::of(self.child.id()).1
-    }
-
-    fn stop(mut self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::SIGTERM,
-        )
-        .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Card {
-    /// A run that fails midway does not leave its service behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// What a run measured.
 struct Run {
@@ -116,14 +44,14 @@ struct Run {
 
 /// The user loads Home for `d`, paced; the service's memory sampled between loads.
 fn loads(card: &Card, user: &User, d: Duration) -> (Vec<Option<Duration>>, u64) {
-    let (mut times, mut rss_max) = (Vec::new(), card.rss());
+    let (mut times, mut rss_max) = (Vec::new(), usage::of(card.pid()).1);
     let started = Instant::now();
     while started.elapsed() < d {
         let t = Instant::now();
         let ok =
             matches!(user.get("/"), Ok(a) if a.status == 200 && a.body.contains("<h1>Home</h1>"));
         times.push(ok.then(|| t.elapsed()));
-        rss_max = rss_max.max(card.rss());
+        rss_max = rss_max.max(usage::of(card.pid()).1);
         std::thread::sleep(PACE);
     }
     (times, rss_max)
@@ -167,7 +95,7 @@ fn csrf(body: &str) -> String {
 
 /// Logs in from [`USER`], setting the admin's own password first.
 fn logged_in(card: &Card, tls: Arc<rustls::ClientConfig>) -> User {
-    let mut user = User::new(USER, card.https, tls, GIVE_UP);
+    let mut user = User::new(USER, card.addr("https"), tls, GIVE_UP);
     let first = user.login("admin", DEFAULT).unwrap();
     assert_eq!(first.header("location"), Some("/password"), "{first:?}");
     let form = user.get("/password").unwrap();
@@ -181,7 +109,7 @@ fn logged_in(card: &Card, tls: Arc<rustls::ClientConfig>) -> User {
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         user.session.as_ref().unwrap(),
         body.len(),
-        to = card.https
+        to = card.addr("https")
     );
     let changed = user.once(&raw).unwrap();
     assert_eq!(changed.status, 303, "{changed:?}");
@@ -219,9 +147,9 @@ fn main() {
         },
     )
     .unwrap();
-    let card = Card::start(sim.path().unwrap());
+    let card = Card::start(sim.path().unwrap(), &[] as &[&str], &["http", "https"]);
     // The root is made just after the ports are bound.
-    let root = card.dir.path().join("tls/ca.pem");
+    let root = card.data().join("tls/ca.pem");
     let started = Instant::now();
     while !root.exists() && started.elapsed() < GIVE_UP {
         std::thread::sleep(Duration::from_millis(20));
@@ -238,7 +166,10 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     let (times, rss) = loads(&card, &user, each);
     row("none", &summary(times, rss, 0));
-    for (port, addr, secure) in [("HTTP", card.http, false), ("HTTPS", card.https, true)] {
+    for (port, addr, secure) in [
+        ("HTTP", card.addr("http"), false),
+        ("HTTPS", card.addr("https"), true),
+    ] {
         for conns in [64, 500] {
             for abuse in Abuse::ALL {
                 let what = format!("{conns} on {port}: {}", abuse.name());
@@ -260,7 +191,7 @@ fn main() {
     row("none, after", &summary(times, rss, 0));
     println!(
         "\nVmHWM (peak resident) over the whole run: {} KiB",
-        usage::vm(card.child.id(), "VmHWM:").unwrap_or(0)
+        usage::vm(card.pid(), "VmHWM:").unwrap_or(0)
     );
-    card.stop();
+    assert!(card.stop(), "the service did not stop cleanly");
 }

@@ -22,102 +22,32 @@
 //! and a setting change in a loop, to go past every cap (event log, frame log) within the
 //! run. The run fails (exit 1) on any error an honest user saw or a bound not held.
 
+mod card;
 #[path = "../tests/suite/common/flood.rs"]
 mod flood;
 mod usage;
 
+use card::{Card, DEFAULT};
 use flood::{Abuse, Flood, User};
 use modbus_card::modbus::{crc::crc16, rtu};
 use modbus_card::pty::{NullModem, Pty};
 use modbus_card::sim::{Fault, Sim, SimConfig};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_modbus-card");
-const MAC: &str = "00:1a:2b:3c:4d:5e";
-const DEFAULT: &str = "3C4D5E";
 const GOOD: &str = "Cardpass12!Ab";
 /// The honest browser's address; attackers come from 127.0.0.10 and up.
 const USER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// An honest request not answered within this is an error.
 const PATIENCE: Duration = Duration::from_secs(5);
 
-/// The service, run as the init script runs it.
-struct Card {
-    child: Child,
-    dir: tempfile::TempDir,
-    modbus: SocketAddr,
-    http: SocketAddr,
-    https: SocketAddr,
-    ssh: SocketAddr,
-}
-
-impl Card {
-    fn start(ups: &std::path::Path, rs485: &std::path::Path) -> Card {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["run", "--data"])
-            .arg(dir.path().join("data"))
-            .arg("--ups")
-            .arg(ups)
-            .arg("--rs485")
-            .arg(rs485)
-            .args(["--baud", "19200", "--modbus", "127.0.0.1:0"])
-            .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
-            .args(["--ssh", "127.0.0.1:0", "--mac", MAC])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (mut modbus, mut http, mut https, mut ssh, mut detected) =
-            (None, None, None, None, false);
-        let addr = |line: &str, what: &str| -> Option<SocketAddr> {
-            line.split(what).nth(1).map(|a| a.trim().parse().unwrap())
-        };
-        while !detected || modbus.is_none() || http.is_none() || https.is_none() || ssh.is_none() {
-            let line = lines.next().expect("service log ended").unwrap();
-            modbus = modbus.or(addr(&line, "modbus tcp listening on "));
-            https = https.or(addr(&line, "https listening on "));
-            if !line.contains("https listening") {
-                http = http.or(addr(&line, "http listening on "));
-            }
-            ssh = ssh.or(addr(&line, "ssh listening on "));
-            detected |= line.contains("UPS detected");
-        }
-        // Warnings and errors the run provokes are echoed, for the record.
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if line.contains(" ERROR ") {
-                    eprintln!("service: {line}");
-                }
-            }
-        });
-        Card {
-            child,
-            dir,
-            modbus: modbus.unwrap(),
-            http: http.unwrap(),
-            https: https.unwrap(),
-            ssh: ssh.unwrap(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn data(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn figures(&self) -> Figures {
-        let pid = self.pid();
+impl Figures {
+    fn of(card: &Card) -> Figures {
+        let pid = card.pid();
         let (cpu, rss_kib) = usage::of(pid);
         let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
         let written = io
@@ -125,7 +55,7 @@ impl Card {
             .find(|l| l.starts_with("write_bytes:"))
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             .unwrap_or(0);
-        let data = self.data();
+        let data = card.data();
         let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
         let events = rusqlite::Connection::open_with_flags(
             data.join("card.db"),
@@ -141,25 +71,6 @@ impl Card {
             db_bytes: size("card.db") + size("card.db-wal"),
             events,
             written,
-        }
-    }
-
-    fn stop(mut self) -> bool {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid() as i32),
-            nix::sys::signal::SIGTERM,
-        )
-        .unwrap();
-        self.child.wait().unwrap().success()
-    }
-}
-
-impl Drop for Card {
-    /// A run that fails midway does not leave its service behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -379,14 +290,14 @@ fn post(user: &User, card: &Card, path: &str, fields: &str) -> std::io::Result<f
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         user.session.as_deref().unwrap_or(""),
         body.len(),
-        to = card.https
+        to = card.addr("https")
     );
     user.once(&raw)
 }
 
 /// Logs in as admin from [`USER`], setting the admin's own password first.
 fn logged_in(card: &Card, tls: Arc<rustls::ClientConfig>) -> User {
-    let mut user = User::new(USER, card.https, tls, PATIENCE);
+    let mut user = User::new(USER, card.addr("https"), tls, PATIENCE);
     let first = user.login("admin", DEFAULT).unwrap();
     assert_eq!(first.header("location"), Some("/password"), "{first:?}");
     let fields = format!("current={DEFAULT}&new=Cardpass12%21Ab&repeat=Cardpass12%21Ab");
@@ -464,7 +375,7 @@ fn as_attacker() {
 fn abuse(card: &Card, tls: &Arc<rustls::ClientConfig>, stop: &AtomicBool) -> u64 {
     let sources: Vec<Ipv4Addr> = (10..60).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
     let mut floods = vec![];
-    for (addr, secure) in [(card.http, false), (card.https, true)] {
+    for (addr, secure) in [(card.addr("http"), false), (card.addr("https"), true)] {
         for abuse in [Abuse::SlowBody, Abuse::Trickle, Abuse::Idle] {
             floods.push(Flood::start(
                 abuse,
@@ -478,7 +389,7 @@ fn abuse(card: &Card, tls: &Arc<rustls::ClientConfig>, stop: &AtomicBool) -> u64
     let made = AtomicU64::new(0);
     std::thread::scope(|s| {
         // Huge heads on both web ports.
-        for addr in [card.http, card.https] {
+        for addr in [card.addr("http"), card.addr("https")] {
             let (made, sources) = (&made, &sources);
             s.spawn(move || {
                 as_attacker();
@@ -510,7 +421,8 @@ fn abuse(card: &Card, tls: &Arc<rustls::ClientConfig>, stop: &AtomicBool) -> u64
                 let mut half_open = vec![];
                 while !stop.load(Relaxed) {
                     i += 1;
-                    let Ok(mut c) = flood::connect_from(sources[i % sources.len()], card.modbus)
+                    let Ok(mut c) =
+                        flood::connect_from(sources[i % sources.len()], card.addr("modbus tcp"))
                     else {
                         std::thread::sleep(Duration::from_millis(50));
                         continue;
@@ -541,7 +453,9 @@ fn abuse(card: &Card, tls: &Arc<rustls::ClientConfig>, stop: &AtomicBool) -> u64
                 let mut i = 0usize;
                 while !stop.load(Relaxed) {
                     i += 1;
-                    if let Ok(mut c) = flood::connect_from(sources[i % sources.len()], card.ssh) {
+                    if let Ok(mut c) =
+                        flood::connect_from(sources[i % sources.len()], card.addr("ssh"))
+                    {
                         made.fetch_add(1, Relaxed);
                         let _ = c.write_all(b"SSH-2.0-flood\r\n");
                         held.push(c);
@@ -617,7 +531,11 @@ fn main() {
     )
     .unwrap();
     let modem = NullModem::open().unwrap();
-    let card = Card::start(sim.path().unwrap(), modem.card_side());
+    let card = Card::start(
+        sim.path().unwrap(),
+        &[OsStr::new("--rs485"), modem.card_side().as_os_str()],
+        &["modbus tcp", "http", "https", "ssh"],
+    );
     let root = card.data().join("tls/ca.pem");
     let waited = Instant::now();
     while !root.exists() && waited.elapsed() < PATIENCE {
@@ -647,7 +565,7 @@ fn main() {
     );
     std::thread::scope(|s| {
         for i in 0..3 {
-            let addr = card.modbus;
+            let addr = card.addr("modbus tcp");
             s.spawn(move || tcp_master(addr, run, &run.tcp[i]));
         }
         let (modem, user) = (&modem, &user);
@@ -661,7 +579,7 @@ fn main() {
         for t in run.tcp.iter().chain([&run.rs485, &run.web]) {
             t.take();
         }
-        let before = card.figures();
+        let before = Figures::of(&card);
         println!("| phase | tcp 1: n / p50 ms / p99 ms / errors | tcp 2 | tcp 3 | rs485 | web |");
         println!("|---|---|---|---|---|---|");
         std::thread::sleep(quiet);
@@ -697,7 +615,7 @@ fn main() {
             }
             std::thread::sleep(Duration::from_secs(60));
             latency_row(&format!("a minute after abuse {round}"), run);
-            afters.push(card.figures());
+            afters.push(Figures::of(&card));
         }
         println!("\n| | VmRSS KiB | threads | fds |\n|---|---|---|---|");
         for (what, f) in [
@@ -733,7 +651,7 @@ fn main() {
         } else {
             (Duration::from_secs(180), Duration::from_secs(300))
         };
-        let soak_start = card.figures();
+        let soak_start = Figures::of(&card);
         let soak_from = Instant::now();
         let (mut next_fault, mut next_change, mut next_row) =
             (Instant::now() + fault_every, Instant::now(), Instant::now());
@@ -742,7 +660,7 @@ fn main() {
         while Instant::now() < end {
             let now = Instant::now();
             if now >= next_row {
-                let f = card.figures();
+                let f = Figures::of(&card);
                 println!(
                     "| {:.1} | {} | {} | {} | {} | {} | {} |",
                     started.elapsed().as_secs_f64() / 60.0,
@@ -779,7 +697,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(if accelerated { 50 } else { 500 }));
         }
         run.stop.store(true, Relaxed);
-        let last = card.figures();
+        let last = Figures::of(&card);
         latency_row("whole soak", run);
         let hours = soak_from.elapsed().as_secs_f64() / 3600.0;
         let per_day = (last.written - soak_start.written) as f64 / hours * 24.0 / 1024.0 / 1024.0;
