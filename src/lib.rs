@@ -26,6 +26,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod sim;
 pub mod store;
+pub mod syslog;
 pub mod tcp;
 pub mod web;
 

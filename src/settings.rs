@@ -15,7 +15,7 @@ pub const RS485_BAUDS: [u32; 5] = [1200, 2400, 9600, 19200, 57600];
 /// The numeric settings and the bounds a value alone must be within (`min`, `max`); a
 /// refusal names these bounds. How values go together is checked beyond this (the
 /// serial timeout's lowest sane value at the baud rate).
-pub const NUMBERS: [(&str, u64, u64); 11] = [
+pub const NUMBERS: [(&str, u64, u64); 12] = [
     ("ups_slave", 1, 247),
     ("serial_timeout_ms", 0, 60_000),
     ("poll_rate_s", 0, 86_400),
@@ -27,6 +27,7 @@ pub const NUMBERS: [(&str, u64, u64); 11] = [
     ("modbus_evict_idle_s", 0, 86_400),
     ("login_timeout_s", 30, 86_400),
     ("password_days", 0, 3650),
+    ("syslog_port", 1, 65535),
 ];
 
 /// The bounds of a numeric setting.
@@ -111,6 +112,35 @@ pub struct Settings {
     pub button_device: String,
     /// Watchdog device; empty = none.
     pub watchdog_device: String,
+
+    /// DNS-SD announcements over multicast DNS.
+    pub mdns_enabled: bool,
+    /// Every event-log entry also sent to `syslog_server` as RFC 5424 syslog.
+    pub syslog_enabled: bool,
+    /// The log server, a host name or address; empty = none.
+    pub syslog_server: String,
+    pub syslog_port: u16,
+    pub syslog_transport: SyslogTransport,
+}
+
+/// How syslog messages travel to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogTransport {
+    Udp,
+    /// RFC 6587 octet counting.
+    Tcp,
+    /// RFC 5425, TLS 1.3.
+    Tls,
+}
+
+impl SyslogTransport {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyslogTransport::Udp => "udp",
+            SyslogTransport::Tcp => "tcp",
+            SyslogTransport::Tls => "tls",
+        }
+    }
 }
 
 impl Default for Settings {
@@ -153,6 +183,11 @@ impl Default for Settings {
             net_interface: "eth0".into(),
             button_device: String::new(),
             watchdog_device: String::new(),
+            mdns_enabled: true,
+            syslog_enabled: false,
+            syslog_server: String::new(),
+            syslog_port: 514,
+            syslog_transport: SyslogTransport::Udp,
         }
     }
 }
@@ -237,7 +272,7 @@ use Section::*;
 
 /// Every setting, in the order pages list them.
 #[rustfmt::skip]
-pub const DEFS: [Def; 37] = [
+pub const DEFS: [Def; 42] = [
     def("ups_baud", "UPS baud rate", "0 = detect among 57600, 19200 and 9600; or one of those rates", Modbus, true),
     def("ups_slave", "UPS slave number", "the UPS's address on its serial link, 1 to 247", Modbus, true),
     def("serial_timeout_ms", "Serial timeout (ms)", "how long the UPS has to answer; not below the lowest sane value for the baud rate", Modbus, true),
@@ -262,11 +297,16 @@ pub const DEFS: [Def; 37] = [
     def("ping_enabled", "PING echo", "answer ping", Services, true),
     def("upgrade_enabled", "Network upgrade", "firmware may be uploaded over the network", Services, true),
     def("debug_enabled", "Modbus debug", "the frame log page", Services, true),
+    admin("mdns_enabled", "DNS-SD (mDNS)", "announce the card's services on the local network, so that modbus-card find and other browsers see it", Services),
     def("ntp_server", "NTP server", "host name or address, with an optional :port; empty = set the clock by hand", Time, true),
     def("ip_address", "IP address", "the static address, used while DHCP is off", Network, true),
     def("netmask", "Subnet mask", "of the static address", Network, true),
     def("gateway", "Gateway", "empty = none", Network, true),
     def("dns", "DNS server", "empty = none", Network, true),
+    def("syslog_enabled", "Remote syslog", "send every event-log entry to the log server as RFC 5424 syslog", Network, true),
+    def("syslog_server", "Syslog server", "host name or address of the log server; empty = none", Network, true),
+    def("syslog_port", "Syslog port", "1 to 65535; 514 is usual for UDP and TCP, 6514 for TLS", Network, true),
+    def("syslog_transport", "Syslog transport", "udp, tcp (RFC 6587 octet counting) or tls (RFC 5425, TLS 1.3, the server checked against the CA uploaded for syslog)", Network, true),
     board("sysfs_root", "sysfs root", "where the LED and network files are"),
     board("led_rs485_green", "RS485 green LED", "LED name under sysfs_root/class/leds; empty = none"),
     board("led_rs485_yellow", "RS485 yellow LED", "LED name under sysfs_root/class/leds; empty = none"),
@@ -384,6 +424,11 @@ impl Settings {
             "net_interface" => self.net_interface.clone(),
             "button_device" => self.button_device.clone(),
             "watchdog_device" => self.watchdog_device.clone(),
+            "mdns_enabled" => self.mdns_enabled.to_string(),
+            "syslog_enabled" => self.syslog_enabled.to_string(),
+            "syslog_server" => self.syslog_server.clone(),
+            "syslog_port" => self.syslog_port.to_string(),
+            "syslog_transport" => self.syslog_transport.name().into(),
             _ => return None,
         })
     }
@@ -467,6 +512,14 @@ impl Settings {
                 key: "modbus_writers".into(),
                 message: "modbus_writers: writes are allowed from listed networks, but none is \
                           listed: list one, or allow writes from nobody"
+                    .into(),
+            });
+        }
+        if self.syslog_enabled && self.syslog_server.is_empty() {
+            refused.push(Refusal {
+                key: "syslog_server".into(),
+                message: "syslog_server: remote syslog is on but no server is given: give one, \
+                          or turn remote syslog off"
                     .into(),
             });
         }
@@ -594,6 +647,26 @@ impl Settings {
             }
             "button_device" => self.button_device = absolute_path(key, value, true)?,
             "watchdog_device" => self.watchdog_device = absolute_path(key, value, true)?,
+            "mdns_enabled" => self.mdns_enabled = flag(key, value)?,
+            "syslog_enabled" => self.syslog_enabled = flag(key, value)?,
+            "syslog_server" => {
+                let v = host_port(key, value)?;
+                if v.contains(':') {
+                    return Err(format!(
+                        "{key}: '{v}' is a host name or address alone: the port is syslog_port"
+                    ));
+                }
+                self.syslog_server = v;
+            }
+            "syslog_port" => self.syslog_port = num()? as u16,
+            "syslog_transport" => {
+                self.syslog_transport = match value {
+                    "udp" => SyslogTransport::Udp,
+                    "tcp" => SyslogTransport::Tcp,
+                    "tls" => SyslogTransport::Tls,
+                    _ => return Err(format!("{key}: '{value}' is not udp, tcp or tls")),
+                }
+            }
             _ => return Err(format!("unknown setting '{key}'")),
         }
         Ok(())

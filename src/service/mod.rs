@@ -120,6 +120,9 @@ pub struct Service {
     /// It watches the others, so it ends after them though it starts after most.
     board: Option<Board>,
     writer: Option<store::Writer>,
+    /// Remote syslog, fed by the store thread: it ends after it.
+    pub syslog: crate::syslog::Syslog,
+    syslog_thread: Option<Owned>,
 }
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
@@ -156,7 +159,22 @@ impl Service {
         let health = Health::new();
         let stall = options.stall_limit.unwrap_or(STALL_LIMIT);
         let (events, rx) = Events::channel();
-        let writer = store::spawn_closable_writer(store, rx, health.register("store", stall));
+        // Remote syslog sees each event once the store thread wrote it; its thread stops
+        // after the store thread (declared first, dropped last).
+        let (syslog_stop, syslog_stopped) = crossbeam_channel::bounded::<()>(0);
+        let (syslog, syslog_thread) = crate::syslog::Syslog::spawn(
+            crate::syslog::Config::of(&settings),
+            crate::syslog::origin(&mac),
+            &options.data,
+            syslog_stopped,
+        )?;
+        let syslog_owned = Owned::thread("syslog", syslog_thread, move || drop(syslog_stop));
+        let writer = store::spawn_tapped_writer(
+            store,
+            rx,
+            health.register("store", stall),
+            Some(Box::new(syslog.tap())),
+        );
         events.emit(match boot {
             Boot::Cold => Event::ColdBoot,
             Boot::Warm => Event::WarmBoot,
@@ -301,6 +319,21 @@ impl Service {
             register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
             register_board(&live, &ntp, network.as_ref(), link_limit.clone(), stall);
             register_accounts(&live, &accounts);
+            follow(
+                &live,
+                "syslog",
+                syslog.clone(),
+                crate::syslog::Config::of,
+                crate::syslog::Syslog::apply,
+            );
+            syslog.set_known({
+                let accounts = accounts.clone();
+                Box::new(move |user| {
+                    accounts
+                        .users()
+                        .is_ok_and(|users| users.iter().any(|u| u.name == user))
+                })
+            });
             let web_config = WebConfig {
                 http: options.http,
                 https: options.https,
@@ -327,6 +360,7 @@ impl Service {
                     ssh: ssh_place
                         .clone()
                         .map(|place| Arc::new(move || place.home()) as crate::web::SshHome),
+                    syslog: syslog.clone(),
                 };
                 *web.lock() = Some(Web::start(&web_config, parts, shutdown.clone())?);
                 let web = web.clone();
@@ -388,6 +422,8 @@ impl Service {
             threads,
             board: None,
             writer: Some(writer),
+            syslog: syslog.clone(),
+            syslog_thread: Some(syslog_owned),
         };
         match Board::spawn(
             board_config,
@@ -532,6 +568,7 @@ impl Drop for Service {
         }
         // Whoever still holds a sender of events, the store thread ends now.
         drop(self.writer.take());
+        drop(self.syslog_thread.take());
         log::info!("stopped");
     }
 }

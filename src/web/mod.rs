@@ -105,6 +105,7 @@ pub struct App {
     /// Where the SSH console listens, if the card serves it.
     pub ssh: Option<SshHome>,
     pub started: Instant,
+    pub syslog: crate::syslog::Syslog,
 }
 
 impl App {
@@ -155,6 +156,8 @@ pub struct Parts {
     pub stall: Duration,
     /// Where the SSH console listens, if the card serves it (for the Control page).
     pub ssh: Option<SshHome>,
+    /// Remote syslog: its test message and its CA (Configuration page).
+    pub syslog: crate::syslog::Syslog,
 }
 
 impl Web {
@@ -207,6 +210,7 @@ impl Web {
             https_bind: bind,
             ssh: parts.ssh,
             started: Instant::now(),
+            syslog: parts.syslog,
         });
 
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(QUEUE);

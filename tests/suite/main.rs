@@ -33,6 +33,7 @@ mod rs485;
 mod service_stop;
 mod sim;
 mod store;
+mod syslog;
 mod throttle;
 mod web_accounts;
 mod web_certs;
