@@ -218,6 +218,11 @@ pub fn input_of(key: &str) -> Input {
             ("nobody", "No master: read only"),
         ]),
         "dhcp_enabled" => pairs(&[("true", "DHCP (BootP)"), ("false", "Static address")]),
+        "syslog_transport" => pairs(&[
+            ("udp", "UDP"),
+            ("tcp", "TCP (octet counting)"),
+            ("tls", "TLS 1.3"),
+        ]),
         _ => match Settings::default().get(key).as_deref() {
             Some("true" | "false") => pairs(&[("true", "On"), ("false", "Off")]),
             Some(v) if v.parse::<u64>().is_ok() => Input::Number,
