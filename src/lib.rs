@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config_file;
 pub mod console;
+pub mod discovery;
 pub mod event;
 pub mod files;
 pub mod firmware;

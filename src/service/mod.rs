@@ -74,6 +74,9 @@ pub struct Options {
     /// The card's MAC address; `None`: that of `net_interface`, else of the first other
     /// interface that has one.
     pub mac: Option<Mac>,
+    /// The multicast DNS port DNS-SD announces on (5353 on the card, while
+    /// `mdns_enabled`); `None`: no announcements (the tests, unless they ask; the demo).
+    pub mdns_port: Option<u16>,
 }
 
 /// How long after an upgrade over the network the service restarts into it.
@@ -446,7 +449,60 @@ impl Service {
             service.stop();
             return Err(e);
         }
+        if let Some(port) = options.mdns_port {
+            service.start_dns_sd(port, mac)?;
+        }
         Ok(service)
+    }
+
+    /// DNS-SD announcements of the services in force, followed once a second and at once
+    /// on a setting change.
+    fn start_dns_sd(&mut self, mdns_port: u16, mac: Mac) -> Result<()> {
+        use crate::discovery::{self, Service as Announced, Wanted};
+        let (poke_tx, poke) = crossbeam_channel::bounded(1);
+        let (stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
+        self.live.register(
+            "dns-sd",
+            Box::new(move |_, _| {
+                let poke = poke_tx.clone();
+                Ok(Some(Box::new(move || {
+                    let _ = poke.try_send(());
+                })))
+            }),
+        );
+        let wanted = {
+            let (live, tcp, web) = (self.live.clone(), self.tcp.clone(), self.web.clone());
+            let ssh = self.ssh.clone();
+            Box::new(move || {
+                let s = live.current();
+                let mut services = std::collections::BTreeMap::new();
+                services.insert(Announced::Modbus, tcp.addr().port());
+                if let Some(web) = web.lock().as_ref() {
+                    if let Some(a) = web.https_addr() {
+                        services.insert(Announced::Https, a.port());
+                    }
+                    if let Some(a) = web.http_addr() {
+                        services.insert(Announced::Http, a.port());
+                    }
+                }
+                if let Some(a) = ssh.as_ref().and_then(|s| s.addr()) {
+                    services.insert(Announced::Ssh, a.port());
+                }
+                Wanted {
+                    on: s.mdns_enabled,
+                    interface: s.net_interface.clone(),
+                    services,
+                }
+            })
+        };
+        let identity = discovery::Identity {
+            mac,
+            version: crate::firmware::version::current().to_string(),
+        };
+        let thread = discovery::spawn(identity, wanted, mdns_port, poke, stop)?;
+        self.threads
+            .push(Owned::thread("dns-sd", thread, move || drop(stop_tx)));
+        Ok(())
     }
 
     /// With an A/B install: the rollback made before this start in the log, and the

@@ -20,6 +20,7 @@ mod cli_help;
 mod console_menu;
 mod console_serial;
 mod console_ssh;
+mod discovery;
 mod firmware_image;
 mod firmware_kill;
 mod firmware_service;
