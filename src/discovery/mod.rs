@@ -17,7 +17,7 @@ use crate::accounts::Mac;
 use crossbeam_channel::Receiver;
 use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -66,8 +66,10 @@ pub struct Wanted {
     pub on: bool,
     /// `net_interface`: announcements go there only.
     pub interface: String,
-    /// Each service that is on, and its port in force.
-    pub services: BTreeMap<Service, u16>,
+    /// Each service that is on, and where it listens. Only those listening on every
+    /// address, or on one of the interface's, are announced: a service bound to loopback
+    /// is not for the LAN (nor is a test card's).
+    pub services: BTreeMap<Service, SocketAddr>,
 }
 
 /// Who the card is, in every announcement.
@@ -189,11 +191,15 @@ impl Announcer {
         } else {
             vec![]
         };
-        let services = if addresses.is_empty() {
-            BTreeMap::new()
-        } else {
-            wanted.services.clone()
-        };
+        let services: BTreeMap<Service, u16> = wanted
+            .services
+            .iter()
+            .filter(|(_, at)| match at.ip() {
+                std::net::IpAddr::V4(ip) => ip.is_unspecified() || addresses.contains(&ip),
+                std::net::IpAddr::V6(_) => false,
+            })
+            .map(|(s, at)| (*s, at.port()))
+            .collect();
         let same_place = self.now.interface == wanted.interface && self.now.addresses == addresses;
         let ports: BTreeMap<Service, u16> = self
             .now

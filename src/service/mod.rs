@@ -476,17 +476,17 @@ impl Service {
             Box::new(move || {
                 let s = live.current();
                 let mut services = std::collections::BTreeMap::new();
-                services.insert(Announced::Modbus, tcp.addr().port());
+                services.insert(Announced::Modbus, tcp.addr());
                 if let Some(web) = web.lock().as_ref() {
                     if let Some(a) = web.https_addr() {
-                        services.insert(Announced::Https, a.port());
+                        services.insert(Announced::Https, a);
                     }
                     if let Some(a) = web.http_addr() {
-                        services.insert(Announced::Http, a.port());
+                        services.insert(Announced::Http, a);
                     }
                 }
                 if let Some(a) = ssh.as_ref().and_then(|s| s.addr()) {
-                    services.insert(Announced::Ssh, a.port());
+                    services.insert(Announced::Ssh, a);
                 }
                 Wanted {
                     on: s.mdns_enabled,
