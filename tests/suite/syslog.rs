@@ -603,3 +603,64 @@ fn rsyslog_receives_the_events_over_udp_tcp_and_tls() {
         assert_eq!(lost.msg, "UPS communication lost");
     }
 }
+
+/// Modbus latency with syslog off, and with syslog on over TCP to a server that is down
+/// while events keep coming (a setting change every 2 ms, past the queue of 1000): p50 and
+/// p99 of 2,000 reads
+/// each. Figures for BENCHMARKS.md, no assertion on time.
+/// `cargo test --release --test suite syslog::modbus_latency -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand"]
+async fn modbus_latency_with_the_log_server_down() {
+    for on in [false, true] {
+        let card = card("tcp", free_port());
+        let who = admin();
+        if !on {
+            card.service()
+                .live
+                .change(&[("syslog_enabled", "false")], &who, false)
+                .unwrap();
+        }
+        card.wait_state(modbus_card::link::LinkState::Up);
+        let mut master = tcp::connect(card.addr()).await.unwrap();
+        let live = card.service().live.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let events = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 100_000 {
+                    let server = format!("n{i}.example");
+                    live.change(&[("ntp_server", &server)], &admin(), false)
+                        .unwrap();
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                i
+            })
+        };
+        let mut took = Vec::with_capacity(2000);
+        for _ in 0..2000 {
+            let started = Instant::now();
+            let read = tokio::time::timeout(
+                Duration::from_secs(5),
+                master.read_holding_registers(0x1060, 1),
+            )
+            .await
+            .expect("an answer within 5 s");
+            took.push(started.elapsed());
+            assert!(read.unwrap().is_ok());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let made = events.join().unwrap();
+        took.sort();
+        println!(
+            "syslog {}: p50 {:?}, p99 {:?}, max {:?} over 2000 reads; {made} events, {} not sent",
+            if on { "on, server down" } else { "off" },
+            took[1000],
+            took[1980],
+            took[1999],
+            card.service().syslog.dropped()
+        );
+    }
+}
