@@ -77,6 +77,8 @@ pub struct Options {
     /// The multicast DNS port DNS-SD announces on (5353 on the card, while
     /// `mdns_enabled`); `None`: no announcements (the tests, unless they ask; the demo).
     pub mdns_port: Option<u16>,
+    /// Where DNS-SD announces, in place of `net_interface` (the demo: `lo`).
+    pub mdns_interface: Option<String>,
 }
 
 /// How long after an upgrade over the network the service restarts into it.
@@ -450,14 +452,14 @@ impl Service {
             return Err(e);
         }
         if let Some(port) = options.mdns_port {
-            service.start_dns_sd(port, mac)?;
+            service.start_dns_sd(port, mac, options.mdns_interface.clone())?;
         }
         Ok(service)
     }
 
     /// DNS-SD announcements of the services in force, followed once a second and at once
     /// on a setting change.
-    fn start_dns_sd(&mut self, mdns_port: u16, mac: Mac) -> Result<()> {
+    fn start_dns_sd(&mut self, mdns_port: u16, mac: Mac, interface: Option<String>) -> Result<()> {
         use crate::discovery::{self, Service as Announced, Wanted};
         let (poke_tx, poke) = crossbeam_channel::bounded(1);
         let (stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
@@ -490,7 +492,7 @@ impl Service {
                 }
                 Wanted {
                     on: s.mdns_enabled,
-                    interface: s.net_interface.clone(),
+                    interface: interface.clone().unwrap_or_else(|| s.net_interface.clone()),
                     services,
                 }
             })
