@@ -297,7 +297,7 @@ pub const DEFS: [Def; 42] = [
     def("ping_enabled", "PING echo", "answer ping", Services, true),
     def("upgrade_enabled", "Network upgrade", "firmware may be uploaded over the network", Services, true),
     def("debug_enabled", "Modbus debug", "the frame log page", Services, true),
-    admin("mdns_enabled", "DNS-SD (mDNS)", "announce the card's services on the local network, so that modbus-card find and other browsers see it", Services),
+    def("mdns_enabled", "DNS-SD (mDNS)", "announce the card's services on the local network, so that modbus-card find and other browsers see it", Services, true),
     def("ntp_server", "NTP server", "host name or address, with an optional :port; empty = set the clock by hand", Time, true),
     def("ip_address", "IP address", "the static address, used while DHCP is off", Network, true),
     def("netmask", "Subnet mask", "of the static address", Network, true),

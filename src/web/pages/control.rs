@@ -11,7 +11,7 @@ use askama::Template;
 use rouille::Response;
 
 /// The services of docs/web.md, in the vendor's order: key, port, what "off" means.
-const SERVICES: [(&str, Option<Kind>, &str, &str); 7] = [
+const SERVICES: [(&str, Option<Kind>, &str, &str); 8] = [
     ("dhcp_enabled", None, "", "static IP address"),
     ("ping_enabled", None, "", "ping not answered"),
     (
@@ -34,6 +34,12 @@ const SERVICES: [(&str, Option<Kind>, &str, &str); 7] = [
     ),
     ("ssh_enabled", None, "TCP 22", "no SSH console"),
     ("debug_enabled", None, "", "no frame log page"),
+    (
+        "mdns_enabled",
+        None,
+        "UDP 5353",
+        "the card is not announced on the network",
+    ),
 ];
 
 /// One row of the services table.
