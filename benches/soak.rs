@@ -96,11 +96,14 @@ struct Tally {
     errors: AtomicU64,
     /// Exception 0x0B (or no answer) while the UPS was made silent: expected, not errors.
     outage_answers: AtomicU64,
+    /// Good answers so far.
+    good: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
 impl Tally {
     fn ok(&self, t: Duration) {
+        self.good.fetch_add(1, Relaxed);
         self.times.lock().unwrap().push(t);
     }
 
@@ -679,8 +682,22 @@ fn main() {
                 sim.set_fault(Fault::Silent);
                 std::thread::sleep(Duration::from_secs(10));
                 sim.set_fault(Fault::None);
-                // Until the card has found the UPS again, 0x0B is still right.
-                std::thread::sleep(Duration::from_secs(5));
+                // Until the card has found the UPS again (its control frame, within a
+                // polling period), 0x0B is still right: the outage ends for the masters
+                // once each has had a good answer again.
+                let masters = || run.tcp.iter().chain([&run.rs485]);
+                let before: Vec<u64> = masters().map(|t| t.good.load(Relaxed)).collect();
+                let back = Instant::now();
+                while masters()
+                    .zip(&before)
+                    .any(|(t, b)| t.good.load(Relaxed) == *b)
+                {
+                    if back.elapsed() > Duration::from_secs(60) {
+                        failures.push("the UPS not found again within 60 s of its fault".into());
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 run.outage.store(false, Relaxed);
                 next_fault = Instant::now() + fault_every;
             }

@@ -37,6 +37,7 @@ fn dispatch(command: &str, args: &[String]) -> cli::Outcome {
         "demo" => cli::demo::main(args),
         "simulate-ups" => cli::simulate_ups::main(args),
         "settings" => cli::settings::main(args),
+        "find" => cli::find::main(args),
         "config" => cli::config::main(args),
         "image" => cli::image::main(args),
         "upgrade" => cli::upgrade::main(args),

@@ -57,11 +57,16 @@ keys! {
     PingEnabled = "ping_enabled",
     UpgradeEnabled = "upgrade_enabled",
     DebugEnabled = "debug_enabled",
+    MdnsEnabled = "mdns_enabled",
     NtpServer = "ntp_server",
     IpAddress = "ip_address",
     Netmask = "netmask",
     Gateway = "gateway",
     Dns = "dns",
+    SyslogEnabled = "syslog_enabled",
+    SyslogServer = "syslog_server",
+    SyslogPort = "syslog_port",
+    SyslogTransport = "syslog_transport",
     SysfsRoot = "sysfs_root",
     LedRs485Green = "led_rs485_green",
     LedRs485Yellow = "led_rs485_yellow",
@@ -150,7 +155,7 @@ pub const RS485_BAUDS: [u32; 5] = [1200, 2400, 9600, 19200, 57600];
 /// The numeric settings and the bounds a value alone must be within (`min`, `max`); a
 /// refusal names these bounds. How values go together is checked beyond this (the
 /// serial timeout's lowest sane value at the baud rate).
-pub const NUMBERS: [(Key, u64, u64); 11] = [
+pub const NUMBERS: [(Key, u64, u64); 12] = [
     (Key::UpsSlave, 1, 247),
     (Key::SerialTimeoutMs, 0, 60_000),
     (Key::PollRateS, 0, 86_400),
@@ -162,6 +167,7 @@ pub const NUMBERS: [(Key, u64, u64); 11] = [
     (Key::ModbusEvictIdleS, 0, 86_400),
     (Key::LoginTimeoutS, 30, 86_400),
     (Key::PasswordDays, 0, 3650),
+    (Key::SyslogPort, 1, 65535),
 ];
 
 /// The bounds of a numeric setting.
@@ -246,6 +252,35 @@ pub struct Settings {
     pub button_device: String,
     /// Watchdog device; empty = none.
     pub watchdog_device: String,
+
+    /// DNS-SD announcements over multicast DNS.
+    pub mdns_enabled: bool,
+    /// Every event-log entry also sent to `syslog_server` as RFC 5424 syslog.
+    pub syslog_enabled: bool,
+    /// The log server, a host name or address; empty = none.
+    pub syslog_server: String,
+    pub syslog_port: u16,
+    pub syslog_transport: SyslogTransport,
+}
+
+/// How syslog messages travel to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogTransport {
+    Udp,
+    /// RFC 6587 octet counting.
+    Tcp,
+    /// RFC 5425, TLS 1.3.
+    Tls,
+}
+
+impl SyslogTransport {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyslogTransport::Udp => "udp",
+            SyslogTransport::Tcp => "tcp",
+            SyslogTransport::Tls => "tls",
+        }
+    }
 }
 
 impl Default for Settings {
@@ -288,6 +323,11 @@ impl Default for Settings {
             net_interface: "eth0".into(),
             button_device: String::new(),
             watchdog_device: String::new(),
+            mdns_enabled: true,
+            syslog_enabled: false,
+            syslog_server: String::new(),
+            syslog_port: 514,
+            syslog_transport: SyslogTransport::Udp,
         }
     }
 }
@@ -385,6 +425,11 @@ const WRITERS: Kind = Kind::Choice(&[
     ("listed", "Only the masters listed below"),
     ("nobody", "No master: read only"),
 ]);
+const SYSLOG_TRANSPORTS: Kind = Kind::Choice(&[
+    ("udp", "UDP"),
+    ("tcp", "TCP (RFC 6587 octet counting)"),
+    ("tls", "TLS 1.3 (RFC 5425)"),
+]);
 const DHCP: Kind = Kind::Switch {
     on: "DHCP (BootP)",
     off: "Static address",
@@ -457,7 +502,7 @@ use Section::*;
 
 /// Every setting, in the order pages list them.
 #[rustfmt::skip]
-pub const DEFS: [Def; 37] = [
+pub const DEFS: [Def; 42] = [
     def(Key::UpsBaud, UPS_BAUD_CHOICES, "UPS baud rate", "0 = detect among 57600, 19200 and 9600; or one of those rates", Modbus, true)
         .note("Detected when the card starts, or fixed."),
     def(Key::UpsSlave, Number, "UPS slave number", "the UPS's address on its serial link, 1 to 247", Modbus, true),
@@ -487,11 +532,17 @@ pub const DEFS: [Def; 37] = [
     def(Key::PingEnabled, ON_OFF, "PING echo", "answer ping", Services, true),
     def(Key::UpgradeEnabled, ON_OFF, "Network upgrade", "firmware may be uploaded over the network", Services, true),
     def(Key::DebugEnabled, ON_OFF, "Modbus debug", "the frame log page", Services, true),
+    def(Key::MdnsEnabled, ON_OFF, "DNS-SD (mDNS)", "announce the card's services on the local network, so that modbus-card find and other browsers see it", Services, true),
     def(Key::NtpServer, Text, "NTP server", "host name or address, with an optional :port; empty = set the clock by hand", Time, true),
     def(Key::IpAddress, Text, "IP address", "the static address, used while DHCP is off", Network, true),
     def(Key::Netmask, Text, "Subnet mask", "of the static address", Network, true),
     def(Key::Gateway, Text, "Gateway", "empty = none", Network, true),
     def(Key::Dns, Text, "DNS server", "empty = none", Network, true),
+    def(Key::SyslogEnabled, ON_OFF, "Remote syslog", "send every event-log entry to the log server as RFC 5424 syslog", Network, true),
+    def(Key::SyslogServer, Text, "Syslog server", "host name or address of the log server; empty = none", Network, true),
+    def(Key::SyslogPort, Number, "Syslog port", "1 to 65535; 514 is usual for UDP and TCP, 6514 for TLS", Network, true),
+    def(Key::SyslogTransport, SYSLOG_TRANSPORTS, "Syslog transport", "udp, tcp (RFC 6587 octet counting) or tls (RFC 5425, TLS 1.3, the server checked against the CA uploaded for syslog)", Network, true)
+        .note("UDP is what most log servers take at first; TCP loses nothing on a busy network; TLS also keeps the log private and checks the server against the CA uploaded below."),
     board(Key::SysfsRoot, "sysfs root", "where the LED and network files are"),
     board(Key::LedRs485Green, "RS485 green LED", "LED name under sysfs_root/class/leds; empty = none"),
     board(Key::LedRs485Yellow, "RS485 yellow LED", "LED name under sysfs_root/class/leds; empty = none"),
@@ -653,6 +704,11 @@ impl Settings {
             Key::NetInterface => self.net_interface.clone(),
             Key::ButtonDevice => self.button_device.clone(),
             Key::WatchdogDevice => self.watchdog_device.clone(),
+            Key::MdnsEnabled => self.mdns_enabled.to_string(),
+            Key::SyslogEnabled => self.syslog_enabled.to_string(),
+            Key::SyslogServer => self.syslog_server.clone(),
+            Key::SyslogPort => self.syslog_port.to_string(),
+            Key::SyslogTransport => self.syslog_transport.name().into(),
         }
     }
 
@@ -738,6 +794,14 @@ impl Settings {
                 key: Key::ModbusWriters.name().into(),
                 message: "modbus_writers: writes are allowed from listed networks, but none is \
                           listed: list one, or allow writes from nobody"
+                    .into(),
+            });
+        }
+        if self.syslog_enabled && self.syslog_server.is_empty() {
+            refused.push(Refusal {
+                key: Key::SyslogServer.name().into(),
+                message: "syslog_server: remote syslog is on but no server is given: give one, \
+                          or turn remote syslog off"
                     .into(),
             });
         }
@@ -860,6 +924,26 @@ impl Settings {
             }
             Key::ButtonDevice => self.button_device = absolute_path(value, true)?,
             Key::WatchdogDevice => self.watchdog_device = absolute_path(value, true)?,
+            Key::MdnsEnabled => self.mdns_enabled = flag(value)?,
+            Key::SyslogEnabled => self.syslog_enabled = flag(value)?,
+            Key::SyslogServer => {
+                let v = host_port(value)?;
+                if v.contains(':') {
+                    return Err(format!(
+                        "'{v}' is a host name or address alone: the port is syslog_port"
+                    ));
+                }
+                self.syslog_server = v;
+            }
+            Key::SyslogPort => self.syslog_port = num()? as u16,
+            Key::SyslogTransport => {
+                self.syslog_transport = match value {
+                    "udp" => SyslogTransport::Udp,
+                    "tcp" => SyslogTransport::Tcp,
+                    "tls" => SyslogTransport::Tls,
+                    _ => return Err(format!("'{value}' is not udp, tcp or tls")),
+                }
+            }
         }
         Ok(())
     }

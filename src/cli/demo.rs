@@ -71,6 +71,10 @@ pub fn main(args: &[String]) -> Outcome {
         http: Some(http),
         https: Some(https),
         ssh: Some(ssh),
+        // Announced on loopback, where the demo listens: `modbus-card find --interface lo`
+        // lists it (if this system lets multicast run on lo; if not, the log says so).
+        mdns_port: Some(crate::discovery::MDNS_PORT),
+        mdns_interface: Some("lo".into()),
         ..Options::default()
     };
     spawn_console(sim_commands(&sim));

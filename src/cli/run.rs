@@ -84,6 +84,7 @@ pub fn main(args: &[String]) -> Outcome {
         https: Some(parse_addr(&https.unwrap_or_else(|| "0.0.0.0:443".into()))?),
         ssh: Some(parse_addr(&ssh.unwrap_or_else(|| "0.0.0.0:22".into()))?),
         mac: mac.map(|m| m.parse::<Mac>()).transpose()?,
+        mdns_port: Some(crate::discovery::MDNS_PORT),
         ..Options::default()
     };
     crate::rt::limit_allocator_arenas();

@@ -75,6 +75,11 @@ pub struct Options {
     /// The card's MAC address; `None`: that of `net_interface`, else of the first other
     /// interface that has one.
     pub mac: Option<Mac>,
+    /// The multicast DNS port DNS-SD announces on (5353 on the card, while
+    /// `mdns_enabled`); `None`: no announcements (the tests, unless they ask; the demo).
+    pub mdns_port: Option<u16>,
+    /// Where DNS-SD announces, in place of `net_interface` (the demo: `lo`).
+    pub mdns_interface: Option<String>,
 }
 
 /// How long after an upgrade over the network the service restarts into it.
@@ -121,6 +126,9 @@ pub struct Service {
     /// It watches the others, so it ends after them though it starts after most.
     board: Option<Board>,
     writer: Option<store::Writer>,
+    /// Remote syslog, fed by the store thread: it ends after it.
+    pub syslog: crate::syslog::Syslog,
+    syslog_thread: Option<Owned>,
 }
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
@@ -157,7 +165,22 @@ impl Service {
         let health = Health::new();
         let stall = options.stall_limit.unwrap_or(STALL_LIMIT);
         let (events, rx) = Events::channel();
-        let writer = store::spawn_closable_writer(store, rx, health.register("store", stall));
+        // Remote syslog sees each event once the store thread wrote it; its thread stops
+        // after the store thread (declared first, dropped last).
+        let (syslog_stop, syslog_stopped) = crossbeam_channel::bounded::<()>(0);
+        let (syslog, syslog_thread) = crate::syslog::Syslog::spawn(
+            crate::syslog::Config::of(&settings),
+            crate::syslog::origin(&mac),
+            &options.data,
+            syslog_stopped,
+        )?;
+        let syslog_owned = Owned::thread("syslog", syslog_thread, move || drop(syslog_stop));
+        let writer = store::spawn_tapped_writer(
+            store,
+            rx,
+            health.register("store", stall),
+            Some(Box::new(syslog.tap())),
+        );
         events.emit(match boot {
             Boot::Cold => Event::ColdBoot,
             Boot::Warm => Event::WarmBoot,
@@ -332,6 +355,21 @@ impl Service {
             register_parts(&live, &link, &tcp, rs485.as_ref(), &options);
             register_board(&live, &ntp, network.as_ref(), link_limit.clone(), stall);
             register_accounts(&live, &accounts);
+            follow(
+                &live,
+                "syslog",
+                syslog.clone(),
+                crate::syslog::Config::of,
+                crate::syslog::Syslog::apply,
+            );
+            syslog.set_known({
+                let accounts = accounts.clone();
+                Box::new(move |user| {
+                    accounts
+                        .users()
+                        .is_ok_and(|users| users.iter().any(|u| u.name == user))
+                })
+            });
             let web_config = WebConfig {
                 http: options.http,
                 https: options.https,
@@ -353,6 +391,7 @@ impl Service {
                         .clone()
                         .map(|place| Arc::new(move || place.home()) as crate::web::SshHome),
                     history: recent.clone(),
+                    syslog: syslog.clone(),
                 };
                 *web.lock() = Some(Web::start(&web_config, parts, shutdown.clone())?);
                 let web = web.clone();
@@ -407,6 +446,8 @@ impl Service {
             threads,
             board: None,
             writer: Some(writer),
+            syslog: syslog.clone(),
+            syslog_thread: Some(syslog_owned),
         };
         match Board::spawn(
             board_config,
@@ -429,7 +470,60 @@ impl Service {
             service.stop();
             return Err(e);
         }
+        if let Some(port) = options.mdns_port {
+            service.start_dns_sd(port, mac, options.mdns_interface.clone())?;
+        }
         Ok(service)
+    }
+
+    /// DNS-SD announcements of the services in force, followed once a second and at once
+    /// on a setting change.
+    fn start_dns_sd(&mut self, mdns_port: u16, mac: Mac, interface: Option<String>) -> Result<()> {
+        use crate::discovery::{self, Service as Announced, Wanted};
+        let (poke_tx, poke) = crossbeam_channel::bounded(1);
+        let (stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
+        self.live.register(
+            "dns-sd",
+            Box::new(move |_, _| {
+                let poke = poke_tx.clone();
+                Ok(Some(Box::new(move || {
+                    let _ = poke.try_send(());
+                })))
+            }),
+        );
+        let wanted = {
+            let (live, tcp, web) = (self.live.clone(), self.tcp.clone(), self.web.clone());
+            let ssh = self.ssh.clone();
+            Box::new(move || {
+                let s = live.current();
+                let mut services = std::collections::BTreeMap::new();
+                services.insert(Announced::Modbus, tcp.addr());
+                if let Some(web) = web.lock().as_ref() {
+                    if let Some(a) = web.https_addr() {
+                        services.insert(Announced::Https, a);
+                    }
+                    if let Some(a) = web.http_addr() {
+                        services.insert(Announced::Http, a);
+                    }
+                }
+                if let Some(a) = ssh.as_ref().and_then(|s| s.addr()) {
+                    services.insert(Announced::Ssh, a);
+                }
+                Wanted {
+                    on: s.mdns_enabled,
+                    interface: interface.clone().unwrap_or_else(|| s.net_interface.clone()),
+                    services,
+                }
+            })
+        };
+        let identity = discovery::Identity {
+            mac,
+            version: crate::firmware::version::current().to_string(),
+        };
+        let thread = discovery::spawn(identity, wanted, mdns_port, poke, stop)?;
+        self.threads
+            .push(Owned::thread("dns-sd", thread, move || drop(stop_tx)));
+        Ok(())
     }
 
     /// With an A/B install: the rollback made before this start in the log, and the
@@ -551,6 +645,7 @@ impl Drop for Service {
         }
         // Whoever still holds a sender of events, the store thread ends now.
         drop(self.writer.take());
+        drop(self.syslog_thread.take());
         log::info!("stopped");
     }
 }

@@ -8,7 +8,7 @@
 
 mod writer;
 
-pub use writer::{spawn_closable_writer, spawn_writer, Writer, BATCH};
+pub use writer::{spawn_closable_writer, spawn_tapped_writer, spawn_writer, Tap, Writer, BATCH};
 
 use crate::event::Stamped;
 use crate::settings::{self, Diff, Settings};

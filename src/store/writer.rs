@@ -26,8 +26,11 @@ const RETRY_PAUSES: [Duration; 3] = [
 /// still fails the batch is given up (and logged), never a panic. `heartbeat` is idle while
 /// it waits for events and busy while it writes.
 pub fn spawn_writer(store: Store, rx: Receiver<Stamped>, heartbeat: Heartbeat) -> JoinHandle<()> {
-    run_writer(store, rx, crossbeam_channel::never(), heartbeat)
+    run_writer(store, rx, crossbeam_channel::never(), heartbeat, None)
 }
+
+/// What else sees each event once written (remote syslog); it must not block.
+pub type Tap = Box<dyn Fn(&Stamped) + Send>;
 
 /// The store thread of a running service: it ends when this is dropped, once everything
 /// queued by then is written, however many senders of events are still alive.
@@ -38,10 +41,20 @@ pub struct Writer {
 
 /// Starts the store thread as [`spawn_writer`] does, ended by dropping the [`Writer`].
 pub fn spawn_closable_writer(store: Store, rx: Receiver<Stamped>, heartbeat: Heartbeat) -> Writer {
+    spawn_tapped_writer(store, rx, heartbeat, None)
+}
+
+/// [`spawn_closable_writer`], with each event handed to `tap` once written.
+pub fn spawn_tapped_writer(
+    store: Store,
+    rx: Receiver<Stamped>,
+    heartbeat: Heartbeat,
+    tap: Option<Tap>,
+) -> Writer {
     let (close, closed) = crossbeam_channel::bounded(0);
     Writer {
         close: Some(close),
-        thread: Some(run_writer(store, rx, closed, heartbeat)),
+        thread: Some(run_writer(store, rx, closed, heartbeat, tap)),
     }
 }
 
@@ -59,6 +72,7 @@ fn run_writer(
     rx: Receiver<Stamped>,
     closed: Receiver<()>,
     heartbeat: Heartbeat,
+    tap: Option<Tap>,
 ) -> JoinHandle<()> {
     thread::Builder::new()
         .name("store".into())
@@ -81,6 +95,9 @@ fn run_writer(
                     }
                 }
                 write(&mut store, &batch);
+                if let Some(tap) = &tap {
+                    batch.iter().for_each(tap);
+                }
                 batch.clear();
                 heartbeat.idle();
             }

@@ -98,6 +98,7 @@ pub struct App {
     /// The UPS's samples not yet written to the history (Home's charts show them).
     pub history: crate::history::Recent,
     pub started: Instant,
+    pub syslog: crate::syslog::Syslog,
 }
 
 impl App {
@@ -144,6 +145,8 @@ pub struct Parts {
     pub ssh: Option<SshHome>,
     /// The UPS's samples not yet written to the history.
     pub history: crate::history::Recent,
+    /// Remote syslog: its test message and its CA (Configuration page).
+    pub syslog: crate::syslog::Syslog,
 }
 
 impl Web {
@@ -191,6 +194,7 @@ impl Web {
             ssh: parts.ssh,
             history: parts.history,
             started: Instant::now(),
+            syslog: parts.syslog,
         });
 
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(QUEUE);

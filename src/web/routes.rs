@@ -146,6 +146,8 @@ fn route(
         (POST) ["/config/certificate"] => pages::config::upload(&ctx),
         (POST) ["/config/certificate/revert"] => pages::config::revert(&ctx),
         (POST) ["/config/certificate/root"] => pages::config::new_root(&ctx),
+        (POST) ["/config/syslog/test"] => pages::config::syslog_test(&ctx),
+        (POST) ["/config/syslog/ca"] => pages::config::syslog_ca(&ctx),
         (GET) ["/modbus"] => pages::modbus::page(&ctx, State::default()),
         (POST) ["/modbus"] => pages::modbus::submit(&ctx),
         (GET) ["/control"] => pages::control::page(&ctx, State::default()),

@@ -78,6 +78,10 @@ const COMMANDS: &[(&[&str], &[&str])] = &[
     (&["firmware", "boot"], &["--firmware"]),
     (&["firmware", "rollback"], &["--firmware", "--reason"]),
     (&["console"], &["--data", "--tty"]),
+    (
+        &["find"],
+        &["--json", "--wait", "--interface", "--mdns-port"],
+    ),
 ];
 
 #[test]

@@ -48,6 +48,26 @@ fn import(name: &str) -> String {
     }
 }
 
+/// `got` without the settings listing's lines of keys added since `recorded` was made,
+/// when they show their defaults: a file that predates a setting leaves it at its default,
+/// which is all the card can do with it.
+fn without_newer_defaults(got: &str, recorded: &str) -> String {
+    let defaults = modbus_card::settings::Settings::default();
+    let known = |key: &str| recorded.lines().any(|l| l.starts_with(&format!("{key}=")));
+    got.lines()
+        .filter(|line| {
+            let Some((key, value)) = line.split_once('=') else {
+                return true;
+            };
+            match modbus_card::settings::Key::named(key) {
+                Some(k) => known(key) || defaults.get(k) != value,
+                None => true,
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 #[test]
 fn every_fixture_imports_as_it_did_when_recorded() {
     let mut names: Vec<String> = std::fs::read_dir(FIXTURES)
@@ -68,6 +88,7 @@ fn every_fixture_imports_as_it_did_when_recorded() {
         }
         let want = std::fs::read_to_string(&expected)
             .unwrap_or_else(|e| panic!("{}: {e}", expected.display()));
+        let got = without_newer_defaults(&got, &want);
         if got != want {
             differ.push(format!("{name}:\n--- recorded\n{want}--- now\n{got}"));
         }

@@ -27,6 +27,12 @@ const NETWORK: [Key; 5] = [
 ];
 const UPS: [Key; 3] = [Key::UpsBaud, Key::SerialTimeoutMs, Key::PollRateS];
 const LOGINS: [Key; 2] = [Key::LoginTimeoutS, Key::PasswordDays];
+const SYSLOG: [Key; 4] = [
+    Key::SyslogEnabled,
+    Key::SyslogServer,
+    Key::SyslogPort,
+    Key::SyslogTransport,
+];
 
 fn board_keys() -> Vec<Key> {
     DEFS.iter()
@@ -44,6 +50,9 @@ pub struct ConfigPage {
     pub ups: Vec<Field>,
     pub logins: Vec<Field>,
     pub board: Vec<Field>,
+    pub syslog: Vec<Field>,
+    /// An administrator's CA checks the log server over TLS (else the system's).
+    pub syslog_ca: bool,
     /// What the network script did; `None` when the network is left to the system.
     pub net: Option<NetStatus>,
     pub net_applied: String,
@@ -67,6 +76,8 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
         ups: fields::fields(ctx, &UPS, &state),
         logins: fields::fields(ctx, &LOGINS, &state),
         board: fields::fields(ctx, &board_keys(), &state),
+        syslog: fields::fields(ctx, &SYSLOG, &state),
+        syslog_ca: ctx.app.syslog.ca_uploaded(),
         net,
         net_applied,
         uploaded: cert.source == Source::Uploaded,
@@ -80,7 +91,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
 
 /// A settings form of this page posted.
 pub fn submit(ctx: &Ctx<'_>) -> Response {
-    let all: Vec<Key> = [&NETWORK[..], &UPS, &LOGINS, &board_keys()].concat();
+    let all: Vec<Key> = [&NETWORK[..], &UPS, &LOGINS, &board_keys(), &SYSLOG].concat();
     match fields::submit(ctx, &all) {
         Ok(state) => page(ctx, state),
         Err(answer) => answer,
@@ -394,5 +405,34 @@ pub fn apply_file(ctx: &Ctx<'_>) -> Response {
                 .collect(),
         ),
         Err(e) => page(ctx, State::with(Outcome::refused(vec![e.to_string()]))),
+    }
+}
+
+/// `POST /config/syslog/test`: a test message to the log server now, and how it went.
+pub fn syslog_test(ctx: &Ctx<'_>) -> Response {
+    if !ctx.may_change() {
+        return read_only(ctx);
+    }
+    let outcome = match ctx.app.syslog.test() {
+        Ok(text) => Outcome::ok(text, vec![]),
+        Err(e) => Outcome::refused(vec![format!("No test message sent: {e}")]),
+    };
+    page(ctx, State::with(outcome))
+}
+
+/// `POST /config/syslog/ca`: the CA that signs the log server's certificate (TLS).
+pub fn syslog_ca(ctx: &Ctx<'_>) -> Response {
+    if !ctx.is_admin() {
+        return only_admin(ctx, "Only admin decides which log server the card trusts.");
+    }
+    match ctx.app.syslog.install_ca(ctx.form.bytes("ca")) {
+        Ok(n) => {
+            let text = format!(
+                "The log server's certificate is now checked against the {n} CA \
+                 certificate(s) uploaded."
+            );
+            page(ctx, State::with(Outcome::ok(text, vec![])))
+        }
+        Err(e) => page(ctx, State::with(Outcome::refused(vec![e]))),
     }
 }

@@ -11,7 +11,7 @@ use askama::Template;
 use rouille::Response;
 
 /// The services of docs/web.md, in the vendor's order: key, port, what "off" means.
-const SERVICES: [(Key, Option<Kind>, &str, &str); 7] = [
+const SERVICES: [(Key, Option<Kind>, &str, &str); 8] = [
     (Key::DhcpEnabled, None, "", "static IP address"),
     (Key::PingEnabled, None, "", "ping not answered"),
     (
@@ -34,6 +34,12 @@ const SERVICES: [(Key, Option<Kind>, &str, &str); 7] = [
     ),
     (Key::SshEnabled, None, "TCP 22", "no SSH console"),
     (Key::DebugEnabled, None, "", "no frame log page"),
+    (
+        Key::MdnsEnabled,
+        None,
+        "UDP 5353",
+        "the card is not announced on the network",
+    ),
 ];
 
 /// One row of the services table.
