@@ -62,6 +62,9 @@ fn an_exported_file_uploaded_again_changes_nothing() {
     assert_eq!(p.status, 200, "{}", p.body);
     p.shows(&["nothing to change"]);
     assert_eq!(*card.service().settings(), *before);
+    // The event log is written by its own thread: the routing's change is there once it
+    // is, and then it is the only one.
+    card.wait_event("setting_changed");
     assert_eq!(kinds(&card, "setting_changed"), 1, "the routing only");
     assert_eq!(kinds(&card, "configuration_loaded"), 0);
 }
