@@ -5,6 +5,7 @@
 //! start-up), so the help texts are written out by hand, one per command, and the whole
 //! usage is made of them.
 
+pub mod cert;
 pub mod config;
 pub mod console;
 pub mod demo;
@@ -26,7 +27,7 @@ pub const DEFAULT_DATA: &str = "/var/lib/modbus-card";
 pub const DEFAULT_FIRMWARE: &str = "/opt/modbus-card";
 
 /// Every command's help, in the order `modbus-card --help` shows them.
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     run::HELP,
     demo::HELP,
     simulate_ups::HELP,
@@ -36,6 +37,7 @@ const COMMANDS: [&str; 9] = [
     upgrade::HELP,
     firmware::HELP,
     console::HELP,
+    cert::HELP,
 ];
 
 /// `modbus-card --help`: every command's help, and what applies to all.

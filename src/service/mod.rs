@@ -25,6 +25,7 @@ use crate::rs485::{Rs485, Rs485Config, Rs485Status};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::store::{self, Boot, Store};
+use crate::tcp::mbtls::{self, Mbtls};
 use crate::tcp::{self, Sessions, Tcp, TcpConfig};
 use crate::web::{Web, WebConfig};
 use crossbeam_channel::Receiver;
@@ -72,6 +73,9 @@ pub struct Options {
     pub https: Option<SocketAddr>,
     /// Where the SSH console listens (while `ssh_enabled`); `None`: not served.
     pub ssh: Option<SocketAddr>,
+    /// Where Modbus/TCP Security listens (when `mbtls_enabled` at start); `None`: not
+    /// served.
+    pub mbtls: Option<SocketAddr>,
     /// The card's MAC address; `None`: that of `net_interface`, else of the first other
     /// interface that has one.
     pub mac: Option<Mac>,
@@ -89,6 +93,8 @@ pub struct Service {
     pub link: Link,
     pub tcp: Tcp,
     pub sessions: Arc<Sessions>,
+    /// Modbus/TCP Security, when served.
+    pub mbtls: Option<Mbtls>,
     pub rs485: Option<Arc<Rs485Status>>,
     /// Users, sessions, logins: shared by the web and the console.
     pub accounts: Arc<Accounts>,
@@ -291,6 +297,30 @@ impl Service {
                 health.register("modbus tcp", stall),
             )?;
             threads.push(Owned::thread("modbus tcp", tcp_thread, stops(&shutdown)));
+            let mbtls = match options.mbtls.filter(|_| settings.mbtls_enabled) {
+                Some(addr) => {
+                    let listener = TcpListener::bind(addr).map_err(|e| {
+                        format!("cannot listen for Modbus/TCP Security on {addr}: {e}")
+                    })?;
+                    let (mbtls, thread) = mbtls::spawn(
+                        listener,
+                        &options.data,
+                        &tcp,
+                        link.clone(),
+                        events.clone(),
+                        shutdown.clone(),
+                        health.register("modbus/tcp security", stall),
+                    )?;
+                    threads.push(Owned::thread(
+                        "modbus/tcp security",
+                        thread,
+                        stops(&shutdown),
+                    ));
+                    log::info!("modbus/tcp security listening on {}", mbtls.addr());
+                    Some(mbtls)
+                }
+                None => None,
+            };
 
             let (ntp, ntp_thread) = clock::spawn_ntp(
                 clock::NtpConfig::new(&settings.ntp_server),
@@ -363,9 +393,9 @@ impl Service {
                     }
                 }));
             }
-            Ok((rs485, tcp, network, card))
+            Ok((rs485, tcp, mbtls, network, card))
         })();
-        let (rs485, tcp, network, card) = started?;
+        let (rs485, tcp, mbtls, network, card) = started?;
         log::info!("modbus tcp listening on {}", tcp.addr());
         let board_config = BoardConfig {
             sysfs: settings.sysfs_root.clone().into(),
@@ -389,6 +419,7 @@ impl Service {
             link,
             sessions: tcp.sessions.clone(),
             tcp,
+            mbtls,
             rs485: rs485.map(|r| r.status),
             accounts,
             data: options.data,
@@ -501,6 +532,11 @@ impl Service {
     /// The address Modbus TCP really listens on (useful with port 0).
     pub fn modbus_addr(&self) -> SocketAddr {
         self.tcp.addr()
+    }
+
+    /// Where Modbus/TCP Security really listens, if it does.
+    pub fn mbtls_addr(&self) -> Option<SocketAddr> {
+        self.mbtls.as_ref().map(Mbtls::addr)
     }
 
     /// Where plain HTTP really listens, if it does.

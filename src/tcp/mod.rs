@@ -14,6 +14,7 @@
 //!   session that asks nothing, however it trickles bytes; TCP keepalive frees the slot of
 //!   a master that vanished without closing (power cut, cable pulled).
 
+pub mod mbtls;
 mod session;
 
 use crate::access::{self, Cidr, Writers};
@@ -337,6 +338,7 @@ fn accept_loop(
         let ctx = session::Session {
             number: session,
             stream,
+            rights: session::Rights::All,
             config: tcp.config.clone(),
             caller: link.caller(crate::link::Source::Tcp(session)),
             shutdown: shutdown.clone(),

@@ -1,0 +1,415 @@
+//! MODBUS/TCP Security (port 802): the frames of Modbus TCP inside TLS with mutual
+//! authentication, and the client's role, from its certificate, for rights.
+//!
+//! - TLS 1.3, and TLS 1.2 (most PLC masters speak only 1.2) with ring's suites, which are
+//!   all ECDHE with AEAD ciphers: the spec's RSA key exchange and CBC suites are not
+//!   offered. A client certificate is required, verified against `DATA/mbtls/clients-ca.pem`
+//!   (read at each handshake, so a new CA applies at once). No resumption: every
+//!   connection shows its certificate.
+//! - At most [`MAX_PENDING`] handshakes at a time, each within [`HANDSHAKE_TIMEOUT`]; then
+//!   at most three sessions of its own, beside the three of plain Modbus TCP, given away
+//!   when idle as those are.
+//! - After the handshake the session is that of plain Modbus TCP ([`Session`]): the same
+//!   queue and fairness at the link (as `Source::Mbtls`), frame log, counters, timeouts and
+//!   allow-lists (`modbus_allow`, `modbus_write`), with the role's rights on top.
+
+pub mod pki;
+pub mod role;
+
+use super::session::{Rights, Session, Transport};
+use super::{prepare, Refused, SessionLog, Sessions, Tcp, TcpConfig};
+use crate::access;
+use crate::event::{Event, Events};
+use crate::health::Heartbeat;
+use crate::link::{Link, Source};
+use crate::poll::{wait_readable, Ready};
+use crate::shutdown::Shutdown;
+use parking_lot::Mutex;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Where it listens unless told otherwise.
+pub const DEFAULT_ADDR: &str = "0.0.0.0:802";
+/// Handshakes in progress at once; more connections are closed at once.
+pub const MAX_PENDING: usize = 4;
+/// A handshake not completed within this ends the connection.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The running listener, for the pages.
+#[derive(Clone)]
+pub struct Mbtls {
+    pub sessions: Arc<Sessions>,
+    addr: SocketAddr,
+}
+
+impl Mbtls {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// What every connection's thread shares.
+struct Shared {
+    data: PathBuf,
+    sessions: Arc<Sessions>,
+    /// Plain Modbus TCP's: its timeouts and allow-lists apply here too.
+    config: Arc<Mutex<TcpConfig>>,
+    refused: Arc<Refused>,
+    link: Link,
+    log: Arc<SessionLog>,
+    shutdown: Shutdown,
+    pending: AtomicUsize,
+}
+
+/// Starts the acceptor on a bound listener, with plain Modbus TCP's configuration and
+/// counters. The card's certificate on this port is made now if missing.
+pub fn spawn(
+    listener: TcpListener,
+    data: &Path,
+    tcp: &Tcp,
+    link: Link,
+    events: Events,
+    shutdown: Shutdown,
+    heartbeat: Heartbeat,
+) -> io::Result<(Mbtls, JoinHandle<()>)> {
+    pki::server_identity(data).map_err(io::Error::other)?;
+    listener.set_nonblocking(true)?;
+    let mbtls = Mbtls {
+        sessions: Arc::new(Sessions::default()),
+        addr: listener.local_addr()?,
+    };
+    let shared = Arc::new(Shared {
+        data: data.to_path_buf(),
+        sessions: mbtls.sessions.clone(),
+        config: tcp.config.clone(),
+        refused: tcp.refused.clone(),
+        link,
+        log: Arc::new(SessionLog::new(events)),
+        shutdown,
+        pending: AtomicUsize::new(0),
+    });
+    let thread = std::thread::Builder::new()
+        .name("mbtls-accept".into())
+        .stack_size(128 * 1024)
+        .spawn(move || accept_loop(listener, shared, heartbeat))?;
+    Ok((mbtls, thread))
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, heartbeat: Heartbeat) {
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    loop {
+        heartbeat.idle();
+        let ready = wait_readable(listener.as_fd(), &shared.shutdown, None);
+        heartbeat.busy();
+        match ready {
+            Ok(Ready::Readable) => {}
+            Ok(Ready::Timeout) => continue,
+            Ok(Ready::Shutdown) => break,
+            Err(e) => {
+                log::error!("modbus/tcp security: {e}");
+                break;
+            }
+        }
+        threads.retain(|t| !t.is_finished());
+        let (stream, peer) = match listener.accept() {
+            Ok(pair) => pair,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                log::warn!("modbus/tcp security accept: {e}");
+                shared.shutdown.sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let refuse = |reason: &str| {
+            shared.log.emit(Event::MbtlsRefused {
+                peer,
+                reason: reason.into(),
+            })
+        };
+        if !access::allowed(&shared.config.lock().allow, peer.ip()) {
+            shared.refused.connections.fetch_add(1, Ordering::Relaxed);
+            refuse("not in the masters allowed");
+            continue;
+        }
+        if shared.pending.load(Ordering::SeqCst) >= MAX_PENDING {
+            refuse(&format!("{MAX_PENDING} handshakes already in progress"));
+            continue;
+        }
+        shared.pending.fetch_add(1, Ordering::SeqCst);
+        let ctx = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("mbtls-session".into())
+            .stack_size(128 * 1024)
+            .spawn(move || serve(stream, peer, &ctx));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                shared.pending.fetch_sub(1, Ordering::SeqCst);
+                log::error!("modbus/tcp security: no thread for {peer}: {e}");
+            }
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// One connection: the handshake, a session slot, then the session.
+fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+    if let Err(e) = prepare(&stream) {
+        log::warn!("modbus/tcp security: cannot set up socket from {peer}: {e}");
+    }
+    let shaken = handshake(&stream, shared);
+    shared.pending.fetch_sub(1, Ordering::SeqCst);
+    let mut tls = match shaken {
+        Ok(tls) => tls,
+        Err(reason) => {
+            shared.log.emit(Event::MbtlsRefused { peer, reason });
+            return;
+        }
+    };
+    let client = tls
+        .conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| role::of(cert))
+        .unwrap_or_else(|| role::Client {
+            subject: "?".into(),
+            role: Err("no certificate".into()),
+        });
+    let Some((number, evicted)) = take_slot(shared, peer, &tls.sock) else {
+        shared.log.emit(Event::MbtlsRefused {
+            peer,
+            reason: format!("all {} sessions in use", super::MAX_SESSIONS),
+        });
+        tls.close();
+        return;
+    };
+    let refusal = |why: String| {
+        Rights::Nothing(Some(Event::MbtlsNoRights {
+            session: number,
+            subject: client.subject.clone(),
+            why,
+        }))
+    };
+    let rights = match &client.role {
+        Ok(role) if role == "operate" => Rights::All,
+        Ok(role) if role == "read" => Rights::Read,
+        Ok(role) => refusal(format!("role '{role}' has no rights")),
+        Err(why) => refusal(why.clone()),
+    };
+    shared.log.emit(Event::MbtlsOpened {
+        session: number,
+        peer,
+        subject: client.subject.clone(),
+        role: client
+            .role
+            .clone()
+            .unwrap_or_else(|why| format!("none ({why})")),
+    });
+    let session = Session {
+        number,
+        stream: tls,
+        rights,
+        config: shared.config.clone(),
+        caller: shared.link.caller(Source::Mbtls(number)),
+        shutdown: shared.shutdown.clone(),
+        sessions: shared.sessions.clone(),
+        peer,
+        refused: shared.refused.clone(),
+        log: shared.log.clone(),
+    };
+    let mut reason = session.run();
+    if evicted.load(Ordering::SeqCst) {
+        reason = "idle, its slot given to a new connection".into();
+    }
+    // Before the slot is free, so "closed" precedes the next "opened" of this number.
+    shared.log.emit(Event::MbtlsClosed {
+        session: number,
+        reason,
+    });
+    shared.sessions.release(number);
+}
+
+/// A free session slot, or that of a session idle long enough, as plain Modbus TCP does.
+fn take_slot(shared: &Shared, peer: SocketAddr, sock: &TcpStream) -> Option<(u8, Arc<AtomicBool>)> {
+    if let Some(taken) = shared.sessions.take(peer, sock) {
+        return Some(taken);
+    }
+    let evict_idle = shared.config.lock().evict_idle;
+    if evict_idle.is_zero() {
+        return None;
+    }
+    let (old, idle) = shared.sessions.evict_idle(evict_idle)?;
+    log::info!("modbus/tcp security: session {old} idle for {idle:?} gives its slot to {peer}");
+    // Its thread ends at once and frees the slot.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        if let Some(taken) = shared.sessions.take(peer, sock) {
+            return Some(taken);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// The TLS settings of one handshake: the client CAs as they are on disk now.
+fn tls_config(data: &Path) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let dir = pki::dir(data);
+    let cas = pki::read_certs(&dir.join(pki::CLIENTS_CA))
+        .map_err(|e| format!("no client CA installed ({e})"))?;
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| format!("{}: {e}", pki::CLIENTS_CA))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| format!("client CAs: {e}"))?;
+    let (chain, key) = pki::server_identity(data)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the card's certificate: {e}"))?;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
+/// The handshake, within [`HANDSHAKE_TIMEOUT`]; `Err` says why it failed, for the log.
+fn handshake(sock: &TcpStream, shared: &Shared) -> Result<TlsStream, String> {
+    let config = tls_config(&shared.data)?;
+    let mut conn = ServerConnection::new(config).map_err(|e| e.to_string())?;
+    let mut sock = sock.try_clone().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        while conn.wants_write() {
+            conn.write_tls(&mut sock)
+                .map_err(|e| format!("handshake: write failed: {e}"))?;
+        }
+        if !conn.is_handshaking() {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "handshake not completed within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            ));
+        }
+        match wait_readable(sock.as_fd(), &shared.shutdown, Some(left)) {
+            Ok(Ready::Readable) => {}
+            Ok(Ready::Timeout) => continue,
+            Ok(Ready::Shutdown) => return Err("service stopping".into()),
+            Err(e) => return Err(format!("poll failed: {e}")),
+        }
+        match conn.read_tls(&mut sock) {
+            Ok(0) => return Err("closed by the client during the handshake".into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("handshake: read failed: {e}")),
+        }
+        if let Err(e) = conn.process_new_packets() {
+            // The alert that says why, for the client.
+            let _ = conn.write_tls(&mut sock);
+            return Err(format!("handshake refused: {e}"));
+        }
+    }
+    Ok(TlsStream {
+        conn,
+        sock,
+        plain: 0,
+    })
+}
+
+/// A session's stream: TLS over the socket, read only when the socket is readable (the
+/// session waits for it with the shutdown and its timeouts).
+struct TlsStream {
+    conn: ServerConnection,
+    sock: TcpStream,
+    /// Decrypted bytes not yet read.
+    plain: usize,
+}
+
+impl TlsStream {
+    fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.conn.reader().read(buf)?;
+        self.plain = self.plain.saturating_sub(n);
+        Ok(n)
+    }
+
+    /// Says goodbye, as far as the socket takes it without waiting.
+    fn close(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.conn.write_tls(&mut self.sock);
+    }
+}
+
+impl Drop for TlsStream {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.plain > 0 {
+            return self.read_plain(buf);
+        }
+        // One read of the socket: the session only reads once it is readable.
+        if self.conn.read_tls(&mut self.sock)? == 0 {
+            return Ok(0);
+        }
+        let state = self.conn.process_new_packets().map_err(|e| {
+            let _ = self.conn.write_tls(&mut self.sock);
+            io::Error::new(io::ErrorKind::InvalidData, e)
+        })?;
+        self.plain = state.plaintext_bytes_to_read();
+        if state.peer_has_closed() && self.plain == 0 {
+            return Ok(0);
+        }
+        self.flush()?;
+        if self.plain == 0 {
+            // A record not yet whole, or one with no data (a key update).
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.read_plain(buf)
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.conn.writer().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.sock)?;
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for TlsStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+impl Transport for TlsStream {
+    fn buffered(&self) -> bool {
+        self.plain > 0
+    }
+}

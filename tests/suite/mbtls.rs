@@ -1,0 +1,264 @@
+//! Modbus/TCP Security (port 802) as a TLS master sees it: a rustls client over a real
+//! socket, with keys and certificates made by `modbus-card cert client`, reading and
+//! writing the simulated UPS through the card, and Modbus frames written out by hand.
+
+use crate::common;
+
+use common::{start_with, wait_for, Card, Setup, PATIENCE};
+use modbus_card::link::LinkState;
+use modbus_card::service::Options;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ProtocolVersion, SupportedProtocolVersion};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+const BOTH: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+/// A card serving Modbus/TCP Security on a loopback port, its UPS found.
+fn card(setup: Setup) -> Card {
+    let card = start_with(
+        setup.set("mbtls_enabled", "true"),
+        Options {
+            mbtls: Some("127.0.0.1:0".parse().unwrap()),
+            ..Options::default()
+        },
+    );
+    card.wait_state(LinkState::Up);
+    card
+}
+
+/// `modbus-card cert client --data DATA --role ROLE --out OUT`, as an operator runs it.
+fn make_client(data: &Path, role: &str, out: &Path) {
+    let run = Command::new(env!("CARGO_BIN_EXE_modbus-card"))
+        .args(["cert", "client", "--data"])
+        .arg(data)
+        .args(["--role", role, "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "cert client failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// A key and certificate with `role` from the card's own client CA.
+fn identity(card: &Card, role: &str) -> PathBuf {
+    let out = card.data.parent().unwrap().join(format!("master-{role}"));
+    make_client(&card.data, role, &out);
+    out
+}
+
+/// The master's TLS settings: the card's certificate trusted, `identity` shown if given.
+fn config(
+    card: &Card,
+    identity: Option<&Path>,
+    versions: &[&'static SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(card.data.join("mbtls/server.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match identity {
+        Some(dir) => {
+            let chain = CertificateDer::pem_file_iter(dir.join("client.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(dir.join("client-key.pem")).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    })
+}
+
+struct Master {
+    tls: StreamOwned<ClientConnection, TcpStream>,
+    transaction: u16,
+}
+
+impl Master {
+    /// Connects and completes the handshake (as the client sees it: with TLS 1.3 the
+    /// server's verdict on the client's certificate comes with the first answer).
+    fn connect(card: &Card, config: Arc<ClientConfig>) -> std::io::Result<Master> {
+        let addr = card.service().mbtls_addr().expect("mbtls served");
+        let mut sock = TcpStream::connect(addr)?;
+        sock.set_read_timeout(Some(PATIENCE))?;
+        sock.set_write_timeout(Some(PATIENCE))?;
+        let name = ServerName::try_from("modbus-card").unwrap();
+        let mut conn = ClientConnection::new(config, name).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        Ok(Master {
+            tls: StreamOwned::new(conn, sock),
+            transaction: 0,
+        })
+    }
+
+    /// Sends `pdu` to unit 1 and returns the answer's PDU.
+    fn ask(&mut self, pdu: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.transaction += 1;
+        let mut frame = self.transaction.to_be_bytes().to_vec();
+        frame.extend([0, 0]);
+        frame.extend((pdu.len() as u16 + 1).to_be_bytes());
+        frame.push(1);
+        frame.extend(pdu);
+        self.tls.write_all(&frame)?;
+        self.tls.flush()?;
+        let mut head = [0u8; 7];
+        self.tls.read_exact(&mut head)?;
+        assert_eq!(
+            u16::from_be_bytes([head[0], head[1]]),
+            self.transaction,
+            "answer to another request"
+        );
+        let len = usize::from(u16::from_be_bytes([head[4], head[5]]));
+        let mut answer = vec![0u8; len - 1];
+        self.tls.read_exact(&mut answer)?;
+        Ok(answer)
+    }
+}
+
+/// Read holding registers: 0x1060, one register.
+const READ: [u8; 5] = [0x03, 0x10, 0x60, 0x00, 0x01];
+/// Write single register 0x0010 = 0xBEEF.
+const WRITE: [u8; 5] = [0x06, 0x00, 0x10, 0xBE, 0xEF];
+
+#[test]
+fn role_read_reads_and_its_writes_get_exception_01() {
+    let card = card(Setup::default());
+    let id = identity(&card, "read");
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    let answer = m.ask(&READ).unwrap();
+    assert_eq!(answer[..2], [0x03, 2]);
+    let value = card.sim.register(0x1060).unwrap();
+    assert_eq!(u16::from_be_bytes([answer[2], answer[3]]), value);
+    assert_eq!(m.ask(&WRITE).unwrap(), [0x86, 0x01]);
+    assert_ne!(card.sim.register(0x0010), Some(0xBEEF));
+    let opened = card.wait_event("mbtls_opened");
+    assert!(opened.message.contains("role read"), "{}", opened.message);
+    assert!(
+        opened.message.contains("Modbus master (read)"),
+        "{}",
+        opened.message
+    );
+    card.wait_event("write_refused");
+}
+
+#[test]
+fn role_operate_writes() {
+    let card = card(Setup::default());
+    let id = identity(&card, "operate");
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(m.ask(&WRITE).unwrap(), WRITE);
+    assert_eq!(card.sim.register(0x0010), Some(0xBEEF));
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    // The session is listed beside, not among, the plain ones.
+    assert_eq!(card.service().mbtls.as_ref().unwrap().sessions.open(), 1);
+    assert_eq!(card.service().sessions.open(), 0);
+}
+
+#[test]
+fn modbus_write_applies_too_and_the_stricter_rule_wins() {
+    let card = card(Setup::default().set("modbus_write", "nobody"));
+    let id = identity(&card, "operate");
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(m.ask(&WRITE).unwrap(), [0x86, 0x01]);
+    assert_ne!(card.sim.register(0x0010), Some(0xBEEF));
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+}
+
+#[test]
+fn a_role_without_rights_gets_exception_01_for_everything_logged_once() {
+    let card = card(Setup::default());
+    let id = identity(&card, "guest");
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    for _ in 0..3 {
+        assert_eq!(m.ask(&READ).unwrap(), [0x83, 0x01]);
+    }
+    assert_eq!(m.ask(&WRITE).unwrap(), [0x86, 0x01]);
+    let refused = card.wait_event("mbtls_no_rights");
+    assert!(refused.message.contains("'guest'"), "{}", refused.message);
+    drop(m);
+    card.wait_event("mbtls_closed");
+    assert_eq!(card.count("mbtls_no_rights"), 1);
+}
+
+/// The handshake, or at the latest the first request, fails.
+fn refused(card: &Card, config: Arc<ClientConfig>) {
+    match Master::connect(card, config) {
+        Err(_) => {}
+        Ok(mut m) => assert!(m.ask(&READ).is_err(), "a request was answered"),
+    }
+    let event = card.wait_event("mbtls_refused");
+    assert!(event.message.contains("handshake"), "{}", event.message);
+    assert_eq!(card.count("mbtls_opened"), 0);
+}
+
+#[test]
+fn no_client_certificate_is_refused() {
+    let card = card(Setup::default());
+    // Some CA is trusted, so only the missing certificate refuses.
+    identity(&card, "read");
+    refused(&card, config(&card, None, BOTH));
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused() {
+    let card = card(Setup::default());
+    identity(&card, "read");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = elsewhere.path().join("master");
+    make_client(&elsewhere.path().join("data"), "operate", &other);
+    refused(&card, config(&card, Some(&other), BOTH));
+    assert_ne!(card.sim.register(0x0010), Some(0xBEEF));
+}
+
+#[test]
+fn tls_1_2_with_an_ecdhe_aead_suite_works() {
+    let card = card(Setup::default());
+    let id = identity(&card, "operate");
+    let mut m = Master::connect(&card, config(&card, Some(&id), TLS12)).unwrap();
+    assert_eq!(
+        m.tls.conn.protocol_version(),
+        Some(ProtocolVersion::TLSv1_2)
+    );
+    let suite = format!(
+        "{:?}",
+        m.tls.conn.negotiated_cipher_suite().unwrap().suite()
+    );
+    assert!(
+        suite.contains("ECDHE") && (suite.contains("GCM") || suite.contains("CHACHA20")),
+        "{suite}"
+    );
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    assert_eq!(m.ask(&WRITE).unwrap(), WRITE);
+}
+
+#[test]
+fn off_by_default() {
+    let card = start_with(
+        Setup::default(),
+        Options {
+            mbtls: Some("127.0.0.1:0".parse().unwrap()),
+            ..Options::default()
+        },
+    );
+    assert_eq!(card.service().mbtls_addr(), None);
+    wait_for("the service up", || {
+        card.service().modbus_addr().port() != 0
+    });
+}
