@@ -262,3 +262,98 @@ fn off_by_default() {
         card.service().modbus_addr().port() != 0
     });
 }
+
+/// A master's certificate from the card's client CA with `role` as the raw value of the
+/// role extension (None: no extension), made here since `cert client` only makes good ones.
+fn odd_identity(card: &Card, name: &str, role: Option<Vec<u8>>) -> PathBuf {
+    use rcgen::{CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose};
+    identity(card, "read");
+    let dir = card.data.join("mbtls");
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("client-ca-key.pem")).unwrap())
+            .unwrap();
+    let ca = CertificateDer::from_pem_file(dir.join("client-ca.pem")).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_der(&ca, &ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if let Some(value) = role {
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 4, 1, 50316, 802, 1],
+                value,
+            ));
+    }
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let out = card.data.parent().unwrap().join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("client.pem"), cert.pem()).unwrap();
+    std::fs::write(out.join("client-key.pem"), key.serialize_pem()).unwrap();
+    out
+}
+
+#[test]
+fn no_role_or_a_malformed_one_gets_exception_01() {
+    let card = card(Setup::default());
+    let cases = [
+        ("no-role", None, "no role"),
+        // A PrintableString, not a UTF8String.
+        (
+            "printable",
+            Some(b"\x13\x07operate".to_vec()),
+            "not one UTF8String",
+        ),
+        // 65 bytes.
+        (
+            "too-long",
+            Some([&[0x0c, 65][..], &[b'a'; 65]].concat()),
+            "not one UTF8String",
+        ),
+    ];
+    for (name, role, why) in cases {
+        let id = odd_identity(&card, name, role);
+        let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+        assert_eq!(m.ask(&READ).unwrap(), [0x83, 0x01], "{name}");
+        assert_eq!(m.ask(&WRITE).unwrap(), [0x86, 0x01], "{name}");
+        wait_for(name, || {
+            card.events().iter().any(|e| {
+                e.kind == "mbtls_no_rights" && e.message.contains(name) && e.message.contains(why)
+            })
+        });
+    }
+    assert_ne!(card.sim.register(0x0010), Some(0xBEEF));
+}
+
+#[test]
+fn handshakes_in_progress_are_bounded_and_a_silent_one_ends() {
+    let card = card(Setup::default());
+    let id = identity(&card, "read");
+    let addr = card.service().mbtls_addr().unwrap();
+    // Connections that never say hello hold every handshake place.
+    let silent: Vec<TcpStream> = (0..modbus_card::tcp::mbtls::MAX_PENDING)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // Accepted in order, so the next one finds no place: it is closed without a word.
+    let mut extra = TcpStream::connect(addr).unwrap();
+    extra.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(matches!(extra.read(&mut byte), Ok(0) | Err(_)));
+    wait_for("the refusal logged", || {
+        card.events().iter().any(|e| {
+            e.kind == "mbtls_refused" && e.message.contains("handshakes already in progress")
+        })
+    });
+    // They are ended within the handshake timeout, and a master gets in again.
+    let mut first = &silent[0];
+    first.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert!(matches!(first.read(&mut byte), Ok(0) | Err(_)));
+    wait_for("a handshake timeout logged", || {
+        card.events()
+            .iter()
+            .any(|e| e.kind == "mbtls_refused" && e.message.contains("not completed within"))
+    });
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+}
