@@ -258,9 +258,7 @@ fn off_by_default() {
         },
     );
     assert_eq!(card.service().mbtls_addr(), None);
-    wait_for("the service up", || {
-        card.service().modbus_addr().port() != 0
-    });
+    assert!(!card.service().settings().mbtls_enabled);
 }
 
 /// A master's certificate from the card's client CA with `role` as the raw value of the
