@@ -448,14 +448,6 @@ const fn board(key: Key, label: &'static str, help: &'static str) -> Def {
 }
 
 impl Def {
-    /// Takes effect when the service next starts.
-    const fn at_next_start(self) -> Def {
-        Def {
-            live: false,
-            ..self
-        }
-    }
-
     const fn note(self, note: &'static str) -> Def {
         Def {
             note: Some(note),
@@ -494,8 +486,7 @@ pub const DEFS: [Def; 38] = [
     admin(Key::HttpEnabled, ON_OFF, "HTTP", "plain web access", Services),
     admin(Key::HttpsEnabled, ON_OFF, "HTTPS", "secure web access", Services),
     admin(Key::SshEnabled, ON_OFF, "SSH", "the SSH console", Services),
-    admin(Key::MbtlsEnabled, ON_OFF, "Modbus/TCP Security", "Modbus over TLS with client certificates and roles (port 802); takes effect at the next start", Services)
-        .at_next_start(),
+    admin(Key::MbtlsEnabled, ON_OFF, "Modbus/TCP Security", "Modbus over TLS with client certificates and roles (port 802)", Services),
     def(Key::DhcpEnabled, DHCP, "BootP/DHCP", "take the address from a DHCP server; off: the static address", Services, true)
         .note("Without an answer from a DHCP server the card uses 192.168.7.18/24 until one answers."),
     def(Key::PingEnabled, ON_OFF, "PING echo", "answer ping", Services, true),

@@ -16,8 +16,8 @@ pub const HELP: &str =
       The service. DIR holds the database, the certificates and the SSH host key;
       settings come from it, and the options here override them for this run.
       Defaults: --modbus 0.0.0.0:502, --http 0.0.0.0:80, --https 0.0.0.0:443,
-      --ssh 0.0.0.0:22, --mbtls 0.0.0.0:802 (Modbus/TCP Security, served when
-      mbtls_enabled is on at start), --mac that of net_interface
+      --ssh 0.0.0.0:22, --mbtls 0.0.0.0:802 (Modbus/TCP Security, while
+      mbtls_enabled), --mac that of net_interface
       (eth0), else of the first other interface (the default admin password is its
       last 6 hex digits, upper case).
       On the board: --network-script applies the network settings with that script

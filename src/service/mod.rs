@@ -73,8 +73,7 @@ pub struct Options {
     pub https: Option<SocketAddr>,
     /// Where the SSH console listens (while `ssh_enabled`); `None`: not served.
     pub ssh: Option<SocketAddr>,
-    /// Where Modbus/TCP Security listens (when `mbtls_enabled` at start); `None`: not
-    /// served.
+    /// Where Modbus/TCP Security listens (while `mbtls_enabled`); `None`: not served.
     pub mbtls: Option<SocketAddr>,
     /// The card's MAC address; `None`: that of `net_interface`, else of the first other
     /// interface that has one.
@@ -297,13 +296,16 @@ impl Service {
                 health.register("modbus tcp", stall),
             )?;
             threads.push(Owned::thread("modbus tcp", tcp_thread, stops(&shutdown)));
-            let mbtls = match options.mbtls.filter(|_| settings.mbtls_enabled) {
+            let mbtls = match options.mbtls {
                 Some(addr) => {
-                    let listener = TcpListener::bind(addr).map_err(|e| {
-                        format!("cannot listen for Modbus/TCP Security on {addr}: {e}")
-                    })?;
+                    let listener = match settings.mbtls_enabled {
+                        true => Some(TcpListener::bind(addr).map_err(|e| {
+                            format!("cannot listen for Modbus/TCP Security on {addr}: {e}")
+                        })?),
+                        false => None,
+                    };
                     let (mbtls, thread) = mbtls::spawn(
-                        listener,
+                        addr,
                         &options.data,
                         &tcp,
                         link.clone(),
@@ -316,7 +318,8 @@ impl Service {
                         thread,
                         stops(&shutdown),
                     ));
-                    log::info!("modbus/tcp security listening on {}", mbtls.addr());
+                    mbtls.switch(listener);
+                    register_mbtls(&live, &mbtls);
                     Some(mbtls)
                 }
                 None => None,
@@ -536,7 +539,7 @@ impl Service {
 
     /// Where Modbus/TCP Security really listens, if it does.
     pub fn mbtls_addr(&self) -> Option<SocketAddr> {
-        self.mbtls.as_ref().map(Mbtls::addr)
+        self.mbtls.as_ref().and_then(Mbtls::addr)
     }
 
     /// Where plain HTTP really listens, if it does.
@@ -692,6 +695,28 @@ fn register_parts(live: &Live, link: &Link, tcp: &Tcp, rs485: Option<&Rs485>, op
             Rs485::reconfigure,
         );
     }
+}
+
+/// `mbtls_enabled` opens and closes Modbus/TCP Security's port at once; the port is bound
+/// before the change is accepted, so a port in use refuses it.
+fn register_mbtls(live: &Live, mbtls: &Mbtls) {
+    let mbtls = mbtls.clone();
+    live.register(
+        "modbus/tcp security",
+        Box::new(move |old, new| {
+            if old.mbtls_enabled == new.mbtls_enabled {
+                return Ok(None);
+            }
+            let listener = if new.mbtls_enabled {
+                let addr = mbtls.place;
+                Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
+            } else {
+                None
+            };
+            let mbtls = mbtls.clone();
+            Ok(Some(Box::new(move || mbtls.switch(listener))))
+        }),
+    );
 }
 
 /// What the board's parts do when their settings change: NTP follows a new server, the

@@ -155,6 +155,14 @@ impl Sessions {
         }
     }
 
+    /// Ends every session (their service turned off): each wakes, sees the end of its
+    /// stream and stops.
+    fn end_all(&self) {
+        for s in self.slots.lock().iter().flatten() {
+            let _ = s.stream.shutdown(Both::Both);
+        }
+    }
+
     /// Ends the session idle the longest, if it has been idle at least `min`: returns its
     /// number and how long it was idle. Its thread still has to finish.
     fn evict_idle(&self, min: Duration) -> Option<(u8, Duration)> {

@@ -249,7 +249,7 @@ fn tls_1_2_with_an_ecdhe_aead_suite_works() {
 }
 
 #[test]
-fn off_by_default() {
+fn off_by_default_and_switched_live() {
     let card = start_with(
         Setup::default(),
         Options {
@@ -257,8 +257,37 @@ fn off_by_default() {
             ..Options::default()
         },
     );
-    assert_eq!(card.service().mbtls_addr(), None);
+    card.wait_state(LinkState::Up);
     assert!(!card.service().settings().mbtls_enabled);
+    assert_eq!(card.service().mbtls_addr(), None);
+    let admin = modbus_card::live::Who {
+        user: "admin".into(),
+        via: "test".into(),
+        role: modbus_card::accounts::Role::Admin,
+    };
+    let switch = |on: &str| {
+        let applied = card
+            .service()
+            .live
+            .change(&[("mbtls_enabled", on)], &admin, false)
+            .unwrap();
+        assert!(applied.next_start.is_empty(), "applies at once");
+    };
+    switch("true");
+    let id = identity(&card, "operate");
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    let addr = card.service().mbtls_addr().unwrap();
+    switch("false");
+    // The open session ends, and the port is closed.
+    assert!(m.ask(&READ).is_err());
+    wait_for("the session closed", || {
+        card.events()
+            .iter()
+            .any(|e| e.kind == "mbtls_closed" && e.message.contains("turned off"))
+    });
+    assert_eq!(card.service().mbtls_addr(), None);
+    wait_for("the port closed", || TcpStream::connect(addr).is_err());
 }
 
 /// A master's certificate from the card's client CA with `role` as the raw value of the

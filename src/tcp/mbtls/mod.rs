@@ -6,6 +6,8 @@
 //!   offered. A client certificate is required, verified against `DATA/mbtls/clients-ca.pem`
 //!   (read at each handshake, so a new CA applies at once). No resumption: every
 //!   connection shows its certificate.
+//! - `mbtls_enabled` opens and closes the port live ([`Mbtls::switch`]); turning it off
+//!   ends the open sessions.
 //! - At most [`MAX_PENDING`] handshakes at a time, each within [`HANDSHAKE_TIMEOUT`]; then
 //!   at most three sessions of its own, beside the three of plain Modbus TCP, given away
 //!   when idle as those are.
@@ -22,7 +24,7 @@ use crate::access;
 use crate::event::{Event, Events};
 use crate::health::Heartbeat;
 use crate::link::{Link, Source};
-use crate::poll::{wait_readable, Ready};
+use crate::poll::{wait_any, wait_readable, Ready, Update};
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
 use rustls::server::WebPkiClientVerifier;
@@ -43,16 +45,32 @@ pub const MAX_PENDING: usize = 4;
 /// A handshake not completed within this ends the connection.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The running listener, for the pages.
+/// The running service, for the pages and for `mbtls_enabled`.
 #[derive(Clone)]
 pub struct Mbtls {
     pub sessions: Arc<Sessions>,
-    addr: SocketAddr,
+    /// Where it listens while on, as given (`--mbtls`).
+    pub place: SocketAddr,
+    /// Where it really listens; None while off.
+    addr: Arc<Mutex<Option<SocketAddr>>>,
+    listener: Arc<Update<Option<TcpListener>>>,
 }
 
 impl Mbtls {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// Where it listens, while on.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        *self.addr.lock()
+    }
+
+    /// Listens on `listener` from now on (already bound, so a port in use refuses the
+    /// change before it is made), or, with None, stops listening and ends its sessions.
+    pub fn switch(&self, listener: Option<TcpListener>) {
+        let addr = listener.as_ref().and_then(|l| {
+            l.set_nonblocking(true).ok()?;
+            l.local_addr().ok()
+        });
+        *self.addr.lock() = addr;
+        self.listener.put(listener);
     }
 }
 
@@ -67,12 +85,15 @@ struct Shared {
     log: Arc<SessionLog>,
     shutdown: Shutdown,
     pending: AtomicUsize,
+    /// Off: handshakes in progress end without a session, sessions say why they ended.
+    on: AtomicBool,
 }
 
-/// Starts the acceptor on a bound listener, with plain Modbus TCP's configuration and
-/// counters. The card's certificate on this port is made now if missing.
+/// Starts the acceptor, not listening until [`Mbtls::switch`] gives it a listener, with
+/// plain Modbus TCP's configuration and counters. The card's certificate on this port is
+/// made now if missing.
 pub fn spawn(
-    listener: TcpListener,
+    place: SocketAddr,
     data: &Path,
     tcp: &Tcp,
     link: Link,
@@ -81,10 +102,11 @@ pub fn spawn(
     heartbeat: Heartbeat,
 ) -> io::Result<(Mbtls, JoinHandle<()>)> {
     pki::server_identity(data).map_err(io::Error::other)?;
-    listener.set_nonblocking(true)?;
     let mbtls = Mbtls {
         sessions: Arc::new(Sessions::default()),
-        addr: listener.local_addr()?,
+        place,
+        addr: Arc::new(Mutex::new(None)),
+        listener: Arc::new(Update::new()?),
     };
     let shared = Arc::new(Shared {
         data: data.to_path_buf(),
@@ -95,31 +117,56 @@ pub fn spawn(
         log: Arc::new(SessionLog::new(events)),
         shutdown,
         pending: AtomicUsize::new(0),
+        on: AtomicBool::new(false),
     });
+    let switched = mbtls.listener.clone();
     let thread = std::thread::Builder::new()
         .name("mbtls-accept".into())
         .stack_size(128 * 1024)
-        .spawn(move || accept_loop(listener, shared, heartbeat))?;
+        .spawn(move || accept_loop(switched, shared, heartbeat))?;
     Ok((mbtls, thread))
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>, heartbeat: Heartbeat) {
+fn accept_loop(
+    switched: Arc<Update<Option<TcpListener>>>,
+    shared: Arc<Shared>,
+    heartbeat: Heartbeat,
+) {
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut listener: Option<TcpListener> = None;
     loop {
         heartbeat.idle();
-        let ready = wait_readable(listener.as_fd(), &shared.shutdown, None);
+        let fds = [listener.as_ref().map(AsFd::as_fd), Some(switched.fd())];
+        let woken = wait_any(fds, &shared.shutdown, None);
         heartbeat.busy();
-        match ready {
-            Ok(Ready::Readable) => {}
-            Ok(Ready::Timeout) => continue,
-            Ok(Ready::Shutdown) => break,
+        match woken {
+            Ok((_, true)) => break,
+            Ok((_, false)) => {}
             Err(e) => {
                 log::error!("modbus/tcp security: {e}");
                 break;
             }
         }
         threads.retain(|t| !t.is_finished());
-        let (stream, peer) = match listener.accept() {
+        if let Some(new) = switched.take() {
+            shared.on.store(new.is_some(), Ordering::SeqCst);
+            match &new {
+                Some(l) => log::info!(
+                    "modbus/tcp security listening on {}",
+                    l.local_addr().map_or("?".into(), |a| a.to_string())
+                ),
+                None => {
+                    log::info!("modbus/tcp security off");
+                    shared.sessions.end_all();
+                }
+            }
+            listener = new;
+            continue;
+        }
+        let Some(listening) = &listener else {
+            continue;
+        };
+        let (stream, peer) = match listening.accept() {
             Ok(pair) => pair,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
@@ -170,6 +217,14 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let shaken = handshake(&stream, shared);
     shared.pending.fetch_sub(1, Ordering::SeqCst);
     let mut tls = match shaken {
+        Ok(tls) if !shared.on.load(Ordering::SeqCst) => {
+            drop(tls);
+            shared.log.emit(Event::MbtlsRefused {
+                peer,
+                reason: "Modbus/TCP Security turned off".into(),
+            });
+            return;
+        }
         Ok(tls) => tls,
         Err(reason) => {
             shared.log.emit(Event::MbtlsRefused { peer, reason });
@@ -230,6 +285,8 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let mut reason = session.run();
     if evicted.load(Ordering::SeqCst) {
         reason = "idle, its slot given to a new connection".into();
+    } else if !shared.on.load(Ordering::SeqCst) {
+        reason = "Modbus/TCP Security turned off".into();
     }
     // Before the slot is free, so "closed" precedes the next "opened" of this number.
     shared.log.emit(Event::MbtlsClosed {
