@@ -354,33 +354,31 @@ fn no_role_or_a_malformed_one_gets_exception_01() {
 }
 
 #[test]
-fn handshakes_in_progress_are_bounded_and_a_silent_one_ends() {
+fn handshakes_in_progress_are_bounded_one_address_cannot_keep_others_out_and_a_silent_one_ends() {
     let card = card(Setup::default());
     let id = identity(&card, "read");
     let addr = card.service().mbtls_addr().unwrap();
-    // Connections that never say hello hold every handshake place.
+    // Connections from one address that never say hello hold every handshake place.
     let silent: Vec<TcpStream> = (0..modbus_card::tcp::mbtls::MAX_PENDING)
-        .map(|_| TcpStream::connect(addr).unwrap())
+        .map(|_| common::connect_from([127, 0, 0, 2], addr))
         .collect();
-    // Accepted in order, so the next one finds no place: it is closed without a word.
-    let mut extra = TcpStream::connect(addr).unwrap();
-    extra.set_read_timeout(Some(PATIENCE)).unwrap();
+    // A master from another address still gets in: the oldest silent one makes room.
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
     let mut byte = [0u8; 1];
-    assert!(matches!(extra.read(&mut byte), Ok(0) | Err(_)));
-    wait_for("the refusal logged", || {
+    assert!(matches!((&silent[0]).read(&mut byte), Ok(0) | Err(_)));
+    wait_for("the dropped handshake logged", || {
         card.events().iter().any(|e| {
-            e.kind == "mbtls_refused" && e.message.contains("handshakes already in progress")
+            e.kind == "mbtls_refused"
+                && e.message.contains("127.0.0.2")
+                && e.message.contains("dropped for a newer connection")
         })
     });
-    // They are ended within the handshake timeout, and a master gets in again.
-    let mut first = &silent[0];
-    first.set_read_timeout(Some(PATIENCE)).unwrap();
-    assert!(matches!(first.read(&mut byte), Ok(0) | Err(_)));
+    // The others end within the handshake timeout.
+    assert!(matches!((&silent[1]).read(&mut byte), Ok(0) | Err(_)));
     wait_for("a handshake timeout logged", || {
         card.events()
             .iter()
             .any(|e| e.kind == "mbtls_refused" && e.message.contains("not completed within"))
     });
-    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
-    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
 }

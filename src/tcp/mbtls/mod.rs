@@ -8,7 +8,9 @@
 //!   connection shows its certificate.
 //! - `mbtls_enabled` opens and closes the port live ([`Mbtls::switch`]); turning it off
 //!   ends the open sessions.
-//! - At most [`MAX_PENDING`] handshakes at a time, each within [`HANDSHAKE_TIMEOUT`]; then
+//! - At most [`MAX_PENDING`] handshakes at a time, each within [`HANDSHAKE_TIMEOUT`]; a new
+//!   connection beyond them drops the oldest handshake of the address that holds the most,
+//!   as the SSH front does, so one address cannot keep the others out; then
 //!   at most three sessions of its own, beside the three of plain Modbus TCP, given away
 //!   when idle as those are.
 //! - After the handshake the session is that of plain Modbus TCP ([`Session`]): the same
@@ -29,11 +31,12 @@ use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -84,7 +87,9 @@ struct Shared {
     link: Link,
     log: Arc<SessionLog>,
     shutdown: Shutdown,
-    pending: AtomicUsize,
+    /// Handshakes in progress.
+    pending: Mutex<Vec<Pending>>,
+    next_id: AtomicU64,
     /// Off: handshakes in progress end without a session, sessions say why they ended.
     on: AtomicBool,
 }
@@ -116,7 +121,8 @@ pub fn spawn(
         link,
         log: Arc::new(SessionLog::new(events)),
         shutdown,
-        pending: AtomicUsize::new(0),
+        pending: Mutex::new(Vec::new()),
+        next_id: AtomicU64::new(0),
         on: AtomicBool::new(false),
     });
     let switched = mbtls.listener.clone();
@@ -186,22 +192,18 @@ fn accept_loop(
             refuse("not in the masters allowed");
             continue;
         }
-        if shared.pending.load(Ordering::SeqCst) >= MAX_PENDING {
-            refuse(&format!("{MAX_PENDING} handshakes already in progress"));
+        let Some(pending) = admit(&shared, &stream, peer) else {
+            refuse("cannot set up its socket");
             continue;
-        }
-        shared.pending.fetch_add(1, Ordering::SeqCst);
+        };
         let ctx = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("mbtls-session".into())
             .stack_size(128 * 1024)
-            .spawn(move || serve(stream, peer, &ctx));
+            .spawn(move || serve(stream, peer, pending, &ctx));
         match spawned {
             Ok(t) => threads.push(t),
-            Err(e) => {
-                shared.pending.fetch_sub(1, Ordering::SeqCst);
-                log::error!("modbus/tcp security: no thread for {peer}: {e}");
-            }
+            Err(e) => log::error!("modbus/tcp security: no thread for {peer}: {e}"),
         }
     }
     for t in threads {
@@ -209,13 +211,66 @@ fn accept_loop(
     }
 }
 
+/// A handshake in progress.
+struct Pending {
+    id: u64,
+    ip: IpAddr,
+    since: Instant,
+    /// To end it from the acceptor.
+    sock: TcpStream,
+    dropped: Arc<AtomicBool>,
+}
+
+/// Counts a new connection among the handshakes in progress, first dropping the oldest
+/// of the address that holds the most if there are [`MAX_PENDING`] already. Returns its
+/// id and whether it was dropped in turn; None if its socket cannot be duplicated.
+fn admit(shared: &Shared, stream: &TcpStream, peer: SocketAddr) -> Option<(u64, Arc<AtomicBool>)> {
+    let mut pending = shared.pending.lock();
+    if pending.len() >= MAX_PENDING {
+        let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+        for p in pending.iter() {
+            *per_ip.entry(p.ip).or_default() += 1;
+        }
+        let most = per_ip.values().copied().max().unwrap_or(0);
+        if let Some(victim) = pending
+            .iter()
+            .filter(|p| per_ip[&p.ip] == most)
+            .min_by_key(|p| p.since)
+        {
+            victim.dropped.store(true, Ordering::SeqCst);
+            // Wakes its thread, which logs why it ended.
+            let _ = victim.sock.shutdown(std::net::Shutdown::Both);
+            let id = victim.id;
+            pending.retain(|p| p.id != id);
+        }
+    }
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let dropped = Arc::new(AtomicBool::new(false));
+    pending.push(Pending {
+        id,
+        ip: peer.ip(),
+        since: Instant::now(),
+        sock: stream.try_clone().ok()?,
+        dropped: dropped.clone(),
+    });
+    Some((id, dropped))
+}
+
 /// One connection: the handshake, a session slot, then the session.
-fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), shared: &Shared) {
     if let Err(e) = prepare(&stream) {
         log::warn!("modbus/tcp security: cannot set up socket from {peer}: {e}");
     }
+    let (id, dropped) = pending;
     let shaken = handshake(&stream, shared);
-    shared.pending.fetch_sub(1, Ordering::SeqCst);
+    shared.pending.lock().retain(|p| p.id != id);
+    let shaken = match shaken {
+        Err(_) if dropped.load(Ordering::SeqCst) => Err(format!(
+            "handshake dropped for a newer connection: {MAX_PENDING} were in progress, and \
+             this was the oldest of the address with the most"
+        )),
+        shaken => shaken,
+    };
     let mut tls = match shaken {
         Ok(tls) if !shared.on.load(Ordering::SeqCst) => {
             drop(tls);
