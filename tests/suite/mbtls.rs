@@ -382,3 +382,32 @@ fn handshakes_in_progress_are_bounded_one_address_cannot_keep_others_out_and_a_s
             .any(|e| e.kind == "mbtls_refused" && e.message.contains("not completed within"))
     });
 }
+
+#[test]
+fn pipelined_requests_are_answered_in_order_and_logged_as_tls_frames() {
+    let card = card(Setup::default().set("poll_rate_s", 0));
+    let id = identity(&card, "operate");
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    // Three requests in one TLS record.
+    let mut burst = Vec::new();
+    for (t, address) in [(1u16, 0x1060u16), (2, 0x1061), (3, 0x1062)] {
+        burst.extend(t.to_be_bytes());
+        burst.extend([0, 0, 0, 6, 1, 0x03]);
+        burst.extend(address.to_be_bytes());
+        burst.extend([0, 1]);
+    }
+    m.tls.write_all(&burst).unwrap();
+    m.tls.flush().unwrap();
+    for (t, address) in [(1u16, 0x1060u16), (2, 0x1061), (3, 0x1062)] {
+        let mut answer = [0u8; 11];
+        m.tls.read_exact(&mut answer).unwrap();
+        assert_eq!(u16::from_be_bytes([answer[0], answer[1]]), t);
+        assert_eq!(answer[7..9], [0x03, 2]);
+        let value = card.sim.register(address).unwrap();
+        assert_eq!(u16::from_be_bytes([answer[9], answer[10]]), value);
+    }
+    let frames = card.service().link.frames.newest(100);
+    assert!(frames
+        .iter()
+        .any(|f| f.source == modbus_card::link::Source::Mbtls(1)));
+}
