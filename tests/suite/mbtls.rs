@@ -411,3 +411,24 @@ fn pipelined_requests_are_answered_in_order_and_logged_as_tls_frames() {
         .iter()
         .any(|f| f.source == modbus_card::link::Source::Mbtls(1)));
 }
+
+#[test]
+fn a_request_sent_with_the_end_of_the_handshake_is_answered() {
+    let card = card(Setup::default());
+    let id = identity(&card, "read");
+    for versions in [BOTH, TLS12] {
+        let sock = TcpStream::connect(card.service().mbtls_addr().unwrap()).unwrap();
+        sock.set_read_timeout(Some(PATIENCE)).unwrap();
+        let name = ServerName::try_from("modbus-card").unwrap();
+        let mut conn = ClientConnection::new(config(&card, Some(&id), versions), name).unwrap();
+        // Written before the handshake ends: it leaves with the client's Finished.
+        conn.writer()
+            .write_all(&[0, 7, 0, 0, 0, 6, 1, 0x03, 0x10, 0x60, 0, 1])
+            .unwrap();
+        let mut tls = StreamOwned::new(conn, sock);
+        let mut answer = [0u8; 11];
+        tls.read_exact(&mut answer).unwrap();
+        assert_eq!(answer[..2], [0, 7]);
+        assert_eq!(answer[7..9], [0x03, 2]);
+    }
+}

@@ -439,11 +439,13 @@ fn handshake(sock: &TcpStream, shared: &Shared) -> Result<TlsStream, String> {
             return Err(format!("handshake refused: {e}"));
         }
     }
-    Ok(TlsStream {
-        conn,
-        sock,
-        plain: 0,
-    })
+    // A request may have come with the client's Finished, already decrypted: the
+    // session must read it before it waits for the socket.
+    let plain = conn
+        .process_new_packets()
+        .map_err(|e| format!("handshake refused: {e}"))?
+        .plaintext_bytes_to_read();
+    Ok(TlsStream { conn, sock, plain })
 }
 
 /// A session's stream: TLS over the socket, read only when the socket is readable (the
