@@ -29,6 +29,8 @@ use crate::link::{Link, Source};
 use crate::poll::{wait_any, wait_readable, Ready, Update};
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 use std::collections::HashMap;
@@ -385,9 +387,17 @@ fn tls_config(data: &Path) -> Result<Arc<ServerConfig>, String> {
             .add(ca)
             .map_err(|e| format!("{}: {e}", pki::CLIENTS_CA))?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| format!("client CAs: {e}"))?;
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let crls = dir.join(pki::CLIENTS_CRL);
+    if crls.exists() {
+        let crls = CertificateRevocationListDer::pem_file_iter(&crls)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: {e}", pki::CLIENTS_CRL))?;
+        // A CA without a CRL among several is not a refusal.
+        verifier = verifier.with_crls(crls).allow_unknown_revocation_status();
+    }
+    let verifier = verifier.build().map_err(|e| format!("client CAs: {e}"))?;
     let (chain, key) = pki::server_identity(data)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -5,6 +5,8 @@
 //!   at the first start.
 //! - `clients-ca.pem`: the CAs whose client certificates are accepted, as the administrator
 //!   installs them. Without it every handshake is refused.
+//! - `clients-crl.pem`: revocation lists (PEM) of those CAs, if the administrator installs
+//!   any; a certificate they list is refused.
 //! - `client-ca.pem`, `client-ca-key.pem`: the card's own client CA, for a site without a
 //!   PKI of its own; `modbus-card cert client` makes it and adds it to `clients-ca.pem`.
 
@@ -26,6 +28,8 @@ pub const SERVER_NAME: &str = "modbus-card";
 pub const SERVER_KEY: &str = "server-key.pem";
 /// The CAs trusted for client certificates.
 pub const CLIENTS_CA: &str = "clients-ca.pem";
+/// Revocation lists of the trusted CAs.
+pub const CLIENTS_CRL: &str = "clients-crl.pem";
 pub const CARD_CA: &str = "client-ca.pem";
 pub const CARD_CA_KEY: &str = "client-ca-key.pem";
 
