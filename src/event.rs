@@ -48,6 +48,30 @@ pub enum Event {
         peer: SocketAddr,
         function: u8,
     },
+    /// A Modbus/TCP Security session, after its handshake: who the certificate names.
+    MbtlsOpened {
+        session: u8,
+        peer: SocketAddr,
+        subject: String,
+        role: String,
+    },
+    MbtlsClosed {
+        session: u8,
+        reason: String,
+    },
+    /// A Modbus/TCP Security connection turned away: handshake refused, not allowed, no
+    /// session free.
+    MbtlsRefused {
+        peer: SocketAddr,
+        reason: String,
+    },
+    /// A Modbus/TCP Security client whose certificate grants no rights: every request
+    /// gets exception 01 (logged once per connection).
+    MbtlsNoRights {
+        session: u8,
+        subject: String,
+        why: String,
+    },
     /// Session events not logged because connections came too fast.
     TcpEventsSkipped {
         count: u64,
@@ -229,6 +253,10 @@ impl Event {
             Event::TcpNotAllowed { .. } => "tcp_not_allowed",
             Event::WriteRefused { .. } => "write_refused",
             Event::TcpEventsSkipped { .. } => "tcp_events_skipped",
+            Event::MbtlsOpened { .. } => "mbtls_opened",
+            Event::MbtlsClosed { .. } => "mbtls_closed",
+            Event::MbtlsRefused { .. } => "mbtls_refused",
+            Event::MbtlsNoRights { .. } => "mbtls_no_rights",
             Event::TimeChangedByServer { .. } => "time_changed_by_server",
             Event::TimeChangedByUser { .. } => "time_changed_by_user",
             Event::Restart { .. } => "restart",
@@ -308,6 +336,25 @@ impl Event {
             Event::TcpRefused { peer } => {
                 format!("TCP connection from {peer} refused: all sessions in use")
             }
+            Event::MbtlsOpened {
+                session,
+                peer,
+                subject,
+                role,
+            } => format!("Modbus/TCP Security session {session} opened ({peer}, {subject}, role {role})"),
+            Event::MbtlsClosed { session, reason } => {
+                format!("Modbus/TCP Security session {session} closed ({reason})")
+            }
+            Event::MbtlsRefused { peer, reason } => {
+                format!("Modbus/TCP Security connection from {peer} refused: {reason}")
+            }
+            Event::MbtlsNoRights {
+                session,
+                subject,
+                why,
+            } => format!(
+                "Modbus/TCP Security session {session} ({subject}): every request refused (exception 01): {why}"
+            ),
             Event::TcpEventsSkipped { count } => {
                 format!("{count} TCP session events not logged: connections came too fast")
             }

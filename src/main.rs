@@ -43,6 +43,7 @@ fn dispatch(command: &str, args: &[String]) -> cli::Outcome {
         "upgrade" => cli::upgrade::main(args),
         "firmware" => cli::firmware::main(args),
         "console" => cli::console::main(args),
+        "cert" => cli::cert::main(args),
         "--version" | "-V" => {
             println!("modbus-card {}", firmware::version::current());
             Ok(())

@@ -10,12 +10,15 @@ use crate::sim::{Sim, SimConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub const HELP: &str = "  modbus-card demo [--data DIR] [--modbus ADDR:PORT] [--http ADDR:PORT] [--https ADDR:PORT]
-                   [--ssh ADDR:PORT] [--firmware ROOT]
+pub const HELP: &str =
+    "  modbus-card demo [--data DIR] [--modbus ADDR:PORT] [--http ADDR:PORT] [--https ADDR:PORT]
+                   [--ssh ADDR:PORT] [--mbtls ADDR:PORT] [--firmware ROOT]
       The whole card on this machine: a simulated UPS and an RS485 port on
       pseudo-terminals, Modbus TCP on 127.0.0.1 at the Modbus port setting (1502
       from the factory here), the web on http://127.0.0.1:8080 and
-      https://127.0.0.1:8443, the SSH console on 127.0.0.1:2222, data in ./demo-data, with a signing key pair for
+      https://127.0.0.1:8443, the SSH console on 127.0.0.1:2222, Modbus/TCP Security on
+      127.0.0.1:1802 (a master's certificate with role operate in DIR/mbtls-master/),
+      data in ./demo-data, with a signing key pair for
       trying firmware images (DIR/demo-secret.key; its public key is trusted).
 ";
 
@@ -25,7 +28,7 @@ const DEMO_MODBUS_PORT: u16 = 1502;
 pub fn main(args: &[String]) -> Outcome {
     let mut a = Args::new(args, HELP);
     let (mut data, mut modbus, mut firmware) = (None, None, None);
-    let (mut http, mut https, mut ssh) = (None, None, None);
+    let (mut http, mut https, mut ssh, mut mbtls) = (None, None, None, None);
     while let Some(arg) = a.arg()? {
         match arg {
             Arg::Long("data") => a.value_into(&mut data, "--data")?,
@@ -34,6 +37,7 @@ pub fn main(args: &[String]) -> Outcome {
             Arg::Long("http") => a.value_into(&mut http, "--http")?,
             Arg::Long("https") => a.value_into(&mut https, "--https")?,
             Arg::Long("ssh") => a.value_into(&mut ssh, "--ssh")?,
+            Arg::Long("mbtls") => a.value_into(&mut mbtls, "--mbtls")?,
             arg => return Err(unexpected(arg)),
         }
     }
@@ -45,7 +49,13 @@ pub fn main(args: &[String]) -> Outcome {
     let http = parse_addr(&http.unwrap_or_else(|| "127.0.0.1:8080".into()))?;
     let https = parse_addr(&https.unwrap_or_else(|| "127.0.0.1:8443".into()))?;
     let ssh = parse_addr(&ssh.unwrap_or_else(|| "127.0.0.1:2222".into()))?;
+    let mbtls = parse_addr(&mbtls.unwrap_or_else(|| "127.0.0.1:1802".into()))?;
     let keys = firmware::keys::demo_pair(&data)?;
+    // A master's key and certificate for Modbus/TCP Security, from the card's client CA.
+    let master = data.join("mbtls-master");
+    if !master.join("client.pem").exists() {
+        crate::tcp::mbtls::pki::make_client(&data, "operate", &master)?;
+    }
 
     let ups_pty = Pty::open().map_err(|e| format!("no pseudo-terminal for the UPS: {e}"))?;
     let ups_path = ups_pty.path.clone();
@@ -66,7 +76,10 @@ pub fn main(args: &[String]) -> Outcome {
         rs485: Some(rs485.card_side().to_path_buf()),
         modbus,
         modbus_host: Some([127, 0, 0, 1].into()),
-        factory: vec![(Key::ModbusPort.name().into(), DEMO_MODBUS_PORT.to_string())],
+        factory: vec![
+            (Key::ModbusPort.name().into(), DEMO_MODBUS_PORT.to_string()),
+            (Key::MbtlsEnabled.name().into(), "true".into()),
+        ],
         firmware,
         http: Some(http),
         https: Some(https),
@@ -75,6 +88,7 @@ pub fn main(args: &[String]) -> Outcome {
         // lists it (if this system lets multicast run on lo; if not, the log says so).
         mdns_port: Some(crate::discovery::MDNS_PORT),
         mdns_interface: Some("lo".into()),
+        mbtls: Some(mbtls),
         ..Options::default()
     };
     spawn_console(sim_commands(&sim));
@@ -125,6 +139,21 @@ fn print_demo(
         ),
         None => "  SSH console  off (ssh_enabled is false)\n".to_string(),
     };
+    let mbtls = match service.mbtls_addr() {
+        Some(a) => format!(
+            "  Modbus/TCP Security (TLS) {a}, with the master's certificate (role operate):\n\
+             \x20              python3 -c 'import ssl; from pymodbus.client import ModbusTlsClient as M; \
+             s = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); s.check_hostname = False; \
+             s.load_verify_locations(\"{d}/mbtls/server.pem\"); \
+             s.load_cert_chain(\"{d}/mbtls-master/client.pem\", \"{d}/mbtls-master/client-key.pem\"); \
+             c = M(\"{ip}\", port={port}, sslctx=s); c.connect(); \
+             print(c.read_holding_registers(0x1060, count=8, device_id=1).registers)'\n",
+            d = data.display(),
+            ip = a.ip(),
+            port = a.port(),
+        ),
+        None => "  Modbus/TCP Security  off (mbtls_enabled is false)\n".to_string(),
+    };
     println!(
         "\nModbus card demo: a simulated UPS (19200 baud, found by baud detection) on {ups}\n\
          \n  Modbus TCP   {addr}\n\
@@ -134,6 +163,7 @@ fn print_demo(
          \x20              mbpoll -m rtu -b {baud} -P none -a {slave} -0 -r 4192 -c 8 -1 {rs485}\n\
          {web}\
          {ssh}\
+         {mbtls}\
          \x20 data         {data}\n\
          \x20 firmware     signing key {secret} (no password: for trying upgrades only),\n\
          \x20              trusted as {public}\n\

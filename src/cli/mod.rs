@@ -5,6 +5,7 @@
 //! start-up), so the help texts are written out by hand, one per command, and the whole
 //! usage is made of them.
 
+pub mod cert;
 pub mod config;
 pub mod console;
 pub mod demo;
@@ -27,7 +28,7 @@ pub const DEFAULT_DATA: &str = "/var/lib/modbus-card";
 pub const DEFAULT_FIRMWARE: &str = "/opt/modbus-card";
 
 /// Every command's help, in the order `modbus-card --help` shows them.
-const COMMANDS: [&str; 10] = [
+const COMMANDS: [&str; 11] = [
     run::HELP,
     demo::HELP,
     simulate_ups::HELP,
@@ -38,6 +39,7 @@ const COMMANDS: [&str; 10] = [
     firmware::HELP,
     console::HELP,
     find::HELP,
+    cert::HELP,
 ];
 
 /// `modbus-card --help`: every command's help, and what applies to all.

@@ -12,10 +12,12 @@ pub const HELP: &str =
                   [--set KEY=VALUE]... [--network-script PATH] [--reboot COMMAND]
                   [--system-clock] [--stall-limit SECONDS] [--firmware ROOT]
                   [--http ADDR:PORT] [--https ADDR:PORT] [--ssh ADDR:PORT] [--mac MAC]
+                  [--mbtls ADDR:PORT]
       The service. DIR holds the database, the certificates and the SSH host key;
       settings come from it, and the options here override them for this run.
       Defaults: --modbus 0.0.0.0:502, --http 0.0.0.0:80, --https 0.0.0.0:443,
-      --ssh 0.0.0.0:22, --mac that of net_interface
+      --ssh 0.0.0.0:22, --mbtls 0.0.0.0:802 (Modbus/TCP Security, while
+      mbtls_enabled), --mac that of net_interface
       (eth0), else of the first other interface (the default admin password is its
       last 6 hex digits, upper case).
       On the board: --network-script applies the network settings with that script
@@ -31,6 +33,7 @@ pub fn main(args: &[String]) -> Outcome {
     let (mut data, mut ups, mut baud, mut rs485, mut modbus) = (None, None, None, None, None);
     let (mut stall_limit, mut network_script, mut firmware) = (None, None, None);
     let (mut http, mut https, mut ssh, mut mac, mut reboot) = (None, None, None, None, None);
+    let mut mbtls = None;
     let mut sets = vec![];
     let mut system_clock = false;
     while let Some(arg) = a.arg()? {
@@ -48,6 +51,7 @@ pub fn main(args: &[String]) -> Outcome {
             Arg::Long("http") => a.value_into(&mut http, "--http")?,
             Arg::Long("https") => a.value_into(&mut https, "--https")?,
             Arg::Long("ssh") => a.value_into(&mut ssh, "--ssh")?,
+            Arg::Long("mbtls") => a.value_into(&mut mbtls, "--mbtls")?,
             Arg::Long("mac") => a.value_into(&mut mac, "--mac")?,
             Arg::Long("reboot") => a.value_into(&mut reboot, "--reboot")?,
             arg => return Err(unexpected(arg)),
@@ -83,6 +87,9 @@ pub fn main(args: &[String]) -> Outcome {
         http: Some(parse_addr(&http.unwrap_or_else(|| "0.0.0.0:80".into()))?),
         https: Some(parse_addr(&https.unwrap_or_else(|| "0.0.0.0:443".into()))?),
         ssh: Some(parse_addr(&ssh.unwrap_or_else(|| "0.0.0.0:22".into()))?),
+        mbtls: Some(parse_addr(
+            &mbtls.unwrap_or_else(|| crate::tcp::mbtls::DEFAULT_ADDR.into()),
+        )?),
         mac: mac.map(|m| m.parse::<Mac>()).transpose()?,
         mdns_port: Some(crate::discovery::MDNS_PORT),
         ..Options::default()

@@ -90,6 +90,8 @@ const REREAD_EVERY_CYCLES: u64 = 60;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Tcp(u8),
+    /// A Modbus/TCP Security (TLS) session, by number.
+    Mbtls(u8),
     Rs485,
     /// The link itself: baud detection, polling, checking the UPS.
     Control,

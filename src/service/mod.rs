@@ -25,6 +25,7 @@ use crate::rs485::{Rs485, Rs485Config, Rs485Status};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::store::{self, Boot, Store};
+use crate::tcp::mbtls::{self, Mbtls};
 use crate::tcp::{self, Sessions, Tcp, TcpConfig};
 use crate::web::{Web, WebConfig};
 use crossbeam_channel::Receiver;
@@ -72,6 +73,8 @@ pub struct Options {
     pub https: Option<SocketAddr>,
     /// Where the SSH console listens (while `ssh_enabled`); `None`: not served.
     pub ssh: Option<SocketAddr>,
+    /// Where Modbus/TCP Security listens (while `mbtls_enabled`); `None`: not served.
+    pub mbtls: Option<SocketAddr>,
     /// The card's MAC address; `None`: that of `net_interface`, else of the first other
     /// interface that has one.
     pub mac: Option<Mac>,
@@ -94,6 +97,8 @@ pub struct Service {
     pub link: Link,
     pub tcp: Tcp,
     pub sessions: Arc<Sessions>,
+    /// Modbus/TCP Security, when served.
+    pub mbtls: Option<Mbtls>,
     pub rs485: Option<Arc<Rs485Status>>,
     /// Users, sessions, logins: shared by the web and the console.
     pub accounts: Arc<Accounts>,
@@ -314,6 +319,34 @@ impl Service {
                 health.register("modbus tcp", stall),
             )?;
             threads.push(Owned::thread("modbus tcp", tcp_thread, stops(&shutdown)));
+            let mbtls = match options.mbtls {
+                Some(addr) => {
+                    let listener = match settings.mbtls_enabled {
+                        true => Some(TcpListener::bind(addr).map_err(|e| {
+                            format!("cannot listen for Modbus/TCP Security on {addr}: {e}")
+                        })?),
+                        false => None,
+                    };
+                    let (mbtls, thread) = mbtls::spawn(
+                        addr,
+                        &options.data,
+                        &tcp,
+                        link.clone(),
+                        events.clone(),
+                        shutdown.clone(),
+                        health.register("modbus/tcp security", stall),
+                    )?;
+                    threads.push(Owned::thread(
+                        "modbus/tcp security",
+                        thread,
+                        stops(&shutdown),
+                    ));
+                    mbtls.switch(listener);
+                    register_mbtls(&live, &mbtls);
+                    Some(mbtls)
+                }
+                None => None,
+            };
 
             let (ntp, ntp_thread) = clock::spawn_ntp(
                 clock::NtpConfig::new(&settings.ntp_server),
@@ -402,9 +435,9 @@ impl Service {
                     }
                 }));
             }
-            Ok((rs485, tcp, network, card))
+            Ok((rs485, tcp, mbtls, network, card))
         })();
-        let (rs485, tcp, network, card) = started?;
+        let (rs485, tcp, mbtls, network, card) = started?;
         log::info!("modbus tcp listening on {}", tcp.addr());
         let board_config = BoardConfig {
             sysfs: settings.sysfs_root.clone().into(),
@@ -428,6 +461,7 @@ impl Service {
             link,
             sessions: tcp.sessions.clone(),
             tcp,
+            mbtls,
             rs485: rs485.map(|r| r.status),
             accounts,
             data: options.data,
@@ -597,6 +631,11 @@ impl Service {
         self.tcp.addr()
     }
 
+    /// Where Modbus/TCP Security really listens, if it does.
+    pub fn mbtls_addr(&self) -> Option<SocketAddr> {
+        self.mbtls.as_ref().and_then(Mbtls::addr)
+    }
+
     /// Where plain HTTP really listens, if it does.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.web.lock().as_ref().and_then(Web::http_addr)
@@ -751,6 +790,28 @@ fn register_parts(live: &Live, link: &Link, tcp: &Tcp, rs485: Option<&Rs485>, op
             Rs485::reconfigure,
         );
     }
+}
+
+/// `mbtls_enabled` opens and closes Modbus/TCP Security's port at once; the port is bound
+/// before the change is accepted, so a port in use refuses it.
+fn register_mbtls(live: &Live, mbtls: &Mbtls) {
+    let mbtls = mbtls.clone();
+    live.register(
+        "modbus/tcp security",
+        Box::new(move |old, new| {
+            if old.mbtls_enabled == new.mbtls_enabled {
+                return Ok(None);
+            }
+            let listener = if new.mbtls_enabled {
+                let addr = mbtls.place;
+                Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
+            } else {
+                None
+            };
+            let mbtls = mbtls.clone();
+            Ok(Some(Box::new(move || mbtls.switch(listener))))
+        }),
+    );
 }
 
 /// What the board's parts do when their settings change: NTP follows a new server, the

@@ -54,6 +54,9 @@ pub fn class(event: &Event) -> (u8, u8) {
             (DAEMON, NOTICE)
         }
         TimeChangedByServer { .. } | TcpOpened { .. } | TcpClosed { .. } => (DAEMON, INFO),
+        // Port 802's sessions: who connected with which certificate is an access record.
+        MbtlsOpened { .. } | MbtlsClosed { .. } => (AUTHPRIV, INFO),
+        MbtlsRefused { .. } | MbtlsNoRights { .. } => (AUTHPRIV, WARNING),
         // The UPS's own state: what an operator's log server should flag first.
         UpsMode { to: "online", .. } | UpsMode { to: "eco", .. } => (DAEMON, NOTICE),
         UpsMode { to: "battery", .. } | UpsMode { to: "bypass", .. } => (DAEMON, WARNING),
@@ -130,6 +133,30 @@ pub fn fields(event: &Event, known: &dyn Fn(&str) -> bool) -> Vec<(&'static str,
             vec![("session", session.to_string()), ("reason", s(reason))]
         }
         TcpRefused { peer } | TcpNotAllowed { peer } => vec![("peer", peer.to_string())],
+        MbtlsOpened {
+            session,
+            peer,
+            subject,
+            role,
+        } => vec![
+            ("session", session.to_string()),
+            ("peer", peer.to_string()),
+            ("subject", s(subject)),
+            ("role", s(role)),
+        ],
+        MbtlsClosed { session, reason } => {
+            vec![("session", session.to_string()), ("reason", s(reason))]
+        }
+        MbtlsRefused { peer, reason } => vec![("peer", peer.to_string()), ("reason", s(reason))],
+        MbtlsNoRights {
+            session,
+            subject,
+            why,
+        } => vec![
+            ("session", session.to_string()),
+            ("subject", s(subject)),
+            ("why", s(why)),
+        ],
         WriteRefused {
             session,
             peer,

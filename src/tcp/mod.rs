@@ -14,6 +14,7 @@
 //!   session that asks nothing, however it trickles bytes; TCP keepalive frees the slot of
 //!   a master that vanished without closing (power cut, cable pulled).
 
+pub mod mbtls;
 mod session;
 
 use crate::access::{self, Cidr, Writers};
@@ -151,6 +152,14 @@ impl Sessions {
             if !access::allowed(allow, s.peer.ip()) {
                 let _ = s.stream.shutdown(Both::Read);
             }
+        }
+    }
+
+    /// Ends every session (their service turned off): each wakes, sees the end of its
+    /// stream and stops.
+    fn end_all(&self) {
+        for s in self.slots.lock().iter().flatten() {
+            let _ = s.stream.shutdown(Both::Both);
         }
     }
 
@@ -337,6 +346,7 @@ fn accept_loop(
         let ctx = session::Session {
             number: session,
             stream,
+            rights: session::Rights::All,
             config: tcp.config.clone(),
             caller: link.caller(crate::link::Source::Tcp(session)),
             shutdown: shutdown.clone(),

@@ -1,4 +1,6 @@
-//! One Modbus TCP session: read frames, relay each to the UPS, answer in order.
+//! One Modbus TCP session: read frames, relay each to the UPS, answer in order. The same
+//! session serves plain Modbus TCP and Modbus/TCP Security: only the [`Transport`] and the
+//! [`Rights`] its credentials give differ.
 
 use super::{Refused, SessionLog, Sessions, TcpConfig, PARTIAL_FRAME_DEADLINE};
 use crate::access::{self, Writers};
@@ -18,9 +20,32 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(super) struct Session {
+/// The byte stream a session reads frames from and writes answers to.
+pub(crate) trait Transport: Read + Write + AsFd {
+    /// Bytes already received (and decrypted) but not yet read: the socket need not be
+    /// waited for.
+    fn buffered(&self) -> bool {
+        false
+    }
+}
+
+impl Transport for TcpStream {}
+
+/// What a master may do by its credentials; the allow-lists (`modbus_allow`,
+/// `modbus_write`) apply on top, and the stricter rule wins.
+pub(crate) enum Rights {
+    /// Whatever the allow-lists let it (plain Modbus TCP has no credentials).
+    All,
+    /// Only requests that read ([`access::reads`]).
+    Read,
+    /// Nothing: every request gets exception 01; the event is logged at the first one.
+    Nothing(Option<Event>),
+}
+
+pub(super) struct Session<S: Transport = TcpStream> {
     pub number: u8,
-    pub stream: TcpStream,
+    pub stream: S,
+    pub rights: Rights,
     /// Shared with the acceptor: a new configuration applies from the next turn.
     pub config: Arc<parking_lot::Mutex<TcpConfig>>,
     pub caller: Caller,
@@ -34,7 +59,7 @@ pub(super) struct Session {
 /// Room for a few pipelined frames; a whole frame always fits.
 const BUFFER: usize = 4 * mbap::MAX_FRAME;
 
-impl Session {
+impl<S: Transport> Session<S> {
     /// Serves until the session ends; returns why, for the event log.
     pub fn run(mut self) -> String {
         let mut buf = vec![0u8; BUFFER];
@@ -58,7 +83,11 @@ impl Session {
                         if let Some(answer) = self.relay(header.unit, pdu) {
                             out.clear();
                             mbap::encode(header, &answer, &mut out);
-                            if let Err(e) = self.stream.write_all(&out) {
+                            if let Err(e) = self
+                                .stream
+                                .write_all(&out)
+                                .and_then(|()| self.stream.flush())
+                            {
                                 return format!("write failed: {e}");
                             }
                         }
@@ -101,7 +130,11 @@ impl Session {
                 let left = PARTIAL_FRAME_DEADLINE - waited;
                 wait = Some(wait.map_or(left, |w| w.min(left)));
             }
-            let ready = wait_readable(self.stream.as_fd(), &self.shutdown, wait);
+            let ready = if self.stream.buffered() {
+                Ok(Ready::Readable)
+            } else {
+                wait_readable(self.stream.as_fd(), &self.shutdown, wait)
+            };
             if let Some(reason) = self.not_allowed() {
                 return reason;
             }
@@ -122,7 +155,29 @@ impl Session {
     }
 
     /// The answer PDU for a request, or None when none is due (a broadcast).
-    fn relay(&self, unit: u8, pdu: &[u8]) -> Option<PduBuf> {
+    fn relay(&mut self, unit: u8, pdu: &[u8]) -> Option<PduBuf> {
+        let refused = match &mut self.rights {
+            Rights::All => false,
+            Rights::Read => !access::reads(pdu),
+            Rights::Nothing(event) => {
+                // Logged once per connection: a master that polls must not fill the log.
+                if let Some(event) = event.take() {
+                    self.log.emit(event);
+                }
+                true
+            }
+        };
+        if refused {
+            if matches!(self.rights, Rights::Read) {
+                self.refused.writes.fetch_add(1, Relaxed);
+                self.log.emit(Event::WriteRefused {
+                    session: self.number,
+                    peer: self.peer,
+                    function: pdu[0],
+                });
+            }
+            return Some(PduBuf::exception(pdu[0], Exception::IllegalFunction));
+        }
         let slave = {
             let config = self.config.lock();
             if !access::reads(pdu) && !self.may_write(&config) {

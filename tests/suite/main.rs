@@ -28,6 +28,7 @@ mod firmware_service;
 mod firmware_upgrade;
 mod gateway;
 mod live;
+mod mbtls;
 mod one_session;
 mod process;
 mod protocol_props;

@@ -11,7 +11,7 @@ use askama::Template;
 use rouille::Response;
 
 /// The services of docs/web.md, in the vendor's order: key, port, what "off" means.
-const SERVICES: [(Key, Option<Kind>, &str, &str); 8] = [
+const SERVICES: [(Key, Option<Kind>, &str, &str); 9] = [
     (Key::DhcpEnabled, None, "", "static IP address"),
     (Key::PingEnabled, None, "", "ping not answered"),
     (
@@ -33,6 +33,12 @@ const SERVICES: [(Key, Option<Kind>, &str, &str); 8] = [
         "no plain web access",
     ),
     (Key::SshEnabled, None, "TCP 22", "no SSH console"),
+    (
+        Key::MbtlsEnabled,
+        None,
+        "TCP 802",
+        "no Modbus over TLS with client certificates",
+    ),
     (Key::DebugEnabled, None, "", "no frame log page"),
     (
         Key::MdnsEnabled,

@@ -21,11 +21,14 @@ use std::collections::BTreeMap;
 const SHOWN: usize = 100;
 
 /// The filters: the value in `?source=`, and what the page calls it.
-pub const SOURCES: [(&str, &str); 6] = [
+pub const SOURCES: [(&str, &str); 9] = [
     ("", "All"),
     ("tcp1", "TCP 1"),
     ("tcp2", "TCP 2"),
     ("tcp3", "TCP 3"),
+    ("tls1", "TLS 1"),
+    ("tls2", "TLS 2"),
+    ("tls3", "TLS 3"),
     ("rs485", "RS485"),
     ("card", "The card (polls)"),
 ];
@@ -33,6 +36,7 @@ pub const SOURCES: [(&str, &str); 6] = [
 fn source_key(s: Source) -> String {
     match s {
         Source::Tcp(n) => format!("tcp{n}"),
+        Source::Mbtls(n) => format!("tls{n}"),
         Source::Rs485 => "rs485".into(),
         Source::Control => "card".into(),
     }
@@ -102,6 +106,7 @@ impl Frame {
             source: source_key(e.source),
             source_text: match e.source {
                 Source::Tcp(n) => format!("TCP {n}"),
+                Source::Mbtls(n) => format!("TLS {n}"),
                 Source::Rs485 => "RS485".into(),
                 Source::Control => "the card".into(),
             },
@@ -163,7 +168,7 @@ pub struct DebugPage {
     pub layout: Layout,
     pub d: Debug,
     pub counters: Vec<(&'static str, &'static str, u64)>,
-    pub sources: [(&'static str, &'static str); 6],
+    pub sources: [(&'static str, &'static str); 9],
     pub query: String,
 }
 

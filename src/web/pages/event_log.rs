@@ -45,6 +45,10 @@ pub const GROUPS: [(&str, &str, &[&str]); 6] = [
             "tcp_not_allowed",
             "write_refused",
             "tcp_events_skipped",
+            "mbtls_opened",
+            "mbtls_closed",
+            "mbtls_refused",
+            "mbtls_no_rights",
         ],
     ),
     (
