@@ -13,8 +13,6 @@ mod card;
 mod usage;
 
 use card::{Card, DEFAULT};
-use modbus_card::pty::Pty;
-use modbus_card::sim::{Sim, SimConfig};
 use ssh2::Session;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -96,14 +94,7 @@ fn ms(d: Duration) -> f64 {
 fn main() {
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let logins = if quick { 5 } else { 20 };
-    let sim = Sim::on_pty(
-        Pty::open().unwrap(),
-        SimConfig {
-            baud: 19200,
-            ..SimConfig::default()
-        },
-    )
-    .unwrap();
+    let sim = card::simulated_ups();
     let ups = sim.path().unwrap().to_path_buf();
 
     println!("# SSH console benchmark\n");

@@ -18,8 +18,6 @@ mod usage;
 
 use card::{Card, DEFAULT};
 use flood::{Abuse, Flood, User};
-use modbus_card::pty::Pty;
-use modbus_card::sim::{Sim, SimConfig};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,66 +85,20 @@ fn row(what: &str, r: &Run) {
     );
 }
 
-/// The card's CSRF token on a page.
-fn csrf(body: &str) -> String {
-    let at = body.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    body[at..].split('"').next().unwrap().to_owned()
-}
-
 /// Logs in from [`USER`], setting the admin's own password first.
 fn logged_in(card: &Card, tls: Arc<rustls::ClientConfig>) -> User {
     let mut user = User::new(USER, card.addr("https"), tls, GIVE_UP);
-    let first = user.login("admin", DEFAULT).unwrap();
-    assert_eq!(first.header("location"), Some("/password"), "{first:?}");
-    let form = user.get("/password").unwrap();
-    let body = format!(
-        "current={DEFAULT}&new=Cardpass12%21Ab&repeat=Cardpass12%21Ab&csrf={}",
-        csrf(&form.body)
-    );
-    let raw = format!(
-        "POST /password HTTP/1.1\r\nHost: {to}\r\nOrigin: https://{to}\r\n\
-         Cookie: session={}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        user.session.as_ref().unwrap(),
-        body.len(),
-        to = card.addr("https")
-    );
-    let changed = user.once(&raw).unwrap();
-    assert_eq!(changed.status, 303, "{changed:?}");
-    let again = user.login("admin", GOOD).unwrap();
-    assert_eq!(again.header("location"), Some("/"), "{again:?}");
+    user.first_admin_login(DEFAULT, GOOD);
     user
 }
 
-/// Lets this process hold the attackers' sockets.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit with a valid pointer to an rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 fn main() {
-    raise_fd_limit();
+    card::raise_fd_limit();
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let each = Duration::from_secs(if quick { 5 } else { 60 });
     // Only the attacks whose row names contain this.
     let only = std::env::var("BENCH_ONLY").ok();
-    let sim = Sim::on_pty(
-        Pty::open().unwrap(),
-        SimConfig {
-            baud: 19200,
-            ..SimConfig::default()
-        },
-    )
-    .unwrap();
+    let sim = card::simulated_ups();
     let card = Card::start(sim.path().unwrap(), &[] as &[&str], &["http", "https"]);
     // The root is made just after the ports are bound.
     let root = card.data().join("tls/ca.pem");

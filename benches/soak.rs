@@ -30,8 +30,8 @@ mod usage;
 use card::{Card, DEFAULT};
 use flood::{Abuse, Flood, User};
 use modbus_card::modbus::{crc::crc16, rtu};
-use modbus_card::pty::{NullModem, Pty};
-use modbus_card::sim::{Fault, Sim, SimConfig};
+use modbus_card::pty::NullModem;
+use modbus_card::sim::Fault;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -277,37 +277,10 @@ fn rs485_master(path: &std::path::Path, run: &Run, tally: &Tally) {
     }
 }
 
-/// The card's CSRF token on a page.
-fn csrf(body: &str) -> String {
-    let at = body.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    body[at..].split('"').next().unwrap().to_owned()
-}
-
-/// A form posted as the browser's (`fields` url-encoded already).
-fn post(user: &User, card: &Card, path: &str, fields: &str) -> std::io::Result<flood::Answer> {
-    let form = user.get(path)?;
-    let body = format!("{fields}&csrf={}", csrf(&form.body));
-    let raw = format!(
-        "POST {path} HTTP/1.1\r\nHost: {to}\r\nOrigin: https://{to}\r\n\
-         Cookie: session={}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        user.session.as_deref().unwrap_or(""),
-        body.len(),
-        to = card.addr("https")
-    );
-    user.once(&raw)
-}
-
 /// Logs in as admin from [`USER`], setting the admin's own password first.
 fn logged_in(card: &Card, tls: Arc<rustls::ClientConfig>) -> User {
     let mut user = User::new(USER, card.addr("https"), tls, PATIENCE);
-    let first = user.login("admin", DEFAULT).unwrap();
-    assert_eq!(first.header("location"), Some("/password"), "{first:?}");
-    let fields = format!("current={DEFAULT}&new=Cardpass12%21Ab&repeat=Cardpass12%21Ab");
-    let changed = post(&user, card, "/password", &fields).unwrap();
-    assert_eq!(changed.status, 303, "{changed:?}");
-    let again = user.login("admin", GOOD).unwrap();
-    assert_eq!(again.header("location"), Some("/"), "{again:?}");
+    user.first_admin_login(DEFAULT, GOOD);
     user
 }
 
@@ -474,20 +447,6 @@ fn abuse(card: &Card, tls: &Arc<rustls::ClientConfig>, stop: &AtomicBool) -> u64
     floods.into_iter().map(|f| f.stop()).sum::<u64>() + made.load(Relaxed)
 }
 
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit with a valid pointer to an rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 /// A line of the latency table: users' p50/p99 in ms, and errors so far.
 fn latency_row(phase: &str, run: &Run) -> [Duration; 5] {
     let tallies: [(&str, &Tally); 5] = [
@@ -517,7 +476,7 @@ fn latency_row(phase: &str, run: &Run) -> [Duration; 5] {
 }
 
 fn main() {
-    raise_fd_limit();
+    card::raise_fd_limit();
     let minutes: u64 = std::env::var("SOAK_MINUTES")
         .ok()
         .and_then(|m| m.parse().ok())
@@ -525,14 +484,7 @@ fn main() {
     let accelerated = std::env::var("SOAK_ACCELERATED").is_ok();
     let quiet = Duration::from_secs(if minutes < 5 { 20 } else { 60 });
     let abuse_for = quiet;
-    let sim = Sim::on_pty(
-        Pty::open().unwrap(),
-        SimConfig {
-            baud: 19200,
-            ..SimConfig::default()
-        },
-    )
-    .unwrap();
+    let sim = card::simulated_ups();
     let modem = NullModem::open().unwrap();
     let card = Card::start(
         sim.path().unwrap(),
@@ -703,7 +655,7 @@ fn main() {
             }
             if now >= next_change {
                 poll_rate = if poll_rate == 5 { 6 } else { 5 };
-                match post(user, &card, "/modbus", &format!("poll_rate_s={poll_rate}")) {
+                match user.post_form("/modbus", &format!("poll_rate_s={poll_rate}")) {
                     // The page again, with what changed ("Polling rate (s): 5 → 6").
                     Ok(a) if a.status == 200 && a.body.contains(" → ") => {}
                     Ok(a) => run.web.error(format!("setting change: {}", a.status)),

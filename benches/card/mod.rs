@@ -3,6 +3,8 @@
 //! listens; stopped with SIGTERM as the init script stops it.
 #![allow(dead_code)]
 
+use modbus_card::pty::Pty;
+use modbus_card::sim::{Sim, SimConfig};
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -109,4 +111,31 @@ impl Drop for Card {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Lets this process hold many sockets (attackers, waiting connections).
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// A simulated UPS on a pseudo-terminal at 19200 baud, the rate [`Card::start`] gives.
+pub fn simulated_ups() -> Sim {
+    Sim::on_pty(
+        Pty::open().unwrap(),
+        SimConfig {
+            baud: 19200,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap()
 }

@@ -4,7 +4,6 @@
 use crate::common;
 
 use common::{start_up, wait_for, Card, Setup, PATIENCE};
-use modbus_card::live::Who;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -21,11 +20,7 @@ async fn master_from(card: &Card, from: &str) -> std::io::Result<Context> {
 }
 
 fn change(card: &Card, key: &str, value: &str) {
-    let who = Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     card.service()
         .live
         .change(&[(key, value)], &who, false)
@@ -96,11 +91,7 @@ async fn write_protection_refuses_writes_without_touching_the_link() {
     // Only the listed network may write; the change reaches the open session at once.
     let r = card.service().live.change(
         &[("modbus_write", "listed"), ("modbus_writers", "127.0.0.2")],
-        &Who {
-            user: "admin".into(),
-            via: "test".into(),
-            role: modbus_card::accounts::Role::Admin,
-        },
+        &crate::common::admin_who(),
         false,
     );
     assert!(r.is_ok(), "{r:?}");
@@ -119,11 +110,7 @@ async fn write_protection_refuses_writes_without_touching_the_link() {
 #[test]
 fn a_write_list_without_networks_is_refused() {
     let card = start_up(Setup::default());
-    let who = Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     let r = card
         .service()
         .live
@@ -226,11 +213,7 @@ async fn a_master_taken_off_the_allow_list_loses_its_open_session() {
     let (_, warnings) = live.preview(&[("modbus_allow", "127.0.0.1")]).unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("127.0.0.2"), "{warnings:?}");
-    let who = Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     let unconfirmed = live.change(&[("modbus_allow", "127.0.0.1")], &who, false);
     assert!(
         matches!(&unconfirmed, Err(modbus_card::live::Refused::Confirm(w)) if w == &warnings),

@@ -139,11 +139,7 @@ fn held_four_seconds_resets_accounts() {
 #[test]
 fn held_seven_seconds_resets_to_factory_settings_and_restarts() {
     let mut r = rig();
-    let who = modbus_card::live::Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     let live = &r.card.service().live;
     live.change(&[("poll_rate_s", "7"), ("rs485_slave", "9")], &who, false)
         .unwrap();

@@ -9,7 +9,6 @@ use modbus_card::board::clock::{self, unix_ns, Clock, NtpConfig};
 use modbus_card::board::sntp::to_ntp;
 use modbus_card::event::{Event, Events};
 use modbus_card::health::Heartbeat;
-use modbus_card::live::Who;
 use modbus_card::shutdown::Shutdown;
 use std::collections::VecDeque;
 use std::net::UdpSocket;
@@ -131,11 +130,7 @@ fn the_event_log_follows_the_ntp_server() {
     let server = Server::new(&[Answer::Offset(3600 * NANOS)]);
     // No NTP at first; the server set through the settings' door, as a page would.
     let mut card = start(Setup::default());
-    let who = Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     card.service()
         .live
         .change(&[("ntp_server", &server.addr)], &who, false)

@@ -7,7 +7,6 @@
 use crate::common;
 
 use common::wait_for;
-use modbus_card::live::Who;
 use modbus_card::pty::Pty;
 use modbus_card::service::{Options, Service};
 use modbus_card::sim::{Sim, SimConfig};
@@ -99,11 +98,7 @@ echo "static address $a""#,
     });
 
     // A change through the settings' door runs it again with the new values.
-    let who = Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     service
         .live
         .change(

@@ -10,7 +10,6 @@ use common::console::{card, Screen, PROMPT};
 use common::web::{DEFAULT_PASSWORD, GOOD, GOOD_2};
 use common::{wait_for, Card, Setup};
 use modbus_card::accounts::{Channel, Peer, Role};
-use modbus_card::live::Who;
 use modbus_card::settings::Settings;
 use modbus_card::store::Store;
 use std::time::Duration;
@@ -350,11 +349,7 @@ fn reset_accounts_brings_back_the_default_admin_password() {
 #[test]
 fn reset_configuration_goes_back_to_factory_settings_and_restarts() {
     let (card, mut t) = admin_at_menu(Setup::default());
-    let who = Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     card.service()
         .live
         .change(

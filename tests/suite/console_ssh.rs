@@ -11,7 +11,6 @@ use common::ssh::{connect, logged_in, on, screen, terminal};
 use common::web::{DEFAULT_PASSWORD as DEFAULT, GOOD, MAC};
 use common::{connect_from, start_with, wait_for, Card, Setup, PATIENCE};
 use modbus_card::accounts::Mac;
-use modbus_card::live::Who;
 use modbus_card::service::Options;
 use modbus_card::settings::Settings;
 use modbus_card::store::Store;
@@ -332,11 +331,7 @@ fn ssh_switched_off_stops_accepting_and_on_again_serves_the_same_port() {
     let addr = ssh_addr(&card);
     let mut t = first_login(addr);
     let idle = logged_in(addr, "admin", GOOD);
-    let who = Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     let live = &card.service().live;
     live.change(&[("ssh_enabled", "false")], &who, false)
         .unwrap();

@@ -6,7 +6,6 @@ use crate::common;
 use common::web::MAC;
 use common::{free_port, start_with, Card, Setup};
 use modbus_card::accounts::Mac;
-use modbus_card::live::Who;
 use modbus_card::service::Options;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -67,11 +66,7 @@ fn find_lists_the_card_with_its_services_and_follows_a_service_turned_off() {
                 && c["services"] == serde_json::json!(["modbus", "https", "http"])
         })
     });
-    let who = Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     card.service()
         .live
         .change(&[("https_enabled", "false")], &who, false)

@@ -16,11 +16,7 @@ use tokio_modbus::client::{tcp, Context, Reader};
 use tokio_modbus::Slave;
 
 fn admin() -> Who {
-    Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    }
+    crate::common::admin_who()
 }
 
 async fn client(addr: SocketAddr) -> Context {

@@ -260,11 +260,7 @@ fn off_by_default_and_switched_live() {
     card.wait_state(LinkState::Up);
     assert!(!card.service().settings().mbtls_enabled);
     assert_eq!(card.service().mbtls_addr(), None);
-    let admin = modbus_card::live::Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let admin = crate::common::admin_who();
     let switch = |on: &str| {
         let applied = card
             .service()

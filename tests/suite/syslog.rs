@@ -233,11 +233,7 @@ fn card(transport: &str, port: u16) -> Card {
 }
 
 fn admin() -> Who {
-    Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    }
+    crate::common::admin_who()
 }
 
 const PATIENCE: Duration = Duration::from_secs(30);

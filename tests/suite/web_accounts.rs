@@ -536,11 +536,7 @@ fn resetting_the_accounts_brings_back_the_default_password() {
             ("password", "Firstpass12!X"),
         ],
     );
-    let who = modbus_card::live::Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     card.service().control.reset_accounts(&who).unwrap();
     // Every session ended, the users are gone, and admin has the default password again,
     // to be changed at once.

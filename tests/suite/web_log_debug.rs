@@ -6,7 +6,6 @@ use crate::common;
 
 use common::web::start_web;
 use common::{wait_for, Setup, PATIENCE};
-use modbus_card::live::Who;
 use modbus_card::sim::Fault;
 use serde_json::Value;
 use tokio::time::timeout;
@@ -108,11 +107,7 @@ async fn the_debug_page_shows_each_frame_decoded_with_its_fate() {
 fn the_log_is_paged_filtered_saved_and_cleared() {
     let card = start_web(Setup::default());
     card.wait_state(modbus_card::link::LinkState::Up);
-    let who = Who {
-        user: "admin".into(),
-        via: "test".into(),
-        role: modbus_card::accounts::Role::Admin,
-    };
+    let who = crate::common::admin_who();
     for rate in 1..=60 {
         card.service()
             .live

@@ -279,6 +279,45 @@ impl User {
         self.once(&self.get_raw(path, false))
     }
 
+    /// A form of the session's posted as the browser posts it: the page fetched for its
+    /// CSRF token, then `fields` (url-encoded already) and the token.
+    pub fn post_form(&self, path: &str, fields: &str) -> io::Result<Answer> {
+        let form = self.get(path)?;
+        let at = form
+            .body
+            .find("name=\"csrf\" value=\"")
+            .ok_or_else(|| io::Error::other(format!("no CSRF field on {path}")))?
+            + 19;
+        let token = form.body[at..].split('"').next().unwrap_or("");
+        let body = format!("{fields}&csrf={token}");
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: {to}\r\nOrigin: https://{to}\r\n\
+             Cookie: session={}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.session.as_deref().unwrap_or(""),
+            body.len(),
+            to = self.to
+        );
+        self.once(&raw)
+    }
+
+    /// The admin's first login: the default password, the forced change to `new`, and a
+    /// login with it. Panics if the card does not answer as a first login should.
+    pub fn first_admin_login(&mut self, default: &str, new: &str) {
+        let first = self.login("admin", default).unwrap();
+        assert_eq!(first.header("location"), Some("/password"), "{first:?}");
+        let fields = format!(
+            "current={}&new={}&repeat={}",
+            encode(default),
+            encode(new),
+            encode(new)
+        );
+        let changed = self.post_form("/password", &fields).unwrap();
+        assert_eq!(changed.status, 303, "{changed:?}");
+        let again = self.login("admin", new).unwrap();
+        assert_eq!(again.header("location"), Some("/"), "{again:?}");
+    }
+
     /// A kept-alive connection of this user.
     pub fn open(&self) -> io::Result<Conn> {
         Conn::open(self.from, self.to, Some(&self.tls), self.timeout)

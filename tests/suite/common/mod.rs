@@ -148,6 +148,15 @@ impl Drop for Card {
     }
 }
 
+/// The admin, as a test that changes settings through the settings' door names itself.
+pub fn admin_who() -> modbus_card::live::Who {
+    modbus_card::live::Who {
+        user: "admin".into(),
+        via: "test".into(),
+        role: modbus_card::accounts::Role::Admin,
+    }
+}
+
 /// A loopback port for a card a test starts on a port of its own choosing. Each call in
 /// this process takes a new number below the kernel's ephemeral range (32768 and up),
 /// where `bind(…:0)` and outgoing connections take theirs: two tests running side by side
