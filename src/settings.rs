@@ -468,31 +468,24 @@ const fn admin(
     section: Section,
 ) -> Def {
     Def {
-        key,
-        label,
-        help,
-        section,
-        live: true,
         admin_only: true,
-        kind,
-        note: None,
+        ..def(key, kind, label, help, section, true)
     }
 }
 
+/// The board's devices: the admin's, text, read at the next start.
 const fn board(key: Key, label: &'static str, help: &'static str) -> Def {
-    Def {
-        key,
-        label,
-        help,
-        section: Section::Board,
-        live: false,
-        admin_only: true,
-        kind: Kind::Text,
-        note: None,
-    }
+    admin(key, Kind::Text, label, help, Section::Board).at_next_start()
 }
 
 impl Def {
+    const fn at_next_start(self) -> Def {
+        Def {
+            live: false,
+            ..self
+        }
+    }
+
     const fn note(self, note: &'static str) -> Def {
         Def {
             note: Some(note),
