@@ -624,23 +624,28 @@ impl Engine {
         let by_master = self.master_fresh[step]
             .zip(self.last_cycle)
             .is_some_and(|(fresh, began)| fresh >= began);
-        let (cycles, skip) = {
-            let ups = self.status.ups.lock();
+        // One look at the shared status: a table refused at every size is asked again,
+        // from its largest size, once every REREAD_EVERY_CYCLES cycles.
+        let (skip, reread) = {
+            let mut ups = self.status.ups.lock();
             let rereading = ups.cycles.is_multiple_of(REREAD_EVERY_CYCLES);
-            (ups.cycles, by_master || (ups.refused[step] && !rereading))
+            let skip = by_master || (ups.refused[step] && !rereading);
+            if !skip {
+                ups.reads += 1;
+            }
+            (skip, rereading && ups.refused[step])
         };
         if skip {
             self.cycle_next(step);
             return;
         }
-        if cycles.is_multiple_of(REREAD_EVERY_CYCLES) && self.status.ups.lock().refused[step] {
+        if reread {
             self.size_index[step] = 0;
         }
         let size = table.sizes[self.size_index[step].min(table.sizes.len() - 1)];
         let [a_hi, a_lo] = table.start.to_be_bytes();
         let [n_hi, n_lo] = size.to_be_bytes();
         let pdu = [0x03, a_hi, a_lo, n_hi, n_lo];
-        self.status.ups.lock().reads += 1;
         // The card's own polling, as the control frame: not a master's traffic (the LEDs).
         bump(&self.status.polls, 1);
         match self.exchange(Source::Control, self.config.ups_slave, &pdu) {
