@@ -45,6 +45,19 @@ const USER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// An honest request not answered within this is an error.
 const PATIENCE: Duration = Duration::from_secs(5);
 
+/// With `SOAK_SMAPS=DIR`, the service's memory map as it is now (`/proc/PID/smaps`), in
+/// `DIR/NAME.smaps`: where the resident memory is, to compare before and after the abuse.
+fn keep_smaps(card: &Card, name: &str) {
+    if let Some(dir) = std::env::var_os("SOAK_SMAPS") {
+        let dir = std::path::PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::copy(
+            format!("/proc/{}/smaps", card.pid()),
+            dir.join(format!("{name}.smaps")),
+        );
+    }
+}
+
 impl Figures {
     fn of(card: &Card) -> Figures {
         let pid = card.pid();
@@ -122,7 +135,22 @@ impl Tally {
     }
 
     fn error(&self, what: String) {
-        self.errors.fetch_add(1, Relaxed);
+        // The first errors with their time, to match against the service's log (UTC, as
+        // its lines are stamped).
+        if self.errors.fetch_add(1, Relaxed) < 20 {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+                % 86_400_000;
+            eprintln!(
+                "{:02}:{:02}:{:02}.{:03} UTC {what}",
+                ms / 3_600_000,
+                ms / 60_000 % 60,
+                ms / 1000 % 60,
+                ms % 1000
+            );
+        }
         *self.last_error.lock().unwrap() = Some(what);
     }
 
@@ -549,6 +577,7 @@ fn main() {
             t.take();
         }
         let before = Figures::of(&card);
+        keep_smaps(&card, "before");
         println!("| phase | tcp 1: n / p50 ms / p99 ms / errors | tcp 2 | tcp 3 | rs485 | web |");
         println!("|---|---|---|---|---|---|");
         std::thread::sleep(quiet);
@@ -585,6 +614,7 @@ fn main() {
             std::thread::sleep(Duration::from_secs(60));
             latency_row(&format!("a minute after abuse {round}"), run);
             afters.push(Figures::of(&card));
+            keep_smaps(&card, &format!("after{round}"));
         }
         println!("\n| | VmRSS KiB | threads | fds |\n|---|---|---|---|");
         for (what, f) in [
@@ -609,8 +639,6 @@ fn main() {
                 afters[0].rss_kib, afters[1].rss_kib
             ));
         }
-
-        // The rest of the run.
         println!("| min | VmRSS KiB | threads | fds | database KiB | events | written KiB |");
         println!("|---|---|---|---|---|---|---|");
         let (fault_every, change_every) = if accelerated {

@@ -6,7 +6,7 @@
 use modbus_card::pty::Pty;
 use modbus_card::sim::{Sim, SimConfig};
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,7 +38,12 @@ impl Card {
             .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
             .args(["--ssh", "127.0.0.1:0", "--mac", MAC])
             .args(extra)
-            .env("RUST_LOG", "info")
+            // CARD_RUST_LOG=…,modbus_card::link=debug and CARD_LOG=FILE keep the
+            // service's whole log of a run, to look into what it met.
+            .env(
+                "RUST_LOG",
+                std::env::var("CARD_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -60,11 +65,16 @@ impl Card {
             }
             detected |= line.contains("UPS detected");
         }
-        // Errors the run provokes are echoed, for the record; the rest is drained.
+        // Errors the run provokes are echoed, for the record; the rest is drained (or kept
+        // in CARD_LOG).
+        let mut keep = std::env::var_os("CARD_LOG").and_then(|f| std::fs::File::create(f).ok());
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if line.contains(" ERROR ") {
                     eprintln!("service: {line}");
+                }
+                if let Some(f) = &mut keep {
+                    let _ = writeln!(f, "{line}");
                 }
             }
         });

@@ -10,6 +10,10 @@ use std::path::Path;
 /// within the 2 s a restart may take to begin.
 pub const RESTART_GRACE: std::time::Duration = std::time::Duration::from_millis(1000);
 
+/// How often the allocator's free pages are handed back ([`crate::rt::give_back_memory`]):
+/// within a minute of a flood's end, its peak is no longer resident.
+const GIVE_BACK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs the service until SIGTERM or SIGINT. A restart request (reset button, pages,
 /// console) stops it, then reboots the board with `reboot` if given, else starts it again
 /// in place.
@@ -24,36 +28,44 @@ pub fn serve(
         let service = Service::start(options.clone()).map_err(|e| e.to_string())?;
         started(&service);
         let restarts = service.restarts().clone();
-        crossbeam_channel::select! {
-            recv(signals) -> sig => {
-                log::info!("signal {}: stopping", sig.unwrap_or_default());
-                service.stop();
+        let restart = loop {
+            crossbeam_channel::select! {
+                recv(signals) -> sig => {
+                    log::info!("signal {}: stopping", sig.unwrap_or_default());
+                    service.stop();
+                    return Ok(());
+                }
+                recv(restarts) -> restart => break restart,
+                default(GIVE_BACK_EVERY) => crate::rt::give_back_memory(),
+            }
+        };
+        let by = restart.map(|r| r.by).unwrap_or_default();
+        // Whoever asked is answered first: the page that says the card restarts
+        // (with its TLS close_notify), the console's last line.
+        std::thread::sleep(RESTART_GRACE);
+        service.stop();
+        let Some(command) = reboot else {
+            log::warn!("restart asked by {by}: starting the service again");
+            if let Some(root) = &options.firmware {
+                exec_current_slot(root);
+            }
+            continue;
+        };
+        log::warn!("restart asked by {by}: rebooting the board ({command})");
+        match std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .status()
+        {
+            // The init system now stops every process, this one with a signal.
+            Ok(status) if status.success() => {
+                let _ = signals.recv();
                 return Ok(());
             }
-            recv(restarts) -> restart => {
-                let by = restart.map(|r| r.by).unwrap_or_default();
-                // Whoever asked is answered first: the page that says the card restarts
-                // (with its TLS close_notify), the console's last line.
-                std::thread::sleep(RESTART_GRACE);
-                service.stop();
-                let Some(command) = reboot else {
-                    log::warn!("restart asked by {by}: starting the service again");
-                    if let Some(root) = &options.firmware {
-                        exec_current_slot(root);
-                    }
-                    continue;
-                };
-                log::warn!("restart asked by {by}: rebooting the board ({command})");
-                match std::process::Command::new("sh").arg("-c").arg(command).status() {
-                    // The init system now stops every process, this one with a signal.
-                    Ok(status) if status.success() => {
-                        let _ = signals.recv();
-                        return Ok(());
-                    }
-                    Ok(status) => log::error!("'{command}' failed ({status}); restarting the service instead"),
-                    Err(e) => log::error!("cannot run '{command}': {e}; restarting the service instead"),
-                }
+            Ok(status) => {
+                log::error!("'{command}' failed ({status}); restarting the service instead")
             }
+            Err(e) => log::error!("cannot run '{command}': {e}; restarting the service instead"),
         }
     }
 }
