@@ -308,10 +308,16 @@ impl Service {
                 let host = options.modbus_host.unwrap_or([0, 0, 0, 0].into());
                 SocketAddr::new(host, settings.modbus_port)
             });
-            let listener = TcpListener::bind(addr)
-                .map_err(|e| format!("cannot listen for Modbus TCP on {addr}: {e}"))?;
+            let listener = match settings.modbus_enabled {
+                true => Some(
+                    TcpListener::bind(addr)
+                        .map_err(|e| format!("cannot listen for Modbus TCP on {addr}: {e}"))?,
+                ),
+                false => None,
+            };
             let (tcp, tcp_thread) = tcp::spawn(
                 listener,
+                addr,
                 tcp_config(&settings),
                 link.clone(),
                 events.clone(),
@@ -753,28 +759,49 @@ fn register_parts(live: &Live, link: &Link, tcp: &Tcp, rs485: Option<&Rs485>, op
     );
     let sessions = tcp.clone();
     live.warn_with(Box::new(move |old, new| {
+        if old.modbus_enabled && !new.modbus_enabled {
+            let open = sessions.sessions.list().into_iter();
+            return open
+                .map(|s| {
+                    format!(
+                        "Modbus TCP session {} from {} will be closed: plain Modbus TCP is \
+                         turned off.",
+                        s.number,
+                        s.peer.ip()
+                    )
+                })
+                .collect();
+        }
         sessions.closed_by(&old.modbus_allow, &new.modbus_allow)
     }));
     let tcp = tcp.clone();
     live.register(
         "modbus tcp",
         Box::new(move |old, new| {
-            // A new port is bound now, so a port in use refuses the whole change.
-            let listener = if new.modbus_port != old.modbus_port {
-                let addr = SocketAddr::new(tcp.addr().ip(), new.modbus_port);
-                Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
-            } else {
-                None
+            // A new port is bound now, so a port in use refuses the whole change. Some:
+            // a new listener, or None to stop listening (`modbus_enabled` off).
+            let switch = match (old.modbus_enabled, new.modbus_enabled) {
+                (true, false) => Some(None),
+                (was, true) if !was || new.modbus_port != old.modbus_port => {
+                    let addr = match new.modbus_port == old.modbus_port {
+                        true => tcp.addr(),
+                        false => SocketAddr::new(tcp.addr().ip(), new.modbus_port),
+                    };
+                    let bound = TcpListener::bind(addr)
+                        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                    Some(Some(bound))
+                }
+                _ => None,
             };
             let config = tcp_config(new);
-            if listener.is_none() && config == tcp_config(old) {
+            if switch.is_none() && config == tcp_config(old) {
                 return Ok(None);
             }
             let tcp = tcp.clone();
             Ok(Some(Box::new(move || {
                 tcp.reconfigure(config);
-                if let Some(l) = listener {
-                    if let Err(e) = tcp.rebind(l) {
+                if let Some(listener) = switch {
+                    if let Err(e) = tcp.switch(listener) {
                         log::error!("modbus tcp: {e}");
                     }
                 }

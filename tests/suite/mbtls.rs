@@ -473,3 +473,74 @@ fn a_revoked_certificate_is_refused() {
     let mut m = Master::connect(&card, config(&card, Some(&kept), BOTH)).unwrap();
     assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
 }
+
+/// Sends a read of 0x1060 on a plain Modbus TCP connection; the answer's PDU, or the
+/// error if the connection was closed.
+fn plain_read(sock: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    sock.write_all(&[0, 1, 0, 0, 0, 6, 1, 0x03, 0x10, 0x60, 0, 1])?;
+    let mut answer = [0u8; 11];
+    sock.read_exact(&mut answer)?;
+    Ok(answer[7..].to_vec())
+}
+
+/// `modbus_enabled` off closes plain port 502 and ends its sessions at once, leaving
+/// Modbus/TCP Security and its sessions alone; on again, 502 listens where it did. Only
+/// the admin switches it, and the change is logged.
+#[test]
+fn plain_modbus_tcp_is_switched_off_and_on_live_and_802_stays() {
+    let card = card(Setup::default());
+    assert!(card.service().settings().modbus_enabled, "on by default");
+    let plain_addr = card.addr();
+    let mut plain = TcpStream::connect(plain_addr).unwrap();
+    plain.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(plain_read(&mut plain).unwrap()[..2], [0x03, 2]);
+    let id = identity(&card, "operate");
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+
+    let mut operator = crate::common::admin_who();
+    operator.role = modbus_card::accounts::Role::ReadWrite;
+    let live = &card.service().live;
+    assert!(live
+        .change(&[("modbus_enabled", "false")], &operator, false)
+        .is_err());
+    assert!(card.service().settings().modbus_enabled);
+
+    let admin = crate::common::admin_who();
+    // The open session is named before anything is done.
+    match live.change(&[("modbus_enabled", "false")], &admin, false) {
+        Err(modbus_card::live::Refused::Confirm(w)) => {
+            assert!(w[0].contains("session 1"), "{w:?}")
+        }
+        other => panic!("not asked to confirm: {other:?}"),
+    }
+    let applied = live
+        .change(&[("modbus_enabled", "false")], &admin, true)
+        .unwrap();
+    assert!(applied.next_start.is_empty(), "applies at once");
+    wait_for("the plain session closed", || {
+        card.events()
+            .iter()
+            .any(|e| e.kind == "tcp_closed" && e.message.contains("Modbus TCP turned off"))
+    });
+    assert!(plain_read(&mut plain).is_err());
+    wait_for("port 502 closed", || {
+        TcpStream::connect(plain_addr).is_err()
+    });
+    // Port 802 goes on: the open session and a new one.
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    let mut again = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(again.ask(&READ).unwrap()[..2], [0x03, 2]);
+    let changed = card.wait_event("setting_changed");
+    assert!(
+        changed.message.contains("Modbus TCP"),
+        "{}",
+        changed.message
+    );
+
+    live.change(&[("modbus_enabled", "true")], &admin, false)
+        .unwrap();
+    let mut plain = TcpStream::connect(plain_addr).unwrap();
+    plain.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(plain_read(&mut plain).unwrap()[..2], [0x03, 2]);
+}
