@@ -141,6 +141,8 @@ type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 impl Service {
     pub fn start(options: Options) -> Result<Service> {
         let store = Store::open(&options.data)?;
+        // Before this start's events: Modbus/TCP Security judges certificates no earlier.
+        let last_event_s = store.events(1)?.first().map(|e| e.at_ms.div_euclid(1000));
         let mut factory = Settings::default();
         for (key, value) in &options.factory {
             factory.set(key, value)?;
@@ -336,6 +338,7 @@ impl Service {
                     let (mbtls, thread) = mbtls::spawn(
                         addr,
                         &options.data,
+                        last_event_s,
                         &tcp,
                         link.clone(),
                         events.clone(),

@@ -290,7 +290,25 @@ fn off_by_default_and_switched_live() {
 /// A master's certificate from the card's client CA with `role` as the raw value of the
 /// role extension (None: no extension), made here since `cert client` only makes good ones.
 fn odd_identity(card: &Card, name: &str, role: Option<Vec<u8>>) -> PathBuf {
-    use rcgen::{CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose};
+    signed_identity(card, name, |params| {
+        if let Some(value) = role {
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 4, 1, 50316, 802, 1],
+                    value,
+                ));
+        }
+    })
+}
+
+/// A master's certificate named `name` from the card's client CA, as `edit` makes it.
+fn signed_identity(
+    card: &Card,
+    name: &str,
+    edit: impl FnOnce(&mut rcgen::CertificateParams),
+) -> PathBuf {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose};
     identity(card, "read");
     let dir = card.data.join("mbtls");
     let ca_key =
@@ -302,14 +320,7 @@ fn odd_identity(card: &Card, name: &str, role: Option<Vec<u8>>) -> PathBuf {
     let mut params = CertificateParams::new(vec![]).unwrap();
     params.distinguished_name.push(DnType::CommonName, name);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    if let Some(value) = role {
-        params
-            .custom_extensions
-            .push(CustomExtension::from_oid_content(
-                &[1, 3, 6, 1, 4, 1, 50316, 802, 1],
-                value,
-            ));
-    }
+    edit(&mut params);
     let cert = params.signed_by(&key, &issuer).unwrap();
     let out = card.data.parent().unwrap().join(name);
     std::fs::create_dir_all(&out).unwrap();
@@ -543,4 +554,77 @@ fn plain_modbus_tcp_is_switched_off_and_on_live_and_802_stays() {
     let mut plain = TcpStream::connect(plain_addr).unwrap();
     plain.set_read_timeout(Some(PATIENCE)).unwrap();
     assert_eq!(plain_read(&mut plain).unwrap()[..2], [0x03, 2]);
+}
+
+/// A master's certificate with role operate, valid from `days_from` to `days_to` days
+/// from now by this machine's clock.
+fn dated_identity(card: &Card, name: &str, days_from: i64, days_to: i64) -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    signed_identity(card, name, |params| {
+        params.not_before = now + time::Duration::days(days_from);
+        params.not_after = now + time::Duration::days(days_to);
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 4, 1, 50316, 802, 1],
+                b"\x0c\x07operate".to_vec(),
+            ));
+    })
+}
+
+/// `id` is refused at the handshake, the event saying `why`.
+fn refused_because(card: &Card, id: &Path, why: &str) {
+    match Master::connect(card, config(card, Some(id), BOTH)) {
+        Err(_) => {}
+        Ok(mut m) => assert!(m.ask(&READ).is_err(), "a request was answered"),
+    }
+    wait_for(why, || {
+        card.events()
+            .iter()
+            .any(|e| e.kind == "mbtls_refused" && e.message.contains(why))
+    });
+}
+
+/// A card without a real-time clock may start after a power cut with its clock far
+/// behind. The time of the last event it logged before is no earlier than the real
+/// time was then, so certificates are judged by it while the clock is behind it. Here the
+/// clock is right and the event log is ahead (an event 10 days from now), which is the
+/// same case seen from the other side: certificates are judged 10 days from now, both
+/// ways (one not yet valid by the clock gets in, one that expires before then does not).
+#[test]
+fn certificates_are_judged_no_earlier_than_the_last_event_logged() {
+    let mut card = card(Setup::default());
+    let later = dated_identity(&card, "from-in-2-days", 2, 60);
+    let soon_over = dated_identity(&card, "over-in-1-day", -30, 1);
+    // By the clock: the first is not valid yet, the second is.
+    refused_because(&card, &later, "certificate not valid yet");
+    let mut m = Master::connect(&card, config(&card, Some(&soon_over), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    drop(m);
+
+    card.stop();
+    let ten_days = std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 86_400);
+    let mut store = modbus_card::store::Store::open(&card.data).unwrap();
+    store
+        .add_events(&[modbus_card::event::Stamped {
+            at: ten_days,
+            event: modbus_card::event::Event::Stopped,
+        }])
+        .unwrap();
+    drop(store);
+    card.service = Some(
+        modbus_card::service::Service::start(Options {
+            data: card.data.clone(),
+            ups: card.sim.path().unwrap().to_path_buf(),
+            modbus: Some("127.0.0.1:0".parse().unwrap()),
+            mbtls: Some("127.0.0.1:0".parse().unwrap()),
+            overrides: vec![("mbtls_enabled".into(), "true".into())],
+            ..Options::default()
+        })
+        .unwrap(),
+    );
+    card.wait_state(LinkState::Up);
+    let mut m = Master::connect(&card, config(&card, Some(&later), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    refused_because(&card, &soon_over, "certificate expired");
 }

@@ -5,7 +5,8 @@
 //!   all ECDHE with AEAD ciphers: the spec's RSA key exchange and CBC suites are not
 //!   offered. A client certificate is required, verified against `DATA/mbtls/clients-ca.pem`
 //!   (read at each handshake, so a new CA applies at once). No resumption: every
-//!   connection shows its certificate.
+//!   connection shows its certificate. Its dates are judged by [`validity`]'s time, not
+//!   the system clock alone, which a card without a real-time clock may have at 1970.
 //! - `mbtls_enabled` opens and closes the port live ([`Mbtls::switch`]); turning it off
 //!   ends the open sessions.
 //! - At most [`MAX_PENDING`] handshakes at a time, each within [`HANDSHAKE_TIMEOUT`]; a new
@@ -19,6 +20,7 @@
 
 pub mod pki;
 pub mod role;
+pub mod validity;
 
 use super::session::{Rights, Session, Transport};
 use super::{prepare, Refused, SessionLog, Sessions, Tcp, TcpConfig};
@@ -94,14 +96,18 @@ struct Shared {
     next_id: AtomicU64,
     /// Off: handshakes in progress end without a session, sessions say why they ended.
     on: AtomicBool,
+    validity: Arc<validity::ValidityTime>,
 }
 
 /// Starts the acceptor, not listening until [`Mbtls::switch`] gives it a listener, with
 /// plain Modbus TCP's configuration and counters. The card's certificate on this port is
-/// made now if missing.
+/// made now if missing. `last_event_s`: the time of the last event logged before this
+/// start, for [`validity`].
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     place: SocketAddr,
     data: &Path,
+    last_event_s: Option<i64>,
     tcp: &Tcp,
     link: Link,
     events: Events,
@@ -115,6 +121,10 @@ pub fn spawn(
         addr: Arc::new(Mutex::new(None)),
         listener: Arc::new(Update::new()?),
     };
+    let validity = Arc::new(validity::ValidityTime {
+        clock: events.clock().clone(),
+        last_event_s,
+    });
     let shared = Arc::new(Shared {
         data: data.to_path_buf(),
         sessions: mbtls.sessions.clone(),
@@ -126,6 +136,7 @@ pub fn spawn(
         pending: Mutex::new(Vec::new()),
         next_id: AtomicU64::new(0),
         on: AtomicBool::new(false),
+        validity,
     });
     let switched = mbtls.listener.clone();
     let thread = std::thread::Builder::new()
@@ -376,7 +387,7 @@ fn take_slot(shared: &Shared, peer: SocketAddr, sock: &TcpStream) -> Option<(u8,
 }
 
 /// The TLS settings of one handshake: the client CAs as they are on disk now.
-fn tls_config(data: &Path) -> Result<Arc<ServerConfig>, String> {
+fn tls_config(data: &Path, time: Arc<validity::ValidityTime>) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let dir = pki::dir(data);
     let cas = pki::read_certs(&dir.join(pki::CLIENTS_CA))
@@ -399,7 +410,7 @@ fn tls_config(data: &Path) -> Result<Arc<ServerConfig>, String> {
     }
     let verifier = verifier.build().map_err(|e| format!("client CAs: {e}"))?;
     let (chain, key) = pki::server_identity(data)?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_details(provider, time)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(verifier)
@@ -412,7 +423,7 @@ fn tls_config(data: &Path) -> Result<Arc<ServerConfig>, String> {
 
 /// The handshake, within [`HANDSHAKE_TIMEOUT`]; `Err` says why it failed, for the log.
 fn handshake(sock: &TcpStream, shared: &Shared) -> Result<TlsStream, String> {
-    let config = tls_config(&shared.data)?;
+    let config = tls_config(&shared.data, shared.validity.clone())?;
     let mut conn = ServerConnection::new(config).map_err(|e| e.to_string())?;
     let mut sock = sock.try_clone().map_err(|e| e.to_string())?;
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
