@@ -421,6 +421,7 @@ impl Service {
                     card: card.clone(),
                     frames: link.frames.clone(),
                     sessions: tcp.sessions.clone(),
+                    mbtls_sessions: mbtls.as_ref().map(|m| m.sessions.clone()),
                     refused: tcp.refused.clone(),
                     modbus: tcp.clone(),
                     rs485: rs485.as_ref().map(|r| r.status.clone()),

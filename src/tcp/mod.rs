@@ -68,6 +68,8 @@ pub struct Sessions {
 
 struct Slot {
     peer: SocketAddr,
+    /// The client certificate's subject, on Modbus/TCP Security.
+    subject: Option<String>,
     opened: SystemTime,
     /// The last whole request or answer.
     active: Instant,
@@ -84,6 +86,8 @@ pub struct SessionInfo {
     /// 1 to 3, as in the events "TCP session x opened".
     pub number: u8,
     pub peer: SocketAddr,
+    /// The client certificate's subject, on Modbus/TCP Security.
+    pub subject: Option<String>,
     pub opened: SystemTime,
     /// Time since its last whole request or answer.
     pub idle: Duration,
@@ -99,6 +103,7 @@ impl Sessions {
                 Some(SessionInfo {
                     number: i as u8 + 1,
                     peer: s.peer,
+                    subject: s.subject.clone(),
                     opened: s.opened,
                     idle: if s.busy {
                         Duration::ZERO
@@ -120,12 +125,18 @@ impl Sessions {
         self.slots.lock().iter().flatten().count()
     }
 
-    fn take(&self, peer: SocketAddr, stream: &TcpStream) -> Option<(u8, Arc<AtomicBool>)> {
+    fn take(
+        &self,
+        peer: SocketAddr,
+        subject: Option<&str>,
+        stream: &TcpStream,
+    ) -> Option<(u8, Arc<AtomicBool>)> {
         let mut slots = self.slots.lock();
         let i = slots.iter().position(Option::is_none)?;
         let evicted = Arc::new(AtomicBool::new(false));
         slots[i] = Some(Slot {
             peer,
+            subject: subject.map(str::to_owned),
             opened: SystemTime::now(),
             active: Instant::now(),
             busy: false,
@@ -345,7 +356,7 @@ fn accept_loop(tcp: Tcp, link: Link, events: Events, shutdown: Shutdown, heartbe
             log.emit(Event::TcpNotAllowed { peer });
             continue;
         }
-        let mut taken = sessions.take(peer, &stream);
+        let mut taken = sessions.take(peer, None, &stream);
         if taken.is_none() && !config.evict_idle.is_zero() {
             if let Some((old, idle)) = sessions.evict_idle(config.evict_idle) {
                 log::info!("modbus tcp: session {old} idle for {idle:?} gives its slot to {peer}");
@@ -353,7 +364,7 @@ fn accept_loop(tcp: Tcp, link: Link, events: Events, shutdown: Shutdown, heartbe
                 if let Some(t) = threads[usize::from(old - 1)].take() {
                     let _ = t.join();
                 }
-                taken = sessions.take(peer, &stream);
+                taken = sessions.take(peer, None, &stream);
             }
         }
         let Some((session, evicted)) = taken else {
@@ -369,6 +380,7 @@ fn accept_loop(tcp: Tcp, link: Link, events: Events, shutdown: Shutdown, heartbe
             number: session,
             stream,
             rights: session::Rights::All,
+            holder: None,
             config: tcp.config.clone(),
             caller: link.caller(crate::link::Source::Tcp(session)),
             shutdown: shutdown.clone(),

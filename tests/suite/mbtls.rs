@@ -155,7 +155,15 @@ fn role_read_reads_and_its_writes_get_exception_01() {
         "{}",
         opened.message
     );
-    card.wait_event("write_refused");
+    // Which port, whose certificate, which role refused it.
+    let refused = card.wait_event("write_refused");
+    for part in [
+        "Modbus/TCP Security session 1",
+        "Modbus master (read)",
+        "role read may only read",
+    ] {
+        assert!(refused.message.contains(part), "{}", refused.message);
+    }
 }
 
 #[test]
@@ -166,8 +174,12 @@ fn role_operate_writes() {
     assert_eq!(m.ask(&WRITE).unwrap(), WRITE);
     assert_eq!(card.sim.register(0x0010), Some(0xBEEF));
     assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
-    // The session is listed beside, not among, the plain ones.
-    assert_eq!(card.service().mbtls.as_ref().unwrap().sessions.open(), 1);
+    // The session is listed beside, not among, the plain ones, with its certificate's
+    // subject.
+    let listed = card.service().mbtls.as_ref().unwrap().sessions.list();
+    assert_eq!(listed.len(), 1);
+    let subject = listed[0].subject.as_deref().unwrap_or_default();
+    assert!(subject.contains("Modbus master (operate)"), "{subject}");
     assert_eq!(card.service().sessions.open(), 0);
 }
 
@@ -179,6 +191,10 @@ fn modbus_write_applies_too_and_the_stricter_rule_wins() {
     assert_eq!(m.ask(&WRITE).unwrap(), [0x86, 0x01]);
     assert_ne!(card.sim.register(0x0010), Some(0xBEEF));
     assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    let refused = card.wait_event("write_refused");
+    for part in ["role operate", "this master may only read"] {
+        assert!(refused.message.contains(part), "{}", refused.message);
+    }
 }
 
 #[test]
@@ -225,6 +241,13 @@ fn a_certificate_from_another_ca_is_refused() {
     make_client(&elsewhere.path().join("data"), "operate", &other);
     refused(&card, config(&card, Some(&other), BOTH));
     assert_ne!(card.sim.register(0x0010), Some(0xBEEF));
+    // Whom the certificate named, though it was refused.
+    let event = card.wait_event("mbtls_refused");
+    assert!(
+        event.message.contains("Modbus master (operate)"),
+        "{}",
+        event.message
+    );
 }
 
 #[test]
@@ -572,16 +595,18 @@ fn dated_identity(card: &Card, name: &str, days_from: i64, days_to: i64) -> Path
     })
 }
 
-/// `id` is refused at the handshake, the event saying `why`.
+/// `id` is refused at the handshake, the event saying `why` and naming the certificate
+/// (whose common name is its folder's name).
 fn refused_because(card: &Card, id: &Path, why: &str) {
+    let name = id.file_name().unwrap().to_str().unwrap();
     match Master::connect(card, config(card, Some(id), BOTH)) {
         Err(_) => {}
         Ok(mut m) => assert!(m.ask(&READ).is_err(), "a request was answered"),
     }
     wait_for(why, || {
-        card.events()
-            .iter()
-            .any(|e| e.kind == "mbtls_refused" && e.message.contains(why))
+        card.events().iter().any(|e| {
+            e.kind == "mbtls_refused" && e.message.contains(why) && e.message.contains(name)
+        })
     });
 }
 
@@ -627,4 +652,51 @@ fn certificates_are_judged_no_earlier_than_the_last_event_logged() {
     let mut m = Master::connect(&card, config(&card, Some(&later), BOTH)).unwrap();
     assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
     refused_because(&card, &soon_over, "certificate expired");
+}
+
+/// Home lists Modbus/TCP Security's sessions beside the plain ones, each with its master's
+/// address and its certificate's subject; with plain Modbus TCP off it says so.
+#[test]
+fn home_lists_tls_sessions_with_their_certificates_subject() {
+    let card = start_with(
+        Setup::default().set("mbtls_enabled", "true"),
+        Options {
+            mbtls: Some("127.0.0.1:0".parse().unwrap()),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            https: Some("127.0.0.1:0".parse().unwrap()),
+            mac: Some("00:1A:2B:3C:4D:5E".parse().unwrap()),
+            ..Options::default()
+        },
+    );
+    card.wait_state(LinkState::Up);
+    let id = identity(&card, "operate");
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    let peer = m.tls.sock.local_addr().unwrap().to_string();
+    let mut admin = card.admin();
+    let s: serde_json::Value = serde_json::from_str(&admin.get("/api/status").body).unwrap();
+    assert_eq!(s["tls"][0]["peer"], peer.as_str());
+    let subject = s["tls"][0]["subject"].as_str().unwrap_or_default();
+    assert!(subject.contains("Modbus master (operate)"), "{s}");
+    assert_eq!(s["tls"][1]["peer"], serde_json::Value::Null);
+    assert_eq!(s["tcp"][0]["subject"], serde_json::Value::Null);
+    let home = admin.get("/");
+    for shown in ["TLS session 1", peer.as_str(), "Modbus master (operate)"] {
+        assert!(home.body.contains(shown), "Home lacks {shown}");
+    }
+
+    card.service()
+        .live
+        .change(
+            &[("modbus_enabled", "false")],
+            &crate::common::admin_who(),
+            true,
+        )
+        .unwrap();
+    let home = admin.get("/");
+    assert!(
+        home.body.contains("plain Modbus TCP is turned off"),
+        "{}",
+        home.body
+    );
 }

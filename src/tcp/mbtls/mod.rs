@@ -25,15 +25,18 @@ pub mod validity;
 use super::session::{Rights, Session, Transport};
 use super::{prepare, Refused, SessionLog, Sessions, Tcp, TcpConfig};
 use crate::access;
-use crate::event::{Event, Events};
+use crate::event::{Event, Events, Holder};
 use crate::health::Heartbeat;
 use crate::link::{Link, Source};
 use crate::poll::{wait_any, wait_readable, Ready, Update};
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateRevocationListDer;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -197,6 +200,7 @@ fn accept_loop(
         let refuse = |reason: &str| {
             shared.log.emit(Event::MbtlsRefused {
                 peer,
+                subject: None,
                 reason: reason.into(),
             })
         };
@@ -275,7 +279,8 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
         log::warn!("modbus/tcp security: cannot set up socket from {peer}: {e}");
     }
     let (id, dropped) = pending;
-    let shaken = handshake(&stream, shared);
+    let seen = Arc::new(Mutex::new(None));
+    let shaken = handshake(&stream, shared, seen.clone());
     shared.pending.lock().retain(|p| p.id != id);
     let shaken = match shaken {
         Err(_) if dropped.load(Ordering::SeqCst) => Err(format!(
@@ -285,17 +290,15 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
         shaken => shaken,
     };
     let mut tls = match shaken {
-        Ok(tls) if !shared.on.load(Ordering::SeqCst) => {
-            drop(tls);
-            shared.log.emit(Event::MbtlsRefused {
-                peer,
-                reason: "Modbus/TCP Security turned off".into(),
-            });
-            return;
-        }
         Ok(tls) => tls,
         Err(reason) => {
-            shared.log.emit(Event::MbtlsRefused { peer, reason });
+            // Whom the certificate named, if the client got as far as showing one.
+            let subject = seen.lock().take();
+            shared.log.emit(Event::MbtlsRefused {
+                peer,
+                subject,
+                reason,
+            });
             return;
         }
     };
@@ -308,11 +311,20 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
             subject: "?".into(),
             role: Err("no certificate".into()),
         });
-    let Some((number, evicted)) = take_slot(shared, peer, &tls.sock) else {
+    let refuse = |reason: String| {
         shared.log.emit(Event::MbtlsRefused {
             peer,
-            reason: format!("all {} sessions in use", super::MAX_SESSIONS),
-        });
+            subject: Some(client.subject.clone()),
+            reason,
+        })
+    };
+    if !shared.on.load(Ordering::SeqCst) {
+        drop(tls);
+        refuse("Modbus/TCP Security turned off".into());
+        return;
+    }
+    let Some((number, evicted)) = take_slot(shared, peer, &client.subject, &tls.sock) else {
+        refuse(format!("all {} sessions in use", super::MAX_SESSIONS));
         tls.close();
         return;
     };
@@ -323,6 +335,10 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
             why,
         }))
     };
+    let role = client
+        .role
+        .clone()
+        .unwrap_or_else(|why| format!("none ({why})"));
     let rights = match &client.role {
         Ok(role) if role == "operate" => Rights::All,
         Ok(role) if role == "read" => Rights::Read,
@@ -333,15 +349,16 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
         session: number,
         peer,
         subject: client.subject.clone(),
-        role: client
-            .role
-            .clone()
-            .unwrap_or_else(|why| format!("none ({why})")),
+        role: role.clone(),
     });
     let session = Session {
         number,
         stream: tls,
         rights,
+        holder: Some(Holder {
+            subject: client.subject,
+            role,
+        }),
         config: shared.config.clone(),
         caller: shared.link.caller(Source::Mbtls(number)),
         shutdown: shared.shutdown.clone(),
@@ -365,8 +382,13 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
 }
 
 /// A free session slot, or that of a session idle long enough, as plain Modbus TCP does.
-fn take_slot(shared: &Shared, peer: SocketAddr, sock: &TcpStream) -> Option<(u8, Arc<AtomicBool>)> {
-    if let Some(taken) = shared.sessions.take(peer, sock) {
+fn take_slot(
+    shared: &Shared,
+    peer: SocketAddr,
+    subject: &str,
+    sock: &TcpStream,
+) -> Option<(u8, Arc<AtomicBool>)> {
+    if let Some(taken) = shared.sessions.take(peer, Some(subject), sock) {
         return Some(taken);
     }
     let evict_idle = shared.config.lock().evict_idle;
@@ -378,7 +400,7 @@ fn take_slot(shared: &Shared, peer: SocketAddr, sock: &TcpStream) -> Option<(u8,
     // Its thread ends at once and frees the slot.
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
-        if let Some(taken) = shared.sessions.take(peer, sock) {
+        if let Some(taken) = shared.sessions.take(peer, Some(subject), sock) {
             return Some(taken);
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -386,8 +408,13 @@ fn take_slot(shared: &Shared, peer: SocketAddr, sock: &TcpStream) -> Option<(u8,
     None
 }
 
-/// The TLS settings of one handshake: the client CAs as they are on disk now.
-fn tls_config(data: &Path, time: Arc<validity::ValidityTime>) -> Result<Arc<ServerConfig>, String> {
+/// The TLS settings of one handshake: the client CAs as they are on disk now; the
+/// subject of the certificate the client shows goes to `seen`.
+fn tls_config(
+    data: &Path,
+    time: Arc<validity::ValidityTime>,
+    seen: Arc<Mutex<Option<String>>>,
+) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let dir = pki::dir(data);
     let cas = pki::read_certs(&dir.join(pki::CLIENTS_CA))
@@ -408,7 +435,10 @@ fn tls_config(data: &Path, time: Arc<validity::ValidityTime>) -> Result<Arc<Serv
         // A CA without a CRL among several is not a refusal.
         verifier = verifier.with_crls(crls).allow_unknown_revocation_status();
     }
-    let verifier = verifier.build().map_err(|e| format!("client CAs: {e}"))?;
+    let verifier = Arc::new(Noting {
+        verifier: verifier.build().map_err(|e| format!("client CAs: {e}"))?,
+        seen,
+    });
     let (chain, key) = pki::server_identity(data)?;
     let mut config = ServerConfig::builder_with_details(provider, time)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -421,9 +451,68 @@ fn tls_config(data: &Path, time: Arc<validity::ValidityTime>) -> Result<Arc<Serv
     Ok(Arc::new(config))
 }
 
+/// The client verifier, noting whom the certificate names before judging it, so that a
+/// refusal says whom it refused.
+#[derive(Debug)]
+struct Noting {
+    verifier: Arc<dyn ClientCertVerifier>,
+    seen: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientCertVerifier for Noting {
+    fn offer_client_auth(&self) -> bool {
+        self.verifier.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.verifier.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.verifier.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        *self.seen.lock() = Some(role::of(end_entity).subject);
+        self.verifier
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier.supported_verify_schemes()
+    }
+}
+
 /// The handshake, within [`HANDSHAKE_TIMEOUT`]; `Err` says why it failed, for the log.
-fn handshake(sock: &TcpStream, shared: &Shared) -> Result<TlsStream, String> {
-    let config = tls_config(&shared.data, shared.validity.clone())?;
+fn handshake(
+    sock: &TcpStream,
+    shared: &Shared,
+    seen: Arc<Mutex<Option<String>>>,
+) -> Result<TlsStream, String> {
+    let config = tls_config(&shared.data, shared.validity.clone(), seen)?;
     let mut conn = ServerConnection::new(config).map_err(|e| e.to_string())?;
     let mut sock = sock.try_clone().map_err(|e| e.to_string())?;
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
