@@ -4,20 +4,19 @@
 
 use crate::common;
 
+use common::ports::{config, identity, make_client, BOTH};
 use common::{start_with, wait_for, Card, Setup, PATIENCE};
 use modbus_card::link::LinkState;
 use modbus_card::service::Options;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls::{ProtocolVersion, SupportedProtocolVersion};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
-const BOTH: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 
 /// A card serving Modbus/TCP Security on a loopback port, its UPS found.
@@ -31,57 +30,6 @@ fn card(setup: Setup) -> Card {
     );
     card.wait_state(LinkState::Up);
     card
-}
-
-/// `modbus-card cert client --data DATA --role ROLE --out OUT`, as an operator runs it.
-fn make_client(data: &Path, role: &str, out: &Path) {
-    let run = Command::new(env!("CARGO_BIN_EXE_modbus-card"))
-        .args(["cert", "client", "--data"])
-        .arg(data)
-        .args(["--role", role, "--out"])
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "cert client failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-}
-
-/// A key and certificate with `role` from the card's own client CA.
-fn identity(card: &Card, role: &str) -> PathBuf {
-    let out = card.data.parent().unwrap().join(format!("master-{role}"));
-    make_client(&card.data, role, &out);
-    out
-}
-
-/// The master's TLS settings: the card's certificate trusted, `identity` shown if given.
-fn config(
-    card: &Card,
-    identity: Option<&Path>,
-    versions: &[&'static SupportedProtocolVersion],
-) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(card.data.join("mbtls/server.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots);
-    Arc::new(match identity {
-        Some(dir) => {
-            let chain = CertificateDer::pem_file_iter(dir.join("client.pem"))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            let key = PrivateKeyDer::from_pem_file(dir.join("client-key.pem")).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    })
 }
 
 struct Master {
