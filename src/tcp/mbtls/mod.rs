@@ -451,8 +451,12 @@ fn tls_config(
     Ok(Arc::new(config))
 }
 
+/// Longest subject noted from a certificate not yet verified, in characters.
+const NOTED_SUBJECT: usize = 200;
+
 /// The client verifier, noting whom the certificate names before judging it, so that a
-/// refusal says whom it refused.
+/// refusal says whom it refused. The subject is then anyone's claim: it is logged without
+/// control characters and cut at [`NOTED_SUBJECT`] characters.
 #[derive(Debug)]
 struct Noting {
     verifier: Arc<dyn ClientCertVerifier>,
@@ -478,7 +482,11 @@ impl ClientCertVerifier for Noting {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        *self.seen.lock() = Some(role::of(end_entity).subject);
+        let subject = role::of(end_entity).subject;
+        let shown = subject
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c });
+        *self.seen.lock() = Some(shown.take(NOTED_SUBJECT).collect());
         self.verifier
             .verify_client_cert(end_entity, intermediates, now)
     }
