@@ -569,9 +569,16 @@ fn a_flooding_session_cannot_starve_another(port: Port) {
     let mut answer = [0u8; 11];
     other.read_exact(&mut answer).unwrap();
     let flood_done = answered.load(std::sync::atomic::Ordering::SeqCst);
-    // Served after at most a request or two of the flood, not after all of it.
+    // Served after at most a request or two of the flood, not after all of it. Through the
+    // TLS relay, each answer of the flood and the other request cross two more threads of
+    // this test, which a loaded machine may hold up for a few of the flood's 11 ms turns:
+    // more slack there, still far from the 100 an unfair queue would make it wait.
+    let most = match port {
+        Port::Plain => 5,
+        Port::Tls => 20,
+    };
     assert!(
-        flood_done <= 5,
+        flood_done <= most,
         "the other session waited for {flood_done} flood answers"
     );
     assert_eq!(&answer[..2], &[0, 7]);
