@@ -2,13 +2,15 @@
 //! the time that stamps events without touching the system's clock. It sits below the
 //! event log, which stamps with it; the board's NTP client moves it.
 
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The clock that stamps events: system time plus an offset.
 #[derive(Debug, Default)]
 pub struct CardClock {
     offset_ns: AtomicI64,
+    /// NTP or the user set it since the service started.
+    set: AtomicBool,
 }
 
 impl CardClock {
@@ -28,6 +30,16 @@ impl CardClock {
 
     pub(crate) fn shift(&self, by_ns: i64) {
         self.offset_ns.fetch_add(by_ns, Relaxed);
+    }
+
+    /// NTP or the user set the time (the card's clock or the system's): it is right.
+    pub(crate) fn mark_set(&self) {
+        self.set.store(true, Relaxed);
+    }
+
+    /// Whether NTP or the user set the time since the service started.
+    pub fn is_set(&self) -> bool {
+        self.set.load(Relaxed)
     }
 }
 

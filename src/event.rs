@@ -11,6 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+/// Whom a Modbus/TCP Security client's certificate names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub subject: String,
+    /// The role, or "none (why)".
+    pub role: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     ColdBoot,
@@ -47,6 +55,10 @@ pub enum Event {
         session: u8,
         peer: SocketAddr,
         function: u8,
+        /// On Modbus/TCP Security: whom the certificate names, and whether its role (not
+        /// `modbus_write`) refused it.
+        holder: Option<Holder>,
+        by_role: bool,
     },
     /// A Modbus/TCP Security session, after its handshake: who the certificate names.
     MbtlsOpened {
@@ -63,6 +75,8 @@ pub enum Event {
     /// session free.
     MbtlsRefused {
         peer: SocketAddr,
+        /// The certificate's subject, when it was shown before the refusal.
+        subject: Option<String>,
         reason: String,
     },
     /// A Modbus/TCP Security client whose certificate grants no rights: every request
@@ -329,9 +343,26 @@ impl Event {
                 session,
                 peer,
                 function,
+                holder: None,
+                ..
             } => format!(
                 "TCP session {session} ({peer}): write refused ({}, function {function:02X}h): this master may only read",
                 crate::modbus::pdu::function_name(*function)
+            ),
+            Event::WriteRefused {
+                session,
+                peer,
+                function,
+                holder: Some(Holder { subject, role }),
+                by_role,
+            } => format!(
+                "Modbus/TCP Security session {session} ({peer}, {subject}, role {role}): write refused ({}, function {function:02X}h): {}",
+                crate::modbus::pdu::function_name(*function),
+                if *by_role {
+                    format!("role {role} may only read")
+                } else {
+                    "this master may only read".into()
+                }
             ),
             Event::TcpRefused { peer } => {
                 format!("TCP connection from {peer} refused: all sessions in use")
@@ -345,9 +376,16 @@ impl Event {
             Event::MbtlsClosed { session, reason } => {
                 format!("Modbus/TCP Security session {session} closed ({reason})")
             }
-            Event::MbtlsRefused { peer, reason } => {
-                format!("Modbus/TCP Security connection from {peer} refused: {reason}")
-            }
+            Event::MbtlsRefused {
+                peer,
+                subject: None,
+                reason,
+            } => format!("Modbus/TCP Security connection from {peer} refused: {reason}"),
+            Event::MbtlsRefused {
+                peer,
+                subject: Some(subject),
+                reason,
+            } => format!("Modbus/TCP Security connection from {peer} ({subject}) refused: {reason}"),
             Event::MbtlsNoRights {
                 session,
                 subject,

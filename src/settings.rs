@@ -53,6 +53,7 @@ keys! {
     HttpEnabled = "http_enabled",
     HttpsEnabled = "https_enabled",
     SshEnabled = "ssh_enabled",
+    ModbusEnabled = "modbus_enabled",
     MbtlsEnabled = "mbtls_enabled",
     DhcpEnabled = "dhcp_enabled",
     PingEnabled = "ping_enabled",
@@ -227,6 +228,8 @@ pub struct Settings {
     pub http_enabled: bool,
     pub https_enabled: bool,
     pub ssh_enabled: bool,
+    /// Plain Modbus TCP on `modbus_port`; off leaves Modbus/TCP Security alone.
+    pub modbus_enabled: bool,
     /// Modbus/TCP Security (TLS with client certificates and roles) on its own port.
     pub mbtls_enabled: bool,
     pub dhcp_enabled: bool,
@@ -309,6 +312,7 @@ impl Default for Settings {
             http_enabled: true,
             https_enabled: true,
             ssh_enabled: true,
+            modbus_enabled: true,
             mbtls_enabled: false,
             dhcp_enabled: true,
             ping_enabled: true,
@@ -499,7 +503,7 @@ use Section::*;
 
 /// Every setting, in the order pages list them.
 #[rustfmt::skip]
-pub const DEFS: [Def; 43] = [
+pub const DEFS: [Def; 44] = [
     def(Key::UpsBaud, UPS_BAUD_CHOICES, "UPS baud rate", "0 = detect among 57600, 19200 and 9600; or one of those rates", Modbus, true)
         .note("Detected when the card starts, or fixed."),
     def(Key::UpsSlave, Number, "UPS slave number", "the UPS's address on its serial link, 1 to 247", Modbus, true),
@@ -524,6 +528,7 @@ pub const DEFS: [Def; 43] = [
     admin(Key::HttpEnabled, ON_OFF, "HTTP", "plain web access", Services),
     admin(Key::HttpsEnabled, ON_OFF, "HTTPS", "secure web access", Services),
     admin(Key::SshEnabled, ON_OFF, "SSH", "the SSH console", Services),
+    admin(Key::ModbusEnabled, ON_OFF, "Modbus TCP", "plain Modbus TCP on the Modbus TCP port (502); off leaves Modbus/TCP Security alone", Services),
     admin(Key::MbtlsEnabled, ON_OFF, "Modbus/TCP Security", "Modbus over TLS with client certificates and roles (port 802)", Services),
     def(Key::DhcpEnabled, DHCP, "BootP/DHCP", "take the address from a DHCP server; off: the static address", Services, true)
         .note("Without an answer from a DHCP server the card uses 192.168.7.18/24 until one answers."),
@@ -685,6 +690,7 @@ impl Settings {
             Key::HttpEnabled => self.http_enabled.to_string(),
             Key::HttpsEnabled => self.https_enabled.to_string(),
             Key::SshEnabled => self.ssh_enabled.to_string(),
+            Key::ModbusEnabled => self.modbus_enabled.to_string(),
             Key::MbtlsEnabled => self.mbtls_enabled.to_string(),
             Key::DhcpEnabled => self.dhcp_enabled.to_string(),
             Key::PingEnabled => self.ping_enabled.to_string(),
@@ -898,6 +904,7 @@ impl Settings {
             Key::HttpEnabled => self.http_enabled = flag(value)?,
             Key::HttpsEnabled => self.https_enabled = flag(value)?,
             Key::SshEnabled => self.ssh_enabled = flag(value)?,
+            Key::ModbusEnabled => self.modbus_enabled = flag(value)?,
             Key::MbtlsEnabled => self.mbtls_enabled = flag(value)?,
             Key::DhcpEnabled => self.dhcp_enabled = flag(value)?,
             Key::PingEnabled => self.ping_enabled = flag(value)?,

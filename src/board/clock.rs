@@ -161,12 +161,14 @@ impl Clock {
 
     /// Moves the card's clock by `step_ns` (and the system's, where configured).
     fn apply(&self, step_ns: i64) -> Result<(), String> {
-        if !self.system_clock {
+        if self.system_clock {
+            let target = unix_ns(SystemTime::now()).saturating_add(step_ns);
+            set_system_clock(target).map_err(|e| format!("cannot set the system clock: {e}"))?;
+        } else {
             self.card.shift(step_ns);
-            return Ok(());
         }
-        let target = unix_ns(SystemTime::now()).saturating_add(step_ns);
-        set_system_clock(target).map_err(|e| format!("cannot set the system clock: {e}"))
+        self.card.mark_set();
+        Ok(())
     }
 }
 

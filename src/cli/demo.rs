@@ -171,7 +171,13 @@ fn print_demo(
          \x20              {upgrades}\n\
          \nType 'help' for the simulated UPS's commands (faults, mains failure); Ctrl-C stops.\n",
         ups = ups_path.display(),
-        addr = service.modbus_addr(),
+        addr = match service.tcp.listening() {
+            true => service.modbus_addr().to_string(),
+            false => format!(
+                "{} when on (off: modbus_enabled is false)",
+                service.modbus_addr()
+            ),
+        },
         rs485 = rs485.display(),
         baud = s.rs485_baud,
         slave = s.rs485_slave,

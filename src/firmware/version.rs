@@ -37,6 +37,39 @@ const BUILT: &str = match option_env!("MODBUS_CARD_VERSION") {
     None => env!("CARGO_PKG_VERSION"),
 };
 
+/// When this firmware was built, in Unix seconds: `SOURCE_DATE_EPOCH` at build time (the
+/// reproducible-builds convention: the time of the source, e.g. its last commit, so the
+/// same source builds the same binary), else the card's floor of time, a date before this
+/// firmware existed. The real time is never earlier.
+pub const BUILT_UNIX_S: i64 = {
+    let floor = crate::board::clock::FLOOR_UNIX_S;
+    match option_env!("SOURCE_DATE_EPOCH") {
+        Some(s) => match unix_seconds(s) {
+            Some(t) if t > floor => t,
+            _ => floor,
+        },
+        None => floor,
+    }
+};
+
+/// Decimal digits as seconds; None for anything else (or more than 18 digits).
+const fn unix_seconds(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.is_empty() || b.len() > 18 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b[i] - b'0') as i64;
+        i += 1;
+    }
+    Some(n)
+}
+
 /// Kept in the binary as it is (`#[used]`), and read through a volatile load so the
 /// compiler cannot fold the version into the code that shows it.
 #[used]
@@ -182,6 +215,15 @@ impl fmt::Display for Version {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_date_epoch_is_read_as_seconds_or_not_at_all() {
+        assert_eq!(unix_seconds("1767225600"), Some(1_767_225_600));
+        assert_eq!(unix_seconds(""), None);
+        assert_eq!(unix_seconds("-1"), None);
+        assert_eq!(unix_seconds("17e8"), None);
+        assert_eq!(unix_seconds("1234567890123456789"), None);
+    }
 
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()

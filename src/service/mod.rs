@@ -141,6 +141,8 @@ type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 impl Service {
     pub fn start(options: Options) -> Result<Service> {
         let store = Store::open(&options.data)?;
+        // Before this start's events: Modbus/TCP Security judges certificates no earlier.
+        let last_event_s = store.events(1)?.first().map(|e| e.at_ms.div_euclid(1000));
         let mut factory = Settings::default();
         for (key, value) in &options.factory {
             factory.set(key, value)?;
@@ -308,10 +310,16 @@ impl Service {
                 let host = options.modbus_host.unwrap_or([0, 0, 0, 0].into());
                 SocketAddr::new(host, settings.modbus_port)
             });
-            let listener = TcpListener::bind(addr)
-                .map_err(|e| format!("cannot listen for Modbus TCP on {addr}: {e}"))?;
+            let listener = match settings.modbus_enabled {
+                true => Some(
+                    TcpListener::bind(addr)
+                        .map_err(|e| format!("cannot listen for Modbus TCP on {addr}: {e}"))?,
+                ),
+                false => None,
+            };
             let (tcp, tcp_thread) = tcp::spawn(
                 listener,
+                addr,
                 tcp_config(&settings),
                 link.clone(),
                 events.clone(),
@@ -330,6 +338,7 @@ impl Service {
                     let (mbtls, thread) = mbtls::spawn(
                         addr,
                         &options.data,
+                        last_event_s,
                         &tcp,
                         link.clone(),
                         events.clone(),
@@ -412,6 +421,7 @@ impl Service {
                     card: card.clone(),
                     frames: link.frames.clone(),
                     sessions: tcp.sessions.clone(),
+                    mbtls_sessions: mbtls.as_ref().map(|m| m.sessions.clone()),
                     refused: tcp.refused.clone(),
                     modbus: tcp.clone(),
                     rs485: rs485.as_ref().map(|r| r.status.clone()),
@@ -753,28 +763,49 @@ fn register_parts(live: &Live, link: &Link, tcp: &Tcp, rs485: Option<&Rs485>, op
     );
     let sessions = tcp.clone();
     live.warn_with(Box::new(move |old, new| {
+        if old.modbus_enabled && !new.modbus_enabled {
+            let open = sessions.sessions.list().into_iter();
+            return open
+                .map(|s| {
+                    format!(
+                        "Modbus TCP session {} from {} will be closed: plain Modbus TCP is \
+                         turned off.",
+                        s.number,
+                        s.peer.ip()
+                    )
+                })
+                .collect();
+        }
         sessions.closed_by(&old.modbus_allow, &new.modbus_allow)
     }));
     let tcp = tcp.clone();
     live.register(
         "modbus tcp",
         Box::new(move |old, new| {
-            // A new port is bound now, so a port in use refuses the whole change.
-            let listener = if new.modbus_port != old.modbus_port {
-                let addr = SocketAddr::new(tcp.addr().ip(), new.modbus_port);
-                Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
-            } else {
-                None
+            // A new port is bound now, so a port in use refuses the whole change. Some:
+            // a new listener, or None to stop listening (`modbus_enabled` off).
+            let switch = match (old.modbus_enabled, new.modbus_enabled) {
+                (true, false) => Some(None),
+                (was, true) if !was || new.modbus_port != old.modbus_port => {
+                    let addr = match new.modbus_port == old.modbus_port {
+                        true => tcp.addr(),
+                        false => SocketAddr::new(tcp.addr().ip(), new.modbus_port),
+                    };
+                    let bound = TcpListener::bind(addr)
+                        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                    Some(Some(bound))
+                }
+                _ => None,
             };
             let config = tcp_config(new);
-            if listener.is_none() && config == tcp_config(old) {
+            if switch.is_none() && config == tcp_config(old) {
                 return Ok(None);
             }
             let tcp = tcp.clone();
             Ok(Some(Box::new(move || {
                 tcp.reconfigure(config);
-                if let Some(l) = listener {
-                    if let Err(e) = tcp.rebind(l) {
+                if let Some(listener) = switch {
+                    if let Err(e) = tcp.switch(listener) {
                         log::error!("modbus tcp: {e}");
                     }
                 }

@@ -147,7 +147,15 @@ pub fn fields(event: &Event, known: &dyn Fn(&str) -> bool) -> Vec<(&'static str,
         MbtlsClosed { session, reason } => {
             vec![("session", session.to_string()), ("reason", s(reason))]
         }
-        MbtlsRefused { peer, reason } => vec![("peer", peer.to_string()), ("reason", s(reason))],
+        MbtlsRefused {
+            peer,
+            subject,
+            reason,
+        } => {
+            let mut fields = vec![("peer", peer.to_string()), ("reason", s(reason))];
+            fields.extend(subject.as_ref().map(|x| ("subject", s(x))));
+            fields
+        }
         MbtlsNoRights {
             session,
             subject,
@@ -161,11 +169,19 @@ pub fn fields(event: &Event, known: &dyn Fn(&str) -> bool) -> Vec<(&'static str,
             session,
             peer,
             function,
-        } => vec![
-            ("session", session.to_string()),
-            ("peer", peer.to_string()),
-            ("function", function.to_string()),
-        ],
+            holder,
+            ..
+        } => {
+            let mut fields = vec![
+                ("session", session.to_string()),
+                ("peer", peer.to_string()),
+                ("function", function.to_string()),
+            ];
+            if let Some(h) = holder {
+                fields.extend([("subject", s(&h.subject)), ("role", s(&h.role))]);
+            }
+            fields
+        }
         TcpEventsSkipped { count } => vec![("count", count.to_string())],
         TimeChangedByServer { step_ms } => vec![("step_ms", step_ms.to_string())],
         TimeChangedByUser { step_ms, by } => {

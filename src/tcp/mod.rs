@@ -13,6 +13,8 @@
 //! - Only whole requests (and their answers) count as activity: the idle timeout closes a
 //!   session that asks nothing, however it trickles bytes; TCP keepalive frees the slot of
 //!   a master that vanished without closing (power cut, cable pulled).
+//! - `modbus_enabled` opens and closes the port live ([`Tcp::switch`]); turning it off
+//!   ends the open sessions. Modbus/TCP Security is not touched.
 
 pub mod mbtls;
 mod session;
@@ -66,6 +68,8 @@ pub struct Sessions {
 
 struct Slot {
     peer: SocketAddr,
+    /// The client certificate's subject, on Modbus/TCP Security.
+    subject: Option<String>,
     opened: SystemTime,
     /// The last whole request or answer.
     active: Instant,
@@ -82,6 +86,8 @@ pub struct SessionInfo {
     /// 1 to 3, as in the events "TCP session x opened".
     pub number: u8,
     pub peer: SocketAddr,
+    /// The client certificate's subject, on Modbus/TCP Security.
+    pub subject: Option<String>,
     pub opened: SystemTime,
     /// Time since its last whole request or answer.
     pub idle: Duration,
@@ -97,6 +103,7 @@ impl Sessions {
                 Some(SessionInfo {
                     number: i as u8 + 1,
                     peer: s.peer,
+                    subject: s.subject.clone(),
                     opened: s.opened,
                     idle: if s.busy {
                         Duration::ZERO
@@ -118,12 +125,18 @@ impl Sessions {
         self.slots.lock().iter().flatten().count()
     }
 
-    fn take(&self, peer: SocketAddr, stream: &TcpStream) -> Option<(u8, Arc<AtomicBool>)> {
+    fn take(
+        &self,
+        peer: SocketAddr,
+        subject: Option<&str>,
+        stream: &TcpStream,
+    ) -> Option<(u8, Arc<AtomicBool>)> {
         let mut slots = self.slots.lock();
         let i = slots.iter().position(Option::is_none)?;
         let evicted = Arc::new(AtomicBool::new(false));
         slots[i] = Some(Slot {
             peer,
+            subject: subject.map(str::to_owned),
             opened: SystemTime::now(),
             active: Instant::now(),
             busy: false,
@@ -199,14 +212,22 @@ pub struct Tcp {
     pub sessions: Arc<Sessions>,
     pub refused: Arc<Refused>,
     config: Arc<Mutex<TcpConfig>>,
-    listener: Arc<Update<TcpListener>>,
+    listener: Arc<Update<Option<TcpListener>>>,
+    /// Where it listens, or listened last while off.
     addr: Arc<Mutex<SocketAddr>>,
+    /// `modbus_enabled`: off, sessions say why they ended.
+    on: Arc<AtomicBool>,
 }
 
 impl Tcp {
-    /// Where it listens.
+    /// Where it listens, or would listen while off.
     pub fn addr(&self) -> SocketAddr {
         *self.addr.lock()
+    }
+
+    /// Whether it listens (`modbus_enabled`).
+    pub fn listening(&self) -> bool {
+        self.on.load(Ordering::SeqCst)
     }
 
     pub fn config(&self) -> TcpConfig {
@@ -239,54 +260,57 @@ impl Tcp {
             .collect()
     }
 
-    /// Listens on `listener` from now on; open sessions go on.
-    pub fn rebind(&self, listener: TcpListener) -> std::io::Result<()> {
-        listener.set_nonblocking(true)?;
-        *self.addr.lock() = listener.local_addr()?;
+    /// Listens on `listener` from now on (already bound, so a port in use refuses the
+    /// change before it is made), open sessions going on; or, with None, stops listening
+    /// and ends its sessions.
+    pub fn switch(&self, listener: Option<TcpListener>) -> std::io::Result<()> {
+        if let Some(l) = &listener {
+            l.set_nonblocking(true)?;
+            *self.addr.lock() = l.local_addr()?;
+        }
+        self.on.store(listener.is_some(), Ordering::SeqCst);
         self.listener.put(listener);
         Ok(())
     }
 }
 
-/// Starts the acceptor on a bound listener. Session threads are joined before it returns.
-/// `heartbeat` tells the watchdog the acceptor is idle while it waits for connections.
+/// Starts the acceptor on a bound listener, or, with None (`modbus_enabled` off), not
+/// listening until [`Tcp::switch`] gives it one at `place`. Session threads are joined
+/// before it returns. `heartbeat` tells the watchdog the acceptor is idle while it waits
+/// for connections.
 pub fn spawn(
-    listener: TcpListener,
+    listener: Option<TcpListener>,
+    place: SocketAddr,
     config: TcpConfig,
     link: Link,
     events: Events,
     shutdown: Shutdown,
     heartbeat: Heartbeat,
 ) -> std::io::Result<(Tcp, JoinHandle<()>)> {
-    listener.set_nonblocking(true)?;
     let tcp = Tcp {
         sessions: Arc::new(Sessions::default()),
         refused: Arc::new(Refused::default()),
         config: Arc::new(Mutex::new(config)),
         listener: Arc::new(Update::new()?),
-        addr: Arc::new(Mutex::new(listener.local_addr()?)),
+        addr: Arc::new(Mutex::new(place)),
+        on: Arc::new(AtomicBool::new(false)),
     };
+    tcp.switch(listener)?;
     let shared = tcp.clone();
     let thread = std::thread::Builder::new()
         .name("tcp-accept".into())
         .stack_size(128 * 1024)
-        .spawn(move || accept_loop(listener, shared, link, events, shutdown, heartbeat))?;
+        .spawn(move || accept_loop(shared, link, events, shutdown, heartbeat))?;
     Ok((tcp, thread))
 }
 
-fn accept_loop(
-    mut listener: TcpListener,
-    tcp: Tcp,
-    link: Link,
-    events: Events,
-    shutdown: Shutdown,
-    heartbeat: Heartbeat,
-) {
+fn accept_loop(tcp: Tcp, link: Link, events: Events, shutdown: Shutdown, heartbeat: Heartbeat) {
     let sessions = tcp.sessions.clone();
     let mut threads: [Option<JoinHandle<()>>; MAX_SESSIONS] = Default::default();
     let log = Arc::new(SessionLog::new(events));
+    let mut listener: Option<TcpListener> = None;
     loop {
-        let fds = [Some(listener.as_fd()), Some(tcp.listener.fd())];
+        let fds = [listener.as_ref().map(AsFd::as_fd), Some(tcp.listener.fd())];
         heartbeat.idle();
         let woken = wait_any(fds, &shutdown, None);
         heartbeat.busy();
@@ -299,15 +323,24 @@ fn accept_loop(
             }
         }
         if let Some(new) = tcp.listener.take() {
-            log::info!(
-                "modbus tcp listening on {}",
-                new.local_addr().map_or("?".into(), |a| a.to_string())
-            );
+            match &new {
+                Some(l) => log::info!(
+                    "modbus tcp listening on {}",
+                    l.local_addr().map_or("?".into(), |a| a.to_string())
+                ),
+                None => {
+                    log::info!("modbus tcp off");
+                    sessions.end_all();
+                }
+            }
             listener = new;
             continue;
         }
+        let Some(listening) = &listener else {
+            continue;
+        };
         let config = tcp.config();
-        let (stream, peer) = match listener.accept() {
+        let (stream, peer) = match listening.accept() {
             Ok(pair) => pair,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => {
@@ -323,7 +356,7 @@ fn accept_loop(
             log.emit(Event::TcpNotAllowed { peer });
             continue;
         }
-        let mut taken = sessions.take(peer, &stream);
+        let mut taken = sessions.take(peer, None, &stream);
         if taken.is_none() && !config.evict_idle.is_zero() {
             if let Some((old, idle)) = sessions.evict_idle(config.evict_idle) {
                 log::info!("modbus tcp: session {old} idle for {idle:?} gives its slot to {peer}");
@@ -331,7 +364,7 @@ fn accept_loop(
                 if let Some(t) = threads[usize::from(old - 1)].take() {
                     let _ = t.join();
                 }
-                taken = sessions.take(peer, &stream);
+                taken = sessions.take(peer, None, &stream);
             }
         }
         let Some((session, evicted)) = taken else {
@@ -347,6 +380,7 @@ fn accept_loop(
             number: session,
             stream,
             rights: session::Rights::All,
+            holder: None,
             config: tcp.config.clone(),
             caller: link.caller(crate::link::Source::Tcp(session)),
             shutdown: shutdown.clone(),
@@ -357,6 +391,7 @@ fn accept_loop(
         };
         let session_log = log.clone();
         let slots = sessions.clone();
+        let on = tcp.on.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("tcp-session-{session}"))
             .stack_size(128 * 1024)
@@ -364,6 +399,8 @@ fn accept_loop(
                 let mut reason = ctx.run();
                 if evicted.load(Ordering::SeqCst) {
                     reason = "idle, its slot given to a new connection".into();
+                } else if !on.load(Ordering::SeqCst) {
+                    reason = "Modbus TCP turned off".into();
                 }
                 // Logged before the slot is free, so "closed" always precedes the next
                 // "opened" of the same session number.

@@ -4,7 +4,7 @@
 
 use super::{Refused, SessionLog, Sessions, TcpConfig, PARTIAL_FRAME_DEADLINE};
 use crate::access::{self, Writers};
-use crate::event::Event;
+use crate::event::{Event, Holder};
 use crate::link::Caller;
 use crate::modbus::mbap;
 use crate::modbus::pdu::{self, Exception, PduBuf};
@@ -46,6 +46,8 @@ pub(super) struct Session<S: Transport = TcpStream> {
     pub number: u8,
     pub stream: S,
     pub rights: Rights,
+    /// Whom the certificate names, on Modbus/TCP Security.
+    pub holder: Option<Holder>,
     /// Shared with the acceptor: a new configuration applies from the next turn.
     pub config: Arc<parking_lot::Mutex<TcpConfig>>,
     pub caller: Caller,
@@ -170,11 +172,7 @@ impl<S: Transport> Session<S> {
         if refused {
             if matches!(self.rights, Rights::Read) {
                 self.refused.writes.fetch_add(1, Relaxed);
-                self.log.emit(Event::WriteRefused {
-                    session: self.number,
-                    peer: self.peer,
-                    function: pdu[0],
-                });
+                self.log.emit(self.write_refused(pdu[0], true));
             }
             return Some(PduBuf::exception(pdu[0], Exception::IllegalFunction));
         }
@@ -183,11 +181,7 @@ impl<S: Transport> Session<S> {
             if !access::reads(pdu) && !self.may_write(&config) {
                 drop(config);
                 self.refused.writes.fetch_add(1, Relaxed);
-                self.log.emit(Event::WriteRefused {
-                    session: self.number,
-                    peer: self.peer,
-                    function: pdu[0],
-                });
+                self.log.emit(self.write_refused(pdu[0], false));
                 return Some(PduBuf::exception(pdu[0], Exception::IllegalFunction));
             }
             let ups = config.ups_slave;
@@ -214,6 +208,16 @@ impl<S: Transport> Session<S> {
     fn not_allowed(&self) -> Option<String> {
         let allowed = access::allowed(&self.config.lock().allow, self.peer.ip());
         (!allowed).then(|| "its master is no longer among the masters allowed".into())
+    }
+
+    fn write_refused(&self, function: u8, by_role: bool) -> Event {
+        Event::WriteRefused {
+            session: self.number,
+            peer: self.peer,
+            function,
+            holder: self.holder.clone(),
+            by_role,
+        }
     }
 
     fn may_write(&self, config: &TcpConfig) -> bool {

@@ -77,6 +77,8 @@ pub struct App {
     pub certs: Arc<Certs>,
     pub frames: Arc<FrameLog>,
     pub sessions: Arc<Sessions>,
+    /// Modbus/TCP Security's sessions, when it is served.
+    pub mbtls_sessions: Option<Arc<Sessions>>,
     /// What Modbus TCP access control turned away.
     pub refused: Arc<Refused>,
     /// Modbus TCP, for the address it really listens on.
@@ -130,6 +132,7 @@ pub struct Parts {
     pub card: Card,
     pub frames: Arc<FrameLog>,
     pub sessions: Arc<Sessions>,
+    pub mbtls_sessions: Option<Arc<Sessions>>,
     pub refused: Arc<Refused>,
     /// Modbus TCP, for the address it really listens on.
     pub modbus: crate::tcp::Tcp,
@@ -183,6 +186,7 @@ impl Web {
             certs: certs.clone(),
             frames: parts.frames,
             sessions: parts.sessions,
+            mbtls_sessions: parts.mbtls_sessions,
             refused: parts.refused,
             modbus: parts.modbus,
             rs485: parts.rs485,

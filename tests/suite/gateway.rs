@@ -1,8 +1,12 @@
 //! The gateway as a Modbus TCP master sees it: the real service over pseudo-terminals with
-//! the simulated UPS, driven by an independent client (the tokio-modbus crate).
+//! the simulated UPS, driven by an independent client (the tokio-modbus crate). The tests
+//! of answers, exceptions, malformed frames, late answers and fairness run on both ports
+//! ([`on_both_ports!`] at the end): plain Modbus TCP, and Modbus/TCP Security through a
+//! TLS relay ([`common::ports`]).
 
 use crate::common;
 
+use common::ports::Port;
 use common::{start, start_up, wait_for, Setup, PATIENCE};
 use modbus_card::link::LinkState;
 use modbus_card::sim::Fault;
@@ -20,9 +24,8 @@ async fn client(addr: SocketAddr, unit: u8) -> Context {
         .unwrap()
 }
 
-#[tokio::test]
-async fn reads_and_writes_of_each_common_function() {
-    let card = start_up(Setup::default());
+async fn reads_and_writes_of_each_common_function(port: Port) {
+    let card = port.start_up(Setup::default());
     let mut c = client(card.addr(), 1).await;
 
     // Socomec tables: identification read whole, measurements in part.
@@ -89,9 +92,8 @@ async fn reads_and_writes_of_each_common_function() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn genuine_exceptions_pass_through_without_waiting_for_the_timeout() {
-    let card = start_up(Setup::default().set("serial_timeout_ms", 3000));
+async fn genuine_exceptions_pass_through_without_waiting_for_the_timeout(port: Port) {
+    let card = port.start_up(Setup::default().set("serial_timeout_ms", 3000));
     let mut c = client(card.addr(), 1).await;
     let before = card.service().link.status.counters();
     let started = Instant::now();
@@ -111,9 +113,8 @@ async fn genuine_exceptions_pass_through_without_waiting_for_the_timeout() {
     assert_eq!(counters.timeouts, before.timeouts);
 }
 
-#[tokio::test]
-async fn a_silent_ups_gives_0b_at_the_serial_timeout_then_at_once_once_lost() {
-    let card = start_up(Setup::default().set("serial_timeout_ms", 400));
+async fn a_silent_ups_gives_0b_at_the_serial_timeout_then_at_once_once_lost(port: Port) {
+    let card = port.start_up(Setup::default().set("serial_timeout_ms", 400));
     let mut c = client(card.addr(), 1).await;
     card.sim.set_fault(Fault::Silent);
     let mut took = vec![];
@@ -138,9 +139,8 @@ async fn a_silent_ups_gives_0b_at_the_serial_timeout_then_at_once_once_lost() {
     assert!(c.read_holding_registers(0x1060, 2).await.unwrap().is_ok());
 }
 
-#[tokio::test]
-async fn wrong_answers_give_exception_0b() {
-    let card = start_up(Setup::default().set("serial_timeout_ms", 400));
+async fn wrong_answers_give_exception_0b(port: Port) {
+    let card = port.start_up(Setup::default().set("serial_timeout_ms", 400));
     let mut c = client(card.addr(), 1).await;
     for fault in [
         Fault::BadCrc,
@@ -164,9 +164,8 @@ async fn wrong_answers_give_exception_0b() {
     assert!(card.service().link.status.counters().bad_answers >= 3);
 }
 
-#[tokio::test]
-async fn a_late_answer_never_leaks_into_the_next_request() {
-    let card = start_up(
+async fn a_late_answer_never_leaks_into_the_next_request(port: Port) {
+    let card = port.start_up(
         Setup::default()
             .set("serial_timeout_ms", 400)
             .set("poll_rate_s", 0),
@@ -223,9 +222,8 @@ fn baud_rate_is_detected_at_each_rate() {
 /// A UPS not found yet (its COM-slot port not enabled, the commonest installation
 /// mistake) is a UPS that does not answer: 0x0B at once, and the log says what to check,
 /// once per start.
-#[tokio::test]
-async fn requests_get_0b_at_once_while_the_ups_is_not_found() {
-    let card = start(Setup {
+async fn requests_get_0b_at_once_while_the_ups_is_not_found(port: Port) {
+    let card = port.start(Setup {
         sim_fault: Fault::Silent,
         ..Setup::default().set("serial_timeout_ms", 2000)
     });
@@ -262,14 +260,13 @@ async fn requests_get_0b_at_once_while_the_ups_is_not_found() {
     assert_eq!(card.count("ups_not_found"), 1);
 }
 
-#[tokio::test]
-async fn three_sessions_work_while_a_fourth_is_turned_away() {
-    let card = start_up(Setup::default());
+async fn three_sessions_work_while_a_fourth_is_turned_away(port: Port) {
+    let card = port.start_up(Setup::default());
     let mut clients = vec![];
     for _ in 0..3 {
         clients.push(client(card.addr(), 1).await);
     }
-    wait_for("3 sessions", || card.service().sessions.open() == 3);
+    wait_for("3 sessions", || card.sessions().open() == 3);
     for c in clients.iter_mut() {
         assert!(c.read_holding_registers(0x1060, 4).await.unwrap().is_ok());
     }
@@ -279,7 +276,7 @@ async fn three_sessions_work_while_a_fourth_is_turned_away() {
     let mut buf = [0u8; 16];
     let n = fourth.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "the fourth connection was not closed");
-    card.wait_event("tcp_refused");
+    card.wait_port_event("tcp_refused");
     // The three never noticed.
     for c in clients.iter_mut() {
         assert!(c.read_holding_registers(0x1060, 4).await.unwrap().is_ok());
@@ -287,14 +284,14 @@ async fn three_sessions_work_while_a_fourth_is_turned_away() {
     // A closed session frees its slot.
     let first = clients.remove(0);
     drop(first);
-    wait_for("slot freed", || card.service().sessions.open() == 2);
+    wait_for("slot freed", || card.sessions().open() == 2);
     let mut again = client(card.addr(), 1).await;
     assert!(again
         .read_holding_registers(0x1060, 1)
         .await
         .unwrap()
         .is_ok());
-    let closed = card.wait_event("tcp_closed");
+    let closed = card.wait_port_event("tcp_closed");
     assert!(
         closed.message.contains("closed by client"),
         "{}",
@@ -323,9 +320,8 @@ fn raw_exchange(addr: SocketAddr, bytes: &[u8], quiet: Duration) -> (Vec<u8>, bo
     }
 }
 
-#[tokio::test]
-async fn malformed_headers_close_only_their_own_session() {
-    let card = start_up(Setup::default());
+async fn malformed_headers_close_only_their_own_session(port: Port) {
+    let card = port.start_up(Setup::default());
     let mut good = client(card.addr(), 1).await;
     assert!(good
         .read_holding_registers(0x1060, 1)
@@ -374,18 +370,11 @@ async fn malformed_headers_close_only_their_own_session() {
             .is_ok());
     }
     // Events reach the log through the store thread.
-    wait_for("three sessions closed in the log", || {
-        card.events()
-            .iter()
-            .filter(|e| e.kind == "tcp_closed")
-            .count()
-            >= 3
-    });
+    card.wait_port_events("tcp_closed", 3);
 }
 
-#[tokio::test]
-async fn a_partial_frame_holds_up_nobody_else() {
-    let card = start_up(Setup::default());
+async fn a_partial_frame_holds_up_nobody_else(port: Port) {
+    let card = port.start_up(Setup::default());
     // Half a header, then nothing.
     let mut stalled = TcpStream::connect(card.addr()).unwrap();
     stalled.write_all(&[0, 9, 0, 0]).unwrap();
@@ -403,9 +392,8 @@ async fn a_partial_frame_holds_up_nobody_else() {
     assert_eq!(answer[7], 3);
 }
 
-#[test]
-fn pipelined_requests_are_answered_in_order() {
-    let card = start_up(Setup::default());
+fn pipelined_requests_are_answered_in_order(port: Port) {
+    let card = port.start_up(Setup::default());
     let mut s = TcpStream::connect(card.addr()).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     // Distinct values in four scratch registers, so a swapped answer shows.
@@ -439,9 +427,8 @@ fn pipelined_requests_are_answered_in_order() {
     }
 }
 
-#[tokio::test]
-async fn other_units_get_0a_without_touching_the_serial_line() {
-    let card = start_up(Setup::default().set("poll_rate_s", 0));
+async fn other_units_get_0a_without_touching_the_serial_line(port: Port) {
+    let card = port.start_up(Setup::default().set("poll_rate_s", 0));
     let before = card.sim.stats().requests;
     let mut c = client(card.addr(), 7).await;
     let r = c.read_holding_registers(0x1060, 1).await.unwrap();
@@ -458,9 +445,8 @@ async fn other_units_get_0a_without_touching_the_serial_line() {
     assert!(card.sim.stats().requests >= before + 2);
 }
 
-#[tokio::test]
-async fn transparent_routing_forwards_every_unit() {
-    let card = start_up(
+async fn transparent_routing_forwards_every_unit(port: Port) {
+    let card = port.start_up(
         Setup::default()
             .set("routing", "transparent")
             .set("serial_timeout_ms", 400)
@@ -476,16 +462,15 @@ async fn transparent_routing_forwards_every_unit() {
     assert!(c.read_holding_registers(0x1060, 1).await.unwrap().is_ok());
 }
 
-#[test]
-fn idle_sessions_are_closed_after_the_modbus_tcp_timeout() {
-    let card = start_up(Setup::default().set("modbus_timeout_s", 1));
+fn idle_sessions_are_closed_after_the_modbus_tcp_timeout(port: Port) {
+    let card = port.start_up(Setup::default().set("modbus_timeout_s", 1));
     let mut s = TcpStream::connect(card.addr()).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 8];
     assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
     assert!(started.elapsed() >= Duration::from_millis(900));
-    let closed = card.wait_event("tcp_closed");
+    let closed = card.wait_port_event("tcp_closed");
     assert!(
         closed.message.contains("idle timeout"),
         "{}",
@@ -547,12 +532,14 @@ fn boot_and_session_events_are_in_the_database() {
         .any(|e| e.kind == "cold_boot" || e.kind == "warm_boot"));
 }
 
-#[test]
-fn a_flooding_session_cannot_starve_another() {
+fn a_flooding_session_cannot_starve_another(port: Port) {
     // Paced at 19200 baud, a one-word read takes about 11 ms on the wire.
-    let card = start_up(Setup::default().set("ups_baud", 19200));
+    let card = port.start_up(Setup::default().set("ups_baud", 19200));
     card.sim.set_paced(true);
+    // Both sessions open first (on port 802, the handshake is not part of the wait).
+    let mut other = TcpStream::connect(card.addr()).unwrap();
     let mut flood = TcpStream::connect(card.addr()).unwrap();
+    wait_for("two sessions", || card.sessions().open() == 2);
     let mut burst = vec![];
     for tid in 0..100u16 {
         burst.extend_from_slice(&tid.to_be_bytes());
@@ -575,7 +562,6 @@ fn a_flooding_session_cannot_starve_another() {
     wait_for("the flood to start", || {
         answered.load(std::sync::atomic::Ordering::SeqCst) >= 3
     });
-    let mut other = TcpStream::connect(card.addr()).unwrap();
     other
         .write_all(&[0, 7, 0, 0, 0, 6, 1, 3, 0x10, 0x64, 0, 1])
         .unwrap();
@@ -583,18 +569,24 @@ fn a_flooding_session_cannot_starve_another() {
     let mut answer = [0u8; 11];
     other.read_exact(&mut answer).unwrap();
     let flood_done = answered.load(std::sync::atomic::Ordering::SeqCst);
-    // Served after at most a request or two of the flood, not after all of it.
+    // Served after at most a request or two of the flood, not after all of it. Through the
+    // TLS relay, each answer of the flood and the other request cross two more threads of
+    // this test, which a loaded machine may hold up for a few of the flood's 11 ms turns:
+    // more slack there, still far from the 100 an unfair queue would make it wait.
+    let most = match port {
+        Port::Plain => 5,
+        Port::Tls => 20,
+    };
     assert!(
-        flood_done <= 5,
+        flood_done <= most,
         "the other session waited for {flood_done} flood answers"
     );
     assert_eq!(&answer[..2], &[0, 7]);
     reader.join().unwrap();
 }
 
-#[tokio::test]
-async fn stale_bytes_on_an_idle_line_are_drained_before_the_next_request() {
-    let card = start_up(
+async fn stale_bytes_on_an_idle_line_are_drained_before_the_next_request(port: Port) {
+    let card = port.start_up(
         Setup::default()
             .set("serial_timeout_ms", 400)
             .set("poll_rate_s", 0),
@@ -654,9 +646,8 @@ fn a_connection_flood_cannot_fill_the_event_log() {
     );
 }
 
-#[tokio::test]
-async fn transparent_broadcast_reads_are_refused_at_once() {
-    let card = start_up(
+async fn transparent_broadcast_reads_are_refused_at_once(port: Port) {
+    let card = port.start_up(
         Setup::default()
             .set("routing", "transparent")
             .set("poll_rate_s", 0),
@@ -675,9 +666,8 @@ async fn transparent_broadcast_reads_are_refused_at_once() {
     });
 }
 
-#[tokio::test]
-async fn late_answers_while_the_ups_is_lost_are_no_sign_of_life() {
-    let card = start_up(
+async fn late_answers_while_the_ups_is_lost_are_no_sign_of_life(port: Port) {
+    let card = port.start_up(
         Setup::default()
             .set("serial_timeout_ms", 400)
             .set("poll_rate_s", 0),
@@ -826,9 +816,8 @@ async fn a_ups_port_that_goes_away_and_comes_back_is_used_again() {
     service.stop();
 }
 
-#[test]
-fn function_codes_that_are_never_requests_do_not_reach_the_line() {
-    let card = start_up(Setup::default().set("poll_rate_s", 0));
+fn function_codes_that_are_never_requests_do_not_reach_the_line(port: Port) {
+    let card = port.start_up(Setup::default().set("poll_rate_s", 0));
     let before = card.sim.stats().requests;
     let mut s = TcpStream::connect(card.addr()).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -841,3 +830,58 @@ fn function_codes_that_are_never_requests_do_not_reach_the_line() {
     }
     assert_eq!(card.sim.stats().requests, before);
 }
+
+/// Runs each test named on both Modbus ports: plain Modbus TCP (`plain`) and Modbus/TCP
+/// Security (`tls`, a master with a certificate of role operate), whose sessions must
+/// behave alike.
+macro_rules! on_both_ports {
+    (async $($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::Port;
+            #[tokio::test]
+            async fn plain() {
+                super::$name(Port::Plain).await
+            }
+            #[tokio::test]
+            async fn tls() {
+                super::$name(Port::Tls).await
+            }
+        }
+    )*};
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::Port;
+            #[test]
+            fn plain() {
+                super::$name(Port::Plain)
+            }
+            #[test]
+            fn tls() {
+                super::$name(Port::Tls)
+            }
+        }
+    )*};
+}
+
+on_both_ports!(
+    async reads_and_writes_of_each_common_function,
+    genuine_exceptions_pass_through_without_waiting_for_the_timeout,
+    a_silent_ups_gives_0b_at_the_serial_timeout_then_at_once_once_lost,
+    wrong_answers_give_exception_0b,
+    a_late_answer_never_leaks_into_the_next_request,
+    requests_get_0b_at_once_while_the_ups_is_not_found,
+    three_sessions_work_while_a_fourth_is_turned_away,
+    malformed_headers_close_only_their_own_session,
+    a_partial_frame_holds_up_nobody_else,
+    other_units_get_0a_without_touching_the_serial_line,
+    transparent_routing_forwards_every_unit,
+    stale_bytes_on_an_idle_line_are_drained_before_the_next_request,
+    transparent_broadcast_reads_are_refused_at_once,
+    late_answers_while_the_ups_is_lost_are_no_sign_of_life,
+);
+on_both_ports!(
+    pipelined_requests_are_answered_in_order,
+    idle_sessions_are_closed_after_the_modbus_tcp_timeout,
+    a_flooding_session_cannot_starve_another,
+    function_codes_that_are_never_requests_do_not_reach_the_line,
+);

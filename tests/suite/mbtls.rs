@@ -4,20 +4,19 @@
 
 use crate::common;
 
+use common::ports::{config, identity, make_client, BOTH};
 use common::{start_with, wait_for, Card, Setup, PATIENCE};
 use modbus_card::link::LinkState;
 use modbus_card::service::Options;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls::{ProtocolVersion, SupportedProtocolVersion};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
-const BOTH: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 
 /// A card serving Modbus/TCP Security on a loopback port, its UPS found.
@@ -31,57 +30,6 @@ fn card(setup: Setup) -> Card {
     );
     card.wait_state(LinkState::Up);
     card
-}
-
-/// `modbus-card cert client --data DATA --role ROLE --out OUT`, as an operator runs it.
-fn make_client(data: &Path, role: &str, out: &Path) {
-    let run = Command::new(env!("CARGO_BIN_EXE_modbus-card"))
-        .args(["cert", "client", "--data"])
-        .arg(data)
-        .args(["--role", role, "--out"])
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "cert client failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-}
-
-/// A key and certificate with `role` from the card's own client CA.
-fn identity(card: &Card, role: &str) -> PathBuf {
-    let out = card.data.parent().unwrap().join(format!("master-{role}"));
-    make_client(&card.data, role, &out);
-    out
-}
-
-/// The master's TLS settings: the card's certificate trusted, `identity` shown if given.
-fn config(
-    card: &Card,
-    identity: Option<&Path>,
-    versions: &[&'static SupportedProtocolVersion],
-) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(card.data.join("mbtls/server.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots);
-    Arc::new(match identity {
-        Some(dir) => {
-            let chain = CertificateDer::pem_file_iter(dir.join("client.pem"))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            let key = PrivateKeyDer::from_pem_file(dir.join("client-key.pem")).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    })
 }
 
 struct Master {
@@ -155,7 +103,15 @@ fn role_read_reads_and_its_writes_get_exception_01() {
         "{}",
         opened.message
     );
-    card.wait_event("write_refused");
+    // Which port, whose certificate, which role refused it.
+    let refused = card.wait_event("write_refused");
+    for part in [
+        "Modbus/TCP Security session 1",
+        "Modbus master (read)",
+        "role read may only read",
+    ] {
+        assert!(refused.message.contains(part), "{}", refused.message);
+    }
 }
 
 #[test]
@@ -166,8 +122,12 @@ fn role_operate_writes() {
     assert_eq!(m.ask(&WRITE).unwrap(), WRITE);
     assert_eq!(card.sim.register(0x0010), Some(0xBEEF));
     assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
-    // The session is listed beside, not among, the plain ones.
-    assert_eq!(card.service().mbtls.as_ref().unwrap().sessions.open(), 1);
+    // The session is listed beside, not among, the plain ones, with its certificate's
+    // subject.
+    let listed = card.service().mbtls.as_ref().unwrap().sessions.list();
+    assert_eq!(listed.len(), 1);
+    let subject = listed[0].subject.as_deref().unwrap_or_default();
+    assert!(subject.contains("Modbus master (operate)"), "{subject}");
     assert_eq!(card.service().sessions.open(), 0);
 }
 
@@ -179,6 +139,10 @@ fn modbus_write_applies_too_and_the_stricter_rule_wins() {
     assert_eq!(m.ask(&WRITE).unwrap(), [0x86, 0x01]);
     assert_ne!(card.sim.register(0x0010), Some(0xBEEF));
     assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    let refused = card.wait_event("write_refused");
+    for part in ["role operate", "this master may only read"] {
+        assert!(refused.message.contains(part), "{}", refused.message);
+    }
 }
 
 #[test]
@@ -225,6 +189,13 @@ fn a_certificate_from_another_ca_is_refused() {
     make_client(&elsewhere.path().join("data"), "operate", &other);
     refused(&card, config(&card, Some(&other), BOTH));
     assert_ne!(card.sim.register(0x0010), Some(0xBEEF));
+    // Whom the certificate named, though it was refused.
+    let event = card.wait_event("mbtls_refused");
+    assert!(
+        event.message.contains("Modbus master (operate)"),
+        "{}",
+        event.message
+    );
 }
 
 #[test]
@@ -290,7 +261,25 @@ fn off_by_default_and_switched_live() {
 /// A master's certificate from the card's client CA with `role` as the raw value of the
 /// role extension (None: no extension), made here since `cert client` only makes good ones.
 fn odd_identity(card: &Card, name: &str, role: Option<Vec<u8>>) -> PathBuf {
-    use rcgen::{CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose};
+    signed_identity(card, name, |params| {
+        if let Some(value) = role {
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 4, 1, 50316, 802, 1],
+                    value,
+                ));
+        }
+    })
+}
+
+/// A master's certificate named `name` from the card's client CA, as `edit` makes it.
+fn signed_identity(
+    card: &Card,
+    name: &str,
+    edit: impl FnOnce(&mut rcgen::CertificateParams),
+) -> PathBuf {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose};
     identity(card, "read");
     let dir = card.data.join("mbtls");
     let ca_key =
@@ -302,14 +291,7 @@ fn odd_identity(card: &Card, name: &str, role: Option<Vec<u8>>) -> PathBuf {
     let mut params = CertificateParams::new(vec![]).unwrap();
     params.distinguished_name.push(DnType::CommonName, name);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    if let Some(value) = role {
-        params
-            .custom_extensions
-            .push(CustomExtension::from_oid_content(
-                &[1, 3, 6, 1, 4, 1, 50316, 802, 1],
-                value,
-            ));
-    }
+    edit(&mut params);
     let cert = params.signed_by(&key, &issuer).unwrap();
     let out = card.data.parent().unwrap().join(name);
     std::fs::create_dir_all(&out).unwrap();
@@ -472,4 +454,197 @@ fn a_revoked_certificate_is_refused() {
     assert!(event.message.contains("Revoked"), "{}", event.message);
     let mut m = Master::connect(&card, config(&card, Some(&kept), BOTH)).unwrap();
     assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+}
+
+/// Sends a read of 0x1060 on a plain Modbus TCP connection; the answer's PDU, or the
+/// error if the connection was closed.
+fn plain_read(sock: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    sock.write_all(&[0, 1, 0, 0, 0, 6, 1, 0x03, 0x10, 0x60, 0, 1])?;
+    let mut answer = [0u8; 11];
+    sock.read_exact(&mut answer)?;
+    Ok(answer[7..].to_vec())
+}
+
+/// `modbus_enabled` off closes plain port 502 and ends its sessions at once, leaving
+/// Modbus/TCP Security and its sessions alone; on again, 502 listens where it did. Only
+/// the admin switches it, and the change is logged.
+#[test]
+fn plain_modbus_tcp_is_switched_off_and_on_live_and_802_stays() {
+    let card = card(Setup::default());
+    assert!(card.service().settings().modbus_enabled, "on by default");
+    let plain_addr = card.addr();
+    let mut plain = TcpStream::connect(plain_addr).unwrap();
+    plain.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(plain_read(&mut plain).unwrap()[..2], [0x03, 2]);
+    let id = identity(&card, "operate");
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+
+    let mut operator = crate::common::admin_who();
+    operator.role = modbus_card::accounts::Role::ReadWrite;
+    let live = &card.service().live;
+    assert!(live
+        .change(&[("modbus_enabled", "false")], &operator, false)
+        .is_err());
+    assert!(card.service().settings().modbus_enabled);
+
+    let admin = crate::common::admin_who();
+    // The open session is named before anything is done.
+    match live.change(&[("modbus_enabled", "false")], &admin, false) {
+        Err(modbus_card::live::Refused::Confirm(w)) => {
+            assert!(w[0].contains("session 1"), "{w:?}")
+        }
+        other => panic!("not asked to confirm: {other:?}"),
+    }
+    let applied = live
+        .change(&[("modbus_enabled", "false")], &admin, true)
+        .unwrap();
+    assert!(applied.next_start.is_empty(), "applies at once");
+    wait_for("the plain session closed", || {
+        card.events()
+            .iter()
+            .any(|e| e.kind == "tcp_closed" && e.message.contains("Modbus TCP turned off"))
+    });
+    assert!(plain_read(&mut plain).is_err());
+    wait_for("port 502 closed", || {
+        TcpStream::connect(plain_addr).is_err()
+    });
+    // Port 802 goes on: the open session and a new one.
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    let mut again = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(again.ask(&READ).unwrap()[..2], [0x03, 2]);
+    let changed = card.wait_event("setting_changed");
+    assert!(
+        changed.message.contains("Modbus TCP"),
+        "{}",
+        changed.message
+    );
+
+    live.change(&[("modbus_enabled", "true")], &admin, false)
+        .unwrap();
+    let mut plain = TcpStream::connect(plain_addr).unwrap();
+    plain.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(plain_read(&mut plain).unwrap()[..2], [0x03, 2]);
+}
+
+/// A master's certificate with role operate, valid from `days_from` to `days_to` days
+/// from now by this machine's clock.
+fn dated_identity(card: &Card, name: &str, days_from: i64, days_to: i64) -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    signed_identity(card, name, |params| {
+        params.not_before = now + time::Duration::days(days_from);
+        params.not_after = now + time::Duration::days(days_to);
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 4, 1, 50316, 802, 1],
+                b"\x0c\x07operate".to_vec(),
+            ));
+    })
+}
+
+/// `id` is refused at the handshake, the event saying `why` and naming the certificate
+/// (whose common name is its folder's name).
+fn refused_because(card: &Card, id: &Path, why: &str) {
+    let name = id.file_name().unwrap().to_str().unwrap();
+    match Master::connect(card, config(card, Some(id), BOTH)) {
+        Err(_) => {}
+        Ok(mut m) => assert!(m.ask(&READ).is_err(), "a request was answered"),
+    }
+    wait_for(why, || {
+        card.events().iter().any(|e| {
+            e.kind == "mbtls_refused" && e.message.contains(why) && e.message.contains(name)
+        })
+    });
+}
+
+/// A card without a real-time clock may start after a power cut with its clock far
+/// behind. The time of the last event it logged before is no earlier than the real
+/// time was then, so certificates are judged by it while the clock is behind it. Here the
+/// clock is right and the event log is ahead (an event 10 days from now), which is the
+/// same case seen from the other side: certificates are judged 10 days from now, both
+/// ways (one not yet valid by the clock gets in, one that expires before then does not).
+#[test]
+fn certificates_are_judged_no_earlier_than_the_last_event_logged() {
+    let mut card = card(Setup::default());
+    let later = dated_identity(&card, "from-in-2-days", 2, 60);
+    let soon_over = dated_identity(&card, "over-in-1-day", -30, 1);
+    // By the clock: the first is not valid yet, the second is.
+    refused_because(&card, &later, "certificate not valid yet");
+    let mut m = Master::connect(&card, config(&card, Some(&soon_over), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    drop(m);
+
+    card.stop();
+    let ten_days = std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 86_400);
+    let mut store = modbus_card::store::Store::open(&card.data).unwrap();
+    store
+        .add_events(&[modbus_card::event::Stamped {
+            at: ten_days,
+            event: modbus_card::event::Event::Stopped,
+        }])
+        .unwrap();
+    drop(store);
+    card.service = Some(
+        modbus_card::service::Service::start(Options {
+            data: card.data.clone(),
+            ups: card.sim.path().unwrap().to_path_buf(),
+            modbus: Some("127.0.0.1:0".parse().unwrap()),
+            mbtls: Some("127.0.0.1:0".parse().unwrap()),
+            overrides: vec![("mbtls_enabled".into(), "true".into())],
+            ..Options::default()
+        })
+        .unwrap(),
+    );
+    card.wait_state(LinkState::Up);
+    let mut m = Master::connect(&card, config(&card, Some(&later), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    refused_because(&card, &soon_over, "certificate expired");
+}
+
+/// Home lists Modbus/TCP Security's sessions beside the plain ones, each with its master's
+/// address and its certificate's subject; with plain Modbus TCP off it says so.
+#[test]
+fn home_lists_tls_sessions_with_their_certificates_subject() {
+    let card = start_with(
+        Setup::default().set("mbtls_enabled", "true"),
+        Options {
+            mbtls: Some("127.0.0.1:0".parse().unwrap()),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            https: Some("127.0.0.1:0".parse().unwrap()),
+            mac: Some("00:1A:2B:3C:4D:5E".parse().unwrap()),
+            ..Options::default()
+        },
+    );
+    card.wait_state(LinkState::Up);
+    let id = identity(&card, "operate");
+    let mut m = Master::connect(&card, config(&card, Some(&id), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    let peer = m.tls.sock.local_addr().unwrap().to_string();
+    let mut admin = card.admin();
+    let s: serde_json::Value = serde_json::from_str(&admin.get("/api/status").body).unwrap();
+    assert_eq!(s["tls"][0]["peer"], peer.as_str());
+    let subject = s["tls"][0]["subject"].as_str().unwrap_or_default();
+    assert!(subject.contains("Modbus master (operate)"), "{s}");
+    assert_eq!(s["tls"][1]["peer"], serde_json::Value::Null);
+    assert_eq!(s["tcp"][0]["subject"], serde_json::Value::Null);
+    let home = admin.get("/");
+    for shown in ["TLS session 1", peer.as_str(), "Modbus master (operate)"] {
+        assert!(home.body.contains(shown), "Home lacks {shown}");
+    }
+
+    card.service()
+        .live
+        .change(
+            &[("modbus_enabled", "false")],
+            &crate::common::admin_who(),
+            true,
+        )
+        .unwrap();
+    let home = admin.get("/");
+    assert!(
+        home.body.contains("plain Modbus TCP is turned off"),
+        "{}",
+        home.body
+    );
 }

@@ -248,12 +248,13 @@ fn only_admin_decides_who_can_reach_the_card() {
     let mut admin = card.admin();
     let mut op = card.user(&mut admin, "op", "read-write");
     let page = op.get("/control");
-    // Four services are admin's; the others the Read/Write user may switch.
-    assert_eq!(page.body.matches("admin only").count(), 4, "{}", page.body);
+    // Five services are admin's; the others the Read/Write user may switch.
+    assert_eq!(page.body.matches("admin only").count(), 5, "{}", page.body);
     for (path, key, value) in [
         ("/control", "http_enabled", "false"),
         ("/control", "https_enabled", "false"),
         ("/control", "ssh_enabled", "false"),
+        ("/control", "modbus_enabled", "false"),
         ("/control", "mbtls_enabled", "true"),
         ("/modbus", "modbus_allow", "10.0.0.0/8"),
         ("/modbus", "modbus_write", "nobody"),

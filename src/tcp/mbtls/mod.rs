@@ -5,7 +5,8 @@
 //!   all ECDHE with AEAD ciphers: the spec's RSA key exchange and CBC suites are not
 //!   offered. A client certificate is required, verified against `DATA/mbtls/clients-ca.pem`
 //!   (read at each handshake, so a new CA applies at once). No resumption: every
-//!   connection shows its certificate.
+//!   connection shows its certificate. Its dates are judged by [`validity`]'s time, not
+//!   the system clock alone, which a card without a real-time clock may have at 1970.
 //! - `mbtls_enabled` opens and closes the port live ([`Mbtls::switch`]); turning it off
 //!   ends the open sessions.
 //! - At most [`MAX_PENDING`] handshakes at a time, each within [`HANDSHAKE_TIMEOUT`]; a new
@@ -19,19 +20,23 @@
 
 pub mod pki;
 pub mod role;
+pub mod validity;
 
 use super::session::{Rights, Session, Transport};
 use super::{prepare, Refused, SessionLog, Sessions, Tcp, TcpConfig};
 use crate::access;
-use crate::event::{Event, Events};
+use crate::event::{Event, Events, Holder};
 use crate::health::Heartbeat;
 use crate::link::{Link, Source};
 use crate::poll::{wait_any, wait_readable, Ready, Update};
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateRevocationListDer;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -94,14 +99,18 @@ struct Shared {
     next_id: AtomicU64,
     /// Off: handshakes in progress end without a session, sessions say why they ended.
     on: AtomicBool,
+    validity: Arc<validity::ValidityTime>,
 }
 
 /// Starts the acceptor, not listening until [`Mbtls::switch`] gives it a listener, with
 /// plain Modbus TCP's configuration and counters. The card's certificate on this port is
-/// made now if missing.
+/// made now if missing. `last_event_s`: the time of the last event logged before this
+/// start, for [`validity`].
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     place: SocketAddr,
     data: &Path,
+    last_event_s: Option<i64>,
     tcp: &Tcp,
     link: Link,
     events: Events,
@@ -115,6 +124,10 @@ pub fn spawn(
         addr: Arc::new(Mutex::new(None)),
         listener: Arc::new(Update::new()?),
     };
+    let validity = Arc::new(validity::ValidityTime {
+        clock: events.clock().clone(),
+        last_event_s,
+    });
     let shared = Arc::new(Shared {
         data: data.to_path_buf(),
         sessions: mbtls.sessions.clone(),
@@ -126,6 +139,7 @@ pub fn spawn(
         pending: Mutex::new(Vec::new()),
         next_id: AtomicU64::new(0),
         on: AtomicBool::new(false),
+        validity,
     });
     let switched = mbtls.listener.clone();
     let thread = std::thread::Builder::new()
@@ -186,6 +200,7 @@ fn accept_loop(
         let refuse = |reason: &str| {
             shared.log.emit(Event::MbtlsRefused {
                 peer,
+                subject: None,
                 reason: reason.into(),
             })
         };
@@ -264,7 +279,8 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
         log::warn!("modbus/tcp security: cannot set up socket from {peer}: {e}");
     }
     let (id, dropped) = pending;
-    let shaken = handshake(&stream, shared);
+    let seen = Arc::new(Mutex::new(None));
+    let shaken = handshake(&stream, shared, seen.clone());
     shared.pending.lock().retain(|p| p.id != id);
     let shaken = match shaken {
         Err(_) if dropped.load(Ordering::SeqCst) => Err(format!(
@@ -274,17 +290,15 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
         shaken => shaken,
     };
     let mut tls = match shaken {
-        Ok(tls) if !shared.on.load(Ordering::SeqCst) => {
-            drop(tls);
-            shared.log.emit(Event::MbtlsRefused {
-                peer,
-                reason: "Modbus/TCP Security turned off".into(),
-            });
-            return;
-        }
         Ok(tls) => tls,
         Err(reason) => {
-            shared.log.emit(Event::MbtlsRefused { peer, reason });
+            // Whom the certificate named, if the client got as far as showing one.
+            let subject = seen.lock().take();
+            shared.log.emit(Event::MbtlsRefused {
+                peer,
+                subject,
+                reason,
+            });
             return;
         }
     };
@@ -297,11 +311,20 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
             subject: "?".into(),
             role: Err("no certificate".into()),
         });
-    let Some((number, evicted)) = take_slot(shared, peer, &tls.sock) else {
+    let refuse = |reason: String| {
         shared.log.emit(Event::MbtlsRefused {
             peer,
-            reason: format!("all {} sessions in use", super::MAX_SESSIONS),
-        });
+            subject: Some(client.subject.clone()),
+            reason,
+        })
+    };
+    if !shared.on.load(Ordering::SeqCst) {
+        drop(tls);
+        refuse("Modbus/TCP Security turned off".into());
+        return;
+    }
+    let Some((number, evicted)) = take_slot(shared, peer, &client.subject, &tls.sock) else {
+        refuse(format!("all {} sessions in use", super::MAX_SESSIONS));
         tls.close();
         return;
     };
@@ -312,6 +335,10 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
             why,
         }))
     };
+    let role = client
+        .role
+        .clone()
+        .unwrap_or_else(|why| format!("none ({why})"));
     let rights = match &client.role {
         Ok(role) if role == "operate" => Rights::All,
         Ok(role) if role == "read" => Rights::Read,
@@ -322,15 +349,16 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
         session: number,
         peer,
         subject: client.subject.clone(),
-        role: client
-            .role
-            .clone()
-            .unwrap_or_else(|why| format!("none ({why})")),
+        role: role.clone(),
     });
     let session = Session {
         number,
         stream: tls,
         rights,
+        holder: Some(Holder {
+            subject: client.subject,
+            role,
+        }),
         config: shared.config.clone(),
         caller: shared.link.caller(Source::Mbtls(number)),
         shutdown: shared.shutdown.clone(),
@@ -354,8 +382,13 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
 }
 
 /// A free session slot, or that of a session idle long enough, as plain Modbus TCP does.
-fn take_slot(shared: &Shared, peer: SocketAddr, sock: &TcpStream) -> Option<(u8, Arc<AtomicBool>)> {
-    if let Some(taken) = shared.sessions.take(peer, sock) {
+fn take_slot(
+    shared: &Shared,
+    peer: SocketAddr,
+    subject: &str,
+    sock: &TcpStream,
+) -> Option<(u8, Arc<AtomicBool>)> {
+    if let Some(taken) = shared.sessions.take(peer, Some(subject), sock) {
         return Some(taken);
     }
     let evict_idle = shared.config.lock().evict_idle;
@@ -367,7 +400,7 @@ fn take_slot(shared: &Shared, peer: SocketAddr, sock: &TcpStream) -> Option<(u8,
     // Its thread ends at once and frees the slot.
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
-        if let Some(taken) = shared.sessions.take(peer, sock) {
+        if let Some(taken) = shared.sessions.take(peer, Some(subject), sock) {
             return Some(taken);
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -375,8 +408,13 @@ fn take_slot(shared: &Shared, peer: SocketAddr, sock: &TcpStream) -> Option<(u8,
     None
 }
 
-/// The TLS settings of one handshake: the client CAs as they are on disk now.
-fn tls_config(data: &Path) -> Result<Arc<ServerConfig>, String> {
+/// The TLS settings of one handshake: the client CAs as they are on disk now; the
+/// subject of the certificate the client shows goes to `seen`.
+fn tls_config(
+    data: &Path,
+    time: Arc<validity::ValidityTime>,
+    seen: Arc<Mutex<Option<String>>>,
+) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let dir = pki::dir(data);
     let cas = pki::read_certs(&dir.join(pki::CLIENTS_CA))
@@ -397,9 +435,12 @@ fn tls_config(data: &Path) -> Result<Arc<ServerConfig>, String> {
         // A CA without a CRL among several is not a refusal.
         verifier = verifier.with_crls(crls).allow_unknown_revocation_status();
     }
-    let verifier = verifier.build().map_err(|e| format!("client CAs: {e}"))?;
+    let verifier = Arc::new(Noting {
+        verifier: verifier.build().map_err(|e| format!("client CAs: {e}"))?,
+        seen,
+    });
     let (chain, key) = pki::server_identity(data)?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_details(provider, time)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(verifier)
@@ -410,9 +451,76 @@ fn tls_config(data: &Path) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// Longest subject noted from a certificate not yet verified, in characters.
+const NOTED_SUBJECT: usize = 200;
+
+/// The client verifier, noting whom the certificate names before judging it, so that a
+/// refusal says whom it refused. The subject is then anyone's claim: it is logged without
+/// control characters and cut at [`NOTED_SUBJECT`] characters.
+#[derive(Debug)]
+struct Noting {
+    verifier: Arc<dyn ClientCertVerifier>,
+    seen: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientCertVerifier for Noting {
+    fn offer_client_auth(&self) -> bool {
+        self.verifier.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.verifier.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.verifier.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let subject = role::of(end_entity).subject;
+        let shown = subject
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c });
+        *self.seen.lock() = Some(shown.take(NOTED_SUBJECT).collect());
+        self.verifier
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier.supported_verify_schemes()
+    }
+}
+
 /// The handshake, within [`HANDSHAKE_TIMEOUT`]; `Err` says why it failed, for the log.
-fn handshake(sock: &TcpStream, shared: &Shared) -> Result<TlsStream, String> {
-    let config = tls_config(&shared.data)?;
+fn handshake(
+    sock: &TcpStream,
+    shared: &Shared,
+    seen: Arc<Mutex<Option<String>>>,
+) -> Result<TlsStream, String> {
+    let config = tls_config(&shared.data, shared.validity.clone(), seen)?;
     let mut conn = ServerConnection::new(config).map_err(|e| e.to_string())?;
     let mut sock = sock.try_clone().map_err(|e| e.to_string())?;
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;

@@ -11,7 +11,7 @@ use askama::Template;
 use rouille::Response;
 
 /// The services of docs/web.md, in the vendor's order: key, port, what "off" means.
-const SERVICES: [(Key, Option<Kind>, &str, &str); 9] = [
+const SERVICES: [(Key, Option<Kind>, &str, &str); 10] = [
     (Key::DhcpEnabled, None, "", "static IP address"),
     (Key::PingEnabled, None, "", "ping not answered"),
     (
@@ -33,6 +33,12 @@ const SERVICES: [(Key, Option<Kind>, &str, &str); 9] = [
         "no plain web access",
     ),
     (Key::SshEnabled, None, "TCP 22", "no SSH console"),
+    (
+        Key::ModbusEnabled,
+        None,
+        "TCP 502",
+        "no plain Modbus TCP: only Modbus/TCP Security",
+    ),
     (
         Key::MbtlsEnabled,
         None,
@@ -79,6 +85,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
             };
             let port = match home {
                 Some(addr) => format!("TCP {}", addr.port()),
+                None if key == Key::ModbusEnabled => format!("TCP {}", settings.modbus_port),
                 None => port.to_string(),
             };
             Service {

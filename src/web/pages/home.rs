@@ -27,6 +27,8 @@ pub struct Status {
     /// command line put it elsewhere).
     pub modbus: Modbus,
     pub tcp: Vec<TcpSession>,
+    /// Modbus/TCP Security's sessions; empty when it is not served.
+    pub tls: Vec<TcpSession>,
     pub rs485: Rs485,
     pub login: Login,
 }
@@ -79,6 +81,37 @@ pub fn counters(c: &crate::link::Counters) -> BTreeMap<&'static str, u64> {
     ])
 }
 
+/// Each session slot, open or free, as Home shows it: the master's address, and the
+/// subject of its certificate on Modbus/TCP Security.
+fn slots(sessions: &crate::tcp::Sessions) -> Vec<TcpSession> {
+    let open = sessions.list();
+    (1..=crate::tcp::MAX_SESSIONS)
+        .map(|n| match open.iter().find(|s| usize::from(s.number) == n) {
+            Some(s) => TcpSession {
+                session: n,
+                peer: Some(s.peer.to_string()),
+                subject: s.subject.clone(),
+                since: Some(timestamp(s.opened)),
+                idle_s: Some(s.idle.as_secs()),
+                text: match &s.subject {
+                    Some(subject) => format!("{} ({subject})", s.peer),
+                    None => s.peer.to_string(),
+                },
+                since_text: format!("since {}", timestamp(s.opened)),
+            },
+            None => TcpSession {
+                session: n,
+                peer: None,
+                subject: None,
+                since: None,
+                idle_s: None,
+                text: "free".into(),
+                since_text: String::new(),
+            },
+        })
+        .collect()
+}
+
 impl Ups {
     /// Counter `name`, for the page.
     pub fn count(&self, name: &str) -> u64 {
@@ -91,6 +124,8 @@ pub struct TcpSession {
     pub session: usize,
     /// The master's address, or null when the slot is free.
     pub peer: Option<String>,
+    /// The subject of its client certificate (Modbus/TCP Security); null otherwise.
+    pub subject: Option<String>,
     /// When the session opened; null when free.
     pub since: Option<String>,
     /// Seconds since its last request or answer; null when free.
@@ -136,27 +171,8 @@ impl Status {
             LinkState::Stopped => ("stopped", "Stopped"),
         };
         let baud = link.baud();
-        let open = app.sessions.list();
-        let tcp = (1..=crate::tcp::MAX_SESSIONS)
-            .map(|n| match open.iter().find(|s| usize::from(s.number) == n) {
-                Some(s) => TcpSession {
-                    session: n,
-                    peer: Some(s.peer.to_string()),
-                    since: Some(timestamp(s.opened)),
-                    idle_s: Some(s.idle.as_secs()),
-                    text: s.peer.to_string(),
-                    since_text: format!("since {}", timestamp(s.opened)),
-                },
-                None => TcpSession {
-                    session: n,
-                    peer: None,
-                    since: None,
-                    idle_s: None,
-                    text: "free".into(),
-                    since_text: String::new(),
-                },
-            })
-            .collect();
+        let tcp = slots(&app.sessions);
+        let tls = app.mbtls_sessions.as_deref().map(slots).unwrap_or_default();
         let rs485 = match &app.rs485 {
             Some(s) => {
                 let on = s.communicating.load(Relaxed);
@@ -208,7 +224,7 @@ impl Status {
         let modbus = Modbus {
             port,
             stored_port,
-            text: super::modbus::in_force(port, stored_port),
+            text: super::modbus::in_force(&app.modbus, stored_port),
         };
         Status {
             firmware: version(),
@@ -240,6 +256,7 @@ impl Status {
                 unit: UpsView::of(&link.ups.lock().clone(), link.state()),
             },
             tcp,
+            tls,
             rs485,
             login,
         }

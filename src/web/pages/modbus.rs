@@ -57,7 +57,7 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
         ups: fields::fields(ctx, &UPS, &state),
         rs485: fields::fields(ctx, &RS485, &state),
         access: fields::fields(ctx, &ACCESS, &state),
-        listening: in_force(app.modbus.addr().port(), app.card.live.stored().modbus_port),
+        listening: in_force(&app.modbus, app.card.live.stored().modbus_port),
         sessions: app.sessions.open(),
         baud,
         rs485_state: match &app.rs485 {
@@ -76,8 +76,11 @@ pub fn page(ctx: &Ctx<'_>, state: State) -> Response {
 
 /// The port Modbus TCP listens on, and the stored one beside it when the command line
 /// (`--modbus`) put it elsewhere for this run.
-pub fn in_force(port: u16, stored: u16) -> String {
-    if port == stored {
+pub fn in_force(tcp: &crate::tcp::Tcp, stored: u16) -> String {
+    let port = tcp.addr().port();
+    if !tcp.listening() {
+        "no port: plain Modbus TCP is turned off (Control page)".into()
+    } else if port == stored {
         format!("port {port}")
     } else {
         format!(

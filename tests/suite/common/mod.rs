@@ -4,6 +4,7 @@
 
 pub mod console;
 pub mod flood;
+pub mod ports;
 pub mod ssh;
 pub mod web;
 
