@@ -4,8 +4,9 @@
 //! - TLS 1.3, and TLS 1.2 (most PLC masters speak only 1.2) with ring's suites, which are
 //!   all ECDHE with AEAD ciphers: the spec's RSA key exchange and CBC suites are not
 //!   offered. A client certificate is required, verified against `DATA/mbtls/clients-ca.pem`
-//!   (read at each handshake, so a new CA applies at once). No resumption: every
-//!   connection shows its certificate.
+//!   (read at each handshake, so a new CA applies at once), its revocation lists and
+//!   the serials the administrator revoked ([`trust`]). No resumption: every connection
+//!   shows its certificate.
 //! - `mbtls_enabled` opens and closes the port live ([`Mbtls::switch`]); turning it off
 //!   ends the open sessions.
 //! - At most [`MAX_PENDING`] handshakes at a time, each within [`HANDSHAKE_TIMEOUT`]; a new
@@ -19,6 +20,7 @@
 
 pub mod pki;
 pub mod role;
+pub mod trust;
 
 use super::session::{Rights, Session, Transport};
 use super::{prepare, Refused, SessionLog, Sessions, Tcp, TcpConfig};
@@ -313,9 +315,11 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
         }))
     };
     let rights = match &client.role {
-        Ok(role) if role == "operate" => Rights::All,
-        Ok(role) if role == "read" => Rights::Read,
-        Ok(role) => refusal(format!("role '{role}' has no rights")),
+        Ok(role) => match role::grant(&shared.data, role) {
+            role::Grant::Operate => Rights::All,
+            role::Grant::Read => Rights::Read,
+            role::Grant::None => refusal(format!("role '{role}' has no rights")),
+        },
         Err(why) => refusal(why.clone()),
     };
     shared.log.emit(Event::MbtlsOpened {
@@ -398,6 +402,7 @@ fn tls_config(data: &Path) -> Result<Arc<ServerConfig>, String> {
         verifier = verifier.with_crls(crls).allow_unknown_revocation_status();
     }
     let verifier = verifier.build().map_err(|e| format!("client CAs: {e}"))?;
+    let verifier = trust::with_revoked(verifier, data);
     let (chain, key) = pki::server_identity(data)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
