@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-const BOTH: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+pub(crate) const BOTH: &[&SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
 const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 
 /// A card serving Modbus/TCP Security on a loopback port, its UPS found.
-fn card(setup: Setup) -> Card {
+pub(crate) fn card(setup: Setup) -> Card {
     let card = start_with(
         setup.set("mbtls_enabled", "true"),
         Options {
@@ -34,7 +35,7 @@ fn card(setup: Setup) -> Card {
 }
 
 /// `modbus-card cert client --data DATA --role ROLE --out OUT`, as an operator runs it.
-fn make_client(data: &Path, role: &str, out: &Path) {
+pub(crate) fn make_client(data: &Path, role: &str, out: &Path) {
     let run = Command::new(env!("CARGO_BIN_EXE_modbus-card"))
         .args(["cert", "client", "--data"])
         .arg(data)
@@ -50,14 +51,14 @@ fn make_client(data: &Path, role: &str, out: &Path) {
 }
 
 /// A key and certificate with `role` from the card's own client CA.
-fn identity(card: &Card, role: &str) -> PathBuf {
+pub(crate) fn identity(card: &Card, role: &str) -> PathBuf {
     let out = card.data.parent().unwrap().join(format!("master-{role}"));
     make_client(&card.data, role, &out);
     out
 }
 
 /// The master's TLS settings: the card's certificate trusted, `identity` shown if given.
-fn config(
+pub(crate) fn config(
     card: &Card,
     identity: Option<&Path>,
     versions: &[&'static SupportedProtocolVersion],
@@ -84,7 +85,7 @@ fn config(
     })
 }
 
-struct Master {
+pub(crate) struct Master {
     tls: StreamOwned<ClientConnection, TcpStream>,
     transaction: u16,
 }
@@ -92,7 +93,7 @@ struct Master {
 impl Master {
     /// Connects and completes the handshake (as the client sees it: with TLS 1.3 the
     /// server's verdict on the client's certificate comes with the first answer).
-    fn connect(card: &Card, config: Arc<ClientConfig>) -> std::io::Result<Master> {
+    pub(crate) fn connect(card: &Card, config: Arc<ClientConfig>) -> std::io::Result<Master> {
         let addr = card.service().mbtls_addr().expect("mbtls served");
         let mut sock = TcpStream::connect(addr)?;
         sock.set_read_timeout(Some(PATIENCE))?;
@@ -109,7 +110,7 @@ impl Master {
     }
 
     /// Sends `pdu` to unit 1 and returns the answer's PDU.
-    fn ask(&mut self, pdu: &[u8]) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn ask(&mut self, pdu: &[u8]) -> std::io::Result<Vec<u8>> {
         self.transaction += 1;
         let mut frame = self.transaction.to_be_bytes().to_vec();
         frame.extend([0, 0]);
@@ -133,9 +134,9 @@ impl Master {
 }
 
 /// Read holding registers: 0x1060, one register.
-const READ: [u8; 5] = [0x03, 0x10, 0x60, 0x00, 0x01];
+pub(crate) const READ: [u8; 5] = [0x03, 0x10, 0x60, 0x00, 0x01];
 /// Write single register 0x0010 = 0xBEEF.
-const WRITE: [u8; 5] = [0x06, 0x00, 0x10, 0xBE, 0xEF];
+pub(crate) const WRITE: [u8; 5] = [0x06, 0x00, 0x10, 0xBE, 0xEF];
 
 #[test]
 fn role_read_reads_and_its_writes_get_exception_01() {
@@ -198,7 +199,7 @@ fn a_role_without_rights_gets_exception_01_for_everything_logged_once() {
 }
 
 /// The handshake, or at the latest the first request, fails.
-fn refused(card: &Card, config: Arc<ClientConfig>) {
+pub(crate) fn refused(card: &Card, config: Arc<ClientConfig>) {
     match Master::connect(card, config) {
         Err(_) => {}
         Ok(mut m) => assert!(m.ask(&READ).is_err(), "a request was answered"),
