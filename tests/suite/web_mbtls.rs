@@ -424,3 +424,84 @@ fn a_ca_or_revocation_list_near_its_end_is_warned_of_on_the_page_and_once_in_the
     admin.post("/mbtls/role", &[("name", "viewer"), ("rights", "read")]);
     assert_eq!(card.count("mbtls_expiring"), 2);
 }
+
+/// `modbus-card ARGS`, as an operator runs it; its standard output.
+fn run(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modbus-card"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_command_line_signs_a_request_and_revokes_by_serial_too() {
+    let card = card();
+    let (key, csr) = request("plc-offline");
+    let dir = card.data.parent().unwrap().join("plc-offline");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("request.pem"), &csr).unwrap();
+    std::fs::write(dir.join("client-key.pem"), key.serialize_pem()).unwrap();
+    let data = card.data.as_os_str();
+    let said = run(&[
+        "cert".as_ref(),
+        "sign".as_ref(),
+        "--data".as_ref(),
+        data,
+        "--role".as_ref(),
+        "operate".as_ref(),
+        "--out".as_ref(),
+        dir.join("client.pem").as_os_str(),
+        dir.join("request.pem").as_os_str(),
+    ]);
+    assert!(said.contains("role 'operate'"), "{said}");
+    let mut m = Master::connect(&card, config(&card, Some(&dir), BOTH)).unwrap();
+    assert_eq!(m.ask(&WRITE).unwrap(), WRITE);
+    drop(m);
+
+    let serial = serial_with_colons(&cert_of(&dir));
+    run(&[
+        "cert".as_ref(),
+        "revoke".as_ref(),
+        "--data".as_ref(),
+        data,
+        serial.as_ref(),
+    ]);
+    shut_out(&card, &dir);
+    let mut admin = card.admin();
+    let stored = serial.replace(':', "").to_uppercase();
+    page(&mut admin).shows(&[stored.trim_start_matches("00")]);
+    run(&[
+        "cert".as_ref(),
+        "unrevoke".as_ref(),
+        "--data".as_ref(),
+        data,
+        serial.as_ref(),
+    ]);
+    let mut m = Master::connect(&card, config(&card, Some(&dir), BOTH)).unwrap();
+    assert_eq!(m.ask(&READ).unwrap()[..2], [0x03, 2]);
+    let logged: Vec<_> = card
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == "mbtls_changed" && e.message.contains("by command line"))
+        .collect();
+    assert_eq!(logged.len(), 3, "{logged:?}");
+
+    // A file that is not a request (the key) is refused with the reason.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modbus-card"))
+        .args(["cert", "sign", "--role", "read", "--out"])
+        .arg(dir.join("other.pem"))
+        .arg("--data")
+        .arg(&card.data)
+        .arg(dir.join("client-key.pem"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a certificate request"));
+    assert!(!dir.join("other.pem").exists());
+}
