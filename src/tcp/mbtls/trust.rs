@@ -241,7 +241,11 @@ pub fn crls(data: &Path) -> Vec<Crl> {
             Some(Crl {
                 issuer: crl.issuer().to_string(),
                 next_update: next.map_or("not given".into(), date),
-                warning: next.and_then(|t| warning(t, now)),
+                // A list past its next update is stale rather than expired.
+                warning: next.and_then(|t| warning(t, now)).map(|w| {
+                    w.replace("expires in", "due in")
+                        .replace("expired on", "overdue since")
+                }),
                 serials: crl
                     .iter_revoked_certificates()
                     .map(|r| of_bytes(r.raw_serial()))
@@ -342,7 +346,7 @@ pub fn expiring(data: &Path) -> Vec<(String, String)> {
         let w = crl.warning?;
         Some((
             format!("crl {} {}", crl.issuer, crl.next_update),
-            format!("revocation list of {}: next update due, {w}", crl.issuer),
+            format!("revocation list of {}: next update {w}", crl.issuer),
         ))
     }));
     out
