@@ -241,3 +241,36 @@ pub fn sign_csr(data: &Path, csr_pem: &str, role: &str) -> Result<(String, Strin
     .map_err(|e| format!("cannot sign the request: {e}"))?;
     Ok((signed.pem(), serial))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A master cannot get more than the administrator gives: a request for a CA
+    /// certificate gets a client certificate with the role chosen on the card.
+    #[test]
+    fn a_signed_request_gets_the_cards_terms_not_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut asked = CertificateParams::new(vec!["plc.example".into()]).unwrap();
+        asked.distinguished_name.push(DnType::CommonName, "plc-1");
+        asked.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        asked.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let csr = asked.serialize_request(&key).unwrap().pem().unwrap();
+        let (pem, serial) = sign_csr(dir.path(), &csr, "read").unwrap();
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(!cert.is_ca());
+        assert_eq!(cert.subject().to_string(), "CN=plc-1");
+        assert_eq!(super::super::trust::of_bytes(cert.raw_serial()), serial);
+        assert_eq!(super::super::role::of(&der).role, Ok("read".into()));
+        assert!(cert
+            .extended_key_usage()
+            .unwrap()
+            .is_some_and(|e| e.value.client_auth && !e.value.server_auth));
+        // The card's client CA was made for it, and is trusted.
+        let trusted = read_certs(&super::dir(dir.path()).join(CLIENTS_CA)).unwrap();
+        let ca = read_certs(&super::dir(dir.path()).join(CARD_CA)).unwrap();
+        assert_eq!(trusted, ca);
+    }
+}
