@@ -101,7 +101,7 @@ fn after(ctx: &Ctx<'_>, done: Result<String, Vec<String>>, typed: Typed) -> Resp
             if let Some(first) = text.get(..1) {
                 text.replace_range(..1, &first.to_uppercase());
             }
-            let text = format!("{text}: in force from the next connection.");
+            let text = format!("{text}. In force from the next connection.");
             show(ctx, Some(Outcome::ok(text, vec![])), Typed::default())
         }
         Err(errors) => show(ctx, Some(Outcome::refused(errors)), typed),
