@@ -229,6 +229,16 @@ pub enum Event {
         scope: String,
         by: String,
     },
+    /// An administrator changed whom Modbus/TCP Security trusts or what a role may do.
+    MbtlsChanged {
+        what: String,
+        by: String,
+    },
+    /// A trusted client CA or revocation list of Modbus/TCP Security is within 30 days of
+    /// its end (or past it): told once per item.
+    MbtlsExpiring {
+        what: String,
+    },
     /// The UPS's load moved (on battery, back on line, on bypass, eco, off), with its
     /// figures at that moment.
     UpsMode {
@@ -303,6 +313,8 @@ impl Event {
             Event::CertificateInstalled { .. } => "certificate_installed",
             Event::CertificateReverted { .. } => "certificate_reverted",
             Event::RootMade { .. } => "root_made",
+            Event::MbtlsChanged { .. } => "mbtls_changed",
+            Event::MbtlsExpiring { .. } => "mbtls_expiring",
             Event::UpsMode { to: "battery", .. } => "ups_on_battery",
             Event::UpsMode { to: "online", .. } => "ups_on_line",
             Event::UpsMode { to: "bypass", .. } => "ups_on_bypass",
@@ -507,6 +519,8 @@ impl Event {
             Event::RootMade { scope, by } => {
                 format!("New root certificate made by {by}, signing only for {scope}")
             }
+            Event::MbtlsChanged { what, by } => format!("Modbus/TCP Security: {what} by {by}"),
+            Event::MbtlsExpiring { what } => format!("Modbus/TCP Security: {what}"),
             Event::UpsMode { to, from, figures } => {
                 let what = match (*to, *from) {
                     ("battery", _) => "UPS on battery",

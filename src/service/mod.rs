@@ -435,6 +435,7 @@ impl Service {
                         .map(|place| Arc::new(move || place.home()) as crate::web::SshHome),
                     history: recent.clone(),
                     syslog: syslog.clone(),
+                    mbtls: mbtls.clone(),
                 };
                 *web.lock() = Some(Web::start(&web_config, parts, shutdown.clone())?);
                 let web = web.clone();

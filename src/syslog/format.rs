@@ -83,7 +83,9 @@ pub fn class(event: &Event) -> (u8, u8) {
         | UserRoleChanged { .. }
         | CertificateInstalled { .. }
         | CertificateReverted { .. }
-        | RootMade { .. } => (AUTHPRIV, NOTICE),
+        | RootMade { .. }
+        | MbtlsChanged { .. } => (AUTHPRIV, NOTICE),
+        MbtlsExpiring { .. } => (AUTHPRIV, WARNING),
         LoginSucceeded { .. }
         | Logout { .. }
         | SessionTakenOver { .. }
@@ -267,6 +269,8 @@ pub fn fields(event: &Event, known: &dyn Fn(&str) -> bool) -> Vec<(&'static str,
         CertificateMade { names } => vec![("names", s(names))],
         CertificateInstalled { subject, by } => vec![("subject", s(subject)), ("by", s(by))],
         RootMade { scope, by } => vec![("scope", s(scope)), ("by", s(by))],
+        MbtlsChanged { what, by } => vec![("what", s(what)), ("by", s(by))],
+        MbtlsExpiring { what } => vec![("what", s(what))],
     }
 }
 

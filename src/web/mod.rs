@@ -46,6 +46,8 @@ pub const HANDLERS: usize = 2;
 pub const QUEUE: usize = 32;
 /// How often the card checks that its own certificate still fits (names, expiry).
 const CERT_CHECK: Duration = Duration::from_secs(3600);
+/// How often Modbus/TCP Security's CAs and lists are looked at for their end.
+const MBTLS_CHECK: Duration = Duration::from_secs(86_400);
 
 /// Where the web listens while each service is on; `None` = never served.
 #[derive(Debug, Clone, Default)]
@@ -101,6 +103,12 @@ pub struct App {
     pub history: crate::history::Recent,
     pub started: Instant,
     pub syslog: crate::syslog::Syslog,
+    /// Modbus/TCP Security, if the card serves it (for where it listens).
+    pub mbtls: Option<crate::tcp::mbtls::Mbtls>,
+    /// The data folder: Modbus/TCP Security's certificates and roles are in it.
+    pub data: std::path::PathBuf,
+    /// Those of its CAs and lists near their end already told in the log.
+    pub mbtls_warned: Mutex<std::collections::HashSet<String>>,
 }
 
 impl App {
@@ -150,6 +158,8 @@ pub struct Parts {
     pub history: crate::history::Recent,
     /// Remote syslog: its test message and its CA (Configuration page).
     pub syslog: crate::syslog::Syslog,
+    /// Modbus/TCP Security, if the card serves it.
+    pub mbtls: Option<crate::tcp::mbtls::Mbtls>,
 }
 
 impl Web {
@@ -199,14 +209,23 @@ impl Web {
             history: parts.history,
             started: Instant::now(),
             syslog: parts.syslog,
+            mbtls: parts.mbtls,
+            data: parts.data.clone(),
+            mbtls_warned: Mutex::default(),
         });
+        pages::mbtls::warn_expiring(&app);
 
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(QUEUE);
         let tick = {
             let (app, events) = (app.clone(), parts.card.events);
             let mut last_cert_check = Instant::now();
+            let mut last_mbtls_check = Instant::now();
             Box::new(move || {
                 app.card.accounts.expire_idle();
+                if last_mbtls_check.elapsed() >= MBTLS_CHECK {
+                    last_mbtls_check = Instant::now();
+                    pages::mbtls::warn_expiring(&app);
+                }
                 // New addresses (DHCP, a static address applied, an interface up) get a
                 // server certificate within a tick; expiry is looked at less often.
                 let names = app.card_names();

@@ -78,6 +78,9 @@ const COMMANDS: &[(&[&str], &[&str])] = &[
     (&["firmware", "boot"], &["--firmware"]),
     (&["firmware", "rollback"], &["--firmware", "--reason"]),
     (&["console"], &["--data", "--tty"]),
+    (&["cert", "client"], &["--data", "--role", "--out"]),
+    (&["cert", "sign"], &["--data", "--role", "--out", "REQUEST"]),
+    (&["cert", "revoke"], &["--data", "SERIAL"]),
     (
         &["find"],
         &["--json", "--wait", "--interface", "--mdns-port"],

@@ -49,5 +49,6 @@ mod web_flood;
 mod web_front;
 mod web_home;
 mod web_log_debug;
+mod web_mbtls;
 mod web_settings;
 mod web_ups;

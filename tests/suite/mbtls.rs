@@ -20,7 +20,7 @@ use std::sync::Arc;
 const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 
 /// A card serving Modbus/TCP Security on a loopback port, its UPS found.
-fn card(setup: Setup) -> Card {
+pub(crate) fn card(setup: Setup) -> Card {
     let card = start_with(
         setup.set("mbtls_enabled", "true"),
         Options {
@@ -32,7 +32,7 @@ fn card(setup: Setup) -> Card {
     card
 }
 
-struct Master {
+pub(crate) struct Master {
     tls: StreamOwned<ClientConnection, TcpStream>,
     transaction: u16,
 }
@@ -40,7 +40,7 @@ struct Master {
 impl Master {
     /// Connects and completes the handshake (as the client sees it: with TLS 1.3 the
     /// server's verdict on the client's certificate comes with the first answer).
-    fn connect(card: &Card, config: Arc<ClientConfig>) -> std::io::Result<Master> {
+    pub(crate) fn connect(card: &Card, config: Arc<ClientConfig>) -> std::io::Result<Master> {
         let addr = card.service().mbtls_addr().expect("mbtls served");
         let mut sock = TcpStream::connect(addr)?;
         sock.set_read_timeout(Some(PATIENCE))?;
@@ -57,7 +57,7 @@ impl Master {
     }
 
     /// Sends `pdu` to unit 1 and returns the answer's PDU.
-    fn ask(&mut self, pdu: &[u8]) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn ask(&mut self, pdu: &[u8]) -> std::io::Result<Vec<u8>> {
         self.transaction += 1;
         let mut frame = self.transaction.to_be_bytes().to_vec();
         frame.extend([0, 0]);
@@ -81,9 +81,9 @@ impl Master {
 }
 
 /// Read holding registers: 0x1060, one register.
-const READ: [u8; 5] = [0x03, 0x10, 0x60, 0x00, 0x01];
+pub(crate) const READ: [u8; 5] = [0x03, 0x10, 0x60, 0x00, 0x01];
 /// Write single register 0x0010 = 0xBEEF.
-const WRITE: [u8; 5] = [0x06, 0x00, 0x10, 0xBE, 0xEF];
+pub(crate) const WRITE: [u8; 5] = [0x06, 0x00, 0x10, 0xBE, 0xEF];
 
 #[test]
 fn role_read_reads_and_its_writes_get_exception_01() {
@@ -162,7 +162,7 @@ fn a_role_without_rights_gets_exception_01_for_everything_logged_once() {
 }
 
 /// The handshake, or at the latest the first request, fails.
-fn refused(card: &Card, config: Arc<ClientConfig>) {
+pub(crate) fn refused(card: &Card, config: Arc<ClientConfig>) {
     match Master::connect(card, config) {
         Err(_) => {}
         Ok(mut m) => assert!(m.ask(&READ).is_err(), "a request was answered"),

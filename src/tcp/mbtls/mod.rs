@@ -4,9 +4,10 @@
 //! - TLS 1.3, and TLS 1.2 (most PLC masters speak only 1.2) with ring's suites, which are
 //!   all ECDHE with AEAD ciphers: the spec's RSA key exchange and CBC suites are not
 //!   offered. A client certificate is required, verified against `DATA/mbtls/clients-ca.pem`
-//!   (read at each handshake, so a new CA applies at once). No resumption: every
-//!   connection shows its certificate. Its dates are judged by [`validity`]'s time, not
-//!   the system clock alone, which a card without a real-time clock may have at 1970.
+//!   (read at each handshake, so a new CA applies at once), its revocation lists and
+//!   the serials the administrator revoked ([`trust`]). No resumption: every connection
+//!   shows its certificate. Its dates are judged by [`validity`]'s time, not the system
+//!   clock alone, which a card without a real-time clock may have at 1970.
 //! - `mbtls_enabled` opens and closes the port live ([`Mbtls::switch`]); turning it off
 //!   ends the open sessions.
 //! - At most [`MAX_PENDING`] handshakes at a time, each within [`HANDSHAKE_TIMEOUT`]; a new
@@ -20,6 +21,7 @@
 
 pub mod pki;
 pub mod role;
+pub mod trust;
 pub mod validity;
 
 use super::session::{Rights, Session, Transport};
@@ -340,9 +342,11 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
         .clone()
         .unwrap_or_else(|why| format!("none ({why})"));
     let rights = match &client.role {
-        Ok(role) if role == "operate" => Rights::All,
-        Ok(role) if role == "read" => Rights::Read,
-        Ok(role) => refusal(format!("role '{role}' has no rights")),
+        Ok(role) => match role::grant(&shared.data, role) {
+            role::Grant::Operate => Rights::All,
+            role::Grant::Read => Rights::Read,
+            role::Grant::None => refusal(format!("role '{role}' has no rights")),
+        },
         Err(why) => refusal(why.clone()),
     };
     shared.log.emit(Event::MbtlsOpened {
@@ -435,8 +439,9 @@ fn tls_config(
         // A CA without a CRL among several is not a refusal.
         verifier = verifier.with_crls(crls).allow_unknown_revocation_status();
     }
+    let verifier = verifier.build().map_err(|e| format!("client CAs: {e}"))?;
     let verifier = Arc::new(Noting {
-        verifier: verifier.build().map_err(|e| format!("client CAs: {e}"))?,
+        verifier: trust::with_revoked(verifier, data),
         seen,
     });
     let (chain, key) = pki::server_identity(data)?;

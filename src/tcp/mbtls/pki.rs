@@ -8,13 +8,14 @@
 //! - `clients-crl.pem`: revocation lists (PEM) of those CAs, if the administrator installs
 //!   any; a certificate they list is refused.
 //! - `client-ca.pem`, `client-ca-key.pem`: the card's own client CA, for a site without a
-//!   PKI of its own; `modbus-card cert client` makes it and adds it to `clients-ca.pem`.
+//!   PKI of its own; `modbus-card cert client` and a CSR signed on the Modbus/TCP Security
+//!   page make it and add it to `clients-ca.pem`.
 
 use super::role::{ROLE_OID, ROLE_OID_ARCS};
 use crate::files::{create_dir_durable, write_private};
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, CustomExtension,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -189,4 +190,87 @@ pub fn make_client(data: &Path, role: &str, out: &Path) -> Result<String, String
         dir.join(CARD_CA).display(),
         dir.join(CLIENTS_CA).display(),
     ))
+}
+
+/// A master's certificate for the key of its certificate request (PEM), with `role`,
+/// signed by the card's client CA (made and trusted if missing): the master's key never
+/// leaves it. The request's subject and alternative names are kept; everything else is
+/// the card's (validity, serial, client use only, the role). Returns the certificate (PEM)
+/// and its serial number in hex.
+pub fn sign_csr(data: &Path, csr_pem: &str, role: &str) -> Result<(String, String), String> {
+    let extension = role_extension(role)?;
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| match e {
+        rcgen::Error::InvalidCertificationRequestSignature => {
+            "The request's signature does not verify: it was altered, or not signed by the \
+             key it carries. Make a new request on the master."
+                .to_string()
+        }
+        rcgen::Error::CouldNotParseCertificationRequest => {
+            "This is not a certificate request in PEM (a block starting with -----BEGIN \
+             CERTIFICATE REQUEST-----)."
+                .to_string()
+        }
+        rcgen::Error::UnsupportedExtension => {
+            "The request asks for an extension the card does not sign (only subject \
+             alternative names, key usages and basic constraints are understood)."
+                .to_string()
+        }
+        e => format!("The request cannot be used: {e}."),
+    })?;
+    let dir = dir(data);
+    let (ca_key, ca_cert) = card_ca(&dir)?;
+    let issuer = Issuer::from_ca_cert_der(&ca_cert, &ca_key)
+        .map_err(|e| format!("cannot read the client CA: {e}"))?;
+    let mut fresh = params("");
+    fresh.distinguished_name = csr.params.distinguished_name.clone();
+    fresh.subject_alt_names = csr.params.subject_alt_names.clone();
+    fresh.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    fresh.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    fresh.use_authority_key_identifier_extension = true;
+    fresh.custom_extensions.push(extension);
+    let serial = fresh
+        .serial_number
+        .as_ref()
+        .map(|s| super::trust::of_bytes(s.as_ref()))
+        .unwrap_or_default();
+    let signed = CertificateSigningRequestParams {
+        params: fresh,
+        public_key: csr.public_key,
+    }
+    .signed_by(&issuer)
+    .map_err(|e| format!("cannot sign the request: {e}"))?;
+    Ok((signed.pem(), serial))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A master cannot get more than the administrator gives: a request for a CA
+    /// certificate gets a client certificate with the role chosen on the card.
+    #[test]
+    fn a_signed_request_gets_the_cards_terms_not_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut asked = CertificateParams::new(vec!["plc.example".into()]).unwrap();
+        asked.distinguished_name.push(DnType::CommonName, "plc-1");
+        asked.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        asked.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let csr = asked.serialize_request(&key).unwrap().pem().unwrap();
+        let (pem, serial) = sign_csr(dir.path(), &csr, "read").unwrap();
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(!cert.is_ca());
+        assert_eq!(cert.subject().to_string(), "CN=plc-1");
+        assert_eq!(super::super::trust::of_bytes(cert.raw_serial()), serial);
+        assert_eq!(super::super::role::of(&der).role, Ok("read".into()));
+        assert!(cert
+            .extended_key_usage()
+            .unwrap()
+            .is_some_and(|e| e.value.client_auth && !e.value.server_auth));
+        // The card's client CA was made for it, and is trusted.
+        let trusted = read_certs(&super::dir(dir.path()).join(CLIENTS_CA)).unwrap();
+        let ca = read_certs(&super::dir(dir.path()).join(CARD_CA)).unwrap();
+        assert_eq!(trusted, ca);
+    }
 }

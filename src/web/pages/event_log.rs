@@ -49,6 +49,7 @@ pub const GROUPS: [(&str, &str, &[&str]); 6] = [
             "mbtls_closed",
             "mbtls_refused",
             "mbtls_no_rights",
+            "mbtls_expiring",
         ],
     ),
     (
@@ -81,6 +82,7 @@ pub const GROUPS: [(&str, &str, &[&str]); 6] = [
             "certificate_installed",
             "certificate_reverted",
             "root_made",
+            "mbtls_changed",
         ],
     ),
     (

@@ -12,6 +12,7 @@ pub mod firmware;
 pub mod history;
 pub mod home;
 pub mod login;
+pub mod mbtls;
 pub mod modbus;
 pub mod password;
 pub mod ups_view;
