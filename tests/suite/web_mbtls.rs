@@ -3,9 +3,9 @@
 //! serials revoked and un-revoked, a revocation list, a master's request signed with a
 //! role, the role table, and refusals that change nothing.
 
+use crate::common::ports::{config, identity, make_client, BOTH};
 use crate::common::web::{unescape, Browser, Page, MAC};
 use crate::common::{start_with, wait_for, Card, Setup};
-use crate::common::ports::{config, identity, make_client, BOTH};
 use crate::mbtls::{refused, Master, READ, WRITE};
 use modbus_card::link::LinkState;
 use modbus_card::service::Options;
