@@ -246,6 +246,7 @@ impl Announcer {
         let services: BTreeMap<Service, u16> = wanted
             .services
             .iter()
+            .filter(|_| wanted.on)
             .filter(|(_, at)| match at.ip() {
                 std::net::IpAddr::V4(ip) => ip.is_unspecified() || addresses.contains(&ip),
                 std::net::IpAddr::V6(_) => false,
@@ -268,13 +269,23 @@ impl Announcer {
             }
             return;
         }
-        // A new address or interface, or a service set that differs: what changed goes
-        // (goodbyes), and is announced again as it is now. The TXT of every service lists
-        // the others, so a change re-announces them all.
-        self.withdraw_all();
+        self.now.ups = wanted.ups;
+        if same_place && self.daemon.is_some() {
+            // A service turned off, on, or moved: goodbyes for what went or moved only;
+            // the others stay and are announced again for their TXT's list of services.
+            let gone: Vec<Service> = ports
+                .iter()
+                .filter(|(s, p)| services.get(s) != Some(p))
+                .map(|(s, _)| *s)
+                .collect();
+            self.withdraw(&gone);
+        } else {
+            // A new address or interface: everything goes, and is announced again there.
+            let all: Vec<Service> = ports.keys().copied().collect();
+            self.withdraw(&all);
+        }
         self.now.interface = wanted.interface.clone();
         self.now.addresses = addresses.clone();
-        self.now.ups = wanted.ups;
         if services.is_empty() {
             if let Some(daemon) = self.daemon.take() {
                 let _ = daemon.shutdown();
@@ -364,13 +375,13 @@ impl Announcer {
         }
     }
 
-    /// Goodbye packets for everything announced (RFC 6762 §10.1).
-    fn withdraw_all(&mut self) {
-        let Some(daemon) = &self.daemon else {
-            self.now.services.clear();
-            return;
-        };
-        for (_, fullname) in std::mem::take(&mut self.now.services).into_values() {
+    /// Goodbye packets for `services` (RFC 6762 §10.1).
+    fn withdraw(&mut self, services: &[Service]) {
+        for service in services {
+            let Some((_, fullname)) = self.now.services.remove(service) else {
+                continue;
+            };
+            let Some(daemon) = &self.daemon else { continue };
             match daemon.unregister(&fullname) {
                 // The goodbye is sent before the answer comes.
                 Ok(done) => {

@@ -226,6 +226,26 @@ fn modbus_tcp_security_is_announced_while_it_is_on() {
     );
 }
 
+/// Two cards with the same name (a clone's MAC, or a test bench's): probing finds it taken
+/// and the newcomer takes the next (RFC 6762 §9); a browser sees both.
+#[test]
+fn two_cards_with_the_same_name_are_both_found_one_renamed() {
+    let mdns_port = free_port();
+    let first = card(mdns_port);
+    find_until(mdns_port, "the first card", |cards| cards.len() == 1);
+    let second = card(mdns_port);
+    let ports = [first.addr().port(), second.addr().port()];
+    find_until(mdns_port, "both cards, one renamed", |cards| {
+        let names: Vec<_> = cards.iter().map(|c| c["instance"].clone()).collect();
+        cards.len() == 2
+            && names.contains(&"Modbus card 3C4D5E".into())
+            && names.contains(&"Modbus card 3C4D5E (2)".into())
+            && cards
+                .iter()
+                .all(|c| ports.contains(&(c["modbus_port"].as_u64().unwrap() as u16)))
+    });
+}
+
 /// CPU time (user + system, in clock ticks) of this process's threads named `name`.
 fn thread_ticks(name: &str) -> u64 {
     let mut ticks = 0;
