@@ -6,7 +6,8 @@ use std::time::Duration;
 
 pub const HELP: &str =
     "  modbus-card find [--json] [--wait S] [--interface NAME] [--mdns-port PORT]
-      Lists the cards on the local network (instance, IP, MAC, firmware, services on),
+      Lists the cards on the local network (instance, IP, MAC, firmware, services on,
+      the UPS model once the card has read it),
       listening S seconds for their DNS-SD announcements (default 3); --json prints
       them as JSON. A card at its fallback address 192.168.7.18 that this computer's
       subnets cannot reach is flagged. --interface listens on that interface only.

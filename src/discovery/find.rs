@@ -22,8 +22,11 @@ pub struct Card {
     pub modbus_port: u16,
     pub mac: String,
     pub firmware: String,
-    /// The services on: modbus, https, http, ssh.
+    /// The services on: modbus, https, http, ssh, mbap-s.
     pub services: Vec<String>,
+    /// The UPS's model and rating, once the card has read them.
+    pub ups_model: Option<String>,
+    pub ups_kva: Option<String>,
     /// Said when the card is at its fallback address and this computer is not on that
     /// subnet: it cannot be reached until it is.
     pub note: Option<String>,
@@ -50,6 +53,7 @@ pub fn find(wait: Duration, mdns_port: u16, interface: Option<&str>) -> Result<V
             continue;
         };
         let txt = |k: &str| info.get_property_val_str(k).unwrap_or("").to_string();
+        let some = |k: &str| info.get_property_val_str(k).map(str::to_string);
         if txt("model") != MODEL {
             continue;
         }
@@ -84,6 +88,8 @@ pub fn find(wait: Duration, mdns_port: u16, interface: Option<&str>) -> Result<V
                     .filter(|s| !s.is_empty())
                     .map(str::to_string)
                     .collect(),
+                ups_model: some("ups_model"),
+                ups_kva: some("ups_kva"),
                 note,
             },
         );
@@ -124,6 +130,7 @@ pub fn table(cards: &[Card]) -> String {
         "MAC".into(),
         "FIRMWARE".into(),
         "SERVICES".into(),
+        "UPS".into(),
     ]];
     for c in cards {
         let ips: Vec<String> = c.addresses.iter().map(Ipv4Addr::to_string).collect();
@@ -133,9 +140,14 @@ pub fn table(cards: &[Card]) -> String {
             c.mac.clone(),
             c.firmware.clone(),
             c.services.join(","),
+            match (&c.ups_model, &c.ups_kva) {
+                (Some(m), Some(k)) => format!("{m} {k} kVA"),
+                (Some(m), None) => m.clone(),
+                _ => String::new(),
+            },
         ]);
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..6)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

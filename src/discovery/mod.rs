@@ -7,15 +7,18 @@
 //! What anyone on the LAN is told without a login: the model, the MAC (every frame the
 //! card sends carries it anyway), the firmware version (the login page shows it too, and a
 //! site keeping its cards up to date is helped more than an attacker, who can read it
-//! there) and which services are on (their ports answer anyway). The UPS's serial number
-//! and the site's settings are not told: they need a login. Every TXT string is sanitised
-//! (printable characters only) and cut to fit its 255 bytes.
+//! there), which services are on (their ports answer anyway) and, once the UPS link has
+//! read it, the UPS's model and rating (on its front panel, and what an installer looks
+//! for among several cards). The UPS's serial number (an asset's identity, what its
+//! maintenance contract is tied to) and the site's settings are not told: they need a
+//! login. Every TXT string is sanitised (printable ASCII only) and cut to fit its 255
+//! bytes.
 
 pub mod find;
 
 use crate::accounts::Mac;
 use crossbeam_channel::Receiver;
-use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo};
+use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceInfo};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::thread::{self, JoinHandle};
@@ -36,6 +39,8 @@ pub enum Service {
     Https,
     Http,
     Ssh,
+    /// Modbus/TCP Security (port 802), while `mbtls_enabled`.
+    MbapS,
 }
 
 impl Service {
@@ -46,6 +51,7 @@ impl Service {
             Service::Https => "_https._tcp.local.",
             Service::Http => "_http._tcp.local.",
             Service::Ssh => "_ssh._tcp.local.",
+            Service::MbapS => "_mbap-s._tcp.local.",
         }
     }
 
@@ -55,6 +61,7 @@ impl Service {
             Service::Https => "https",
             Service::Http => "http",
             Service::Ssh => "ssh",
+            Service::MbapS => "mbap-s",
         }
     }
 }
@@ -70,6 +77,38 @@ pub struct Wanted {
     /// address, or on one of the interface's, are announced: a service bound to loopback
     /// is not for the LAN (nor is a test card's).
     pub services: BTreeMap<Service, SocketAddr>,
+    /// The UPS, once the link has read its identification.
+    pub ups: Option<Ups>,
+}
+
+/// What the TXT tells of the UPS.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ups {
+    /// "DELPHYS MX", or "code 1234" for a model the card's map does not name.
+    pub model: String,
+    /// "20", "7.5".
+    pub kva: Option<String>,
+}
+
+impl Ups {
+    /// From the identification table the link last read; None while it has none.
+    pub fn of(tables: &crate::ups::Tables) -> Option<Ups> {
+        tables.identification.as_ref()?;
+        let id = crate::ups::Tables {
+            identification: tables.identification.clone(),
+            ..Default::default()
+        };
+        let r = crate::ups::decode(&id);
+        let model = match (r.model, r.model_code) {
+            (Some(name), _) => name.to_string(),
+            (None, Some(code)) => format!("code {code}"),
+            (None, None) => return None,
+        };
+        Some(Ups {
+            model,
+            kva: r.power_kva.map(|k| format!("{k}")),
+        })
+    }
 }
 
 /// Who the card is, in every announcement.
@@ -91,7 +130,12 @@ impl Identity {
     }
 
     /// The TXT record of `service`, given every service that is on.
-    pub fn txt(&self, service: Service, on: &BTreeMap<Service, u16>) -> Vec<(String, String)> {
+    pub fn txt(
+        &self,
+        service: Service,
+        on: &BTreeMap<Service, u16>,
+        ups: Option<&Ups>,
+    ) -> Vec<(String, String)> {
         let services: Vec<&str> = on.keys().map(|s| s.name()).collect();
         let mut txt = vec![
             ("txtvers".to_string(), "1".to_string()),
@@ -100,6 +144,12 @@ impl Identity {
             ("fw".to_string(), self.version.clone()),
             ("services".to_string(), services.join(",")),
         ];
+        if let Some(ups) = ups {
+            txt.push(("ups_model".into(), ups.model.clone()));
+            if let Some(kva) = &ups.kva {
+                txt.push(("ups_kva".into(), kva.clone()));
+            }
+        }
         if matches!(service, Service::Http | Service::Https) {
             // RFC 6763 §6: the page a browser opens.
             txt.push(("path".into(), "/".into()));
@@ -113,18 +163,15 @@ impl Identity {
     }
 }
 
-/// A TXT value as it may go on the LAN: control characters dropped, and cut (on a
-/// character boundary) so that `key=value` fits the 255 bytes of one TXT string.
+/// A TXT value as it may go on the LAN: printable ASCII only (what the UPS sends is not
+/// trusted to be text), cut so that `key=value` fits the 255 bytes of one TXT string.
 pub fn txt_value(key: &str, value: &str) -> String {
     let room = 255 - key.len() - 1;
-    let mut out = String::new();
-    for c in value.chars().filter(|c| !c.is_control()) {
-        if out.len() + c.len_utf8() > room {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    value
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(room)
+        .collect()
 }
 
 /// The IPv4 addresses of `interface` (IPv4 only: A records).
@@ -154,6 +201,7 @@ pub fn spawn(
             identity,
             mdns_port,
             daemon: None,
+            events: None,
             now: Now::default(),
         };
         loop {
@@ -175,17 +223,21 @@ struct Now {
     addresses: Vec<Ipv4Addr>,
     /// Each service announced: its port and full name.
     services: BTreeMap<Service, (u16, String)>,
+    ups: Option<Ups>,
 }
 
 struct Announcer {
     identity: Identity,
     mdns_port: u16,
     daemon: Option<ServiceDaemon>,
+    /// The daemon's events: a name conflict's rename is said in the log.
+    events: Option<mdns_sd::Receiver<DaemonEvent>>,
     now: Now,
 }
 
 impl Announcer {
     fn follow(&mut self, wanted: Wanted) {
+        self.renames();
         let addresses = if wanted.on {
             addresses(&wanted.interface)
         } else {
@@ -194,6 +246,7 @@ impl Announcer {
         let services: BTreeMap<Service, u16> = wanted
             .services
             .iter()
+            .filter(|_| wanted.on)
             .filter(|(_, at)| match at.ip() {
                 std::net::IpAddr::V4(ip) => ip.is_unspecified() || addresses.contains(&ip),
                 std::net::IpAddr::V6(_) => false,
@@ -208,40 +261,72 @@ impl Announcer {
             .map(|(s, (p, _))| (*s, *p))
             .collect();
         if same_place && ports == services {
+            if self.now.ups != wanted.ups && !services.is_empty() {
+                // Only the TXT differs: announced again under the same names, without
+                // goodbyes (the new TXT flushes the old from caches, RFC 6762 §10.2).
+                self.now.ups = wanted.ups;
+                self.register(&services, &addresses, &wanted.interface);
+            }
             return;
         }
-        // A new address or interface, or a service set that differs: what changed goes
-        // (goodbyes), and is announced again as it is now. The TXT of every service lists
-        // the others, so a change re-announces them all.
-        self.withdraw_all();
+        self.now.ups = wanted.ups;
+        if same_place && self.daemon.is_some() {
+            // A service turned off, on, or moved: goodbyes for what went or moved only;
+            // the others stay and are announced again for their TXT's list of services.
+            let gone: Vec<Service> = ports
+                .iter()
+                .filter(|(s, p)| services.get(s) != Some(p))
+                .map(|(s, _)| *s)
+                .collect();
+            self.withdraw(&gone);
+        } else {
+            // A new address or interface: everything goes, and is announced again there.
+            let all: Vec<Service> = ports.keys().copied().collect();
+            self.withdraw(&all);
+        }
+        self.now.interface = wanted.interface.clone();
+        self.now.addresses = addresses.clone();
         if services.is_empty() {
             if let Some(daemon) = self.daemon.take() {
                 let _ = daemon.shutdown();
             }
-            self.now = Now {
-                interface: wanted.interface,
-                addresses,
-                services: BTreeMap::new(),
-            };
+            self.events = None;
             return;
         }
-        if self.daemon.is_none() || self.now.interface != wanted.interface {
+        if self.daemon.is_none() || !same_place {
+            // A new address: a daemon of its own that knows it at once, rather than
+            // after its own look at the interfaces (every 5 s).
             if let Some(old) = self.daemon.take() {
                 let _ = old.shutdown();
             }
             match self.start_daemon(&wanted.interface) {
-                Ok(d) => self.daemon = Some(d),
+                Ok(d) => {
+                    self.events = d.monitor().ok();
+                    self.daemon = Some(d);
+                }
                 Err(e) => {
                     log::warn!("dns-sd: cannot start on {}: {e}", wanted.interface);
                     return;
                 }
             }
         }
-        let daemon = self.daemon.as_ref().expect("started above");
+        self.register(&services, &addresses, &wanted.interface);
+    }
+
+    /// Announces `services` (again, for a TXT change) as they are now.
+    fn register(
+        &mut self,
+        services: &BTreeMap<Service, u16>,
+        addresses: &[Ipv4Addr],
+        interface: &str,
+    ) {
+        let Some(daemon) = self.daemon.as_ref() else {
+            return;
+        };
         let ips: Vec<std::net::IpAddr> = addresses.iter().map(|a| (*a).into()).collect();
         let mut announced = BTreeMap::new();
-        for (&service, &port) in &services {
-            let txt = self.identity.txt(service, &services);
+        for (&service, &port) in services {
+            let txt = self.identity.txt(service, services, self.now.ups.as_ref());
             let info = ServiceInfo::new(
                 service.ty(),
                 &self.identity.instance(),
@@ -254,7 +339,7 @@ impl Announcer {
             );
             let info = match info {
                 Ok(mut info) => {
-                    info.set_interfaces(vec![IfKind::Name(wanted.interface.clone())]);
+                    info.set_interfaces(vec![IfKind::Name(interface.to_string())]);
                     info
                 }
                 Err(e) => {
@@ -271,20 +356,32 @@ impl Announcer {
                 Err(e) => log::warn!("dns-sd: {fullname}: {e}"),
             }
         }
-        self.now = Now {
-            interface: wanted.interface,
-            addresses,
-            services: announced,
-        };
+        self.now.services = announced;
     }
 
-    /// Goodbye packets for everything announced (RFC 6762 §10.1).
-    fn withdraw_all(&mut self) {
-        let Some(daemon) = &self.daemon else {
-            self.now.services.clear();
-            return;
-        };
-        for (_, fullname) in std::mem::take(&mut self.now.services).into_values() {
+    /// Says in the log when probing found our name taken (another card, or a clone of
+    /// this one) and mdns-sd took the next free one (RFC 6762 §9: "Modbus card BFA32B
+    /// (2)", host "modbus-card-bfa32b-2.local.").
+    fn renames(&self) {
+        let Some(events) = &self.events else { return };
+        while let Ok(event) = events.try_recv() {
+            if let DaemonEvent::NameChange(c) = event {
+                log::warn!(
+                    "dns-sd: {} is taken on the network: announced as {} instead",
+                    c.original,
+                    c.new_name
+                );
+            }
+        }
+    }
+
+    /// Goodbye packets for `services` (RFC 6762 §10.1).
+    fn withdraw(&mut self, services: &[Service]) {
+        for service in services {
+            let Some((_, fullname)) = self.now.services.remove(service) else {
+                continue;
+            };
+            let Some(daemon) = &self.daemon else { continue };
             match daemon.unregister(&fullname) {
                 // The goodbye is sent before the answer comes.
                 Ok(done) => {
@@ -311,15 +408,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn txt_values_lose_control_characters_and_fit_255_bytes() {
+    fn txt_values_keep_printable_ascii_and_fit_255_bytes() {
         assert_eq!(
-            txt_value("ups", "Line\nInteractive\u{7}"),
+            txt_value("ups", "Line\nInter\u{0}active\u{7}é\u{7f}"),
             "LineInteractive"
         );
-        let long = "é".repeat(300);
-        let v = txt_value("model", &long);
-        assert!("model=".len() + v.len() <= 255, "{}", v.len());
-        assert!(v.chars().all(|c| c == 'é'));
+        let long = "A".repeat(300);
+        let v = txt_value("ups_model", &long);
+        assert_eq!("ups_model=".len() + v.len(), 255);
+    }
+
+    #[test]
+    fn the_ups_is_named_from_its_identification_and_never_by_its_serial() {
+        use crate::sim::Ups as Sim;
+        use crate::ups::map::reg;
+        let sim = Sim::new();
+        let words: Vec<u16> = (0..reg::IDENTIFICATION_LEN)
+            .map(|i| sim.register(reg::IDENTIFICATION + i).unwrap())
+            .collect();
+        let tables = crate::ups::Tables {
+            identification: Some(words),
+            ..Default::default()
+        };
+        let ups = Ups::of(&tables).unwrap();
+        let serial = crate::ups::decode(&tables).serial.unwrap();
+        let identity = Identity {
+            mac: "00:11:22:bf:a3:2b".parse().unwrap(),
+            version: "1.2.3".into(),
+        };
+        let on = BTreeMap::from([(Service::Modbus, 502)]);
+        let txt = identity.txt(Service::Modbus, &on, Some(&ups));
+        assert!(
+            txt.contains(&("ups_model".into(), ups.model.clone())),
+            "{txt:?}"
+        );
+        assert!(txt.iter().all(|(_, v)| !v.contains(&serial)), "{txt:?}");
+        assert_eq!(Ups::of(&crate::ups::Tables::default()), None);
     }
 
     #[test]
@@ -331,7 +455,7 @@ mod tests {
         assert_eq!(identity.instance(), "Modbus card BFA32B");
         assert_eq!(identity.host(), "modbus-card-bfa32b.local.");
         let on = BTreeMap::from([(Service::Modbus, 502), (Service::Https, 443)]);
-        let txt = identity.txt(Service::Https, &on);
+        let txt = identity.txt(Service::Https, &on, None);
         let get = |k: &str| {
             txt.iter()
                 .find(|(key, _)| key == k)

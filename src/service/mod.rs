@@ -538,7 +538,11 @@ impl Service {
         );
         let wanted = {
             let (live, tcp, web) = (self.live.clone(), self.tcp.clone(), self.web.clone());
-            let ssh = self.ssh.clone();
+            let (ssh, mbtls, link) = (
+                self.ssh.clone(),
+                self.mbtls.clone(),
+                self.link.status.clone(),
+            );
             Box::new(move || {
                 let s = live.current();
                 let mut services = std::collections::BTreeMap::new();
@@ -554,10 +558,14 @@ impl Service {
                 if let Some(a) = ssh.as_ref().and_then(|s| s.addr()) {
                     services.insert(Announced::Ssh, a);
                 }
+                if let Some(a) = mbtls.as_ref().and_then(Mbtls::addr) {
+                    services.insert(Announced::MbapS, a);
+                }
                 Wanted {
                     on: s.mdns_enabled,
                     interface: interface.clone().unwrap_or_else(|| s.net_interface.clone()),
                     services,
+                    ups: discovery::Ups::of(&link.ups.lock().tables),
                 }
             })
         };

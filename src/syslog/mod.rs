@@ -267,24 +267,35 @@ impl Forwarder {
             crossbeam_channel::select! {
                 recv(stop) -> _ => return self.last_words(&entries),
                 recv(control) -> c => match c {
-                    Ok(Control::Config(config)) => self.reconfigure(config),
-                    Ok(Control::Reconnect) => {
-                        self.conn = None;
-                        self.next_try = Instant::now();
-                    }
-                    Ok(Control::Test(answer)) => {
-                        let _ = answer.send(self.test());
-                    }
+                    Ok(c) => self.control(c),
                     Err(_) => return,
                 },
                 recv(queue) -> entry => {
                     let Ok(entry) = entry else { return };
+                    // select! takes a ready channel at random: settings sent before this
+                    // entry was queued (syslog just turned on) apply to it first.
+                    while let Ok(c) = control.try_recv() {
+                        self.control(c);
+                    }
                     // Off: what was queued before is not for any server.
                     if self.config.on() {
                         self.held = Some(self.format(&entry));
                     }
                 },
                 default(wait) => {}
+            }
+        }
+    }
+
+    fn control(&mut self, c: Control) {
+        match c {
+            Control::Config(config) => self.reconfigure(config),
+            Control::Reconnect => {
+                self.conn = None;
+                self.next_try = Instant::now();
+            }
+            Control::Test(answer) => {
+                let _ = answer.send(self.test());
             }
         }
     }

@@ -83,6 +83,169 @@ fn find_lists_the_card_with_its_services_and_follows_a_service_turned_off() {
     });
 }
 
+/// A DNS-SD browse of `ty` on loopback for 3 s, as any browser on the LAN would: each
+/// instance resolved, with its port and raw TXT (`key=value`).
+fn browse(mdns_port: u16, ty: &str) -> Vec<(u16, Vec<String>)> {
+    use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
+    let daemon = ServiceDaemon::new_with_port(mdns_port).unwrap();
+    daemon
+        .disable_interface(vec![IfKind::All, IfKind::LoopbackV6])
+        .unwrap();
+    daemon.enable_interface(IfKind::Name("lo".into())).unwrap();
+    let events = daemon.browse(ty).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut found = std::collections::BTreeMap::new();
+    while let Ok(event) = events.recv_deadline(deadline) {
+        if let ServiceEvent::ServiceResolved(info) = event {
+            let txt = info
+                .txt_properties
+                .iter()
+                .map(|p| format!("{}={}", p.key(), p.val_str()))
+                .collect();
+            found.insert(info.fullname.clone(), (info.port, txt));
+        }
+    }
+    let _ = daemon.shutdown();
+    found.into_values().collect()
+}
+
+/// Browses until `check` holds (announcements take a probe's time).
+fn browse_until(
+    mdns_port: u16,
+    ty: &str,
+    what: &str,
+    check: impl Fn(&[(u16, Vec<String>)]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = browse(mdns_port, ty);
+        if check(&found) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {found:#?}");
+    }
+}
+
+#[test]
+fn the_txt_names_the_ups_once_read_never_its_serial_and_follows_a_new_one() {
+    let mdns_port = free_port();
+    let card = start_with(
+        Setup::default()
+            .set("net_interface", "lo")
+            .set("poll_rate_s", 1),
+        Options {
+            mac: Some(MAC.parse::<Mac>().unwrap()),
+            mdns_port: Some(mdns_port),
+            ..Options::default()
+        },
+    );
+    // The simulated UPS is a DIGYS (model code 130).
+    find_until(mdns_port, "the UPS's model in the TXT", |cards| {
+        cards.len() == 1 && cards[0]["ups_model"] == "DIGYS"
+    });
+    let serial = {
+        let tables = card.service().link.status.ups.lock().tables.clone();
+        modbus_card::ups::decode(&tables)
+            .serial
+            .expect("a serial read")
+    };
+    browse_until(
+        mdns_port,
+        "_modbus._tcp.local.",
+        "the TXT without the serial",
+        |found| {
+            found.len() == 1
+                && found[0].1.iter().any(|t| t.starts_with("ups_model=DIGYS"))
+                && found[0]
+                    .1
+                    .iter()
+                    .all(|t| !t.contains(&serial) && t.len() <= 255)
+        },
+    );
+    // Another UPS on the link: the TXT follows, without a restart.
+    card.sim.set_model_code(515);
+    find_until(mdns_port, "the new UPS's model", |cards| {
+        cards.len() == 1 && cards[0]["ups_model"] == "DELPHYS MX"
+    });
+    // A model the card does not know is named by its code.
+    card.sim.set_model_code(4242);
+    find_until(mdns_port, "an unknown model's code", |cards| {
+        cards.len() == 1 && cards[0]["ups_model"] == "code 4242"
+    });
+}
+
+#[test]
+fn modbus_tcp_security_is_announced_while_it_is_on() {
+    let mdns_port = free_port();
+    let card = start_with(
+        Setup::default()
+            .set("net_interface", "lo")
+            .set("mbtls_enabled", "true"),
+        Options {
+            mac: Some(MAC.parse::<Mac>().unwrap()),
+            mdns_port: Some(mdns_port),
+            mbtls: Some("127.0.0.1:0".parse().unwrap()),
+            ..Options::default()
+        },
+    );
+    let port = card.service().mbtls_addr().expect("mbtls on").port();
+    browse_until(
+        mdns_port,
+        "_mbap-s._tcp.local.",
+        "_mbap-s._tcp on its port",
+        |found| {
+            found.len() == 1
+                && found[0].0 == port
+                && found[0].1.contains(&"services=modbus,mbap-s".to_string())
+        },
+    );
+    let who = crate::common::admin_who();
+    card.service()
+        .live
+        .change(&[("mbtls_enabled", "false")], &who, false)
+        .unwrap();
+    browse_until(
+        mdns_port,
+        "_mbap-s._tcp.local.",
+        "_mbap-s._tcp withdrawn",
+        |found| found.is_empty(),
+    );
+    find_until(mdns_port, "mbap-s gone from the services", |cards| {
+        cards.len() == 1 && cards[0]["services"] == serde_json::json!(["modbus"])
+    });
+    card.service()
+        .live
+        .change(&[("mbtls_enabled", "true")], &who, false)
+        .unwrap();
+    let port = card.service().mbtls_addr().expect("mbtls on again").port();
+    browse_until(
+        mdns_port,
+        "_mbap-s._tcp.local.",
+        "_mbap-s._tcp back",
+        |found| found.len() == 1 && found[0].0 == port,
+    );
+}
+
+/// Two cards with the same name (a clone's MAC, or a test bench's): probing finds it taken
+/// and the newcomer takes the next (RFC 6762 §9); a browser sees both.
+#[test]
+fn two_cards_with_the_same_name_are_both_found_one_renamed() {
+    let mdns_port = free_port();
+    let first = card(mdns_port);
+    find_until(mdns_port, "the first card", |cards| cards.len() == 1);
+    let second = card(mdns_port);
+    let ports = [first.addr().port(), second.addr().port()];
+    find_until(mdns_port, "both cards, one renamed", |cards| {
+        let names: Vec<_> = cards.iter().map(|c| c["instance"].clone()).collect();
+        cards.len() == 2
+            && names.contains(&"Modbus card 3C4D5E".into())
+            && names.contains(&"Modbus card 3C4D5E (2)".into())
+            && cards
+                .iter()
+                .all(|c| ports.contains(&(c["modbus_port"].as_u64().unwrap() as u16)))
+    });
+}
+
 /// CPU time (user + system, in clock ticks) of this process's threads named `name`.
 fn thread_ticks(name: &str) -> u64 {
     let mut ticks = 0;

@@ -9,6 +9,7 @@ use modbus_card::accounts::{Channel, Mac, Peer};
 use modbus_card::live::Who;
 use modbus_card::service::Options;
 use modbus_card::sim::Fault;
+use modbus_card::syslog::QUEUE;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, UdpSocket};
 use std::sync::mpsc;
@@ -659,4 +660,211 @@ async fn modbus_latency_with_the_log_server_down() {
             card.service().syslog.dropped()
         );
     }
+}
+
+/// An rsyslogd of the test's own, stopped as a service manager stops it (SIGTERM, then
+/// waited for) when dropped, a failed test's too.
+struct Rsyslog(std::process::Child);
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        // SAFETY: kill with the PID of our own child, not yet waited for.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads of 0x1060 one after another for `span`, while a setting change (an event) is made
+/// every 20 ms; the reads' times, sorted, and the markers of the changes made (`tag` and a
+/// number, in order).
+async fn reads_while_events_come(
+    card: &Card,
+    master: &mut tokio_modbus::client::Context,
+    span: Duration,
+    tag: &str,
+) -> (Vec<Duration>, usize) {
+    let live = card.service().live.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let events = {
+        let (stop, tag) = (stop.clone(), tag.to_string());
+        std::thread::spawn(move || {
+            let mut made = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && made < 100_000 {
+                live.change(
+                    &[("ntp_server", &format!("{tag}{made}.example"))],
+                    &admin(),
+                    false,
+                )
+                .unwrap();
+                made += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            made
+        })
+    };
+    let started = Instant::now();
+    let mut took = Vec::new();
+    while started.elapsed() < span && took.len() < 1_000_000 {
+        let at = Instant::now();
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            master.read_holding_registers(0x1060, 1),
+        )
+        .await
+        .expect("a Modbus answer within 5 s");
+        took.push(at.elapsed());
+        assert!(read.unwrap().is_ok());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made = events.join().unwrap();
+    took.sort();
+    (took, made)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// rsyslog stopped for a minute (`.ci/syslog` sets MODBUS_CARD_RSYSLOG_OUTAGE to
+/// `config,output file,port,pid file` of an rsyslogd this test starts and stops itself):
+/// Modbus is read all the while, and its times compared with a minute with syslog off
+/// under the same events (figures printed for BENCHMARKS.md, no assertion on time). When
+/// rsyslog is back, every event of the outage is accounted for: it arrives, or is in the
+/// count of the `syslog_dropped` notice, which comes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rsyslog: run by .ci/syslog"]
+async fn rsyslog_stopped_for_a_minute_holds_no_modbus_and_what_was_not_sent_is_told() {
+    let env = std::env::var("MODBUS_CARD_RSYSLOG_OUTAGE").expect("MODBUS_CARD_RSYSLOG_OUTAGE");
+    let parts: Vec<&str> = env.split(',').collect();
+    let [conf, out, port, pid] = parts[..] else {
+        panic!("MODBUS_CARD_RSYSLOG_OUTAGE={env}")
+    };
+    let span = Duration::from_secs(
+        std::env::var("OUTAGE_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let port: u16 = port.parse().unwrap();
+    let start_rsyslog = || {
+        let child = std::process::Command::new("rsyslogd")
+            .args(["-n", "-f", conf, "-i", pid])
+            .spawn()
+            .unwrap();
+        let rsyslog = Rsyslog(child);
+        common::wait_for("rsyslog listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        rsyslog
+    };
+    let parsed = || -> Vec<Parsed> {
+        std::fs::read_to_string(out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Parsed>(l).unwrap())
+            .collect()
+    };
+    let mut rsyslog = Some(start_rsyslog());
+    let card = card("tcp", port);
+    let who = admin();
+    card.service()
+        .live
+        .change(&[("syslog_enabled", "false")], &who, false)
+        .unwrap();
+    card.wait_state(modbus_card::link::LinkState::Up);
+    let mut master = tcp::connect(card.addr()).await.unwrap();
+
+    let (off, _) = reads_while_events_come(&card, &mut master, span, "off").await;
+
+    card.service()
+        .live
+        .change(&[("syslog_enabled", "true")], &who, false)
+        .unwrap();
+    // A marker until rsyslog has one: the sender is connected and keeping up.
+    let mut tries = 0;
+    common::wait_for("rsyslog hears the card", || {
+        tries += 1;
+        let marker = format!("before{tries}.example");
+        card.service()
+            .live
+            .change(&[("ntp_server", &marker)], &admin(), false)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        parsed().iter().any(|p| p.sd.contains("before"))
+    });
+    let before = card
+        .events()
+        .iter()
+        .filter(|e| e.message.contains("before"))
+        .map(|e| e.id)
+        .max()
+        .unwrap();
+    drop(rsyslog.take());
+    let (down, made) = reads_while_events_come(&card, &mut master, span, "down").await;
+    // Events of the outage other than its setting changes (none expected).
+    let others = card
+        .events()
+        .iter()
+        .filter(|e| {
+            e.id > before && !(e.message.contains("down") && e.message.contains(".example"))
+        })
+        .count();
+    rsyslog = Some(start_rsyslog());
+
+    // The back-off is at most a minute: the card is back within it.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let (dropped, arrived) = loop {
+        let all = parsed();
+        let dropped = all.iter().find(|p| p.msgid == "syslog_dropped");
+        let arrived = all
+            .iter()
+            .filter(|p| p.msgid == "setting_changed" && p.sd.contains("new=\"down"))
+            .count();
+        let count: usize = dropped.map_or(0, |d| d.msg.split(' ').next().unwrap().parse().unwrap());
+        // Fewer than the queue holds: all arrive, and no notice is needed.
+        if arrived + count >= made && (dropped.is_some() || made <= QUEUE) {
+            break (count, arrived);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{made} events in the outage; {arrived} arrived, notice: {dropped:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    drop(rsyslog.take());
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "syslog off: {} reads, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        off.len(),
+        ms(percentile(&off, 0.5)),
+        ms(percentile(&off, 0.99)),
+        ms(*off.last().unwrap())
+    );
+    println!(
+        "rsyslog stopped: {} reads, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {made} events, \
+         {arrived} arrived after, {dropped} told dropped ({others} other events)",
+        down.len(),
+        ms(percentile(&down, 0.5)),
+        ms(percentile(&down, 0.99)),
+        ms(*down.last().unwrap())
+    );
+    // Every event of the outage accounted for, and none counted twice: what arrived and
+    // what the notice counts make all of them (the notice counts every kind of event).
+    if made > QUEUE + others {
+        assert!(
+            dropped > 0,
+            "more events than the queue holds, none dropped"
+        );
+    }
+    assert!(
+        arrived + dropped <= made + others,
+        "{arrived} + {dropped} > {made} + {others}"
+    );
+    // The queue keeps the oldest: the first of the outage arrived.
+    assert!(
+        parsed()
+            .iter()
+            .any(|p| p.sd.contains("new=\"down0.example\"")),
+        "the outage's first event"
+    );
 }
