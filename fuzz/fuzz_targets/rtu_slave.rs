@@ -1,7 +1,8 @@
 //! RS485, the slave's side: bytes from the bus framed as the slave thread does
 //! (src/rs485/mod.rs calls `rtu::next_request`). The first byte says at which points the
 //! line fell silent. Property: a frame is whole, 4 to 256 bytes, within what arrived, with a
-//! good CRC, and `check_request` agrees when it ended at its last byte.
+//! good CRC, and `check_request` agrees when it ended at its last byte; garbage comes only at
+//! a silence, and what it leaves is a whole request ending there.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use modbus_card::modbus::{crc, rtu, MAX_RTU};
@@ -27,10 +28,18 @@ fuzz_target!(|data: &[u8]| {
                     }
                     buf.drain(..n);
                 }
-                rtu::Framing::Garbage => {
+                rtu::Framing::Garbage(n) => {
                     assert!(silent, "garbage declared before the silence");
-                    buf.clear();
-                    break;
+                    assert!((1..=buf.len()).contains(&n), "garbage of {n}");
+                    buf.drain(..n);
+                    // What is kept is a whole request that ends at the silence.
+                    if !buf.is_empty() {
+                        assert_eq!(
+                            rtu::next_request(&buf, true),
+                            rtu::Framing::Frame(buf.len()),
+                            "kept after garbage: {buf:02X?}"
+                        );
+                    }
                 }
                 rtu::Framing::Wait => break,
             }

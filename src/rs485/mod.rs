@@ -197,10 +197,10 @@ impl Slave {
                     }
                     continue;
                 }
-                Framing::Garbage => {
-                    log::debug!("rs485: no valid frame in {buf:02X?}");
+                Framing::Garbage(n) => {
+                    log::debug!("rs485: no valid frame in {:02X?}", &buf[..n]);
                     self.status.bad_frames.fetch_add(1, Relaxed);
-                    buf.clear();
+                    buf.drain(..n);
                     continue;
                 }
                 Framing::Wait => {}

@@ -735,7 +735,8 @@ impl Worker {
                     self.on_frame(len);
                     self.rx.drain(..len);
                 }
-                rtu::Framing::Garbage => return self.drop_garbage(),
+                // The UPS's own receiver, as simple as a UPS's may be: all of it goes.
+                rtu::Framing::Garbage(_) => return self.drop_garbage(),
                 rtu::Framing::Wait => return,
             }
         }

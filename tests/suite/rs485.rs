@@ -133,6 +133,33 @@ fn other_addresses_are_ignored_broadcasts_act_silently_and_crc_errors_are_counte
     );
 }
 
+/// Noise on the bus with no silence before the master's request (a driver switching on,
+/// a reflection): the noise is dropped and counted, the request answered.
+#[test]
+fn noise_just_before_a_request_costs_the_noise_not_the_request() {
+    let card = start_up(Setup {
+        rs485: true,
+        ..Setup::default()
+    });
+    let mut port = raw(&card);
+    let read = [0x03, 0x10, 0x60, 0x00, 0x01];
+    let mut run = vec![
+        0xF4, 0x50, 0xEB, 0xBB, 0xA4, 0x67, 0x2C, 0xC7, 0x23, 0x5A, 0x00, 0xFF,
+    ];
+    let mut frame = vec![];
+    rtu::encode(1, &read, &mut frame);
+    run.extend_from_slice(&frame);
+    // One write: the card reads it as one run of bytes, ended by the silence after it.
+    port.write_all(&run).unwrap();
+    let answer = read_frame(&mut port, &read, 1).expect("the request after the noise answered");
+    assert_eq!(answer[..3], [1, 0x03, 2]);
+    let status = card.service().rs485.as_ref().unwrap();
+    assert_eq!(
+        status.bad_frames.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
 #[test]
 fn rtu_communication_lost_and_restored_are_logged() {
     let card = start_up(
