@@ -441,7 +441,8 @@ fn tls_config(
     }
     let verifier = verifier.build().map_err(|e| format!("client CAs: {e}"))?;
     let verifier = Arc::new(Noting {
-        verifier: trust::with_revoked(verifier, data),
+        verifier,
+        revoked: trust::revoked(data),
         seen,
     });
     let (chain, key) = pki::server_identity(data)?;
@@ -460,11 +461,14 @@ fn tls_config(
 const NOTED_SUBJECT: usize = 200;
 
 /// The client verifier, noting whom the certificate names before judging it, so that a
-/// refusal says whom it refused. The subject is then anyone's claim: it is logged without
-/// control characters and cut at [`NOTED_SUBJECT`] characters.
+/// refusal says whom it refused, and refusing too the serial numbers the administrator
+/// revoked ([`trust::REVOKED`], as it was when the connection came). The subject is then
+/// anyone's claim: it is logged without control characters and cut at [`NOTED_SUBJECT`]
+/// characters.
 #[derive(Debug)]
 struct Noting {
     verifier: Arc<dyn ClientCertVerifier>,
+    revoked: Vec<String>,
     seen: Arc<Mutex<Option<String>>>,
 }
 
@@ -492,8 +496,15 @@ impl ClientCertVerifier for Noting {
             .chars()
             .map(|c| if c.is_control() { '?' } else { c });
         *self.seen.lock() = Some(shown.take(NOTED_SUBJECT).collect());
-        self.verifier
-            .verify_client_cert(end_entity, intermediates, now)
+        let verified = self
+            .verifier
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if trust::is_revoked(&self.revoked, end_entity) {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
+        }
+        Ok(verified)
     }
 
     fn verify_tls12_signature(

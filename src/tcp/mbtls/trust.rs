@@ -6,13 +6,9 @@
 
 use super::pki;
 use crate::files::{create_dir_durable, write_private};
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use std::path::Path;
-use std::sync::Arc;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
@@ -352,68 +348,12 @@ pub fn expiring(data: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// `inner`, refusing too the certificates whose serial numbers the administrator revoked
-/// ([`REVOKED`], as it is now).
-pub fn with_revoked(
-    inner: Arc<dyn ClientCertVerifier>,
-    data: &Path,
-) -> Arc<dyn ClientCertVerifier> {
-    let serials = revoked(data);
-    if serials.is_empty() {
-        return inner;
-    }
-    Arc::new(Revoked { inner, serials })
-}
-
-#[derive(Debug)]
-struct Revoked {
-    inner: Arc<dyn ClientCertVerifier>,
-    serials: Vec<String>,
-}
-
-impl ClientCertVerifier for Revoked {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        match X509Certificate::from_der(end_entity) {
-            Ok((_, c)) if self.serials.contains(&of_bytes(c.raw_serial())) => {
-                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
-            }
-            _ => Ok(verified),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+/// Whether the certificate `der` has one of the serial numbers in `revoked` (as
+/// [`revoked`] reads them).
+pub fn is_revoked(revoked: &[String], der: &CertificateDer<'_>) -> bool {
+    !revoked.is_empty()
+        && X509Certificate::from_der(der)
+            .is_ok_and(|(_, c)| revoked.contains(&of_bytes(c.raw_serial())))
 }
 
 #[cfg(test)]
