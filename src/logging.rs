@@ -1,9 +1,13 @@
 //! Logging that never makes a real-time thread wait.
 //!
-//! env_logger filters and formats as usual, but writes each formatted line into a bounded
-//! queue without waiting; a thread of its own writes the lines to standard error (a file
-//! on flash, under the init script). A serial thread that logs never waits on the disk;
-//! if the queue is full the line is dropped and counted, and the count is reported.
+//! env_logger's filter (RUST_LOG) decides what is logged; each line is then formatted on
+//! the logging thread's own stack, as env_logger's default format does, and put in a
+//! bounded queue without waiting; a thread of its own writes the lines to standard error
+//! (a file on flash, under the init script). A serial thread that logs never waits on the
+//! disk, nor on another thread: env_logger's own output goes through one lock for all
+//! threads, which a flood of debug lines from the TCP sessions held for seconds against
+//! the RS485 thread (ROBUSTNESS.md, the accelerated soak). If the queue is full the line
+//! is dropped and counted, and the count is reported.
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::io::{self, Write};
@@ -30,14 +34,17 @@ pub struct Logging {
 pub fn init() -> Logging {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE);
     let counts = Arc::new(Counts::default());
-    let writer = QueueWriter {
+    let filter =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let max = filter.filter();
+    let logger = Queued {
+        filter,
         tx,
         counts: counts.clone(),
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .target(env_logger::Target::Pipe(Box::new(writer)))
-        .init();
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(max);
+    }
     let thread_counts = counts.clone();
     let _ = std::thread::Builder::new()
         .name("log".into())
@@ -76,15 +83,23 @@ fn write_lines(rx: Receiver<Vec<u8>>, counts: &Counts) {
     }
 }
 
-struct QueueWriter {
+struct Queued {
+    filter: env_logger::Logger,
     tx: Sender<Vec<u8>>,
     counts: Arc<Counts>,
 }
 
-impl Write for QueueWriter {
-    /// env_logger hands over one whole formatted line per call.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.tx.try_send(buf.to_vec()) {
+impl log::Log for Queued {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.filter.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.filter.matches(record) {
+            return;
+        }
+        let now = crate::clock::unix_ms(std::time::SystemTime::now());
+        match self.tx.try_send(line(now, record).into_bytes()) {
             Ok(()) => {
                 self.counts.queued.fetch_add(1, Relaxed);
             }
@@ -92,10 +107,37 @@ impl Write for QueueWriter {
                 self.counts.dropped.fetch_add(1, Relaxed);
             }
         }
-        Ok(buf.len())
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    fn flush(&self) {}
+}
+
+/// `[2026-12-07T23:51:43.030Z INFO  modbus_card::link] text`: env_logger's default line,
+/// which the tests and the field's scripts read.
+fn line(unix_ms: i64, record: &log::Record<'_>) -> String {
+    format!(
+        "[{} {:<5} {}] {}\n",
+        crate::calendar::iso8601(unix_ms),
+        record.level(),
+        record.target(),
+        record.args()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_reads_as_env_loggers_default() {
+        let record = log::Record::builder()
+            .level(log::Level::Info)
+            .target("modbus_card::web")
+            .args(format_args!("https listening on 127.0.0.1:443"))
+            .build();
+        assert_eq!(
+            line(1_796_687_503_030, &record),
+            "[2026-12-07T23:51:43.030Z INFO  modbus_card::web] https listening on 127.0.0.1:443\n"
+        );
     }
 }
