@@ -603,7 +603,9 @@ impl Service {
         let Some(place) = self.ssh.clone() else {
             return Ok(());
         };
-        let beat = self.health.register("ssh", stall);
+        // Busy from one beat to the next (its loop waits on many things at once): stalled
+        // only when a beat is `stall` late.
+        let beat = self.health.register("ssh", stall + ssh::BEAT);
         let thread = ssh::spawn(
             place,
             &self.data,

@@ -165,7 +165,13 @@ fn home_draws_the_history_and_the_csv_parses_and_it_survives_a_restart() {
     // Stopped: its samples are on disk, and the next start shows them.
     let store = Store::open(&data).unwrap();
     let minutes = history::rows(store.connection(), None, Resolution::Minute, 0).unwrap();
-    assert_eq!(minutes.len(), 271, "270 inserted and the card's own");
+    // The card's own: one a minute, so two when the run spans two turns of the minute (a
+    // loaded machine).
+    assert!(
+        (271..=272).contains(&minutes.len()),
+        "270 inserted and the card's own: {}",
+        minutes.len()
+    );
     let own = minutes.last().unwrap();
     assert!(
         own.0 >= now - MINUTE_MS,

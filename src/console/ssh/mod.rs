@@ -50,8 +50,9 @@ const GOODBYE: Duration = Duration::from_secs(1);
 /// How long the stopping service waits for its SSH users to read their goodbye: a client
 /// that never reads must not hold the service's stop past 2 s.
 const STOP_GOODBYE: Duration = Duration::from_millis(1500);
-/// How often the thread tells the watchdog it is alive.
-const BEAT: Duration = Duration::from_secs(5);
+/// How often the thread tells the watchdog it is alive: it counts as stalled only when a
+/// beat is this much later than its limit (the service registers it so).
+pub const BEAT: Duration = Duration::from_secs(5);
 
 /// Where the SSH console listens: fixed by the command line, bound while `ssh_enabled`.
 /// A port chosen by the system (`:0`, in tests) is bound again at the port it had.
