@@ -168,11 +168,12 @@ mod tests {
 
     #[test]
     fn only_file_mappings_are_taken() {
-        let code = "55950bb17000-55950c039000 r-xp 00155000 fd:01 1837 /usr/bin/modbus-card";
-        assert_eq!(file_mapping(code), Some((0x55950bb17000, 0x55950c039000)));
-        let heap = "559548eaa000-5595491eb000 rw-p 00000000 00:00 0          [heap]";
+        // Addresses that fit the card's 32-bit usize too.
+        let code = "00400000-00923000 r-xp 00155000 fd:01 1837 /usr/bin/modbus-card";
+        assert_eq!(file_mapping(code), Some((0x0040_0000, 0x0092_3000)));
+        let heap = "01e4a000-021ab000 rw-p 00000000 00:00 0          [heap]";
         assert_eq!(file_mapping(heap), None);
-        let arena = "7f1d60000000-7f1d600c5000 rw-p 00000000 00:00 0";
+        let arena = "b6d00000-b6dc5000 rw-p 00000000 00:00 0";
         assert_eq!(file_mapping(arena), None);
         assert_eq!(file_mapping(""), None);
     }
