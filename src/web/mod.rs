@@ -178,8 +178,6 @@ impl Web {
                 first[kind as usize] = Some(Some(listeners.bind(kind)?));
             }
         }
-        listeners.put(first);
-
         let bind = config
             .https
             .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
@@ -190,6 +188,9 @@ impl Web {
         }
         let certs = Arc::new(certs);
         let tls = tls_config(certs.clone())?;
+        // Said listening (the log line scripts wait for) once the certificates exist: on a
+        // first start they are made just above, and a client may read the card's root next.
+        listeners.put(first);
 
         let app = Arc::new(App {
             card: parts.card.clone(),
