@@ -52,8 +52,15 @@ def metrics(size):
     return {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": size == "phone"}
 
 
-def shoot(name):
-    """The whole page at each width."""
+PANEL_RECT = """
+    const p = [...document.querySelectorAll('section.panel')]
+        .find(s => s.querySelector('h2').textContent === 'Remote syslog');
+    const r = p.getBoundingClientRect();
+    return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height};"""
+
+
+def shoot(name, only_panel=False):
+    """The whole page at each width, or only the outcome above and the Remote syslog panel."""
     for size in SIZES:
         m = metrics(size)
         d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", m)
@@ -62,30 +69,13 @@ def shoot(name):
         m["height"] = max(m["height"], int(height))
         d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", m)
         time.sleep(0.3)
-        shot = d.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
-        open(os.path.join(SHOTS, f"{name}-{size}.png"), "wb").write(base64.b64decode(shot["data"]))
-    d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-
-
-def shoot_panel(name):
-    """The outcome above and the Remote syslog panel, at each width."""
-    for size in SIZES:
-        m = metrics(size)
-        d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", m)
-        time.sleep(0.3)
-        height = d.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["height"]
-        m["height"] = max(m["height"], int(height))
-        d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", m)
-        time.sleep(0.3)
-        rect = d.execute_script("""
-            const p = [...document.querySelectorAll('section.panel')]
-                .find(s => s.querySelector('h2').textContent === 'Remote syslog');
-            const r = p.getBoundingClientRect();
-            return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height};""")
-        clip = {k: rect[k] for k in ("x", "y", "width", "height")}
-        clip["scale"] = 1
-        shot = d.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip,
-                                                            "captureBeyondViewport": True})
+        args = {"format": "png"}
+        if only_panel:
+            rect = d.execute_script(PANEL_RECT)
+            args["clip"] = {k: rect[k] for k in ("x", "y", "width", "height")}
+            args["clip"]["scale"] = 1
+            args["captureBeyondViewport"] = True
+        shot = d.execute_cdp_cmd("Page.captureScreenshot", args)
         open(os.path.join(SHOTS, f"{name}-{size}.png"), "wb").write(base64.b64decode(shot["data"]))
     d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
@@ -151,7 +141,7 @@ try:
         got = server.recv(4096).decode()
     print("the server got:", got)
     shoot("config-syslog")
-    shoot_panel("syslog")
+    shoot("syslog", only_panel=True)
 
     set_syslog("127.0.0.1", closed_port, "tcp")
     send_test()

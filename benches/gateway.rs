@@ -21,6 +21,8 @@
 //!    `BENCH_WEB_ONLY=1` runs only this part.
 mod usage;
 
+mod card;
+
 use modbus_card::modbus::{mbap, rtu};
 use modbus_card::pty::Pty;
 use modbus_card::serial::{Port, Wait};
@@ -273,18 +275,6 @@ fn tcp_load(addr: &str, clients: usize, until: impl Fn(usize, Duration) -> bool 
     )
 }
 
-/// The simulated UPS at 19200 baud on a new pseudo-terminal, answering as fast as it can.
-fn unpaced_sim() -> Sim {
-    Sim::on_pty(
-        Pty::open().unwrap(),
-        SimConfig {
-            baud: 19200,
-            ..SimConfig::default()
-        },
-    )
-    .unwrap()
-}
-
 fn line_rate_time(baud: u32) -> Duration {
     rtu::wire_time(baud, REQUEST_BYTES + ANSWER_BYTES) + rtu::t35(baud) * 2
 }
@@ -318,7 +308,7 @@ fn main() {
     }
 
     // 1. Unpaced.
-    let sim = unpaced_sim();
+    let sim = card::simulated_ups();
     let path = sim.path().unwrap().to_path_buf();
     let fl = floor(&path, 19200, Duration::ZERO, |done, _| done >= n);
     println!("## unpaced, over pseudo-terminals ({n} requests each)\n");
@@ -766,7 +756,7 @@ fn web_load(spec: &str) {
 /// hundred HTTPS page requests per second from a second process; RSS with every service
 /// on (Modbus TCP, RS485, HTTP, HTTPS, polling); the cost of a login.
 fn web(n: usize) {
-    let sim = unpaced_sim();
+    let sim = card::simulated_ups();
     let path = sim.path().unwrap().to_path_buf();
     let rs485 = modbus_card::pty::NullModem::open().unwrap();
     let rs485_path = rs485.card_side().to_string_lossy().into_owned();

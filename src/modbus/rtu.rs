@@ -267,10 +267,16 @@ pub fn next_request(buf: &[u8], silent: bool) -> Framing {
 /// a reader scheduled late that gets both at once) then costs the noise, not the request.
 /// Only lengths the function fixes are taken: a frame ending at the silence with a CRC
 /// that a random run matches by chance once in 65,536 tries, at one place only.
+///
+/// It runs on the RS485 thread: only the last [`MAX_RTU`] bytes can hold such a frame, and
+/// the CRC is computed only where the function's length reaches exactly to the end.
 fn noise_before_frame(buf: &[u8]) -> usize {
-    (1..buf.len().saturating_sub(3))
-        .find(|&k| check_request(&buf[k..]) == Ok(Status::Complete(buf.len() - k)))
-        .unwrap_or(buf.len())
+    let len = buf.len();
+    (len.saturating_sub(MAX_RTU).max(1)..len.saturating_sub(3))
+        .find(|&k| {
+            request_len(&buf[k..]) == Ok(Status::Complete(len - k)) && crc::is_valid(&buf[k..])
+        })
+        .unwrap_or(len)
 }
 
 /// Bits on the wire per character: start, 8 data, stop (8N1, as the card's ports use).

@@ -311,6 +311,7 @@ fn serve(stream: TcpStream, peer: SocketAddr, pending: (u64, Arc<AtomicBool>), s
         .map(|cert| role::of(cert))
         .unwrap_or_else(|| role::Client {
             subject: "?".into(),
+            serial: String::new(),
             role: Err("no certificate".into()),
         });
     let refuse = |reason: String| {
@@ -491,15 +492,16 @@ impl ClientCertVerifier for Noting {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let subject = role::of(end_entity).subject;
-        let shown = subject
+        let client = role::of(end_entity);
+        let shown = client
+            .subject
             .chars()
             .map(|c| if c.is_control() { '?' } else { c });
         *self.seen.lock() = Some(shown.take(NOTED_SUBJECT).collect());
         let verified = self
             .verifier
             .verify_client_cert(end_entity, intermediates, now)?;
-        if trust::is_revoked(&self.revoked, end_entity) {
+        if self.revoked.contains(&client.serial) {
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Revoked,
             ));

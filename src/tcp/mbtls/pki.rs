@@ -65,6 +65,14 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", dir.join(name).display()))
 }
 
+/// `DATA/mbtls/NAME` replaced whole (temporary file, synced, renamed), the folder made
+/// (durably) if missing: the administrator's lists and tables.
+pub(super) fn store(data: &Path, name: &str, text: &str) -> Result<(), String> {
+    let dir = dir(data);
+    create_dir_durable(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    write(&dir, name, text)
+}
+
 /// The card's certificate chain and key on this port, made if missing.
 pub fn server_identity(
     data: &Path,

@@ -3,7 +3,6 @@
 //! the rights of the session through the administrator's table ([`ROLES`], read at each
 //! connection; [`DEFAULT`] until one is saved).
 
-use crate::files::{create_dir_durable, write_private};
 use std::path::Path;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -95,10 +94,7 @@ pub fn set(data: &Path, role: &str, grant: Grant) -> Result<(), String> {
         .iter()
         .map(|(name, g)| format!("{} {name}\n", g.name()))
         .collect();
-    let dir = super::pki::dir(data);
-    create_dir_durable(&dir)
-        .and_then(|()| write_private(&dir.join(ROLES), text.as_bytes()))
-        .map_err(|e| format!("{}: {e}", dir.join(ROLES).display()))
+    super::pki::store(data, ROLES, &text)
 }
 
 /// What a client certificate says about its holder.
@@ -106,6 +102,9 @@ pub fn set(data: &Path, role: &str, grant: Grant) -> Result<(), String> {
 pub struct Client {
     /// The certificate's subject, for the events and pages.
     pub subject: String,
+    /// Its serial number as the revoked list holds them (`trust::serial`); empty when the
+    /// certificate is not readable.
+    pub serial: String,
     /// The role, or why there is none to use.
     pub role: Result<String, String>,
 }
@@ -117,11 +116,13 @@ pub fn of(der: &[u8]) -> Client {
         Err(e) => {
             return Client {
                 subject: "?".into(),
+                serial: String::new(),
                 role: Err(format!("certificate not readable: {e}")),
             }
         }
     };
     let subject = cert.subject().to_string();
+    let serial = super::trust::of_bytes(cert.raw_serial());
     let mut found = cert
         .extensions()
         .iter()
@@ -131,7 +132,11 @@ pub fn of(der: &[u8]) -> Client {
         (Some(_), Some(_)) => Err("the role extension appears twice".into()),
         (Some(ext), None) => utf8_string(ext.value),
     };
-    Client { subject, role }
+    Client {
+        subject,
+        serial,
+        role,
+    }
 }
 
 /// The text of a DER UTF8String that is the whole of `der`, at most [`MAX_ROLE`] bytes.

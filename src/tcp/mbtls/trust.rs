@@ -5,7 +5,6 @@
 //! synced, renamed); a handshake reads them as they are then.
 
 use super::pki;
-use crate::files::{create_dir_durable, write_private};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use std::path::Path;
@@ -111,13 +110,6 @@ fn pem(label: &str, der: &[u8]) -> String {
     out + &format!("-----END {label}-----\n")
 }
 
-fn write(data: &Path, name: &str, text: &str) -> Result<(), String> {
-    let dir = pki::dir(data);
-    create_dir_durable(&dir)
-        .and_then(|()| write_private(&dir.join(name), text.as_bytes()))
-        .map_err(|e| format!("{}: {e}", dir.join(name).display()))
-}
-
 fn sha256(der: &[u8]) -> String {
     crate::accounts::hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
@@ -206,7 +198,7 @@ pub fn add_cas(data: &Path, pem_text: &[u8], replace: bool) -> Result<Vec<String
 
 fn save_cas(data: &Path, all: &[CertificateDer<'_>]) -> Result<(), String> {
     let text: String = all.iter().map(|d| pem("CERTIFICATE", d)).collect();
-    write(data, pki::CLIENTS_CA, &text)
+    pki::store(data, pki::CLIENTS_CA, &text)
 }
 
 /// Stops trusting the CA whose [`Ca::id`] is `id`; returns its subject.
@@ -296,7 +288,7 @@ pub fn install_crl(data: &Path, pem_text: &[u8]) -> Result<Vec<String>, Vec<Stri
         .collect();
     all.extend(new);
     let text: String = all.iter().map(|d| pem("X509 CRL", d)).collect();
-    write(data, pki::CLIENTS_CRL, &text).map_err(|e| vec![e])?;
+    pki::store(data, pki::CLIENTS_CRL, &text).map_err(|e| vec![e])?;
     Ok(issuers)
 }
 
@@ -324,7 +316,7 @@ pub fn set_revoked(data: &Path, text: &str, on: bool) -> Result<String, String> 
         all.retain(|r| *r != s);
     }
     let text: String = all.iter().map(|r| format!("{r}\n")).collect();
-    write(data, REVOKED, &text)?;
+    pki::store(data, REVOKED, &text)?;
     Ok(s)
 }
 
@@ -346,14 +338,6 @@ pub fn expiring(data: &Path) -> Vec<(String, String)> {
         ))
     }));
     out
-}
-
-/// Whether the certificate `der` has one of the serial numbers in `revoked` (as
-/// [`revoked`] reads them).
-pub fn is_revoked(revoked: &[String], der: &CertificateDer<'_>) -> bool {
-    !revoked.is_empty()
-        && X509Certificate::from_der(der)
-            .is_ok_and(|(_, c)| revoked.contains(&of_bytes(c.raw_serial())))
 }
 
 #[cfg(test)]
